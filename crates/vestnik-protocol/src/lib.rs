@@ -1,0 +1,26 @@
+//! The Pusher Channels protocol v7, as pure functions over strings and bytes.
+//!
+//! This crate knows what is on the wire and how it is signed. It never does IO, never touches tokio and
+//! never holds state, so it can be unit-tested with the reference vectors and fuzzed directly.
+//!
+//! # Layout
+//! - [`channel`]: validated channel names and their kinds.
+//! - [`message`]: client messages in (parsed into closed enums), server messages out (encoded once).
+//! - [`auth`]: channel authorisation, user sign-in and signed HTTP request verification.
+//! - [`webhook`]: the webhook body signature.
+//! - [`socket`]: socket ids.
+//! - [`code`]: the one table of Pusher error and close codes.
+//! - [`limits`]: default limits, each with its source.
+
+pub mod auth;
+pub mod channel;
+pub mod code;
+pub mod limits;
+pub mod message;
+pub mod socket;
+pub mod webhook;
+
+pub use channel::{ChannelKind, ChannelName, ChannelNameError};
+pub use code::PusherCode;
+pub use message::{ClientMessage, MessageError, ServerMessage};
+pub use socket::SocketId;

@@ -1,0 +1,71 @@
+//! Default limits, each with its source.
+//!
+//! Every number the broker enforces by default lives here (or in the config, which starts from these),
+//! so that no magic number hides in the code. This module must never hold runtime state.
+
+/// Longest accepted channel name, prefix included. Pusher's docs say 164, but the Node and Python SDKs,
+/// soketi and sockudo all allow 200, and refusing what an official SDK sends would break users.
+pub const MAX_CHANNEL_NAME_LEN: usize = 200;
+
+/// Longest accepted event name (Node and Python SDKs, soketi, sockudo: 200).
+pub const MAX_EVENT_NAME_LEN: usize = 200;
+
+/// Largest event `data`, in bytes: "10 KB" in Pusher's REST API docs; above it the API answers 413.
+pub const MAX_EVENT_BYTES: usize = 10 * 1024;
+
+/// Most channels in one trigger (Pusher REST API docs; enforced by every official SDK).
+pub const MAX_CHANNELS_PER_TRIGGER: usize = 100;
+
+/// Most events in one `batch_events` call (Pusher REST API docs).
+pub const MAX_BATCH_EVENTS: usize = 10;
+
+/// Most members in one presence channel (Pusher presence-channels docs).
+pub const MAX_PRESENCE_MEMBERS: usize = 100;
+
+/// Largest presence `user_info`, in bytes (Pusher presence-channels docs: 1 KB).
+pub const MAX_USER_INFO_BYTES: usize = 1024;
+
+/// Longest presence `user_id` (Pusher presence-channels docs: 128 characters).
+pub const MAX_USER_ID_LEN: usize = 128;
+
+/// Client events each socket may send per second (Pusher events docs).
+pub const CLIENT_EVENTS_PER_SECOND: u32 = 10;
+
+/// Most user ids a watchlist may hold; the rest are dropped with error 4302 (Pusher protocol docs).
+pub const MAX_WATCHLIST: usize = 100;
+
+/// How far `auth_timestamp` may be from the server's clock, in seconds (Pusher REST API docs).
+pub const AUTH_TIMESTAMP_WINDOW_SECS: u64 = 600;
+
+/// Seconds of silence after which the server pings a socket; sent in the handshake (Pusher recommends
+/// 120; pusher-js refuses a handshake without it).
+pub const ACTIVITY_TIMEOUT_SECS: u64 = 120;
+
+/// Seconds the server waits for a pong after its ping before closing with 4201 (pusher-js
+/// `pongTimeout` default, mirrored on the server side).
+pub const PONG_TIMEOUT_SECS: u64 = 30;
+
+/// How long a cache channel keeps its last event (Pusher cache-channels docs: up to 30 minutes).
+pub const CACHE_TTL_SECS: u64 = 30 * 60;
+
+/// Largest WebSocket message a client may send, in bytes. A client event carries at most
+/// [`MAX_EVENT_BYTES`] of data plus its envelope; a presence subscribe carries at most
+/// [`MAX_USER_INFO_BYTES`] plus the signature. 64 KiB leaves room for raised per-app limits while
+/// keeping a hostile client from making the server buffer megabytes (tungstenite's default is 64 MiB).
+pub const MAX_CLIENT_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Frames a socket's outbound queue may hold before the socket counts as a slow consumer and is closed
+/// with 4100. The writer drains the whole queue on every wake-up, so a healthy socket never holds more
+/// than a few; 1024 absorbs a burst of a second or more at high fan-out rates.
+pub const OUTBOX_CAPACITY: usize = 1024;
+
+/// Lowest and highest protocol versions served. pusher-js sends 7; 5 and 6 differ only in details the
+/// server does not depend on.
+pub const SUPPORTED_PROTOCOLS: std::ops::RangeInclusive<u32> = 5..=7;
+
+/// Subscription-count events on a channel with more than this many subscribers are throttled to one per
+/// [`SUBSCRIPTION_COUNT_INTERVAL_SECS`] (Pusher events docs).
+pub const SUBSCRIPTION_COUNT_THROTTLE_ABOVE: usize = 100;
+
+/// Minimum interval between throttled subscription-count events, in seconds (Pusher events docs).
+pub const SUBSCRIPTION_COUNT_INTERVAL_SECS: u64 = 5;
