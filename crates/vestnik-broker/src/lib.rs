@@ -1,0 +1,25 @@
+//! Vestnik's core: apps, channels, presence rosters, connections and routing.
+//!
+//! The edges (HTTP, WebSocket) call [`Broker`]; the broker talks back to sockets only through each
+//! connection's [`Outbox`](connection::Outbox). Events are encoded once and shared as `Bytes`. This
+//! crate must never do IO: no HTTP, no WebSocket, no disk.
+//!
+//! # Layout
+//! - [`app`]: app configuration and the [`AppStore`](app::AppStore) boundary.
+//! - [`connection`]: [`ConnectionHandle`](connection::ConnectionHandle) and its bounded outbox.
+//! - [`registry`]: the sharded channel map of one app, and fan-out.
+//! - [`presence`]: presence rosters with per-user socket counts.
+//! - [`broker`]: [`Broker`], the one API the edges call.
+//! - [`error`]: typed errors, each mapped to its Pusher code in one place.
+
+pub mod app;
+pub mod broker;
+pub mod connection;
+pub mod error;
+pub mod presence;
+pub mod registry;
+
+pub use app::{App, AppStore, StaticAppStore};
+pub use broker::{AppRuntime, Broker, BrokerConfig, BrokerStats, PublishEvent};
+pub use connection::{CloseRequest, Connection, ConnectionHandle, Outbox};
+pub use error::{ClientEventError, ConnectError, SigninError, SubscribeError};

@@ -128,9 +128,10 @@ impl ChannelName {
     pub fn server_to_user_id(&self) -> Option<&str> {
         match self.kind {
             ChannelKind::ServerToUser => self.name.strip_prefix(SERVER_TO_USER_PREFIX),
-            ChannelKind::Public | ChannelKind::Private | ChannelKind::Encrypted | ChannelKind::Presence => {
-                None
-            }
+            ChannelKind::Public
+            | ChannelKind::Private
+            | ChannelKind::Encrypted
+            | ChannelKind::Presence => None,
         }
     }
 
@@ -218,13 +219,19 @@ mod tests {
     #[test]
     fn refusals() {
         assert_eq!(ChannelName::parse(""), Err(ChannelNameError::Empty));
-        assert_eq!(ChannelName::parse(&"a".repeat(201)), Err(ChannelNameError::TooLong));
+        assert_eq!(
+            ChannelName::parse(&"a".repeat(201)),
+            Err(ChannelNameError::TooLong)
+        );
         assert!(ChannelName::parse(&"a".repeat(200)).is_ok());
         for bad in ["a b", "a:b", "#x", "x#", "é", "a/b", "#server-to-user-a b"] {
-            assert!(matches!(
-                ChannelName::parse(bad),
-                Err(ChannelNameError::InvalidCharacter(_))
-            ), "{bad}");
+            assert!(
+                matches!(
+                    ChannelName::parse(bad),
+                    Err(ChannelNameError::InvalidCharacter(_))
+                ),
+                "{bad}"
+            );
         }
         assert!(matches!(
             ChannelName::parse("private-"),
@@ -241,6 +248,9 @@ mod tests {
         let c = ChannelName::server_to_user("42").unwrap();
         assert_eq!(c.as_str(), "#server-to-user-42");
         assert_eq!(c.server_to_user_id(), Some("42"));
-        assert_eq!(ChannelName::parse("private-a").unwrap().server_to_user_id(), None);
+        assert_eq!(
+            ChannelName::parse("private-a").unwrap().server_to_user_id(),
+            None
+        );
     }
 }

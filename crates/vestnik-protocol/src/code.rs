@@ -116,10 +116,22 @@ mod tests {
 
     #[test]
     fn ranges_map_to_policies() {
-        assert_eq!(PusherCode::AppNotFound.reconnect_policy(), ReconnectPolicy::Never);
-        assert_eq!(PusherCode::OverCapacity.reconnect_policy(), ReconnectPolicy::Backoff);
-        assert_eq!(PusherCode::Reconnect.reconnect_policy(), ReconnectPolicy::Immediately);
-        assert_eq!(PusherCode::ClientEventRejected.reconnect_policy(), ReconnectPolicy::Other);
+        assert_eq!(
+            PusherCode::AppNotFound.reconnect_policy(),
+            ReconnectPolicy::Never
+        );
+        assert_eq!(
+            PusherCode::OverCapacity.reconnect_policy(),
+            ReconnectPolicy::Backoff
+        );
+        assert_eq!(
+            PusherCode::Reconnect.reconnect_policy(),
+            ReconnectPolicy::Immediately
+        );
+        assert_eq!(
+            PusherCode::ClientEventRejected.reconnect_policy(),
+            ReconnectPolicy::Other
+        );
         assert_eq!(PusherCode::PongTimeout.code(), 4201);
     }
 }

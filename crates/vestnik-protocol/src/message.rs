@@ -319,10 +319,11 @@ impl PresenceData {
 impl UserData {
     /// Parses a sign-in `user_data` string: `{"id": <string>, "user_info"?: <any>, "watchlist"?: [..]}`.
     pub fn parse(text: &str) -> Result<Self, UserDataError> {
-        let raw: RawUser<'_> = serde_json::from_str(text).map_err(|e| UserDataError::Malformed {
-            what: "user_data",
-            message: e.to_string(),
-        })?;
+        let raw: RawUser<'_> =
+            serde_json::from_str(text).map_err(|e| UserDataError::Malformed {
+                what: "user_data",
+                message: e.to_string(),
+            })?;
         Ok(Self {
             id: user_id(raw.id, "user_data")?,
             user_info: null_to_none(raw.user_info),
@@ -595,13 +596,23 @@ impl ServerMessage<'_> {
                     data.push_str(info.get());
                 }
                 data.push('}');
-                envelope(&mut out, "pusher_internal:member_added", Some(channel), Some(&data));
+                envelope(
+                    &mut out,
+                    "pusher_internal:member_added",
+                    Some(channel),
+                    Some(&data),
+                );
             }
             Self::MemberRemoved { channel, user_id } => {
                 let mut data = String::from("{\"user_id\":");
                 push_json_str(&mut data, user_id);
                 data.push('}');
-                envelope(&mut out, "pusher_internal:member_removed", Some(channel), Some(&data));
+                envelope(
+                    &mut out,
+                    "pusher_internal:member_removed",
+                    Some(channel),
+                    Some(&data),
+                );
             }
             Self::SubscriptionCount { channel, count } => {
                 let data = format!("{{\"subscription_count\":{count}}}");
@@ -698,16 +709,17 @@ mod tests {
         let cd = r#"{"user_id": "fred", "user_info": {"key": "value"}}"#;
         let frame = json!({"event":"pusher:subscribe","data":{"channel":"presence-x","auth":"k:s","channel_data":cd}});
         let m = ClientMessage::parse(&frame.to_string()).unwrap();
-        let ClientMessage::Subscribe(s) = m else { panic!() };
+        let ClientMessage::Subscribe(s) = m else {
+            panic!()
+        };
         assert_eq!(s.channel_data.as_deref(), Some(cd));
     }
 
     #[test]
     fn accepts_double_encoded_data() {
-        let m = ClientMessage::parse(
-            r#"{"event":"pusher:subscribe","data":"{\"channel\":\"a\"}"}"#,
-        )
-        .unwrap();
+        let m =
+            ClientMessage::parse(r#"{"event":"pusher:subscribe","data":"{\"channel\":\"a\"}"}"#)
+                .unwrap();
         assert!(matches!(m, ClientMessage::Subscribe(_)));
     }
 
@@ -717,13 +729,16 @@ mod tests {
             r#"{"event":"client-typing","channel":"private-a","data":{"x":1}}"#,
         )
         .unwrap();
-        let ClientMessage::ClientEvent { data, .. } = m else { panic!() };
+        let ClientMessage::ClientEvent { data, .. } = m else {
+            panic!()
+        };
         assert_eq!(data, r#"{"x":1}"#);
-        let m = ClientMessage::parse(
-            r#"{"event":"client-typing","channel":"private-a","data":"hi"}"#,
-        )
-        .unwrap();
-        let ClientMessage::ClientEvent { data, .. } = m else { panic!() };
+        let m =
+            ClientMessage::parse(r#"{"event":"client-typing","channel":"private-a","data":"hi"}"#)
+                .unwrap();
+        let ClientMessage::ClientEvent { data, .. } = m else {
+            panic!()
+        };
         assert_eq!(data, "hi");
     }
 
@@ -734,7 +749,10 @@ mod tests {
             (r#"{"data":{}}"#, 4300),
             (r#"{"event":"pusher:bogus"}"#, 4300),
             (r#"{"event":"hello","channel":"private-a"}"#, 4301),
-            (r#"{"event":"pusher:subscribe","data":{"channel":"a b"}}"#, 4300),
+            (
+                r#"{"event":"pusher:subscribe","data":{"channel":"a b"}}"#,
+                4300,
+            ),
             (r#"{"event":"pusher:subscribe"}"#, 4300),
         ];
         for (text, code) in cases {
@@ -779,8 +797,14 @@ mod tests {
     fn presence_succeeded_shape() {
         let info_a = RawValue::from_string(r#"{"name":"A"}"#.into()).unwrap();
         let members = [
-            MemberView { user_id: "a", user_info: Some(&info_a) },
-            MemberView { user_id: "b", user_info: None },
+            MemberView {
+                user_id: "a",
+                user_info: Some(&info_a),
+            },
+            MemberView {
+                user_id: "b",
+                user_info: None,
+            },
         ];
         let b = ServerMessage::PresenceSubscriptionSucceeded {
             channel: "presence-example-channel",
@@ -819,7 +843,10 @@ mod tests {
             }
             .encode(),
         );
-        assert_eq!(v, json!({"event":"pusher:error","data":{"code":4001,"message":"App key x does not exist."}}));
+        assert_eq!(
+            v,
+            json!({"event":"pusher:error","data":{"code":4001,"message":"App key x does not exist."}})
+        );
         let v = parse_json(
             &ServerMessage::SubscriptionError {
                 channel: "private-a",
@@ -829,8 +856,17 @@ mod tests {
             }
             .encode(),
         );
-        assert_eq!(v["data"], json!({"type":"AuthError","error":"bad","status":401}));
-        let v = parse_json(&ServerMessage::Watchlist { event: WatchlistEvent::Online, user_ids: &["1"] }.encode());
+        assert_eq!(
+            v["data"],
+            json!({"type":"AuthError","error":"bad","status":401})
+        );
+        let v = parse_json(
+            &ServerMessage::Watchlist {
+                event: WatchlistEvent::Online,
+                user_ids: &["1"],
+            }
+            .encode(),
+        );
         let d: Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
         assert_eq!(d, json!({"events":[{"name":"online","user_ids":["1"]}]}));
     }

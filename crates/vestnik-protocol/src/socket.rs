@@ -30,7 +30,8 @@ impl SocketId {
     pub fn parse(s: &str) -> Result<Self, SocketIdError> {
         let err = || SocketIdError(s.chars().take(64).collect());
         let (a, b) = s.split_once('.').ok_or_else(err)?;
-        let digits = |p: &str| !p.is_empty() && p.len() <= 19 && p.bytes().all(|c| c.is_ascii_digit());
+        let digits =
+            |p: &str| !p.is_empty() && p.len() <= 19 && p.bytes().all(|c| c.is_ascii_digit());
         if !digits(a) || !digits(b) {
             return Err(err());
         }
@@ -55,7 +56,18 @@ mod tests {
     fn round_trip_and_refusals() {
         let id = SocketId::parse("45055.28877557").unwrap();
         assert_eq!(id.to_string(), "45055.28877557");
-        for bad in ["1.1:", ":1.1", "1", "a.b", "1.", ".1", "1.1.1", "", "-1.2", "99999999999999999999.1"] {
+        for bad in [
+            "1.1:",
+            ":1.1",
+            "1",
+            "a.b",
+            "1.",
+            ".1",
+            "1.1.1",
+            "",
+            "-1.2",
+            "99999999999999999999.1",
+        ] {
             assert!(SocketId::parse(bad).is_err(), "{bad}");
         }
     }

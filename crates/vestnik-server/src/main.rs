@@ -1,1 +1,169 @@
-fn main() {}
+//! The `vestnik` binary: flags and environment into a [`Config`], then [`server::run`] until a signal.
+//!
+//! `main` is the only place that uses `anyhow`; everything below returns typed errors.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+use vestnik_server::config::Config;
+use vestnik_server::{server, shutdown::Shutdown};
+
+/// Vestnik: a self-hosted realtime broker that speaks the Pusher Channels protocol v7 and the signed
+/// Pusher HTTP API.
+///
+/// With no arguments it serves one development app (id `app-id`, key `app-key`, secret `app-secret`)
+/// on 0.0.0.0:6001. Settings come from the defaults, then `--config FILE`, then `VESTNIK_*` variables,
+/// then flags. Logs go to stderr; set `RUST_LOG` (for example `RUST_LOG=vestnik=debug`).
+#[derive(Debug, Parser)]
+#[command(name = "vestnik", version, about, long_about)]
+struct Cli {
+    /// TOML file with `[server]` settings and any number of `[[apps]]` (see docs/configuration.md).
+    #[arg(long, env = "VESTNIK_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 0.0.0.0].
+    #[arg(long, env = "VESTNIK_HOST")]
+    host: Option<String>,
+    /// Port for WebSocket and HTTP API [default: 6001]; 0 picks a free port and logs it.
+    #[arg(long, env = "VESTNIK_PORT")]
+    port: Option<u16>,
+    /// Most sockets on this node; 0 means no cap.
+    #[arg(long, env = "VESTNIK_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Seconds of silence before the server pings a socket [default: 120].
+    #[arg(long, env = "VESTNIK_ACTIVITY_TIMEOUT")]
+    activity_timeout: Option<u64>,
+    /// Id of the first app (the default app when there is no config file).
+    #[arg(long, env = "VESTNIK_APP_ID")]
+    app_id: Option<String>,
+    /// Key of the first app.
+    #[arg(long, env = "VESTNIK_APP_KEY")]
+    app_key: Option<String>,
+    /// Secret of the first app.
+    #[arg(long, env = "VESTNIK_APP_SECRET")]
+    app_secret: Option<String>,
+    /// Whether the first app accepts client events (true or false).
+    #[arg(long, env = "VESTNIK_CLIENT_EVENTS")]
+    client_events: Option<bool>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with configuration files.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigAction {
+    /// Validate a config file: unknown keys, bad values and the line where each is.
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+    },
+}
+
+impl Cli {
+    fn into_config(self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        let s = &mut config.server;
+        if let Some(v) = self.host {
+            s.host = v;
+        }
+        if let Some(v) = self.port {
+            s.port = v;
+        }
+        if let Some(v) = self.max_connections {
+            s.max_connections = v;
+        }
+        if let Some(v) = self.activity_timeout {
+            s.activity_timeout = v;
+        }
+        let first = config
+            .apps
+            .first_mut()
+            .expect("Config always holds at least one app");
+        if let Some(v) = self.app_id {
+            first.id = v;
+        }
+        if let Some(v) = self.app_key {
+            first.key = v;
+        }
+        if let Some(v) = self.app_secret {
+            first.secret = v;
+        }
+        if let Some(v) = self.client_events {
+            first.client_events = v;
+        }
+        config.validate().map_err(anyhow::Error::msg)?;
+        Ok(config)
+    }
+}
+
+fn init_logging() {
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+fn main() -> ExitCode {
+    let mut cli = Cli::parse();
+    if let Some(Command::Config {
+        action: ConfigAction::Check { file },
+    }) = cli.command.take()
+    {
+        return match Config::from_file(&file) {
+            Ok(c) => {
+                println!("{}: OK ({} app(s))", file.display(), c.apps.len());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    init_logging();
+    let config = match cli.into_config() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let shutdown = Shutdown::new();
+        shutdown.listen_for_signals();
+        server::run(config, shutdown).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

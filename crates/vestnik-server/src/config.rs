@@ -1,0 +1,212 @@
+//! Configuration: one struct tree with serde defaults, read from TOML, then environment, then flags.
+//!
+//! Precedence, lowest first: built-in defaults, the `--config` file, `VESTNIK_*` environment variables,
+//! command-line flags (clap resolves the last two: a flag beats its variable). Unknown keys in the file
+//! are errors, reported with their line. This module must never start anything.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use vestnik_broker::App;
+use vestnik_protocol::limits;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Node-wide settings.
+    pub server: ServerConfig,
+    /// The apps served. Empty in the file means the one default app.
+    pub apps: Vec<App>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            apps: vec![App::default()],
+        }
+    }
+}
+
+/// Node-wide settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub host: String,
+    /// Port to listen on; 0 lets the OS pick one (the log says which).
+    pub port: u16,
+    /// Most sockets on this node; 0 means no cap.
+    pub max_connections: usize,
+    /// Seconds of silence before the server pings a socket; sent in the handshake.
+    pub activity_timeout: u64,
+    /// Seconds to wait for a pong before closing with 4201.
+    pub pong_timeout: u64,
+    /// Frames a socket may have queued before it is closed as a slow consumer (4100).
+    pub outbox_capacity: usize,
+    /// Largest WebSocket message a client may send, in bytes.
+    pub max_message_bytes: usize,
+    /// Seconds to wait for in-flight requests and socket closes on shutdown.
+    pub shutdown_timeout: u64,
+    /// Read buffer per socket, in bytes. Small, because most sockets are idle.
+    pub socket_read_buffer: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: "0.0.0.0".into(),
+            port: 6001,
+            max_connections: 0,
+            activity_timeout: limits::ACTIVITY_TIMEOUT_SECS,
+            pong_timeout: limits::PONG_TIMEOUT_SECS,
+            outbox_capacity: limits::OUTBOX_CAPACITY,
+            max_message_bytes: limits::MAX_CLIENT_MESSAGE_BYTES,
+            shutdown_timeout: 10,
+            socket_read_buffer: 4096,
+        }
+    }
+}
+
+/// A configuration file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown keys or bad values.
+    #[error("{path}:{line}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// 1-based line of the problem.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The values are individually fine but do not make a servable set.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads and validates a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Self::from_toml(&text, &shown)
+    }
+
+    /// Parses and validates TOML text; `path` only labels errors.
+    pub fn from_toml(text: &str, path: &str) -> Result<Self, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map_or(1, |span| {
+                text[..span.start.min(text.len())].matches('\n').count() + 1
+            });
+            ConfigError::Parse {
+                path: path.into(),
+                line,
+                message: e.message().to_owned(),
+            }
+        })?;
+        if config.apps.is_empty() {
+            config.apps.push(App::default());
+        }
+        config.validate().map_err(|message| ConfigError::Invalid {
+            path: path.into(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: credentials, uniqueness and sane limits.
+    pub fn validate(&self) -> Result<(), String> {
+        vestnik_broker::StaticAppStore::new(self.apps.clone()).map_err(|e| e.to_string())?;
+        if self.server.activity_timeout == 0 {
+            return Err("server.activity_timeout must be at least 1 (pusher-js refuses 0)".into());
+        }
+        if self.server.outbox_capacity == 0 {
+            return Err("server.outbox_capacity must be at least 1".into());
+        }
+        if self.server.max_message_bytes < 1024 {
+            return Err("server.max_message_bytes must be at least 1024".into());
+        }
+        for app in &self.apps {
+            if app.max_channels_per_trigger == 0 || app.max_batch_events == 0 {
+                return Err(format!(
+                    "app {:?}: max_channels_per_trigger and max_batch_events must be at least 1",
+                    app.id
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the default app still has the public development credentials.
+    pub fn uses_development_credentials(&self) -> bool {
+        self.apps.iter().any(|a| a.secret == App::default().secret)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::from_toml("", "x.toml").unwrap();
+        assert_eq!(c, Config::default());
+        assert!(c.uses_development_credentials());
+    }
+
+    #[test]
+    fn apps_and_server() {
+        let c = Config::from_toml(
+            "[server]\nport = 7000\n[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\nclient_events = false\n",
+            "x.toml",
+        )
+        .unwrap();
+        assert_eq!(c.server.port, 7000);
+        assert_eq!(c.apps.len(), 1);
+        assert!(!c.apps[0].client_events);
+        assert_eq!(c.apps[0].max_event_bytes, 10240);
+    }
+
+    #[test]
+    fn unknown_key_reports_its_line() {
+        let e = Config::from_toml("[server]\nport = 7000\nprot = 1\n", "x.toml").unwrap_err();
+        match e {
+            ConfigError::Parse { line, message, .. } => {
+                assert_eq!(line, 3, "{message}");
+                assert!(message.contains("prot"), "{message}");
+            }
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn bad_value_and_duplicates() {
+        assert!(matches!(
+            Config::from_toml("[server]\nport = \"x\"\n", "x.toml"),
+            Err(ConfigError::Parse { line: 2, .. })
+        ));
+        assert!(matches!(
+            Config::from_toml("[[apps]]\nid=\"1\"\n[[apps]]\nid=\"2\"\n", "x.toml"),
+            Err(ConfigError::Invalid { .. })
+        ));
+    }
+}

@@ -1,0 +1,144 @@
+//! The signed Pusher HTTP API and the health endpoints.
+//!
+//! [`route`] dispatches on method and path: a WebSocket upgrade goes to [`crate::ws`], `/apps/{id}/...`
+//! to the resource files after the signature check in [`signed`], health to [`health`]. Every error is
+//! an [`ApiError`], answered as a 4xx with a JSON `{"error": ..., "code": ...}` body. Success is always
+//! 200 with a JSON body, because the PHP SDK treats anything else as a failure.
+
+pub mod channels;
+pub mod events;
+pub mod health;
+pub mod signed;
+pub mod users;
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+
+use crate::server::AppState;
+
+/// The response body type of every handler.
+pub type Body = Full<Bytes>;
+
+/// An API failure: a status and a message, answered as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{status}: {message}")]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// What went wrong, for the caller.
+    pub message: String,
+}
+
+impl ApiError {
+    /// 400 with `message`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// Any status with `message`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// The JSON response.
+    pub fn into_response(self) -> Response<Body> {
+        let body = serde_json::json!({"error": self.message, "code": self.status.as_u16()});
+        json_response(self.status, &body)
+    }
+}
+
+/// A JSON response with `status`.
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// 200 with a JSON body.
+pub fn ok(body: &serde_json::Value) -> Response<Body> {
+    json_response(StatusCode::OK, body)
+}
+
+/// Whether the request asks for a WebSocket upgrade.
+fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
+    let has = |name: header::HeaderName, token: &str| {
+        req.headers().get_all(name).iter().any(|v| {
+            v.to_str().is_ok_and(|s| {
+                s.split(',')
+                    .any(|part| part.trim().eq_ignore_ascii_case(token))
+            })
+        })
+    };
+    has(header::UPGRADE, "websocket") && has(header::CONNECTION, "upgrade")
+}
+
+/// Routes one request.
+pub async fn route(req: Request<Incoming>, state: AppState, peer: SocketAddr) -> Response<Body> {
+    if is_websocket_upgrade(&req) {
+        return crate::ws::upgrade::upgrade(req, state, peer);
+    }
+    let path = req.uri().path().to_owned();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let method = req.method().clone();
+    let result = match (&method, segments.as_slice()) {
+        (&Method::GET | &Method::HEAD, ["up"]) => Ok(health::up()),
+        (&Method::GET, ["app", ..]) => Err(ApiError::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "WebSocket endpoint: connect with a WebSocket client",
+        )),
+        (_, ["apps", app, rest @ ..]) => {
+            let (app, rest) = (
+                (*app).to_owned(),
+                rest.iter().map(|s| (*s).to_owned()).collect(),
+            );
+            api(req, state, Some(app), rest).await
+        }
+        // The Python SDK posts terminate_connections without the /apps/{id} prefix and signs that
+        // path; the app is then found by auth_key.
+        (&Method::POST, ["users", _, "terminate_connections"]) => {
+            let rest = segments.iter().map(|s| (*s).to_owned()).collect();
+            api(req, state, None, rest).await
+        }
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("No route for {method} {path}"),
+        )),
+    };
+    result.unwrap_or_else(ApiError::into_response)
+}
+
+/// A signed API call under `/apps/{app}` (or the Python SDK's bare `/users/...`).
+async fn api(
+    req: Request<Incoming>,
+    state: AppState,
+    app_segment: Option<String>,
+    rest: Vec<String>,
+) -> Result<Response<Body>, ApiError> {
+    let call = signed::verify(req, &state, app_segment.as_deref()).await?;
+    let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+    match (&call.method, rest.as_slice()) {
+        (&Method::POST, ["events"]) => events::trigger(&state, &call),
+        (&Method::POST, ["batch_events"]) => events::batch(&state, &call),
+        (&Method::GET, ["channels"]) => channels::list(&state, &call),
+        (&Method::GET, ["channels", name]) => channels::show(&state, &call, name),
+        (&Method::GET, ["channels", name, "users"]) => channels::users(&state, &call, name),
+        (&Method::POST, ["users", user_id, "terminate_connections"]) => {
+            users::terminate(&state, &call, user_id)
+        }
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("No API endpoint {} {}", call.method, call.path),
+        )),
+    }
+}

@@ -1,0 +1,23 @@
+//! `POST /apps/{id}/users/{user_id}/terminate_connections` (and the Python SDK's bare
+//! `/users/{user_id}/terminate_connections`): closes every socket signed in as the user with 4009.
+
+use http::Response;
+use serde_json::json;
+
+use super::signed::SignedCall;
+use super::{ok, ApiError, Body};
+use crate::server::AppState;
+
+/// Terminates the user's sockets; answers `{}`.
+pub fn terminate(
+    state: &AppState,
+    call: &SignedCall,
+    user_id: &str,
+) -> Result<Response<Body>, ApiError> {
+    if user_id.is_empty() {
+        return Err(ApiError::bad_request("Missing user id"));
+    }
+    let closed = state.broker.terminate_user(&call.app, user_id);
+    tracing::info!(app_id = %call.app.id, user_id, closed, "terminated user connections");
+    Ok(ok(&json!({})))
+}

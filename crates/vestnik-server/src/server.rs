@@ -1,0 +1,174 @@
+//! Binds the listener, serves HTTP/1.1 with upgrades on every accepted socket, and drains on shutdown.
+//!
+//! Each accepted TCP connection becomes one hyper connection task on the shutdown tracker. A request
+//! with a WebSocket upgrade becomes a session (see [`crate::ws`]); anything else goes to the API router.
+//! This module must never hold broker state of its own.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+use vestnik_broker::{Broker, BrokerConfig, StaticAppStore};
+
+use crate::config::Config;
+use crate::shutdown::Shutdown;
+
+/// Seconds a client has to send its request headers; slow-loris protection.
+const HEADER_READ_TIMEOUT_SECS: u64 = 10;
+/// How often expired cache entries are dropped.
+const CACHE_PURGE_INTERVAL_SECS: u64 = 60;
+
+/// What every request handler can reach.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The broker core.
+    pub broker: Broker,
+    /// The configuration in force.
+    pub config: Arc<Config>,
+    /// The shutdown signal.
+    pub shutdown: Shutdown,
+}
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The apps cannot be served.
+    #[error("invalid apps: {0}")]
+    Apps(#[from] vestnik_broker::app::AppStoreError),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Builds the broker from `config`.
+pub fn build_state(config: Config, shutdown: Shutdown) -> Result<AppState, ServerError> {
+    let store = StaticAppStore::new(config.apps.clone())?;
+    let broker = Broker::new(
+        Arc::new(store),
+        BrokerConfig {
+            max_connections: config.server.max_connections,
+            outbox_capacity: config.server.outbox_capacity,
+        },
+    );
+    Ok(AppState {
+        broker,
+        config: Arc::new(config),
+        shutdown,
+    })
+}
+
+/// Binds to the configured address.
+pub async fn bind(config: &Config) -> Result<TcpListener, ServerError> {
+    let addr = format!("{}:{}", config.server.host, config.server.port);
+    TcpListener::bind(&addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })
+}
+
+/// Runs the broker until `shutdown` triggers, then drains: stop accepting, close sockets with 4200,
+/// finish in-flight HTTP requests, and return once every task ended or the timeout passed.
+pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), ServerError> {
+    let listener = bind(&config).await?;
+    let state = build_state(config, shutdown)?;
+    serve(listener, state).await;
+    Ok(())
+}
+
+/// Serves an already-bound listener; returns after the drain.
+pub async fn serve(listener: TcpListener, state: AppState) {
+    let local = listener.local_addr().ok();
+    if state.config.uses_development_credentials() {
+        warn!(
+            "!!! DEVELOPMENT CREDENTIALS: an app uses the public secret `app-secret`. Anyone can sign \
+             requests for it. Set VESTNIK_APP_SECRET or use --config before exposing this server. !!!"
+        );
+    }
+    for app in &state.config.apps {
+        info!(app_id = %app.id, key = %app.key, enabled = app.enabled, "serving app");
+    }
+    match local {
+        Some(addr) => info!("listening on http://{addr}"),
+        None => info!("listening"),
+    }
+    let shutdown = state.shutdown.clone();
+    spawn_cache_purge(&state);
+    loop {
+        tokio::select! {
+            _ = shutdown.started() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    spawn_connection(stream, peer, state.clone());
+                }
+                Err(e) => {
+                    // Out of file descriptors and similar: back off instead of spinning.
+                    warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+    drop(listener);
+    info!("stopped accepting; closing sockets with 4200 and finishing requests");
+    let tracker = shutdown.tracker();
+    tracker.close();
+    let timeout = Duration::from_secs(state.config.server.shutdown_timeout);
+    if tokio::time::timeout(timeout, tracker.wait()).await.is_err() {
+        warn!(
+            remaining = tracker.len(),
+            "shutdown timeout reached; exiting with tasks still open"
+        );
+    }
+    info!("shutdown complete");
+}
+
+fn spawn_cache_purge(state: &AppState) {
+    let broker = state.broker.clone();
+    let token = state.shutdown.token().clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(CACHE_PURGE_INTERVAL_SECS));
+        loop {
+            tokio::select! {
+                _ = token.cancelled() => break,
+                _ = tick.tick() => broker.purge_expired(),
+            }
+        }
+    });
+}
+
+fn spawn_connection(stream: tokio::net::TcpStream, peer: SocketAddr, state: AppState) {
+    let shutdown = state.shutdown.clone();
+    let tracker = shutdown.tracker().clone();
+    tracker.spawn(async move {
+        let service = service_fn(move |req| {
+            let state = state.clone();
+            async move { Ok::<_, std::convert::Infallible>(crate::http::route(req, state, peer).await) }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(HEADER_READ_TIMEOUT_SECS))
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        tokio::pin!(conn);
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(%peer, "http connection ended: {e}");
+                }
+            }
+            _ = shutdown.started() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+        }
+    });
+}

@@ -1,0 +1,80 @@
+//! One shutdown path: a signal every long-lived task selects on, and a tracker of those tasks.
+//!
+//! hyper's graceful shutdown does not cover upgraded sockets, so every connection task (HTTP or
+//! WebSocket) is spawned on the [`Shutdown`]'s tracker and watches its token. A second signal exits at
+//! once. This module must never decide how sockets are closed: sessions do that when they see the token.
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The shutdown signal and the tasks that must finish before the process exits.
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown {
+    token: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Shutdown {
+    /// A fresh, untriggered shutdown.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The token tasks select on.
+    pub fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+
+    /// The tracker long-lived tasks are spawned on.
+    pub fn tracker(&self) -> &TaskTracker {
+        &self.tracker
+    }
+
+    /// Starts shutting down.
+    pub fn trigger(&self) {
+        self.token.cancel();
+    }
+
+    /// Resolves once shutdown has started.
+    pub async fn started(&self) {
+        self.token.cancelled().await;
+    }
+
+    /// Triggers on SIGTERM or SIGINT; a second signal exits the process at once.
+    pub fn listen_for_signals(&self) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown signal received: draining (send it again to exit at once)");
+            this.trigger();
+            wait_for_signal().await;
+            tracing::warn!("second signal: exiting now");
+            std::process::exit(130);
+        });
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,25 @@
+//! The WebSocket edge: [`upgrade`] admits or refuses a socket, [`session`] runs it.
+//!
+//! tungstenite is sized explicitly here: its defaults give every socket two 128 KiB buffers, which
+//! would make idle sockets cost more than a quarter of a megabyte each.
+
+pub mod session;
+pub mod upgrade;
+
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::config::ServerConfig;
+
+/// Write buffer that triggers a write before a flush; the writer flushes after every drained batch
+/// anyway, so this only bounds one very large batch.
+const WRITE_BUFFER_BYTES: usize = 16 * 1024;
+
+/// The tungstenite settings every socket gets.
+pub fn websocket_config(server: &ServerConfig) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(server.socket_read_buffer)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        .max_write_buffer_size(WRITE_BUFFER_BYTES + 4 * server.max_message_bytes.max(1 << 20))
+        .max_message_size(Some(server.max_message_bytes))
+        .max_frame_size(Some(server.max_message_bytes))
+}

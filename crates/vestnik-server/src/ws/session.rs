@@ -1,0 +1,305 @@
+//! One socket's life: handshake, then a single task that reads client frames, drains the outbox into
+//! coalesced writes, and keeps the socket alive, until the client leaves, the broker closes it, or the
+//! server shuts down.
+//!
+//! One task per socket, not a reader/writer pair: a task pair doubles the per-socket memory for no gain,
+//! since the writer only needs to run when the outbox wakes it. Every frame the server sends, replies
+//! included, goes through the outbox, so the order a socket sees is the order the broker decided.
+//! This module must never block the broker: it only drains what the broker queued.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+use vestnik_broker::{App, ConnectionHandle};
+use vestnik_protocol::message::MessageError;
+use vestnik_protocol::{ClientMessage, PusherCode, ServerMessage};
+
+use crate::server::AppState;
+
+/// The socket type every session drives.
+pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
+
+/// How long to wait for the client's close reply before dropping the connection.
+const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Sends `pusher:error` with `code`, closes with the same code, and waits briefly for the reply.
+pub async fn refuse(mut ws: Socket, code: PusherCode, message: &str) {
+    let frame = ServerMessage::Error {
+        code: Some(code),
+        message,
+    }
+    .encode();
+    if let Ok(text) = Utf8Bytes::try_from(frame) {
+        let _ = ws.feed(Message::Text(text)).await;
+    }
+    close(&mut ws, code.code(), message).await;
+}
+
+/// Closes with `code` and `reason`, then waits (bounded) for the client's close reply.
+async fn close(ws: &mut Socket, code: u16, reason: &str) {
+    // Close reasons are limited to 123 bytes by RFC 6455.
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let frame = CloseFrame {
+        code: CloseCode::from(code),
+        reason: Utf8Bytes::from(&reason[..end]),
+    };
+    if ws.close(Some(frame)).await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+}
+
+/// Runs an admitted socket: asks the broker to connect it, then drives it until it ends.
+pub async fn run(mut ws: Socket, state: AppState, app: Arc<App>, peer: SocketAddr) {
+    let conn = match state.broker.connect(app) {
+        Ok(c) => c,
+        Err(e) => return refuse(ws, e.code(), &e.to_string()).await,
+    };
+    let socket_id = conn.socket_id().to_string();
+    tracing::debug!(%peer, socket_id, app_id = %conn.app().id, "socket connected");
+    conn.send(
+        ServerMessage::ConnectionEstablished {
+            socket_id: &socket_id,
+            activity_timeout: state.config.server.activity_timeout,
+        }
+        .encode(),
+    );
+    let end = drive(&mut ws, &state, &conn).await;
+    state.broker.disconnect(&conn);
+    match end {
+        End::Close(code, reason) => close(&mut ws, code, &reason).await,
+        End::Gone => {}
+    }
+    tracing::debug!(%peer, socket_id, "socket closed");
+}
+
+/// How a session ended.
+enum End {
+    /// The server closes with this code and reason.
+    Close(u16, String),
+    /// The client left or the transport failed; nothing more to send.
+    Gone,
+}
+
+/// Liveness bookkeeping: when to ping, when to give up, when sign-in is due.
+struct Liveness {
+    activity: Duration,
+    pong_timeout: Duration,
+    last_seen: Instant,
+    ping_sent: Option<Instant>,
+    signin_due: Option<Instant>,
+}
+
+impl Liveness {
+    fn seen(&mut self) {
+        self.last_seen = Instant::now();
+        self.ping_sent = None;
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let alive = match self.ping_sent {
+            Some(sent) => sent + self.pong_timeout,
+            None => self.last_seen + self.activity,
+        };
+        self.signin_due.map_or(alive, |due| due.min(alive))
+    }
+}
+
+async fn drive(ws: &mut Socket, state: &AppState, conn: &ConnectionHandle) -> End {
+    let server = &state.config.server;
+    let now = Instant::now();
+    let mut live = Liveness {
+        activity: Duration::from_secs(server.activity_timeout),
+        pong_timeout: Duration::from_secs(server.pong_timeout),
+        last_seen: now,
+        ping_sent: None,
+        signin_due: conn.app().signin_deadline().map(|d| now + d),
+    };
+    // The timer is only re-armed when it fires: receiving a message moves `last_seen` but not the
+    // timer, which then finds the real deadline later and sleeps again. No timer churn per message.
+    let timer = tokio::time::sleep_until(live.next_deadline());
+    tokio::pin!(timer);
+    let mut out: VecDeque<Bytes> = VecDeque::new();
+    let token = state.shutdown.token().clone();
+    loop {
+        tokio::select! {
+            biased;
+            _ = token.cancelled() => {
+                return End::Close(PusherCode::Reconnect.code(), "Server shutting down, reconnect".into());
+            }
+            close = conn.outbox().next_batch(&mut out) => {
+                if write_batch(ws, &mut out).await.is_err() {
+                    return End::Gone;
+                }
+                if let Some(c) = close {
+                    return End::Close(c.code.code(), c.reason);
+                }
+            }
+            msg = ws.next() => {
+                live.seen();
+                match msg {
+                    None => return End::Gone,
+                    Some(Ok(Message::Text(text))) => handle_text(state, conn, &text),
+                    Some(Ok(Message::Binary(_))) => send_error(
+                        conn,
+                        PusherCode::InvalidMessage,
+                        "Binary frames are not supported; send JSON text frames",
+                    ),
+                    Some(Ok(Message::Ping(_))) => {
+                        // tungstenite queued the pong; push it out now.
+                        if ws.flush().await.is_err() {
+                            return End::Gone;
+                        }
+                    }
+                    Some(Ok(Message::Pong(_) | Message::Frame(_))) => {}
+                    Some(Ok(Message::Close(_))) => {
+                        let _ = ws.flush().await;
+                        return End::Gone;
+                    }
+                    Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
+                        let message = format!("Message of {size} bytes is over the limit of {max_size} bytes");
+                        let _ = write_error(ws, PusherCode::InvalidMessage, &message).await;
+                        return End::Close(PusherCode::InvalidMessage.code(), message);
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!(socket_id = %conn.socket_id(), "read error: {e}");
+                        return End::Gone;
+                    }
+                }
+            }
+            () = &mut timer => {
+                let now = Instant::now();
+                if live.signin_due.is_some_and(|due| now >= due) {
+                    live.signin_due = None;
+                    if conn.user_id().is_none() {
+                        conn.send_error_and_close(
+                            PusherCode::Unauthorized,
+                            "Connection not signed in within the time allowed",
+                        );
+                    }
+                }
+                match live.ping_sent {
+                    Some(sent) if now >= sent + live.pong_timeout => {
+                        return End::Close(PusherCode::PongTimeout.code(), "Pong reply not received".into());
+                    }
+                    None if now >= live.last_seen + live.activity => {
+                        conn.send(ServerMessage::Ping.encode());
+                        live.ping_sent = Some(now);
+                    }
+                    _ => {}
+                }
+                timer.as_mut().reset(live.next_deadline());
+            }
+        }
+    }
+}
+
+/// Writes every drained frame, then flushes once: one syscall for the whole batch when it fits the
+/// write buffer.
+async fn write_batch(ws: &mut Socket, out: &mut VecDeque<Bytes>) -> Result<(), WsError> {
+    for frame in out.drain(..) {
+        // Frames come from ServerMessage::encode, which only produces UTF-8 JSON.
+        match Utf8Bytes::try_from(frame) {
+            Ok(text) => ws.feed(Message::Text(text)).await?,
+            Err(_) => tracing::error!("dropped a non-UTF-8 frame; this is a bug in encoding"),
+        }
+    }
+    // A burst can grow the queue; do not let an idle socket keep that memory.
+    if out.capacity() > 64 {
+        out.shrink_to(8);
+    }
+    ws.flush().await
+}
+
+async fn write_error(ws: &mut Socket, code: PusherCode, message: &str) -> Result<(), WsError> {
+    let frame = ServerMessage::Error {
+        code: Some(code),
+        message,
+    }
+    .encode();
+    match Utf8Bytes::try_from(frame) {
+        Ok(text) => ws.send(Message::Text(text)).await,
+        Err(_) => Ok(()),
+    }
+}
+
+fn send_error(conn: &ConnectionHandle, code: PusherCode, message: &str) {
+    conn.send(
+        ServerMessage::Error {
+            code: Some(code),
+            message,
+        }
+        .encode(),
+    );
+}
+
+/// Dispatches one client message to the broker and queues the reply, if any.
+fn handle_text(state: &AppState, conn: &ConnectionHandle, text: &str) {
+    let broker = &state.broker;
+    match ClientMessage::parse(text) {
+        Ok(ClientMessage::Ping) => conn.send(ServerMessage::Pong.encode()),
+        Ok(ClientMessage::Pong) => {}
+        Ok(ClientMessage::Subscribe(sub)) => {
+            let channel = sub.channel.clone();
+            if let Err(e) = broker.subscribe(conn, sub) {
+                tracing::debug!(socket_id = %conn.socket_id(), %channel, "subscription refused: {e}");
+                conn.send(
+                    ServerMessage::SubscriptionError {
+                        channel: channel.as_str(),
+                        kind: e.kind(),
+                        error: &e.to_string(),
+                        status: e.status(),
+                    }
+                    .encode(),
+                );
+            }
+        }
+        Ok(ClientMessage::Unsubscribe { channel }) => broker.unsubscribe(conn, &channel),
+        Ok(ClientMessage::Signin { auth, user_data }) => {
+            if let Err(e) = broker.signin(conn, &auth, &user_data) {
+                conn.send_error_and_close(e.code(), &e.to_string());
+            }
+        }
+        Ok(ClientMessage::ClientEvent {
+            event,
+            channel,
+            data,
+        }) => {
+            if let Err(e) = broker.client_event(conn, &event, &channel, &data) {
+                send_error(conn, e.code(), &e.to_string());
+            }
+        }
+        Err(MessageError::InvalidChannel { channel, error }) => {
+            // Reported on the channel, so pusher-js surfaces it as that channel's subscription_error.
+            let shown: String = channel.chars().take(256).collect();
+            conn.send(
+                ServerMessage::SubscriptionError {
+                    channel: &shown,
+                    kind: vestnik_protocol::message::SubscriptionErrorKind::InvalidChannel,
+                    error: &format!("Invalid channel name: {error}"),
+                    status: 400,
+                }
+                .encode(),
+            );
+        }
+        Err(e) => send_error(conn, e.code(), &e.to_string()),
+    }
+}

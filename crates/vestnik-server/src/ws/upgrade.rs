@@ -1,0 +1,144 @@
+//! The WebSocket upgrade: checks the handshake headers, answers 101, and decides, before any broker
+//! state is touched, whether the socket is admitted (right path, known key, supported protocol,
+//! allowed origin). A refused socket still gets upgraded, so that the client sees a `pusher:error`
+//! and a close code it understands instead of an HTTP error it cannot read.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::WebSocketStream;
+use vestnik_broker::App;
+use vestnik_protocol::limits::SUPPORTED_PROTOCOLS;
+use vestnik_protocol::PusherCode;
+
+use super::session;
+use crate::http::{ApiError, Body};
+use crate::server::AppState;
+
+/// Why a socket is refused before it reaches the broker: the code and message it is closed with.
+pub type Refusal = (PusherCode, String);
+
+/// Decides whether a socket at `path?query` from `origin` may connect.
+pub fn admit(
+    state: &AppState,
+    path: &str,
+    query: Option<&str>,
+    origin: Option<&str>,
+) -> Result<Arc<App>, Refusal> {
+    // pusher-js lets apps prefix the path (wsPath), so only the tail must be /app/{key}.
+    let key = path
+        .rsplit_once("/app/")
+        .map(|(_, key)| key)
+        .filter(|k| !k.is_empty() && !k.contains('/'))
+        .ok_or_else(|| {
+            (
+                PusherCode::PathNotFound,
+                format!("Path not found: {path}; connect to /app/{{key}}"),
+            )
+        })?;
+    let app = state.broker.apps().by_key(key).ok_or_else(|| {
+        (
+            PusherCode::AppNotFound,
+            format!("App key {key} does not exist."),
+        )
+    })?;
+    let params = vestnik_protocol::auth::parse_query(query.unwrap_or(""));
+    let protocol = params
+        .iter()
+        .find(|(k, _)| k == "protocol")
+        .map(|(_, v)| v.as_str())
+        .ok_or_else(|| {
+            (
+                PusherCode::NoProtocol,
+                "No protocol version supplied".to_owned(),
+            )
+        })?;
+    let version: u32 = protocol.parse().map_err(|_| {
+        (
+            PusherCode::InvalidVersion,
+            format!("Invalid version string format: {protocol:?}"),
+        )
+    })?;
+    if !SUPPORTED_PROTOCOLS.contains(&version) {
+        return Err((
+            PusherCode::UnsupportedProtocol,
+            format!(
+                "Unsupported protocol version {version}; supported: {}-{}",
+                SUPPORTED_PROTOCOLS.start(),
+                SUPPORTED_PROTOCOLS.end()
+            ),
+        ));
+    }
+    if !app.origin_allowed(origin) {
+        return Err((
+            PusherCode::Unauthorized,
+            format!(
+                "Origin {} is not allowed for this app",
+                origin.unwrap_or("(none)")
+            ),
+        ));
+    }
+    Ok(app)
+}
+
+/// Answers the upgrade and spawns the session (or the refusal) on the shutdown tracker.
+pub fn upgrade(req: Request<Incoming>, state: AppState, peer: SocketAddr) -> Response<Body> {
+    let headers = req.headers();
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        let mut resp = ApiError::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "Unsupported WebSocket version; use 13",
+        )
+        .into_response();
+        resp.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        return resp;
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return ApiError::bad_request("Missing Sec-WebSocket-Key").into_response();
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let admission = admit(&state, req.uri().path(), req.uri().query(), origin);
+    let ws_config = super::websocket_config(&state.config.server);
+    let tracker = state.shutdown.tracker().clone();
+    tracker.spawn(async move {
+        let upgraded = match hyper::upgrade::on(req).await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(%peer, "upgrade failed: {e}");
+                return;
+            }
+        };
+        let ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config))
+                .await;
+        match admission {
+            Ok(app) => session::run(ws, state, app, peer).await,
+            Err((code, message)) => {
+                tracing::debug!(%peer, code = code.code(), "refused socket: {message}");
+                session::refuse(ws, code, &message).await;
+            }
+        }
+    });
+    let mut resp = Response::new(Full::default());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    resp
+}
