@@ -1,0 +1,441 @@
+//! Test helpers shared by every Rust integration test: spawn the real `vestnik` binary on a free port,
+//! open raw WebSocket clients, call the signed HTTP API, and wait for conditions with timeouts.
+//!
+//! Nothing here sleeps to wait for a condition: every wait has a deadline and fails with a message
+//! that says what did not happen.
+//!
+//! # Layout
+//! - [`BrokerProcess`]: a running broker binary, killed on drop.
+//! - [`WsClient`]: a raw WebSocket client that reads Pusher frames as JSON.
+//! - [`Api`]: a signed HTTP API client over a plain TCP stream.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use vestnik_protocol::auth;
+
+/// The default wait for anything expected to happen.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// A running broker process; killed when dropped.
+#[derive(Debug)]
+pub struct BrokerProcess {
+    child: Option<Child>,
+    /// The port it listens on.
+    pub port: u16,
+    _config: Option<tempfile_path::TempPath>,
+    logs: mpsc::Receiver<String>,
+}
+
+mod tempfile_path {
+    /// A file removed when dropped.
+    #[derive(Debug)]
+    pub struct TempPath(pub std::path::PathBuf);
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+impl BrokerProcess {
+    /// Starts `bin` with `config_toml` (empty for defaults) on 127.0.0.1 and a free port, and waits
+    /// until it logs that it listens.
+    pub fn spawn(bin: &Path, config_toml: &str) -> Self {
+        Self::spawn_with(bin, config_toml, &[])
+    }
+
+    /// Like [`spawn`](Self::spawn), with extra arguments and environment.
+    pub fn spawn_with(bin: &Path, config_toml: &str, env: &[(&str, &str)]) -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "vestnik-test-{}-{}.toml",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::write(&path, config_toml).expect("temp dir is writable");
+        let mut cmd = Command::new(bin);
+        cmd.arg("--config")
+            .arg(&path)
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .env("RUST_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let port = loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.split("listening on http://").nth(1) {
+                        let port = rest.trim().rsplit(':').next().and_then(|p| p.parse().ok());
+                        break port.expect("the listen line ends with a port");
+                    }
+                }
+                Err(_) => panic!("broker did not report a listening port within 20 s"),
+            }
+        };
+        Self {
+            child: Some(child),
+            port,
+            _config: Some(tempfile_path::TempPath(path)),
+            logs: rx,
+        }
+    }
+
+    /// The WebSocket URL for an app key.
+    pub fn ws_url(&self, key: &str) -> String {
+        format!(
+            "ws://127.0.0.1:{}/app/{key}?protocol=7&client=rust&version=1.0",
+            self.port
+        )
+    }
+
+    /// Sends a signal (e.g. "TERM") to the process.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let ok = Command::new("kill")
+            .args([format!("-{sig}"), pid.to_string()])
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok, "kill -{sig} {pid} failed");
+    }
+
+    /// Waits for the process to exit, returning its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let child = self.child.as_mut().expect("running");
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait works") {
+                self.child = None;
+                return status.code();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "broker did not exit within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Log lines printed so far.
+    pub fn drain_logs(&self) -> Vec<String> {
+        self.logs.try_iter().collect()
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// What a [`WsClient`] read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Received {
+    /// A JSON text frame.
+    Json(Value),
+    /// A close frame with its code.
+    Closed(Option<u16>, String),
+}
+
+/// A raw WebSocket client.
+#[derive(Debug)]
+pub struct WsClient {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// The socket id from the handshake, if `connect` saw one.
+    pub socket_id: String,
+}
+
+impl WsClient {
+    /// Connects and reads `pusher:connection_established`.
+    pub async fn connect(url: &str) -> Self {
+        let mut c = Self::connect_raw(url).await;
+        let ev = c.expect_event("pusher:connection_established").await;
+        let data: Value = serde_json::from_str(ev["data"].as_str().expect("data is a string"))
+            .expect("data is JSON");
+        c.socket_id = data["socket_id"].as_str().expect("socket_id").to_owned();
+        c
+    }
+
+    /// Connects without reading anything.
+    pub async fn connect_raw(url: &str) -> Self {
+        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("connect within the wait")
+            .expect("WebSocket handshake succeeds");
+        Self {
+            ws,
+            socket_id: String::new(),
+        }
+    }
+
+    /// Sends a JSON value as a text frame.
+    pub async fn send(&mut self, v: &Value) {
+        self.ws
+            .send(Message::text(v.to_string()))
+            .await
+            .expect("send works");
+    }
+
+    /// Sends a raw message.
+    pub async fn send_raw(&mut self, m: Message) {
+        self.ws.send(m).await.expect("send works");
+    }
+
+    /// Reads the next frame within `timeout`; `None` if nothing came.
+    pub async fn recv_within(&mut self, timeout: Duration) -> Option<Received> {
+        loop {
+            let next = tokio::time::timeout(timeout, self.ws.next()).await.ok()?;
+            return Some(match next {
+                None => Received::Closed(None, "stream ended".into()),
+                Some(Err(e)) => Received::Closed(None, e.to_string()),
+                Some(Ok(Message::Text(t))) => {
+                    Received::Json(serde_json::from_str(&t).expect("server sends JSON"))
+                }
+                Some(Ok(Message::Close(f))) => Received::Closed(
+                    f.as_ref().map(|f| u16::from(f.code)),
+                    f.map(|f| f.reason.to_string()).unwrap_or_default(),
+                ),
+                Some(Ok(_)) => continue,
+            });
+        }
+    }
+
+    /// Reads frames until one has event `name`; panics after [`WAIT`] or on close.
+    pub async fn expect_event(&mut self, name: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.recv_within(left).await {
+                Some(Received::Json(v)) if v["event"] == name => return v,
+                Some(Received::Json(_)) => {}
+                Some(Received::Closed(code, reason)) => {
+                    panic!("closed ({code:?} {reason}) while waiting for {name}")
+                }
+                None => panic!("no {name} within {WAIT:?}"),
+            }
+        }
+    }
+
+    /// Reads frames until the close; returns its code. Panics after `timeout`.
+    pub async fn expect_close(&mut self, timeout: Duration) -> (Option<u16>, Vec<Value>) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.recv_within(left).await {
+                Some(Received::Json(v)) => seen.push(v),
+                Some(Received::Closed(code, _)) => return (code, seen),
+                None => panic!("no close within {timeout:?}; saw {seen:?}"),
+            }
+        }
+    }
+
+    /// Asserts that no frame with event `name` arrives within `window`.
+    pub async fn expect_no_event(&mut self, name: &str, window: Duration) {
+        let deadline = tokio::time::Instant::now() + window;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            match self.recv_within(left).await {
+                Some(Received::Json(v)) => assert_ne!(v["event"], name, "unexpected {v}"),
+                Some(Received::Closed(code, r)) => panic!("closed ({code:?} {r})"),
+                None => return,
+            }
+        }
+    }
+
+    /// Subscribes and waits for `subscription_succeeded` (or returns the error frame).
+    pub async fn subscribe(&mut self, data: Value) -> Value {
+        let channel = data["channel"].as_str().expect("channel").to_owned();
+        self.send(&serde_json::json!({"event": "pusher:subscribe", "data": data}))
+            .await;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.recv_within(left).await {
+                Some(Received::Json(v))
+                    if v["channel"] == channel.as_str()
+                        && (v["event"] == "pusher_internal:subscription_succeeded"
+                            || v["event"] == "pusher:subscription_error") =>
+                {
+                    return v
+                }
+                Some(Received::Json(_)) => {}
+                other => panic!("no subscription answer for {channel}: {other:?}"),
+            }
+        }
+    }
+}
+
+/// A signed HTTP API client.
+#[derive(Debug, Clone)]
+pub struct Api {
+    /// Broker port.
+    pub port: u16,
+    /// App id used in paths.
+    pub app_id: String,
+    /// App key.
+    pub key: String,
+    /// App secret.
+    pub secret: String,
+}
+
+/// An HTTP answer.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Body parsed as JSON (Null if not JSON).
+    pub json: Value,
+    /// Raw body.
+    pub body: String,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+impl Api {
+    /// A client for app `app_id` with `key` and `secret`.
+    pub fn new(port: u16, app_id: &str, key: &str, secret: &str) -> Self {
+        Self {
+            port,
+            app_id: app_id.into(),
+            key: key.into(),
+            secret: secret.into(),
+        }
+    }
+
+    /// A signed request to `/apps/{id}{sub}`.
+    pub async fn call(
+        &self,
+        method: &str,
+        sub: &str,
+        params: &[(&str, &str)],
+        body: &str,
+    ) -> HttpResponse {
+        let path = format!("/apps/{}{}", self.app_id, sub);
+        self.call_path(method, &path, params, body).await
+    }
+
+    /// A signed request to an exact path.
+    pub async fn call_path(
+        &self,
+        method: &str,
+        path: &str,
+        params: &[(&str, &str)],
+        body: &str,
+    ) -> HttpResponse {
+        let q = auth::sign_request(
+            &self.key,
+            &self.secret,
+            method,
+            path,
+            params,
+            body.as_bytes(),
+            now(),
+        );
+        raw_http(self.port, method, &format!("{path}?{q}"), body).await
+    }
+
+    /// Triggers `name` with `data` on `channels`.
+    pub async fn trigger(&self, channels: &[&str], name: &str, data: &str) -> HttpResponse {
+        let body =
+            serde_json::json!({"name": name, "channels": channels, "data": data}).to_string();
+        self.call("POST", "/events", &[], &body).await
+    }
+}
+
+/// Sends one HTTP/1.1 request with `Connection: close` and reads the whole answer.
+pub async fn raw_http(port: u16, method: &str, target: &str, body: &str) -> HttpResponse {
+    let mut s = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let req = format!(
+        "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
+        .await
+        .expect("answer within the wait")
+        .expect("read");
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    HttpResponse {
+        status,
+        json: serde_json::from_str(body).unwrap_or(Value::Null),
+        body: body.to_owned(),
+    }
+}
+
+/// Channel `auth` for a socket.
+pub fn channel_auth(
+    key: &str,
+    secret: &str,
+    socket_id: &str,
+    channel: &str,
+    channel_data: Option<&str>,
+) -> String {
+    auth::sign_channel(key, secret, socket_id, channel, channel_data)
+}
+
+/// Waits until `cond` holds, polling every 20 ms, or panics with `what` after `timeout`.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
