@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Runs every test of the project on a fresh machine: installs what it needs (idempotently), builds,
+# then runs the Rust unit and integration tests, the JS suite with pusher-js and the pusher Node SDK,
+# the Python check with the pusher PyPI SDK, lint, and a short fuzz run of each parser.
+#
+# Usage: scripts/test.sh            (FUZZ_SECONDS=30 by default; FUZZ_SECONDS=0 skips fuzzing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+LOGS=$(mktemp -d)
+export CARGO_TERM_COLOR=never
+export VESTNIK_BIN="$ROOT/target/debug/vestnik"
+
+step() { printf '\n=== %s ===\n' "$*"; }
+
+step "toolchain"
+cargo --version
+node --version
+python3 --version
+
+step "install JS test dependencies (npm ci)"
+(cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+
+step "install Python test dependencies (venv)"
+if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
+.venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+
+step "format and lint"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "build"
+cargo build --workspace --quiet
+
+step "Rust tests"
+cargo test --workspace 2>&1 | tee "$LOGS/cargo.log"
+
+step "JS suite (pusher-js, pusher Node SDK)"
+(cd tests/js && npm test 2>&1) | tee "$LOGS/js.log"
+
+step "Python check (pusher PyPI SDK)"
+.venv/bin/python -m pytest -q tests/python 2>&1 | tee "$LOGS/py.log"
+
+if [ "${FUZZ_SECONDS:-30}" != "0" ]; then
+  step "fuzz (${FUZZ_SECONDS:-30} s per target)"
+  scripts/fuzz.sh
+fi
+
+# One closing line over all runners.
+cargo_pass=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$LOGS/cargo.log" | awk '{s+=$4} END {print s+0}')
+js_pass=$(grep -Eo '^# pass [0-9]+' "$LOGS/js.log" | awk '{s+=$3} END {print s+0}')
+py_pass=$(grep -Eo '[0-9]+ passed' "$LOGS/py.log" | tail -1 | awk '{print $1+0}')
+total=$((cargo_pass + js_pass + py_pass))
+step "summary: rust $cargo_pass, js $js_pass, python $py_pass"
+echo "tests: $total passed, 0 failed"
