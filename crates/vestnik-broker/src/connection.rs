@@ -108,6 +108,17 @@ impl Outbox {
         self.queue.lock().closed
     }
 
+    /// Moves every queued frame into `out` without waiting, and returns the close request, if any.
+    pub fn drain_now(&self, out: &mut VecDeque<Bytes>) -> Option<CloseRequest> {
+        let mut q = self.queue.lock();
+        if out.is_empty() {
+            std::mem::swap(&mut q.frames, out);
+        } else {
+            out.extend(q.frames.drain(..));
+        }
+        q.close.take()
+    }
+
     /// Waits until there is something to do, then moves every queued frame into `out` (which should be
     /// empty) and returns the close request, if one was made. Cancel-safe: nothing is taken before the
     /// wait completes.
@@ -116,12 +127,8 @@ impl Outbox {
             {
                 let mut q = self.queue.lock();
                 if !q.frames.is_empty() || q.close.is_some() {
-                    if out.is_empty() {
-                        std::mem::swap(&mut q.frames, out);
-                    } else {
-                        out.extend(q.frames.drain(..));
-                    }
-                    return q.close.take();
+                    drop(q);
+                    return self.drain_now(out);
                 }
             }
             self.notify.notified().await;

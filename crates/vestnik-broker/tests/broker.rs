@@ -1,0 +1,180 @@
+//! The broker core through its public API, without any IO: what each socket's outbox receives.
+#![allow(missing_docs)]
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use serde_json::Value;
+use vestnik_broker::{
+    App, Broker, BrokerConfig, ConnectError, ConnectionHandle, PublishEvent, StaticAppStore,
+};
+use vestnik_protocol::auth::sign_channel;
+use vestnik_protocol::message::Subscribe;
+use vestnik_protocol::{ChannelName, PusherCode};
+
+fn broker(app: App, config: BrokerConfig) -> (Broker, Arc<App>) {
+    let b = Broker::new(Arc::new(StaticAppStore::new(vec![app]).unwrap()), config);
+    let app = b.apps().all()[0].clone();
+    (b, app)
+}
+
+fn frames(conn: &ConnectionHandle) -> Vec<Value> {
+    let mut out = VecDeque::new();
+    conn.outbox().drain_now(&mut out);
+    out.iter()
+        .map(|b| serde_json::from_slice(b).unwrap())
+        .collect()
+}
+
+fn events(conn: &ConnectionHandle) -> Vec<String> {
+    frames(conn)
+        .iter()
+        .map(|f| f["event"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn join_presence(b: &Broker, app: &App, conn: &ConnectionHandle, channel: &str, user: &str) {
+    let cd = format!(r#"{{"user_id":"{user}"}}"#);
+    let auth = sign_channel(
+        &app.key,
+        &app.secret,
+        &conn.socket_id().to_string(),
+        channel,
+        Some(&cd),
+    );
+    b.subscribe(
+        conn,
+        Subscribe {
+            channel: ChannelName::parse(channel).unwrap(),
+            auth: Some(auth),
+            channel_data: Some(cd),
+        },
+    )
+    .unwrap();
+}
+
+#[test]
+fn presence_announces_first_join_and_last_leave_only() {
+    let (b, app) = broker(App::default(), BrokerConfig::default());
+    let watcher = b.connect(app.clone()).unwrap();
+    join_presence(&b, &app, &watcher, "presence-r", "w");
+    assert_eq!(events(&watcher), ["pusher_internal:subscription_succeeded"]);
+
+    let s1 = b.connect(app.clone()).unwrap();
+    let s2 = b.connect(app.clone()).unwrap();
+    join_presence(&b, &app, &s1, "presence-r", "u");
+    join_presence(&b, &app, &s2, "presence-r", "u");
+    assert_eq!(events(&watcher), ["pusher_internal:member_added"]);
+    assert_eq!(events(&s1), ["pusher_internal:subscription_succeeded"]);
+
+    b.disconnect(&s1);
+    assert!(events(&watcher).is_empty());
+    b.disconnect(&s2);
+    b.disconnect(&s2); // twice is harmless
+    assert_eq!(events(&watcher), ["pusher_internal:member_removed"]);
+    let rt = b.runtime(&app);
+    assert_eq!(rt.registry.stats("presence-r").unwrap().user_count, Some(1));
+    b.disconnect(&watcher);
+    assert!(
+        rt.registry.stats("presence-r").is_none(),
+        "an empty channel is removed"
+    );
+    assert_eq!(b.stats().connections, 0);
+}
+
+#[test]
+fn quotas_count_and_release() {
+    let app = App {
+        max_connections: 1,
+        ..App::default()
+    };
+    let (b, app) = broker(
+        app,
+        BrokerConfig {
+            max_connections: 2,
+            ..BrokerConfig::default()
+        },
+    );
+    let c1 = b.connect(app.clone()).unwrap();
+    assert_eq!(
+        b.connect(app.clone()).unwrap_err(),
+        ConnectError::AppOverQuota
+    );
+    b.disconnect(&c1);
+    let _c2 = b.connect(app.clone()).unwrap();
+    assert_eq!(ConnectError::AppOverQuota.code(), PusherCode::AppOverQuota);
+}
+
+#[test]
+fn publish_encodes_once_and_skips_the_excluded_socket() {
+    let (b, app) = broker(App::default(), BrokerConfig::default());
+    let a = b.connect(app.clone()).unwrap();
+    let c = b.connect(app.clone()).unwrap();
+    for s in [&a, &c] {
+        b.subscribe(
+            s,
+            Subscribe {
+                channel: ChannelName::parse("x").unwrap(),
+                auth: None,
+                channel_data: None,
+            },
+        )
+        .unwrap();
+        frames(s);
+    }
+    let channels = [ChannelName::parse("x").unwrap()];
+    let n = b.publish(
+        &app,
+        &PublishEvent {
+            name: "e",
+            data: "1",
+            channels: &channels,
+            except: Some(a.socket_id()),
+        },
+    );
+    assert_eq!(n, 1);
+    assert!(frames(&a).is_empty());
+    let got = frames(&c);
+    assert_eq!(got[0]["event"], "e");
+    assert_eq!(got[0]["data"], "1");
+}
+
+#[test]
+fn slow_consumer_is_closed_without_affecting_others() {
+    let (b, app) = broker(
+        App::default(),
+        BrokerConfig {
+            outbox_capacity: 4,
+            ..BrokerConfig::default()
+        },
+    );
+    let slow = b.connect(app.clone()).unwrap();
+    let fast = b.connect(app.clone()).unwrap();
+    let channels = [ChannelName::parse("x").unwrap()];
+    for s in [&slow, &fast] {
+        b.subscribe(
+            s,
+            Subscribe {
+                channel: channels[0].clone(),
+                auth: None,
+                channel_data: None,
+            },
+        )
+        .unwrap();
+    }
+    for i in 0..10 {
+        b.publish(
+            &app,
+            &PublishEvent {
+                name: "e",
+                data: &i.to_string(),
+                channels: &channels,
+                except: None,
+            },
+        );
+        frames(&fast);
+    }
+    let mut out = VecDeque::new();
+    let close = slow.outbox().drain_now(&mut out).unwrap();
+    assert_eq!(close.code, PusherCode::OverCapacity);
+}
