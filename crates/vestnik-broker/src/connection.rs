@@ -125,7 +125,7 @@ impl Outbox {
     pub async fn next_batch(&self, out: &mut VecDeque<Bytes>) -> Option<CloseRequest> {
         loop {
             {
-                let mut q = self.queue.lock();
+                let q = self.queue.lock();
                 if !q.frames.is_empty() || q.close.is_some() {
                     drop(q);
                     return self.drain_now(out);
