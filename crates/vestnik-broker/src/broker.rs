@@ -23,6 +23,7 @@ use vestnik_protocol::{ChannelKind, ChannelName, PusherCode, ServerMessage, Sock
 use crate::app::{App, AppStore};
 use crate::connection::{Connection, ConnectionHandle, ConnectionState, RateLimiter, SignedInUser};
 use crate::error::{ClientEventError, ConnectError, SigninError, SubscribeError};
+use crate::events::{BrokerEvent, EventSink, NoEvents};
 use crate::presence::{Join, Leave, Members};
 use crate::registry::{CachedEvent, Channel, Registry};
 
@@ -92,6 +93,7 @@ pub struct BrokerStats {
 
 struct Inner {
     apps: Arc<dyn AppStore>,
+    events: Arc<dyn EventSink>,
     config: BrokerConfig,
     runtimes: DashMap<String, Arc<AppRuntime>>,
     connections: AtomicUsize,
@@ -112,11 +114,21 @@ impl std::fmt::Debug for Broker {
 }
 
 impl Broker {
-    /// A broker over `apps`.
+    /// A broker over `apps` that reports nothing.
     pub fn new(apps: Arc<dyn AppStore>, config: BrokerConfig) -> Self {
+        Self::with_events(apps, config, Arc::new(NoEvents))
+    }
+
+    /// A broker over `apps` that reports channel happenings to `events`.
+    pub fn with_events(
+        apps: Arc<dyn AppStore>,
+        config: BrokerConfig,
+        events: Arc<dyn EventSink>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 apps,
+                events,
                 config,
                 runtimes: DashMap::new(),
                 connections: AtomicUsize::new(0),
@@ -195,7 +207,7 @@ impl Broker {
         st.disconnected = true;
         let channels: Vec<ChannelName> = st.channels.keys().cloned().collect();
         for channel in &channels {
-            leave(conn, &rt, &mut st, channel);
+            leave(conn, &rt, &mut st, channel, &*self.inner.events);
         }
         let user = st.user.take();
         drop(st);
@@ -248,8 +260,17 @@ impl Broker {
                 join = members.join(uid.clone(), info.clone());
             }
         }
+        let events = &*self.inner.events;
         if !already {
             entry.subscribers.insert(conn.socket_id(), conn.clone());
+            if entry.subscribers.len() == 1 {
+                events.on_event(
+                    &app,
+                    BrokerEvent::ChannelOccupied {
+                        channel: channel.as_str(),
+                    },
+                );
+            }
         }
         let succeeded = match &entry.members {
             Some(m) => ServerMessage::PresenceSubscriptionSucceeded {
@@ -274,20 +295,33 @@ impl Broker {
             }
             .encode();
             entry.fan_out(&frame, Some(conn.socket_id()));
+            events.on_event(
+                &app,
+                BrokerEvent::MemberAdded {
+                    channel: channel.as_str(),
+                    user_id: uid,
+                },
+            );
         }
         if !already {
-            send_subscription_count(&app, &channel, &mut entry);
+            send_subscription_count(&app, &channel, &mut entry, events);
         }
         if channel.is_cache() {
-            let frame = rt
-                .registry
-                .cached_frame(channel.as_str(), Instant::now())
-                .unwrap_or_else(|| {
+            let frame = match rt.registry.cached_frame(channel.as_str(), Instant::now()) {
+                Some(frame) => frame,
+                None => {
+                    events.on_event(
+                        &app,
+                        BrokerEvent::CacheMiss {
+                            channel: channel.as_str(),
+                        },
+                    );
                     ServerMessage::CacheMiss {
                         channel: channel.as_str(),
                     }
                     .encode()
-                });
+                }
+            };
             conn.send(frame);
         }
         drop(entry);
@@ -299,7 +333,7 @@ impl Broker {
     pub fn unsubscribe(&self, conn: &ConnectionHandle, channel: &ChannelName) {
         let rt = self.runtime(conn.app());
         let mut st = conn.state.lock();
-        leave(conn, &rt, &mut st, channel);
+        leave(conn, &rt, &mut st, channel, &*self.inner.events);
     }
 
     /// Relays a client event to the channel's other subscribers. Returns how many got it.
@@ -346,10 +380,21 @@ impl Broker {
             user_id: user_id.as_deref(),
         }
         .encode();
-        Ok(self
-            .runtime(app)
-            .registry
-            .fan_out(channel.as_str(), &frame, Some(conn.socket_id())))
+        let delivered =
+            self.runtime(app)
+                .registry
+                .fan_out(channel.as_str(), &frame, Some(conn.socket_id()));
+        self.inner.events.on_event(
+            app,
+            BrokerEvent::ClientEvent {
+                channel: channel.as_str(),
+                event,
+                data,
+                socket_id: conn.socket_id(),
+                user_id: user_id.as_deref(),
+            },
+        );
+        Ok(delivered)
     }
 
     /// Signs a socket in as a user, replies `signin_success`, reports the watchlist's current state and
@@ -464,7 +509,17 @@ impl Broker {
                     },
                 );
             }
-            delivered += rt.registry.fan_out(channel.as_str(), &frame, event.except);
+            let recipients = rt.registry.fan_out(channel.as_str(), &frame, event.except);
+            self.inner.events.on_event(
+                app,
+                BrokerEvent::Published {
+                    channel: channel.as_str(),
+                    event: event.name,
+                    data: event.data,
+                    recipients,
+                },
+            );
+            delivered += recipients;
         }
         delivered
     }
@@ -571,7 +626,13 @@ fn authorise(
 }
 
 /// Leaves one channel; the caller holds the socket's state lock.
-fn leave(conn: &Connection, rt: &AppRuntime, st: &mut ConnectionState, channel: &ChannelName) {
+fn leave(
+    conn: &Connection,
+    rt: &AppRuntime,
+    st: &mut ConnectionState,
+    channel: &ChannelName,
+    events: &dyn EventSink,
+) {
     let Some(user_id) = st.channels.remove(channel) else {
         return;
     };
@@ -587,10 +648,25 @@ fn leave(conn: &Connection, rt: &AppRuntime, st: &mut ConnectionState, channel: 
             }
             .encode();
             entry.fan_out(&frame, None);
+            events.on_event(
+                conn.app(),
+                BrokerEvent::MemberRemoved {
+                    channel: channel.as_str(),
+                    user_id: uid,
+                },
+            );
         }
     }
-    send_subscription_count(conn.app(), channel, &mut entry);
+    send_subscription_count(conn.app(), channel, &mut entry, events);
     let empty = entry.subscribers.is_empty();
+    if empty {
+        events.on_event(
+            conn.app(),
+            BrokerEvent::ChannelVacated {
+                channel: channel.as_str(),
+            },
+        );
+    }
     drop(entry);
     if empty {
         rt.registry
@@ -600,11 +676,23 @@ fn leave(conn: &Connection, rt: &AppRuntime, st: &mut ConnectionState, channel: 
 }
 
 /// Sends `pusher_internal:subscription_count` if the app wants it, throttled on big channels.
-fn send_subscription_count(app: &App, channel: &ChannelName, entry: &mut Channel) {
-    if !app.subscription_count
-        || channel.kind() == ChannelKind::Presence
-        || entry.subscribers.is_empty()
-    {
+fn send_subscription_count(
+    app: &App,
+    channel: &ChannelName,
+    entry: &mut Channel,
+    events: &dyn EventSink,
+) {
+    if !app.subscription_count || channel.kind() == ChannelKind::Presence {
+        return;
+    }
+    if entry.subscribers.is_empty() {
+        events.on_event(
+            app,
+            BrokerEvent::SubscriptionCount {
+                channel: channel.as_str(),
+                count: 0,
+            },
+        );
         return;
     }
     let count = entry.subscribers.len();
@@ -619,6 +707,13 @@ fn send_subscription_count(app: &App, channel: &ChannelName, entry: &mut Channel
         }
     }
     entry.last_count_sent = Some(now);
+    events.on_event(
+        app,
+        BrokerEvent::SubscriptionCount {
+            channel: channel.as_str(),
+            count,
+        },
+    );
     let frame = ServerMessage::SubscriptionCount {
         channel: channel.as_str(),
         count,

@@ -11,11 +11,13 @@
 //! - [`presence`]: presence rosters with per-user socket counts.
 //! - [`broker`]: [`Broker`], the one API the edges call.
 //! - [`error`]: typed errors, each mapped to its Pusher code in one place.
+//! - [`events`]: what happened on channels, reported to an [`EventSink`](events::EventSink).
 
 pub mod app;
 pub mod broker;
 pub mod connection;
 pub mod error;
+pub mod events;
 pub mod presence;
 pub mod registry;
 
@@ -23,3 +25,4 @@ pub use app::{App, AppStore, StaticAppStore};
 pub use broker::{AppRuntime, Broker, BrokerConfig, BrokerStats, PublishEvent};
 pub use connection::{CloseRequest, Connection, ConnectionHandle, Outbox};
 pub use error::{ClientEventError, ConnectError, SigninError, SubscribeError};
+pub use events::{BrokerEvent, EventSink, NoEvents};

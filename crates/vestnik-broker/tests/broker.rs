@@ -178,3 +178,93 @@ fn slow_consumer_is_closed_without_affecting_others() {
     let close = slow.outbox().drain_now(&mut out).unwrap();
     assert_eq!(close.code, PusherCode::OverCapacity);
 }
+
+#[derive(Default)]
+struct Recorder(parking_lot::Mutex<Vec<String>>);
+
+impl vestnik_broker::EventSink for Recorder {
+    fn on_event(&self, _app: &App, event: vestnik_broker::BrokerEvent<'_>) {
+        use vestnik_broker::BrokerEvent as E;
+        let line = match event {
+            E::ChannelOccupied { channel } => format!("occupied {channel}"),
+            E::ChannelVacated { channel } => format!("vacated {channel}"),
+            E::MemberAdded { channel, user_id } => format!("added {channel} {user_id}"),
+            E::MemberRemoved { channel, user_id } => format!("removed {channel} {user_id}"),
+            E::ClientEvent {
+                channel,
+                event,
+                user_id,
+                ..
+            } => format!("client {channel} {event} {user_id:?}"),
+            E::CacheMiss { channel } => format!("miss {channel}"),
+            E::SubscriptionCount { channel, count } => format!("count {channel} {count}"),
+            E::Published {
+                channel,
+                recipients,
+                ..
+            } => format!("published {channel} {recipients}"),
+        };
+        self.0.lock().push(line);
+    }
+}
+
+#[test]
+fn events_report_first_and_last_of_everything() {
+    let rec = Arc::new(Recorder::default());
+    let b = Broker::with_events(
+        Arc::new(StaticAppStore::new(vec![App::default()]).unwrap()),
+        BrokerConfig::default(),
+        rec.clone(),
+    );
+    let app = b.apps().all()[0].clone();
+    let s1 = b.connect(app.clone()).unwrap();
+    let s2 = b.connect(app.clone()).unwrap();
+    join_presence(&b, &app, &s1, "presence-r", "u");
+    join_presence(&b, &app, &s2, "presence-r", "u");
+    b.subscribe(
+        &s1,
+        Subscribe {
+            channel: ChannelName::parse("cache-x").unwrap(),
+            auth: None,
+            channel_data: None,
+        },
+    )
+    .unwrap();
+    b.client_event(
+        &s1,
+        "client-hi",
+        &ChannelName::parse("presence-r").unwrap(),
+        "{}",
+    )
+    .unwrap();
+    b.disconnect(&s1);
+    b.disconnect(&s2);
+    let got = rec.0.lock().clone();
+    assert_eq!(
+        got[..5],
+        [
+            "occupied presence-r",
+            "added presence-r u",
+            "occupied cache-x",
+            "miss cache-x",
+            "client presence-r client-hi Some(\"u\")",
+        ]
+    );
+    // Channels are left in map order; within one channel, removed comes before vacated.
+    let mut tail = got[5..].to_vec();
+    let removed = tail
+        .iter()
+        .position(|l| l == "removed presence-r u")
+        .unwrap();
+    let vacated = tail.iter().position(|l| l == "vacated presence-r").unwrap();
+    assert!(removed < vacated, "{tail:?}");
+    tail.sort();
+    assert_eq!(
+        tail,
+        [
+            "removed presence-r u",
+            "vacated cache-x",
+            "vacated presence-r"
+        ]
+    );
+}

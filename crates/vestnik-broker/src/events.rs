@@ -1,0 +1,89 @@
+//! What happened on channels, for whoever listens: webhooks, the debug console, metrics.
+//!
+//! The core reports [`BrokerEvent`]s to an [`EventSink`] at the moment they happen (first subscriber,
+//! last subscriber, a user's first and last socket, a client event, a cache miss, a count change).
+//! A sink must return at once and never block: it is called on the publish and subscribe paths,
+//! sometimes under a channel's shard lock. This module must never deliver anything itself.
+
+use vestnik_protocol::SocketId;
+
+use crate::app::App;
+
+/// One channel happening, in the vocabulary of Pusher's webhooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerEvent<'a> {
+    /// The channel got its first subscriber.
+    ChannelOccupied {
+        /// The channel.
+        channel: &'a str,
+    },
+    /// The channel lost its last subscriber.
+    ChannelVacated {
+        /// The channel.
+        channel: &'a str,
+    },
+    /// A user's first socket joined a presence channel.
+    MemberAdded {
+        /// The presence channel.
+        channel: &'a str,
+        /// The user.
+        user_id: &'a str,
+    },
+    /// A user's last socket left a presence channel.
+    MemberRemoved {
+        /// The presence channel.
+        channel: &'a str,
+        /// The user.
+        user_id: &'a str,
+    },
+    /// A socket sent a client event.
+    ClientEvent {
+        /// The channel.
+        channel: &'a str,
+        /// The event name.
+        event: &'a str,
+        /// The data string.
+        data: &'a str,
+        /// The sender.
+        socket_id: SocketId,
+        /// The sender's user id on presence channels.
+        user_id: Option<&'a str>,
+    },
+    /// A socket joined a cache channel that had nothing cached.
+    CacheMiss {
+        /// The cache channel.
+        channel: &'a str,
+    },
+    /// A non-presence channel's subscription count changed.
+    SubscriptionCount {
+        /// The channel.
+        channel: &'a str,
+        /// The new count.
+        count: usize,
+    },
+    /// An event was published through the API (for the console and metrics; not a webhook).
+    Published {
+        /// The channel.
+        channel: &'a str,
+        /// The event name.
+        event: &'a str,
+        /// The data string.
+        data: &'a str,
+        /// How many local sockets it was queued for.
+        recipients: usize,
+    },
+}
+
+/// Receives [`BrokerEvent`]s. Implementations must not block.
+pub trait EventSink: Send + Sync + 'static {
+    /// Called for every event of `app`.
+    fn on_event(&self, app: &App, event: BrokerEvent<'_>);
+}
+
+/// A sink that drops everything; the default.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoEvents;
+
+impl EventSink for NoEvents {
+    fn on_event(&self, _app: &App, _event: BrokerEvent<'_>) {}
+}
