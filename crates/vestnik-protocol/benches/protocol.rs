@@ -2,7 +2,9 @@
 //! frame, verifying a channel signature and a signed API request.
 #![allow(missing_docs)]
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion};
 use vestnik_protocol::auth::{self, SignedRequest};
 use vestnik_protocol::{ClientMessage, ServerMessage};
 
