@@ -1,0 +1,171 @@
+//! The intake task: takes submitted events off the bounded queue, runs them through the planner
+//! (hold, filters, batching), spools each ready batch durably and hands it to its lane.
+//!
+//! At shutdown it drains the queue, releases every held event (vacates are sent, not dropped: the
+//! broker has stopped, so the channel really is empty) and spools every partial batch, then exits
+//! without sending. This module must never send HTTP and never block the submit side: the queue is
+//! the only link, and only this task reads it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+
+use crate::event::{unix_ms, WebhookEvent};
+use crate::lane::Job;
+use crate::plan::{Planner, ReadyBatch};
+use crate::runtime::Shared;
+use crate::spool::StoredBatch;
+
+/// One submitted event, with its app's index.
+#[derive(Debug)]
+pub(crate) struct Submission {
+    pub app: usize,
+    pub event: WebhookEvent,
+}
+
+/// Submissions taken off the queue per wake-up.
+const INTAKE_CHUNK: usize = 256;
+
+/// Wait before trying again to spool batches after the spool failed (disk full, for example).
+const SPOOL_RETRY: Duration = Duration::from_secs(1);
+
+/// Runs until shutdown, then persists everything still in memory.
+pub(crate) async fn run_intake(
+    shared: Arc<Shared>,
+    mut rx: mpsc::Receiver<Submission>,
+    mut planner: Planner,
+) {
+    let mut inbox = Vec::with_capacity(INTAKE_CHUNK);
+    let mut unspooled: Vec<StoredBatch> = Vec::new();
+    let mut retry_at: Option<Instant> = None;
+    loop {
+        let wake = match (planner.next_deadline(), retry_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        tokio::select! {
+            biased;
+            () = shared.shutdown.cancelled() => break,
+            n = rx.recv_many(&mut inbox, INTAKE_CHUNK) => {
+                if n == 0 {
+                    break; // every handle is gone
+                }
+                let now = Instant::now();
+                let ms = unix_ms();
+                for s in inbox.drain(..) {
+                    planner.submit(s.app, s.event, now, ms);
+                }
+            }
+            () = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
+        }
+        let now = Instant::now();
+        planner.release_due(now);
+        let ready = planner.take_ready(now, false);
+        let mut batches = stored(&shared, &planner, ready);
+        if retry_at.is_some_and(|at| at <= now) {
+            retry_at = None;
+            batches.splice(0..0, unspooled.drain(..));
+        }
+        if batches.is_empty() {
+            continue;
+        }
+        if let Err(failed) = spool(&shared, batches, true).await {
+            unspooled.extend(failed);
+            retry_at.get_or_insert(now + SPOOL_RETRY);
+        }
+    }
+
+    // Shutdown: nothing accepted may stay only in memory.
+    rx.close();
+    let now = Instant::now();
+    let ms = unix_ms();
+    while let Ok(s) = rx.try_recv() {
+        planner.submit(s.app, s.event, now, ms);
+    }
+    planner.release_all(now);
+    let mut batches = unspooled;
+    let ready = planner.take_ready(now, true);
+    batches.extend(stored(&shared, &planner, ready));
+    if batches.is_empty() {
+        return;
+    }
+    let count = batches.len();
+    match spool(&shared, batches, false).await {
+        Ok(()) => tracing::info!(batches = count, "webhook batches spooled at shutdown"),
+        Err(lost) => {
+            for batch in &lost {
+                if let Some(app) = shared.app(&batch.app_id) {
+                    app.counters
+                        .dropped(u64::try_from(batch.events.len()).unwrap_or(u64::MAX));
+                }
+            }
+            tracing::error!(
+                batches = lost.len(),
+                "the spool failed at shutdown: these webhook batches are lost"
+            );
+        }
+    }
+}
+
+/// Turns ready batches into spool records, with their target's URL and headers.
+fn stored(shared: &Shared, planner: &Planner, ready: Vec<ReadyBatch>) -> Vec<StoredBatch> {
+    let created_ms = unix_ms();
+    ready
+        .into_iter()
+        .map(|batch| {
+            let target = planner.target(batch.app, batch.target);
+            StoredBatch {
+                app_id: shared.apps[batch.app].app_id.clone(),
+                url: target.url.clone(),
+                headers: target.headers.clone(),
+                created_ms,
+                events: batch.events,
+            }
+        })
+        .collect()
+}
+
+/// Spools `batches` in one durable transaction and, with `dispatch`, hands each to its lane.
+/// On failure the batches come back so the caller can try again.
+async fn spool(
+    shared: &Arc<Shared>,
+    batches: Vec<StoredBatch>,
+    dispatch: bool,
+) -> Result<(), Vec<StoredBatch>> {
+    let Some(spool) = shared.spool() else {
+        return Err(batches);
+    };
+    let written = shared
+        .tracker
+        .spawn_blocking(move || {
+            let result = spool.insert(&batches);
+            (batches, result)
+        })
+        .await;
+    let (batches, keys) = match written {
+        Ok((batches, Ok(keys))) => (batches, keys),
+        Ok((batches, Err(e))) => {
+            tracing::error!(error = %e, batches = batches.len(), "cannot spool webhook batches; will retry");
+            return Err(batches);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the spool task failed; these webhook batches are lost");
+            return Err(Vec::new());
+        }
+    };
+    for (key, batch) in keys.into_iter().zip(batches) {
+        let events = batch.events.len();
+        if let Some(app) = shared.app(&batch.app_id) {
+            app.counters
+                .spooled(u64::try_from(events).unwrap_or(u64::MAX));
+        }
+        if dispatch {
+            let batch = Arc::new(batch);
+            let job = Job::new(key, &batch.app_id, events, Some(Arc::clone(&batch)));
+            shared.dispatch(&batch.url, job);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! Vestnik's webhooks: Pusher-compatible webhook events, held and batched as Pusher does, kept in a
+//! durable spool and delivered over HTTP with retries until a receiver acknowledges them.
+//!
+//! The broker reports facts through [`Webhooks::submit`], a non-blocking call; everything after
+//! that (the 3 s vacate hold, batching, signing, retries, dead letters) happens on this crate's own
+//! tasks. Every event carries a unique `id` (also listed in the `X-Vestnik-Webhook-Id` header) so
+//! receivers can dedupe: delivery is at least once. This crate must never call back into the broker
+//! or block its caller; it reads no config files itself (the server passes it [`AppHooks`] and
+//! [`WebhookSettings`]).
+//!
+//! # Layout
+//! - `config`: targets, settings and their defaults ([`WebhookTarget`], [`WebhookSettings`]).
+//! - `event`: [`WebhookEvent`] and its wire JSON; event ids (UUID v7).
+//! - `plan`: the hold, target filters and batching, as a pure state machine.
+//! - `intake`: the task that runs the planner and spools ready batches.
+//! - `spool`: the redb file with pending batches and dead letters ([`Spool`]).
+//! - `runtime`: state shared by the tasks; one lane per receiver URL.
+//! - `lane`: in-flight limit, retries with backoff and jitter, dead-lettering.
+//! - `sender`: one signed HTTP request.
+//! - `service`: [`Webhooks`], the handle: start, submit, stats, dead-letter admin.
+//! - `stats`: per-app counters ([`AppWebhookStats`]).
+//! - `error`: [`Error`].
+
+mod config;
+mod error;
+mod event;
+mod intake;
+mod lane;
+mod plan;
+mod runtime;
+mod sender;
+mod service;
+mod spool;
+mod stats;
+
+pub use config::{defaults, AppHooks, EventType, WebhookSettings, WebhookTarget};
+pub use error::Error;
+pub use event::WebhookEvent;
+pub use sender::{ATTEMPT_HEADER, ID_HEADER};
+pub use service::Webhooks;
+pub use spool::{DeadLetter, Spool, SPOOL_FILE};
+pub use stats::AppWebhookStats;

@@ -1,0 +1,485 @@
+//! When each event is sent and to whom: the vacate hold, target filters and batching, as a state
+//! machine over events and instants.
+//!
+//! `channel_vacated` and `member_removed` wait `hold_ms`; an `channel_occupied` / `member_added` for
+//! the same channel (and user) inside that window cancels both, so a page reload does not flap.
+//! Released events are copied into one batch per matching target, which is ready at `batch_max`
+//! events or `batch_ms` after its first event. This module must never do IO, read the clock or
+//! spawn: the caller passes the time, which keeps every rule unit-testable.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use vestnik_protocol::ChannelName;
+
+use crate::config::{AppHooks, EventType, EventTypeSet, WebhookTarget};
+use crate::event::{new_event_id, WebhookEvent};
+use crate::spool::StoredEvent;
+use crate::stats::AppCounters;
+
+/// Timing rules of the planner, from the settings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PlanRules {
+    /// How long vacates and removals are held.
+    pub hold: Duration,
+    /// How long a batch may wait for more events.
+    pub batch_window: Duration,
+    /// Most events in a batch.
+    pub batch_max: usize,
+}
+
+/// A batch that is ready to be spooled: every event for one target of one app.
+#[derive(Debug)]
+pub(crate) struct ReadyBatch {
+    /// Index of the app in the planner's app list.
+    pub app: usize,
+    /// Index of the target in that app's target list.
+    pub target: usize,
+    /// The events, in the order they were released.
+    pub events: Vec<StoredEvent>,
+}
+
+/// What a held event is keyed by: the channel, and the user for presence removals.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct HoldKey {
+    app: usize,
+    channel: ChannelName,
+    user_id: Option<String>,
+}
+
+#[derive(Debug)]
+struct Held {
+    generation: u64,
+    id: String,
+    event: WebhookEvent,
+}
+
+#[derive(Debug)]
+struct Route {
+    types: EventTypeSet,
+    target: WebhookTarget,
+}
+
+#[derive(Debug, Default)]
+struct Buffer {
+    events: Vec<StoredEvent>,
+    opened: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct AppPlan {
+    routes: Vec<Route>,
+    buffers: Vec<Buffer>,
+    counters: Arc<AppCounters>,
+}
+
+/// The hold and batching state of every app.
+#[derive(Debug)]
+pub(crate) struct Planner {
+    rules: PlanRules,
+    apps: Vec<AppPlan>,
+    held: HashMap<HoldKey, Held>,
+    /// Hold deadlines in arrival order. Every hold lasts the same time, so this queue is sorted;
+    /// entries whose generation no longer matches `held` were cancelled and are skipped.
+    hold_queue: VecDeque<(Instant, HoldKey, u64)>,
+    next_generation: u64,
+    ready: Vec<ReadyBatch>,
+}
+
+impl Planner {
+    /// A planner for `apps`, whose counters are `counters` (same order).
+    pub(crate) fn new(apps: &[AppHooks], counters: &[Arc<AppCounters>], rules: PlanRules) -> Self {
+        let apps = apps
+            .iter()
+            .zip(counters)
+            .map(|(app, counters)| AppPlan {
+                routes: app
+                    .targets
+                    .iter()
+                    .map(|t| Route {
+                        types: t.event_types.iter().copied().collect(),
+                        target: t.clone(),
+                    })
+                    .collect(),
+                buffers: app.targets.iter().map(|_| Buffer::default()).collect(),
+                counters: Arc::clone(counters),
+            })
+            .collect();
+        Self {
+            rules,
+            apps,
+            held: HashMap::new(),
+            hold_queue: VecDeque::new(),
+            next_generation: 0,
+            ready: Vec::new(),
+        }
+    }
+
+    /// The target a ready batch is for.
+    pub(crate) fn target(&self, app: usize, target: usize) -> &WebhookTarget {
+        &self.apps[app].routes[target].target
+    }
+
+    /// Takes in one event of app `app` at `now`; `unix_ms` stamps its id.
+    pub(crate) fn submit(&mut self, app: usize, event: WebhookEvent, now: Instant, unix_ms: u64) {
+        let Some(plan) = self.apps.get(app) else {
+            return;
+        };
+        let counters = Arc::clone(&plan.counters);
+        match event.kind() {
+            EventType::ChannelVacated | EventType::MemberRemoved if !self.rules.hold.is_zero() => {
+                let key = hold_key(app, &event);
+                if self.held.contains_key(&key) {
+                    // A second vacate without an occupy in between says nothing new.
+                    counters.suppressed(1);
+                    counters.unqueue(1);
+                    return;
+                }
+                let generation = self.next_generation;
+                self.next_generation += 1;
+                self.hold_queue
+                    .push_back((now + self.rules.hold, key.clone(), generation));
+                let id = new_event_id(unix_ms);
+                self.held.insert(
+                    key,
+                    Held {
+                        generation,
+                        id,
+                        event,
+                    },
+                );
+            }
+            EventType::ChannelOccupied | EventType::MemberAdded => {
+                if self.held.remove(&hold_key(app, &event)).is_some() {
+                    // The reload case: the held leave and this join both vanish.
+                    counters.suppressed(2);
+                    counters.unqueue(2);
+                    return;
+                }
+                self.release(app, new_event_id(unix_ms), &event, now);
+            }
+            EventType::ChannelVacated
+            | EventType::MemberRemoved
+            | EventType::ClientEvent
+            | EventType::CacheMiss
+            | EventType::SubscriptionCount => {
+                self.release(app, new_event_id(unix_ms), &event, now);
+            }
+        }
+    }
+
+    /// Releases every held event whose hold has ended by `now`.
+    pub(crate) fn release_due(&mut self, now: Instant) {
+        while let Some((deadline, _, _)) = self.hold_queue.front() {
+            if *deadline > now {
+                break;
+            }
+            let (_, key, generation) = self.hold_queue.pop_front().expect("front exists");
+            self.release_held(key, generation, now);
+        }
+    }
+
+    /// Releases every held event now. At shutdown, held leaves are sent rather than dropped: once
+    /// the broker has stopped, the channel really is empty, and a dropped vacate would leave the
+    /// receiver believing it is occupied.
+    pub(crate) fn release_all(&mut self, now: Instant) {
+        while let Some((_, key, generation)) = self.hold_queue.pop_front() {
+            self.release_held(key, generation, now);
+        }
+    }
+
+    fn release_held(&mut self, key: HoldKey, generation: u64, now: Instant) {
+        let current = self.held.get(&key).map(|h| h.generation);
+        if current != Some(generation) {
+            return; // cancelled, or replaced by a later hold
+        }
+        let held = self.held.remove(&key).expect("checked above");
+        self.release(key.app, held.id, &held.event, now);
+    }
+
+    /// Copies a released event into the batch of every matching target.
+    fn release(&mut self, app: usize, id: String, event: &WebhookEvent, now: Instant) {
+        let plan = &mut self.apps[app];
+        plan.counters.unqueue(1);
+        let kind = event.kind();
+        let channel = event.channel().as_str();
+        let mut json: Option<String> = None;
+        for (index, route) in plan.routes.iter().enumerate() {
+            if !route.types.contains(kind) || !route.target.matches_channel(channel) {
+                continue;
+            }
+            let json = json.get_or_insert_with(|| event.to_json(&id)).clone();
+            let buffer = &mut plan.buffers[index];
+            buffer.opened.get_or_insert(now);
+            buffer.events.push(StoredEvent {
+                id: id.clone(),
+                json,
+            });
+            if buffer.events.len() >= self.rules.batch_max {
+                buffer.opened = None;
+                self.ready.push(ReadyBatch {
+                    app,
+                    target: index,
+                    events: std::mem::take(&mut buffer.events),
+                });
+            }
+        }
+    }
+
+    /// Takes the batches that are full or whose window has passed; with `everything`, takes every
+    /// non-empty batch (at shutdown).
+    pub(crate) fn take_ready(&mut self, now: Instant, everything: bool) -> Vec<ReadyBatch> {
+        let mut ready = std::mem::take(&mut self.ready);
+        for (app, plan) in self.apps.iter_mut().enumerate() {
+            for (target, buffer) in plan.buffers.iter_mut().enumerate() {
+                let due = buffer
+                    .opened
+                    .is_some_and(|opened| opened + self.rules.batch_window <= now);
+                if !buffer.events.is_empty() && (due || everything) {
+                    buffer.opened = None;
+                    ready.push(ReadyBatch {
+                        app,
+                        target,
+                        events: std::mem::take(&mut buffer.events),
+                    });
+                }
+            }
+        }
+        ready
+    }
+
+    /// When the planner next has something to do: a hold ends or a batch window closes.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        let hold = self.hold_queue.front().map(|(deadline, _, _)| *deadline);
+        let batch = self
+            .apps
+            .iter()
+            .flat_map(|plan| plan.buffers.iter())
+            .filter_map(|b| b.opened)
+            .min()
+            .map(|opened| opened + self.rules.batch_window);
+        match (hold, batch) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Events currently held back.
+    #[cfg(test)]
+    pub(crate) fn held_len(&self) -> usize {
+        self.held.len()
+    }
+}
+
+fn hold_key(app: usize, event: &WebhookEvent) -> HoldKey {
+    let user_id = match event {
+        WebhookEvent::MemberAdded { user_id, .. } | WebhookEvent::MemberRemoved { user_id, .. } => {
+            Some(user_id.clone())
+        }
+        WebhookEvent::ChannelOccupied { .. }
+        | WebhookEvent::ChannelVacated { .. }
+        | WebhookEvent::ClientEvent { .. }
+        | WebhookEvent::CacheMiss { .. }
+        | WebhookEvent::SubscriptionCount { .. } => None,
+    };
+    HoldKey {
+        app,
+        channel: event.channel().clone(),
+        user_id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOLD: Duration = Duration::from_millis(3_000);
+    const WINDOW: Duration = Duration::from_millis(250);
+
+    fn planner(targets: Vec<WebhookTarget>, batch_max: usize) -> (Planner, Arc<AppCounters>) {
+        let app = AppHooks {
+            app_id: "1".into(),
+            key: "k".into(),
+            secret: "s".into(),
+            targets,
+        };
+        let counters = Arc::new(AppCounters::default());
+        let rules = PlanRules {
+            hold: HOLD,
+            batch_window: WINDOW,
+            batch_max,
+        };
+        let planner = Planner::new(&[app], std::slice::from_ref(&counters), rules);
+        (planner, counters)
+    }
+
+    fn ch(name: &str) -> ChannelName {
+        ChannelName::parse(name).expect("valid")
+    }
+
+    fn names(batches: &[ReadyBatch]) -> Vec<Vec<String>> {
+        batches
+            .iter()
+            .map(|b| {
+                b.events
+                    .iter()
+                    .map(|e| {
+                        let v: serde_json::Value = serde_json::from_str(&e.json).expect("json");
+                        v["name"].as_str().expect("name").to_owned()
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batch_is_ready_at_max_or_after_the_window() {
+        let (mut p, _) = planner(vec![WebhookTarget::every_event("http://a/")], 3);
+        let t0 = Instant::now();
+        for _ in 0..4 {
+            p.submit(0, WebhookEvent::CacheMiss { channel: ch("c") }, t0, 1);
+        }
+        let full = p.take_ready(t0, false);
+        assert_eq!(full.len(), 1);
+        assert_eq!(full[0].events.len(), 3);
+        assert_eq!(p.next_deadline(), Some(t0 + WINDOW));
+        assert!(p
+            .take_ready(t0 + WINDOW - Duration::from_millis(1), false)
+            .is_empty());
+        let late = p.take_ready(t0 + WINDOW, false);
+        assert_eq!(late[0].events.len(), 1);
+        assert_eq!(p.next_deadline(), None);
+    }
+
+    #[test]
+    fn vacate_is_held_then_released() {
+        let (mut p, counters) = planner(vec![WebhookTarget::every_event("http://a/")], 20);
+        let t0 = Instant::now();
+        counters.enqueue(1);
+        p.submit(0, WebhookEvent::ChannelVacated { channel: ch("c") }, t0, 1);
+        assert_eq!(p.held_len(), 1);
+        assert_eq!(p.next_deadline(), Some(t0 + HOLD));
+        p.release_due(t0 + HOLD - Duration::from_millis(1));
+        assert!(p.take_ready(t0 + HOLD, true).is_empty());
+        p.release_due(t0 + HOLD);
+        assert_eq!(p.held_len(), 0);
+        let ready = p.take_ready(t0 + HOLD, true);
+        assert_eq!(names(&ready), vec![vec!["channel_vacated".to_owned()]]);
+        assert_eq!(counters.snapshot("1").queued, 0);
+    }
+
+    #[test]
+    fn reoccupation_inside_the_hold_cancels_both() {
+        let (mut p, counters) = planner(vec![WebhookTarget::every_event("http://a/")], 20);
+        let t0 = Instant::now();
+        let user =
+            |kind: fn(ChannelName, String) -> WebhookEvent| kind(ch("presence-c"), "u".into());
+        counters.enqueue(4);
+        p.submit(0, WebhookEvent::ChannelVacated { channel: ch("c") }, t0, 1);
+        let removed = user(|channel, user_id| WebhookEvent::MemberRemoved { channel, user_id });
+        p.submit(0, removed, t0, 1);
+        p.submit(
+            0,
+            WebhookEvent::ChannelOccupied { channel: ch("c") },
+            t0 + WINDOW,
+            1,
+        );
+        let added = user(|channel, user_id| WebhookEvent::MemberAdded { channel, user_id });
+        p.submit(0, added, t0 + WINDOW, 1);
+        p.release_due(t0 + HOLD * 2);
+        assert!(p.take_ready(t0 + HOLD * 2, true).is_empty());
+        let stats = counters.snapshot("1");
+        assert_eq!(stats.suppressed, 4);
+        assert_eq!(stats.queued, 0);
+    }
+
+    #[test]
+    fn a_different_user_does_not_cancel_a_removal() {
+        let (mut p, _) = planner(vec![WebhookTarget::every_event("http://a/")], 20);
+        let t0 = Instant::now();
+        let removed = WebhookEvent::MemberRemoved {
+            channel: ch("presence-c"),
+            user_id: "a".into(),
+        };
+        p.submit(0, removed, t0, 1);
+        let added = WebhookEvent::MemberAdded {
+            channel: ch("presence-c"),
+            user_id: "b".into(),
+        };
+        p.submit(0, added, t0, 1);
+        p.release_all(t0);
+        let ready = p.take_ready(t0, true);
+        assert_eq!(
+            names(&ready),
+            vec![vec!["member_added".to_owned(), "member_removed".to_owned()]]
+        );
+    }
+
+    #[test]
+    fn a_vacate_held_again_after_cancellation_uses_its_own_deadline() {
+        let (mut p, _) = planner(vec![WebhookTarget::every_event("http://a/")], 20);
+        let t0 = Instant::now();
+        let vacate = || WebhookEvent::ChannelVacated { channel: ch("c") };
+        p.submit(0, vacate(), t0, 1);
+        p.submit(0, WebhookEvent::ChannelOccupied { channel: ch("c") }, t0, 1);
+        let t1 = t0 + Duration::from_millis(2_000);
+        p.submit(0, vacate(), t1, 1);
+        p.release_due(t0 + HOLD);
+        assert_eq!(
+            p.held_len(),
+            1,
+            "the stale deadline must not release the new hold"
+        );
+        p.release_due(t1 + HOLD);
+        assert_eq!(p.take_ready(t1 + HOLD, true).len(), 1);
+    }
+
+    #[test]
+    fn targets_filter_by_kind_prefix_and_suffix() {
+        let only_added = WebhookTarget {
+            event_types: vec![EventType::MemberAdded],
+            ..WebhookTarget::every_event("http://a/")
+        };
+        let presence = WebhookTarget {
+            channel_prefix: Some("presence-".into()),
+            ..WebhookTarget::every_event("http://b/")
+        };
+        let admin = WebhookTarget {
+            channel_suffix: Some("-admin".into()),
+            ..WebhookTarget::every_event("http://c/")
+        };
+        let (mut p, _) = planner(vec![only_added, presence, admin], 20);
+        let t0 = Instant::now();
+        let added = WebhookEvent::MemberAdded {
+            channel: ch("presence-room"),
+            user_id: "1".into(),
+        };
+        p.submit(0, added, t0, 1);
+        p.submit(
+            0,
+            WebhookEvent::CacheMiss {
+                channel: ch("cache-x-admin"),
+            },
+            t0,
+            1,
+        );
+        p.submit(
+            0,
+            WebhookEvent::CacheMiss {
+                channel: ch("other"),
+            },
+            t0,
+            1,
+        );
+        let mut ready = p.take_ready(t0, true);
+        ready.sort_by_key(|b| b.target);
+        let got: Vec<(usize, usize)> = ready.iter().map(|b| (b.target, b.events.len())).collect();
+        assert_eq!(got, vec![(0, 1), (1, 1), (2, 1)]);
+        assert_eq!(
+            ready[0].events[0].id, ready[1].events[0].id,
+            "one event, one id, whichever target gets it"
+        );
+    }
+}
