@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use vestnik_protocol::limits;
+use vestnik_protocol::webhook::WebhookTarget;
 
 /// One app: its credentials, switches and limits. Every field has a default, so a config file names
 /// only what differs.
@@ -50,6 +51,8 @@ pub struct App {
     pub subscription_count: bool,
     /// Seconds a cache channel keeps its last event.
     pub cache_ttl: u64,
+    /// Where this app's webhooks go (`[[apps.webhooks]]`); none by default.
+    pub webhooks: Vec<WebhookTarget>,
 }
 
 impl Default for App {
@@ -72,6 +75,7 @@ impl Default for App {
             watchlist: true,
             subscription_count: false,
             cache_ttl: limits::CACHE_TTL_SECS,
+            webhooks: Vec::new(),
         }
     }
 }

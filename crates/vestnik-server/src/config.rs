@@ -9,6 +9,7 @@ use std::path::Path;
 use serde::Deserialize;
 use vestnik_broker::App;
 use vestnik_protocol::limits;
+use vestnik_webhooks::{ValidateTarget, WebhookSettings};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -18,6 +19,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// The apps served. Empty in the file means the one default app.
     pub apps: Vec<App>,
+    /// Webhook delivery settings (the targets are per app); see docs/webhooks.md.
+    pub webhooks: WebhookSettings,
 }
 
 impl Default for Config {
@@ -25,6 +28,7 @@ impl Default for Config {
         Self {
             server: ServerConfig::default(),
             apps: vec![App::default()],
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -145,7 +149,13 @@ impl Config {
         if self.server.max_message_bytes < 1024 {
             return Err("server.max_message_bytes must be at least 1024".into());
         }
+        self.webhooks.validate().map_err(|e| e.to_string())?;
         for app in &self.apps {
+            for target in &app.webhooks {
+                target
+                    .validate()
+                    .map_err(|e| format!("app {:?}: {e}", app.id))?;
+            }
             if app.max_channels_per_trigger == 0 || app.max_batch_events == 0 {
                 return Err(format!(
                     "app {:?}: max_channels_per_trigger and max_batch_events must be at least 1",

@@ -7,8 +7,10 @@
 //! - [`http`]: the signed Pusher HTTP API, one file per resource, and health.
 //! - [`ws`]: the WebSocket upgrade and the per-socket session (reader, coalescing writer, liveness).
 //! - [`shutdown`]: the one shutdown signal and task tracker.
+//! - [`hooks`]: the bridge from broker events to the durable webhook sender.
 
 pub mod config;
+pub mod hooks;
 pub mod http;
 pub mod server;
 pub mod shutdown;

@@ -46,6 +46,12 @@ struct Cli {
     /// Whether the first app accepts client events (true or false).
     #[arg(long, env = "VESTNIK_CLIENT_EVENTS")]
     client_events: Option<bool>,
+    /// Send every webhook event of the first app to this URL (quick start; see docs/webhooks.md).
+    #[arg(long, env = "VESTNIK_WEBHOOK_URL", value_name = "URL")]
+    webhook_url: Option<String>,
+    /// Directory for durable state: the webhook spool [default: ./vestnik-data].
+    #[arg(long, env = "VESTNIK_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -57,6 +63,83 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Inspect and replay dead-lettered webhooks in the spool of a stopped broker. While the broker
+    /// runs, use the signed admin endpoints instead (docs/webhooks.md).
+    Webhooks {
+        /// The data directory holding the spool [default: ./vestnik-data].
+        #[arg(long, env = "VESTNIK_DATA_DIR", value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        #[command(subcommand)]
+        action: WebhooksAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum WebhooksAction {
+    /// Print an app's dead letters as JSON.
+    DeadLetters {
+        /// The app id.
+        app: String,
+    },
+    /// Queue dead letters for delivery again at the broker's next start.
+    Replay {
+        /// The app id.
+        app: String,
+        /// Ids to replay.
+        ids: Vec<String>,
+        /// Replay every dead letter of the app.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Delete dead letters.
+    Purge {
+        /// The app id.
+        app: String,
+        /// Ids to delete.
+        ids: Vec<String>,
+        /// Delete every dead letter of the app.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+fn webhooks_command(data_dir: Option<PathBuf>, action: WebhooksAction) -> anyhow::Result<()> {
+    let dir = data_dir.unwrap_or_else(|| PathBuf::from(vestnik_webhooks::defaults::DATA_DIR));
+    let spool = vestnik_webhooks::Spool::open(&dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the spool in {}: {e}. If the broker is running, use the admin endpoints \
+             (POST /apps/{{id}}/webhooks/dead_letters/replay) instead.",
+            dir.display()
+        )
+    })?;
+    let pick = |ids: &[String], all: bool| -> anyhow::Result<Option<Vec<String>>> {
+        match (all, ids.is_empty()) {
+            (true, _) => Ok(None),
+            (false, false) => Ok(Some(ids.to_vec())),
+            (false, true) => anyhow::bail!("give dead-letter ids, or --all"),
+        }
+    };
+    match action {
+        WebhooksAction::DeadLetters { app } => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&spool.dead_letters(&app)?)?
+            );
+        }
+        WebhooksAction::Replay { app, ids, all } => {
+            let sel = pick(&ids, all)?;
+            let n = spool.replay(&app, sel.as_deref(), vestnik_webhooks::defaults::BATCH_MAX)?;
+            println!("replayed {n} dead letter(s); they are sent when the broker starts");
+        }
+        WebhooksAction::Purge { app, ids, all } => {
+            let sel = pick(&ids, all)?;
+            println!(
+                "purged {} dead letter(s)",
+                spool.purge(&app, sel.as_deref())?
+            );
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,6 +186,14 @@ impl Cli {
         if let Some(v) = self.client_events {
             first.client_events = v;
         }
+        if let Some(url) = self.webhook_url {
+            first
+                .webhooks
+                .push(vestnik_webhooks::WebhookTarget::every_event(url));
+        }
+        if let Some(dir) = self.data_dir {
+            config.webhooks.data_dir = dir;
+        }
         config.validate().map_err(anyhow::Error::msg)?;
         Ok(config)
     }
@@ -121,20 +212,31 @@ fn init_logging() {
 
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
-    if let Some(Command::Config {
-        action: ConfigAction::Check { file },
-    }) = cli.command.take()
-    {
-        return match Config::from_file(&file) {
-            Ok(c) => {
-                println!("{}: OK ({} app(s))", file.display(), c.apps.len());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
-        };
+    match cli.command.take() {
+        Some(Command::Config {
+            action: ConfigAction::Check { file },
+        }) => {
+            return match Config::from_file(&file) {
+                Ok(c) => {
+                    println!("{}: OK ({} app(s))", file.display(), c.apps.len());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Some(Command::Webhooks { data_dir, action }) => {
+            return match webhooks_command(data_dir, action) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("{e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        None => {}
     }
     init_logging();
     let config = match cli.into_config() {

@@ -11,10 +11,13 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-use vestnik_broker::{Broker, BrokerConfig, StaticAppStore};
+use vestnik_broker::{Broker, BrokerConfig, EventSink, NoEvents, StaticAppStore};
+use vestnik_webhooks::Webhooks;
 
 use crate::config::Config;
+use crate::hooks::{app_hooks, WebhookSink};
 use crate::shutdown::Shutdown;
 
 /// Seconds a client has to send its request headers; slow-loris protection.
@@ -31,6 +34,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The shutdown signal.
     pub shutdown: Shutdown,
+    /// The webhook sender, when some app has targets.
+    pub webhooks: Option<Webhooks>,
 }
 
 /// Why the server could not run.
@@ -39,6 +44,9 @@ pub enum ServerError {
     /// The apps cannot be served.
     #[error("invalid apps: {0}")]
     Apps(#[from] vestnik_broker::app::AppStoreError),
+    /// The webhook spool could not be opened.
+    #[error("webhooks: {0}")]
+    Webhooks(#[from] vestnik_webhooks::Error),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -49,20 +57,30 @@ pub enum ServerError {
     },
 }
 
-/// Builds the broker from `config`.
-pub fn build_state(config: Config, shutdown: Shutdown) -> Result<AppState, ServerError> {
+/// Builds the broker from `config`, reporting channel happenings to `webhooks` if given.
+pub fn build_state(
+    config: Config,
+    shutdown: Shutdown,
+    webhooks: Option<Webhooks>,
+) -> Result<AppState, ServerError> {
     let store = StaticAppStore::new(config.apps.clone())?;
-    let broker = Broker::new(
+    let events: Arc<dyn EventSink> = match &webhooks {
+        Some(hooks) => Arc::new(WebhookSink::new(hooks.clone())),
+        None => Arc::new(NoEvents),
+    };
+    let broker = Broker::with_events(
         Arc::new(store),
         BrokerConfig {
             max_connections: config.server.max_connections,
             outbox_capacity: config.server.outbox_capacity,
         },
+        events,
     );
     Ok(AppState {
         broker,
         config: Arc::new(config),
         shutdown,
+        webhooks,
     })
 }
 
@@ -78,8 +96,23 @@ pub async fn bind(config: &Config) -> Result<TcpListener, ServerError> {
 /// finish in-flight HTTP requests, and return once every task ended or the timeout passed.
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), ServerError> {
     let listener = bind(&config).await?;
-    let state = build_state(config, shutdown)?;
+    // The sender stops only after the sockets are closed, so the last vacates reach the spool.
+    let hooks_stop = CancellationToken::new();
+    let hooks = app_hooks(&config);
+    let (webhooks, sender) = if hooks.is_empty() {
+        (None, None)
+    } else {
+        let dir = config.webhooks.data_dir.display().to_string();
+        let (h, task) = Webhooks::start(hooks, config.webhooks.clone(), hooks_stop.clone())?;
+        info!(data_dir = %dir, "webhooks enabled");
+        (Some(h), Some(task))
+    };
+    let state = build_state(config, shutdown, webhooks)?;
     serve(listener, state).await;
+    hooks_stop.cancel();
+    if let Some(task) = sender {
+        let _ = task.await;
+    }
     Ok(())
 }
 

@@ -4,10 +4,11 @@
 //! This module only describes and validates settings. It must never open files, start tasks or
 //! send anything: the service reads these values once at start and trusts them afterwards.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+
+pub use vestnik_protocol::webhook::{EventType, WebhookTarget};
 
 use crate::error::Error;
 
@@ -48,81 +49,17 @@ pub mod defaults {
     pub const QUEUE_CAPACITY: usize = 65_536;
 }
 
-/// The kinds of webhook event Pusher sends, by their wire `name`.
-///
-/// Targets list the kinds they want in `event_types`, with exactly these names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventType {
-    /// The first subscriber joined a channel.
-    ChannelOccupied,
-    /// The last subscriber left a channel (held back, see `hold_ms`).
-    ChannelVacated,
-    /// A user joined a presence channel.
-    MemberAdded,
-    /// A user left a presence channel (held back, see `hold_ms`).
-    MemberRemoved,
-    /// A client sent a `client-` event.
-    ClientEvent,
-    /// A subscriber found a cache channel empty.
-    CacheMiss,
-    /// A channel's subscription count changed.
-    SubscriptionCount,
-}
-
-impl EventType {
-    /// Every kind, in the order Pusher's docs list them.
-    pub const ALL: [EventType; 7] = [
-        EventType::ChannelOccupied,
-        EventType::ChannelVacated,
-        EventType::MemberAdded,
-        EventType::MemberRemoved,
-        EventType::ClientEvent,
-        EventType::CacheMiss,
-        EventType::SubscriptionCount,
-    ];
-
-    /// The wire `name` of events of this kind.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::ChannelOccupied => "channel_occupied",
-            EventType::ChannelVacated => "channel_vacated",
-            EventType::MemberAdded => "member_added",
-            EventType::MemberRemoved => "member_removed",
-            EventType::ClientEvent => "client_event",
-            EventType::CacheMiss => "cache_miss",
-            EventType::SubscriptionCount => "subscription_count",
-        }
-    }
-
-    /// The kind whose arrival cancels a held event of this kind, and the reverse: a target that
-    /// wants only one of the pair still depends on the hold of the other.
-    pub(crate) fn partner(self) -> Option<EventType> {
-        match self {
-            EventType::ChannelOccupied => Some(EventType::ChannelVacated),
-            EventType::ChannelVacated => Some(EventType::ChannelOccupied),
-            EventType::MemberAdded => Some(EventType::MemberRemoved),
-            EventType::MemberRemoved => Some(EventType::MemberAdded),
-            EventType::ClientEvent | EventType::CacheMiss | EventType::SubscriptionCount => None,
-        }
-    }
-
-    fn bit(self) -> u8 {
-        1 << (self as u8)
-    }
-}
-
 /// A small set of [`EventType`]s, so that filtering an event costs one AND.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct EventTypeSet(u8);
 
 impl EventTypeSet {
     pub(crate) fn insert(&mut self, t: EventType) {
-        self.0 |= t.bit();
+        self.0 |= 1 << (t as u8);
     }
 
     pub(crate) fn contains(self, t: EventType) -> bool {
-        self.0 & t.bit() != 0
+        self.0 & (1 << (t as u8)) != 0
     }
 
     pub(crate) fn union(self, other: EventTypeSet) -> EventTypeSet {
@@ -140,48 +77,6 @@ impl FromIterator<EventType> for EventTypeSet {
     }
 }
 
-fn all_event_types() -> Vec<EventType> {
-    EventType::ALL.to_vec()
-}
-
-/// One receiver of an app's webhooks: an `[[apps.webhooks]]` table.
-///
-/// An event goes to a target when its kind is in `event_types` and its channel matches both the
-/// prefix and the suffix filter (when set). Several targets may receive the same event; each gets
-/// its own copy, retried on its own. `Debug` hides header values: they often carry credentials.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookTarget {
-    /// Where to POST, `http://` or `https://`.
-    pub url: String,
-    /// Which kinds of event to send; every kind when omitted.
-    #[serde(default = "all_event_types")]
-    pub event_types: Vec<EventType>,
-    /// Only channels whose name starts with this.
-    #[serde(default)]
-    pub channel_prefix: Option<String>,
-    /// Only channels whose name ends with this.
-    #[serde(default)]
-    pub channel_suffix: Option<String>,
-    /// Extra request headers, for example an `Authorization` token the receiver's proxy expects.
-    /// They may not replace the headers the protocol defines.
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-}
-
-impl std::fmt::Debug for WebhookTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let header_names: Vec<&String> = self.headers.keys().collect();
-        f.debug_struct("WebhookTarget")
-            .field("url", &self.url)
-            .field("event_types", &self.event_types)
-            .field("channel_prefix", &self.channel_prefix)
-            .field("channel_suffix", &self.channel_suffix)
-            .field("headers", &header_names)
-            .finish()
-    }
-}
-
 /// Headers the sender sets itself; a target may not override them.
 pub(crate) const RESERVED_HEADERS: [&str; 7] = [
     "content-type",
@@ -193,31 +88,14 @@ pub(crate) const RESERVED_HEADERS: [&str; 7] = [
     "x-vestnik-webhook-attempt",
 ];
 
-impl WebhookTarget {
-    /// A target for every event kind on every channel: what `--webhook-url` configures.
-    pub fn every_event(url: impl Into<String>) -> Self {
-        Self {
-            url: url.into(),
-            event_types: all_event_types(),
-            channel_prefix: None,
-            channel_suffix: None,
-            headers: BTreeMap::new(),
-        }
-    }
-
-    /// Whether `channel` passes this target's prefix and suffix filters.
-    pub(crate) fn matches_channel(&self, channel: &str) -> bool {
-        self.channel_prefix
-            .as_deref()
-            .is_none_or(|p| channel.starts_with(p))
-            && self
-                .channel_suffix
-                .as_deref()
-                .is_none_or(|s| channel.ends_with(s))
-    }
-
+/// Validation of a [`WebhookTarget`], which lives here because it needs URL and header parsing.
+pub trait ValidateTarget {
     /// Checks the URL and headers, so that a bad target fails at start, not at the first event.
-    pub fn validate(&self) -> Result<(), Error> {
+    fn validate(&self) -> Result<(), Error>;
+}
+
+impl ValidateTarget for WebhookTarget {
+    fn validate(&self) -> Result<(), Error> {
         let bad =
             |reason: String| Error::Config(format!("webhook target {:?}: {reason}", self.url));
         let uri: http::Uri = self

@@ -33,7 +33,7 @@ mod service;
 mod spool;
 mod stats;
 
-pub use config::{defaults, AppHooks, EventType, WebhookSettings, WebhookTarget};
+pub use config::{defaults, AppHooks, EventType, ValidateTarget, WebhookSettings, WebhookTarget};
 pub use error::Error;
 pub use event::WebhookEvent;
 pub use sender::{ATTEMPT_HEADER, ID_HEADER};

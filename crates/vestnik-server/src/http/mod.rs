@@ -10,6 +10,7 @@ pub mod events;
 pub mod health;
 pub mod signed;
 pub mod users;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 
@@ -135,6 +136,14 @@ async fn api(
         (&Method::GET, ["channels", name, "users"]) => channels::users(&state, &call, name),
         (&Method::POST, ["users", user_id, "terminate_connections"]) => {
             users::terminate(&state, &call, user_id)
+        }
+        (&Method::GET, ["webhooks", "stats"]) => webhooks::stats(&state, &call),
+        (&Method::GET, ["webhooks", "dead_letters"]) => webhooks::dead_letters(&state, &call).await,
+        (&Method::POST, ["webhooks", "dead_letters", "replay"]) => {
+            webhooks::act(&state, &call, webhooks::Action::Replay).await
+        }
+        (&Method::POST, ["webhooks", "dead_letters", "purge"]) => {
+            webhooks::act(&state, &call, webhooks::Action::Purge).await
         }
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,

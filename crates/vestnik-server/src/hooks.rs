@@ -1,0 +1,108 @@
+//! The bridge from the broker's [`BrokerEvent`]s to the durable webhook sender.
+//!
+//! The broker knows nothing of webhooks or disks; this sink turns the happenings it reports into
+//! Pusher webhook events and hands them to [`Webhooks::submit`], which never blocks. Apps without
+//! targets cost one map lookup. This module must never wait on delivery.
+
+use vestnik_broker::{App, BrokerEvent, EventSink};
+use vestnik_protocol::ChannelName;
+use vestnik_webhooks::{AppHooks, EventType, WebhookEvent, Webhooks};
+
+use crate::config::Config;
+
+/// Forwards broker events to the webhook sender.
+#[derive(Debug, Clone)]
+pub struct WebhookSink {
+    hooks: Webhooks,
+}
+
+impl WebhookSink {
+    /// A sink over a started sender.
+    pub fn new(hooks: Webhooks) -> Self {
+        Self { hooks }
+    }
+}
+
+/// The webhook targets of every app, in the sender's terms.
+pub fn app_hooks(config: &Config) -> Vec<AppHooks> {
+    config
+        .apps
+        .iter()
+        .filter(|a| !a.webhooks.is_empty())
+        .map(|a| AppHooks {
+            app_id: a.id.clone(),
+            key: a.key.clone(),
+            secret: a.secret.clone(),
+            targets: a.webhooks.clone(),
+        })
+        .collect()
+}
+
+impl EventSink for WebhookSink {
+    fn on_event(&self, app: &App, event: BrokerEvent<'_>) {
+        if app.webhooks.is_empty() {
+            return;
+        }
+        let kind = match event {
+            BrokerEvent::ChannelOccupied { .. } => EventType::ChannelOccupied,
+            BrokerEvent::ChannelVacated { .. } => EventType::ChannelVacated,
+            BrokerEvent::MemberAdded { .. } => EventType::MemberAdded,
+            BrokerEvent::MemberRemoved { .. } => EventType::MemberRemoved,
+            BrokerEvent::ClientEvent { .. } => EventType::ClientEvent,
+            BrokerEvent::CacheMiss { .. } => EventType::CacheMiss,
+            BrokerEvent::SubscriptionCount { .. } => EventType::SubscriptionCount,
+            BrokerEvent::Published { .. } => return,
+        };
+        if !self.hooks.wants(&app.id, kind) {
+            return;
+        }
+        // The broker only reports channels it already validated, so parsing again cannot fail.
+        let channel_of = |name: &str| ChannelName::parse(name).ok();
+        let event = match event {
+            BrokerEvent::ChannelOccupied { channel } => {
+                channel_of(channel).map(|channel| WebhookEvent::ChannelOccupied { channel })
+            }
+            BrokerEvent::ChannelVacated { channel } => {
+                channel_of(channel).map(|channel| WebhookEvent::ChannelVacated { channel })
+            }
+            BrokerEvent::MemberAdded { channel, user_id } => {
+                channel_of(channel).map(|channel| WebhookEvent::MemberAdded {
+                    channel,
+                    user_id: user_id.to_owned(),
+                })
+            }
+            BrokerEvent::MemberRemoved { channel, user_id } => {
+                channel_of(channel).map(|channel| WebhookEvent::MemberRemoved {
+                    channel,
+                    user_id: user_id.to_owned(),
+                })
+            }
+            BrokerEvent::ClientEvent {
+                channel,
+                event,
+                data,
+                socket_id,
+                user_id,
+            } => channel_of(channel).map(|channel| WebhookEvent::ClientEvent {
+                channel,
+                event: event.to_owned(),
+                data: data.to_owned(),
+                socket_id,
+                user_id: user_id.map(str::to_owned),
+            }),
+            BrokerEvent::CacheMiss { channel } => {
+                channel_of(channel).map(|channel| WebhookEvent::CacheMiss { channel })
+            }
+            BrokerEvent::SubscriptionCount { channel, count } => {
+                channel_of(channel).map(|channel| WebhookEvent::SubscriptionCount {
+                    channel,
+                    count: count as u64,
+                })
+            }
+            BrokerEvent::Published { .. } => None,
+        };
+        if let Some(event) = event {
+            self.hooks.submit(&app.id, event);
+        }
+    }
+}
