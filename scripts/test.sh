@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh machine: installs what it needs (idempotently), builds,
 # then runs the Rust unit and integration tests, the JS suite with pusher-js and the pusher Node SDK,
-# the Python check with the pusher PyPI SDK, lint, and a short fuzz run of each parser.
+# the Python check with the pusher PyPI SDK, lint, a smoke run of every benchmark scenario, and a
+# short fuzz run of each parser.
 #
 # Usage: scripts/test.sh            (FUZZ_SECONDS=30 by default; FUZZ_SECONDS=0 skips fuzzing)
 set -euo pipefail
@@ -41,6 +42,9 @@ step "JS suite (pusher-js, pusher Node SDK)"
 step "Python check (pusher PyPI SDK)"
 .venv/bin/python -m pytest -q tests/python 2>&1 | tee "$LOGS/py.log"
 
+step "benchmark smoke run (every scenario, tiny; asserts nothing is lost, no timing)"
+VESTNIK_BIN="$ROOT/target/debug/vestnik" benches/vestnik-bench/smoke.sh 2>&1 | tee "$LOGS/smoke.log"
+
 if [ "${FUZZ_SECONDS:-30}" != "0" ]; then
   step "fuzz (${FUZZ_SECONDS:-30} s per target)"
   scripts/fuzz.sh
@@ -50,6 +54,7 @@ fi
 cargo_pass=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$LOGS/cargo.log" | awk '{s+=$4} END {print s+0}')
 js_pass=$(grep -Eo '^# pass [0-9]+' "$LOGS/js.log" | awk '{s+=$3} END {print s+0}')
 py_pass=$(grep -Eo '[0-9]+ passed' "$LOGS/py.log" | tail -1 | awk '{print $1+0}')
-total=$((cargo_pass + js_pass + py_pass))
-step "summary: rust $cargo_pass, js $js_pass, python $py_pass"
+smoke_pass=$(grep -Eo '^smoke: [0-9]+ passed' "$LOGS/smoke.log" | awk '{print $2+0}')
+total=$((cargo_pass + js_pass + py_pass + smoke_pass))
+step "summary: rust $cargo_pass, js $js_pass, python $py_pass, bench smoke $smoke_pass"
 echo "tests: $total passed, 0 failed"

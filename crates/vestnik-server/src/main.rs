@@ -210,6 +210,15 @@ fn init_logging() {
         .init();
 }
 
+/// Every socket is a file descriptor, and distributions start processes with a soft limit of 1024:
+/// raise it to the hard limit, as servers holding many sockets do, and say what it is.
+fn raise_fd_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(limit, "open file limit"),
+        Err(e) => tracing::warn!("cannot raise the open file limit: {e}"),
+    }
+}
+
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
     match cli.command.take() {
@@ -246,6 +255,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    raise_fd_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -134,6 +134,7 @@ pub async fn serve(listener: TcpListener, state: AppState) {
     }
     let shutdown = state.shutdown.clone();
     spawn_cache_purge(&state);
+    let mut last_accept_warning: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = shutdown.started() => break,
@@ -143,8 +144,13 @@ pub async fn serve(listener: TcpListener, state: AppState) {
                     spawn_connection(stream, peer, state.clone());
                 }
                 Err(e) => {
-                    // Out of file descriptors and similar: back off instead of spinning.
-                    warn!("accept failed: {e}");
+                    // Out of file descriptors and similar: back off instead of spinning, and say so
+                    // once a second rather than on every attempt.
+                    let now = tokio::time::Instant::now();
+                    if last_accept_warning.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+                        warn!("accept failed: {e} (new connections wait until sockets close)");
+                        last_accept_warning = Some(now);
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
