@@ -6,7 +6,7 @@
 //! an `.await` (this module has none). It must never know about HTTP, WebSocket or disk.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,12 +20,15 @@ use vestnik_protocol::limits::{
 use vestnik_protocol::message::{MemberView, PresenceData, Subscribe, UserData, WatchlistEvent};
 use vestnik_protocol::{ChannelKind, ChannelName, PusherCode, ServerMessage, SocketId};
 
+use crate::adapter::Destination;
 use crate::app::{App, AppStore};
+use crate::cluster::message::{Answer, Msg, Query, SyncMember};
+use crate::cluster::ClusterLink;
 use crate::connection::{Connection, ConnectionHandle, ConnectionState, RateLimiter, SignedInUser};
 use crate::error::{ClientEventError, ConnectError, SigninError, SubscribeError};
 use crate::events::{BrokerEvent, EventSink, NoEvents};
 use crate::presence::{Join, Leave, Members};
-use crate::registry::{CachedEvent, Channel, Registry};
+use crate::registry::{CachedEvent, Channel, ChannelStats, Registry};
 
 /// Node-wide settings of the core.
 #[derive(Debug, Clone)]
@@ -91,18 +94,19 @@ pub struct BrokerStats {
     pub channels: usize,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     apps: Arc<dyn AppStore>,
-    events: Arc<dyn EventSink>,
+    pub(crate) events: Arc<dyn EventSink>,
     config: BrokerConfig,
-    runtimes: DashMap<String, Arc<AppRuntime>>,
+    pub(crate) runtimes: DashMap<String, Arc<AppRuntime>>,
     connections: AtomicUsize,
+    pub(crate) cluster: OnceLock<Arc<ClusterLink>>,
 }
 
 /// The broker core. Cheap to clone; every clone is the same broker.
 #[derive(Clone)]
 pub struct Broker {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -132,6 +136,7 @@ impl Broker {
                 config,
                 runtimes: DashMap::new(),
                 connections: AtomicUsize::new(0),
+                cluster: OnceLock::new(),
             }),
         }
     }
@@ -178,7 +183,12 @@ impl Broker {
             return Err(ConnectError::OverCapacity);
         }
         let rt = self.runtime(&app);
-        if rt.connections.fetch_add(1, Ordering::AcqRel) >= app.max_connections
+        // The quota counts the whole cluster: other nodes' sockets come from their heartbeats.
+        let remote = match (app.max_connections, self.cluster()) {
+            (0, _) | (_, None) => 0,
+            (_, Some(link)) => link.remote_connections(&app.id),
+        };
+        if rt.connections.fetch_add(1, Ordering::AcqRel) + remote >= app.max_connections
             && app.max_connections > 0
         {
             rt.connections.fetch_sub(1, Ordering::AcqRel);
@@ -207,7 +217,14 @@ impl Broker {
         st.disconnected = true;
         let channels: Vec<ChannelName> = st.channels.keys().cloned().collect();
         for channel in &channels {
-            leave(conn, &rt, &mut st, channel, &*self.inner.events);
+            leave(
+                conn,
+                &rt,
+                &mut st,
+                channel,
+                &*self.inner.events,
+                self.cluster().map(|c| &**c),
+            );
         }
         let user = st.user.take();
         drop(st);
@@ -241,10 +258,24 @@ impl Broker {
         let already = st.channels.contains_key(&channel);
         let mut entry = rt.registry.channels.entry(channel.clone()).or_default();
         let mut join = Join::AlreadyPresent;
+        let cluster = self.cluster().map(|c| &**c);
+        // Members on other nodes that have no socket here; empty on a single node.
+        let remote_only: Vec<(Arc<str>, Option<Box<RawValue>>)> = match (cluster, &presence) {
+            (Some(link), Some(_)) => {
+                let local = entry.members.as_ref();
+                link.presence
+                    .members(&app.id, channel.as_str())
+                    .into_iter()
+                    .filter(|(u, _)| !local.is_some_and(|m| m.contains(u)))
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
         if let Some((uid, info)) = &presence {
             let members = entry.members.get_or_insert_with(Members::default);
             if !already {
-                if !members.contains(uid) && members.count() >= app.max_presence_members {
+                let present = members.contains(uid) || remote_only.iter().any(|(u, _)| u == uid);
+                if !present && members.count() + remote_only.len() >= app.max_presence_members {
                     let empty = entry.subscribers.is_empty();
                     drop(entry);
                     if empty {
@@ -273,17 +304,41 @@ impl Broker {
             }
         }
         let succeeded = match &entry.members {
-            Some(m) => ServerMessage::PresenceSubscriptionSucceeded {
-                channel: channel.as_str(),
-                members: &m.views(),
+            Some(m) => {
+                let mut views = m.views();
+                views.extend(remote_only.iter().filter(|(u, _)| !m.contains(u)).map(
+                    |(u, info)| MemberView {
+                        user_id: u,
+                        user_info: info.as_deref(),
+                    },
+                ));
+                ServerMessage::PresenceSubscriptionSucceeded {
+                    channel: channel.as_str(),
+                    members: &views,
+                }
+                .encode()
             }
-            .encode(),
             None => ServerMessage::SubscriptionSucceeded {
                 channel: channel.as_str(),
             }
             .encode(),
         };
         conn.send(succeeded);
+        if let (Join::Added, Some((uid, info)), Some(link)) = (join, &presence, cluster) {
+            link.send(
+                Destination::All,
+                Msg::MemberJoined(SyncMember {
+                    app: app.id.clone(),
+                    channel: channel.to_string(),
+                    user_id: uid.to_string(),
+                    info: info.as_ref().map(|i| i.get().to_owned()),
+                }),
+            );
+            if remote_only.iter().any(|(u, _)| u == uid) {
+                // Present on another node already: the cluster saw this user join before.
+                join = Join::AlreadyPresent;
+            }
+        }
         if let (Join::Added, Some((uid, _))) = (join, &presence) {
             let member = entry.members.as_ref().and_then(|m| m.get(uid));
             let frame = ServerMessage::MemberAdded {
@@ -333,7 +388,14 @@ impl Broker {
     pub fn unsubscribe(&self, conn: &ConnectionHandle, channel: &ChannelName) {
         let rt = self.runtime(conn.app());
         let mut st = conn.state.lock();
-        leave(conn, &rt, &mut st, channel, &*self.inner.events);
+        leave(
+            conn,
+            &rt,
+            &mut st,
+            channel,
+            &*self.inner.events,
+            self.cluster().map(|c| &**c),
+        );
     }
 
     /// Relays a client event to the channel's other subscribers. Returns how many got it.
@@ -384,6 +446,19 @@ impl Broker {
             self.runtime(app)
                 .registry
                 .fan_out(channel.as_str(), &frame, Some(conn.socket_id()));
+        if let Some(link) = self.cluster() {
+            link.send(
+                Destination::All,
+                Msg::ClientEvent {
+                    app: app.id.clone(),
+                    channel: channel.to_string(),
+                    event: event.to_owned(),
+                    data: data.to_owned(),
+                    except: conn.socket_id().to_string(),
+                    user_id: user_id.as_deref().map(str::to_owned),
+                },
+            );
+        }
         self.inner.events.on_event(
             app,
             BrokerEvent::ClientEvent {
@@ -488,6 +563,23 @@ impl Broker {
     /// Publishes an API event: encodes it once per channel, caches it on cache channels, and queues it
     /// for every subscriber but `except`. Returns how many sockets got it.
     pub fn publish(&self, app: &App, event: &PublishEvent<'_>) -> usize {
+        if let Some(link) = self.cluster() {
+            link.send(
+                Destination::All,
+                Msg::Publish {
+                    app: app.id.clone(),
+                    channels: event.channels.iter().map(|c| c.to_string()).collect(),
+                    name: event.name.to_owned(),
+                    data: event.data.to_owned(),
+                    except: event.except.map(|s| s.to_string()),
+                },
+            );
+        }
+        self.publish_local(app, event)
+    }
+
+    /// Fans an event out to this node's sockets only (and caches it on cache channels).
+    pub(crate) fn publish_local(&self, app: &App, event: &PublishEvent<'_>) -> usize {
         let rt = self.runtime(app);
         let now = Instant::now();
         let mut delivered = 0;
@@ -524,8 +616,23 @@ impl Broker {
         delivered
     }
 
-    /// Closes every socket signed in as `user_id` with 4009. Returns how many.
+    /// Closes every socket signed in as `user_id` with 4009, on every node. Returns how many were on
+    /// this node.
     pub fn terminate_user(&self, app: &App, user_id: &str) -> usize {
+        if let Some(link) = self.cluster() {
+            link.send(
+                Destination::All,
+                Msg::Terminate {
+                    app: app.id.clone(),
+                    user_id: user_id.to_owned(),
+                },
+            );
+        }
+        self.terminate_local(app, user_id)
+    }
+
+    /// Closes this node's sockets signed in as `user_id`.
+    pub(crate) fn terminate_local(&self, app: &App, user_id: &str) -> usize {
         let rt = self.runtime(app);
         let sockets: Vec<ConnectionHandle> =
             rt.users.get(user_id).map(|v| v.clone()).unwrap_or_default();
@@ -533,6 +640,145 @@ impl Broker {
             conn.send_error_and_close(PusherCode::Unauthorized, "You got disconnected by the app.");
         }
         sockets.len()
+    }
+
+    /// An event published on another node: fan it out here.
+    pub(crate) fn apply_remote_publish(
+        &self,
+        app_id: &str,
+        channels: &[String],
+        name: &str,
+        data: &str,
+        except: Option<&str>,
+    ) {
+        let Some(app) = self.apps().by_id(app_id) else {
+            return;
+        };
+        let channels: Vec<ChannelName> = channels
+            .iter()
+            .filter_map(|c| ChannelName::parse(c).ok())
+            .collect();
+        let except = except.and_then(|s| SocketId::parse(s).ok());
+        self.publish_local(
+            &app,
+            &PublishEvent {
+                name,
+                data,
+                channels: &channels,
+                except,
+            },
+        );
+    }
+
+    /// A client event sent on another node: fan it out here.
+    pub(crate) fn apply_remote_client_event(
+        &self,
+        app_id: &str,
+        channel: &str,
+        event: &str,
+        data: &str,
+        except: &str,
+        user_id: Option<&str>,
+    ) {
+        let Some(app) = self.apps().by_id(app_id) else {
+            return;
+        };
+        let frame = ServerMessage::ChannelEvent {
+            event,
+            channel,
+            data,
+            user_id,
+        }
+        .encode();
+        let except = SocketId::parse(except).ok();
+        self.runtime(&app).registry.fan_out(channel, &frame, except);
+    }
+
+    /// Stats of one channel over the whole cluster: subscription counts are summed over the nodes
+    /// that answer, user counts come from the replicated roster.
+    pub async fn channel_stats(&self, app: &App, channel: &ChannelName) -> Option<ChannelStats> {
+        let rt = self.runtime(app);
+        let local = rt.registry.stats(channel.as_str());
+        let Some(link) = self.cluster() else {
+            return local;
+        };
+        let answers = link
+            .ask(Query::Channel {
+                app: app.id.clone(),
+                channel: channel.to_string(),
+            })
+            .await;
+        let remote: usize = answers
+            .iter()
+            .map(|a| match a {
+                Answer::Channel(n) => *n,
+                Answer::Channels(_) => 0,
+            })
+            .sum();
+        let subscription_count = local.map_or(0, |s| s.subscription_count) + remote;
+        if subscription_count == 0 {
+            return None;
+        }
+        let user_count = (channel.kind() == ChannelKind::Presence)
+            .then(|| self.presence_user_ids(app, channel.as_str()).len());
+        Some(ChannelStats {
+            subscription_count,
+            user_count,
+        })
+    }
+
+    /// Occupied channels with a prefix over the whole cluster, with their stats.
+    pub async fn channel_list(&self, app: &App, prefix: &str) -> Vec<(ChannelName, ChannelStats)> {
+        let rt = self.runtime(app);
+        let local = rt.registry.list(prefix);
+        let Some(link) = self.cluster() else {
+            return local;
+        };
+        let mut counts: std::collections::BTreeMap<String, usize> = local
+            .iter()
+            .map(|(c, s)| (c.to_string(), s.subscription_count))
+            .collect();
+        for answer in link
+            .ask(Query::Channels {
+                app: app.id.clone(),
+                prefix: prefix.to_owned(),
+            })
+            .await
+        {
+            if let Answer::Channels(list) = answer {
+                for (name, n) in list {
+                    *counts.entry(name).or_default() += n;
+                }
+            }
+        }
+        counts
+            .into_iter()
+            .filter_map(|(name, subscription_count)| {
+                let channel = ChannelName::parse(&name).ok()?;
+                let user_count = (channel.kind() == ChannelKind::Presence)
+                    .then(|| self.presence_user_ids(app, &name).len());
+                Some((
+                    channel,
+                    ChannelStats {
+                        subscription_count,
+                        user_count,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// User ids of a presence channel over the whole cluster.
+    pub fn presence_user_ids(&self, app: &App, channel: &str) -> Vec<String> {
+        let mut ids = self.runtime(app).registry.user_ids(channel);
+        if let Some(link) = self.cluster() {
+            for (u, _) in link.presence.members(&app.id, channel) {
+                if !ids.iter().any(|i| **i == *u) {
+                    ids.push(u.to_string());
+                }
+            }
+        }
+        ids
     }
 
     /// Drops expired cache entries of every app.
@@ -632,6 +878,7 @@ fn leave(
     st: &mut ConnectionState,
     channel: &ChannelName,
     events: &dyn EventSink,
+    cluster: Option<&ClusterLink>,
 ) {
     let Some(user_id) = st.channels.remove(channel) else {
         return;
@@ -641,7 +888,23 @@ fn leave(
     };
     entry.subscribers.remove(&conn.socket_id());
     if let (Some(uid), Some(members)) = (&user_id, entry.members.as_mut()) {
-        if members.leave(uid) == Leave::Removed {
+        let removed = members.leave(uid) == Leave::Removed;
+        if removed {
+            if let Some(link) = cluster {
+                link.send(
+                    Destination::All,
+                    Msg::MemberLeft {
+                        app: conn.app().id.clone(),
+                        channel: channel.to_string(),
+                        user_id: uid.to_string(),
+                    },
+                );
+            }
+        }
+        // Still on another node: the cluster-wide roster keeps the user.
+        let elsewhere =
+            cluster.is_some_and(|l| l.presence.has(&conn.app().id, channel.as_str(), uid));
+        if removed && !elsewhere {
             let frame = ServerMessage::MemberRemoved {
                 channel: channel.as_str(),
                 user_id: uid,

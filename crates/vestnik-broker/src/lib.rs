@@ -5,16 +5,20 @@
 //! crate must never do IO: no HTTP, no WebSocket, no disk.
 //!
 //! # Layout
+//! - [`adapter`]: the cross-node boundary that moves encoded cluster messages, and its local form.
 //! - [`app`]: app configuration and the [`AppStore`](app::AppStore) boundary.
 //! - [`connection`]: [`ConnectionHandle`](connection::ConnectionHandle) and its bounded outbox.
 //! - [`registry`]: the sharded channel map of one app, and fan-out.
 //! - [`presence`]: presence rosters with per-user socket counts.
+//! - [`cluster`]: cluster semantics over any adapter: relays, replicated presence, heartbeats, queries.
 //! - [`broker`]: [`Broker`], the one API the edges call.
 //! - [`error`]: typed errors, each mapped to its Pusher code in one place.
 //! - [`events`]: what happened on channels, reported to an [`EventSink`](events::EventSink).
 
+pub mod adapter;
 pub mod app;
 pub mod broker;
+pub mod cluster;
 pub mod connection;
 pub mod error;
 pub mod events;

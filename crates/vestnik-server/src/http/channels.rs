@@ -26,7 +26,7 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// `GET /apps/{id}/channels?filter_by_prefix=..&info=user_count`.
-pub fn list(state: &AppState, call: &SignedCall) -> Result<Response<Body>, ApiError> {
+pub async fn list(state: &AppState, call: &SignedCall) -> Result<Response<Body>, ApiError> {
     let prefix = call.param("filter_by_prefix").unwrap_or("");
     let info = InfoRequest::parse(call.param("info"));
     if info.user_count && !prefix.starts_with("presence-") {
@@ -34,10 +34,10 @@ pub fn list(state: &AppState, call: &SignedCall) -> Result<Response<Body>, ApiEr
             "info=user_count is only allowed with filter_by_prefix=presence-",
         ));
     }
-    let rt = state.broker.runtime(&call.app);
-    let channels: Map<String, Value> = rt
-        .registry
-        .list(prefix)
+    let channels: Map<String, Value> = state
+        .broker
+        .channel_list(&call.app, prefix)
+        .await
         .into_iter()
         .map(|(name, stats)| {
             let mut attrs = Map::new();
@@ -54,7 +54,11 @@ pub fn list(state: &AppState, call: &SignedCall) -> Result<Response<Body>, ApiEr
 }
 
 /// `GET /apps/{id}/channels/{name}?info=user_count,subscription_count,cache`.
-pub fn show(state: &AppState, call: &SignedCall, name: &str) -> Result<Response<Body>, ApiError> {
+pub async fn show(
+    state: &AppState,
+    call: &SignedCall,
+    name: &str,
+) -> Result<Response<Body>, ApiError> {
     let channel = channel_name(name)?;
     let attrs: Vec<&str> = call
         .param("info")
@@ -64,7 +68,7 @@ pub fn show(state: &AppState, call: &SignedCall, name: &str) -> Result<Response<
         .filter(|a| !a.is_empty())
         .collect();
     let rt = state.broker.runtime(&call.app);
-    let stats = rt.registry.stats(channel.as_str());
+    let stats = state.broker.channel_stats(&call.app, &channel).await;
     let mut body = Map::new();
     body.insert("occupied".into(), json!(stats.is_some()));
     let stats = stats.unwrap_or_default();
@@ -111,11 +115,7 @@ pub fn users(state: &AppState, call: &SignedCall, name: &str) -> Result<Response
             "{channel} is not a presence channel; users are only listed for presence channels"
         )));
     }
-    let ids = state
-        .broker
-        .runtime(&call.app)
-        .registry
-        .user_ids(channel.as_str());
+    let ids = state.broker.presence_user_ids(&call.app, channel.as_str());
     let users: Vec<Value> = ids.into_iter().map(|id| json!({ "id": id })).collect();
     Ok(ok(&json!({ "users": users })))
 }

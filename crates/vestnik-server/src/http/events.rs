@@ -169,13 +169,12 @@ fn publish(state: &AppState, app: &App, ev: &ValidEvent) {
     );
 }
 
-/// The `info` attributes of each channel of an event.
-fn channel_info(state: &AppState, app: &App, ev: &ValidEvent) -> Map<String, Value> {
-    let rt = state.broker.runtime(app);
-    ev.channels
-        .iter()
-        .map(|c| {
-            let stats = rt.registry.stats(c.as_str()).unwrap_or_default();
+/// The `info` attributes of each channel of an event, over the whole cluster.
+async fn channel_info(state: &AppState, app: &App, ev: &ValidEvent) -> Map<String, Value> {
+    let mut out = Map::new();
+    for c in &ev.channels {
+        let stats = state.broker.channel_stats(app, c).await.unwrap_or_default();
+        let (name, attrs) = {
             let mut attrs = Map::new();
             if ev.info.user_count && c.kind() == ChannelKind::Presence {
                 attrs.insert("user_count".into(), json!(stats.user_count.unwrap_or(0)));
@@ -184,26 +183,27 @@ fn channel_info(state: &AppState, app: &App, ev: &ValidEvent) -> Map<String, Val
                 attrs.insert("subscription_count".into(), json!(stats.subscription_count));
             }
             (c.to_string(), Value::Object(attrs))
-        })
-        .collect()
+        };
+        out.insert(name, attrs);
+    }
+    out
 }
 
 /// `POST /apps/{id}/events`.
-pub fn trigger(state: &AppState, call: &SignedCall) -> Result<Response<Body>, ApiError> {
+pub async fn trigger(state: &AppState, call: &SignedCall) -> Result<Response<Body>, ApiError> {
     let raw: RawEvent<'_> = parse_json(&call.body)?;
     let ev = validate(&call.app, raw, false)?;
     publish(state, &call.app, &ev);
     if ev.info.any() {
-        Ok(ok(
-            &json!({"channels": channel_info(state, &call.app, &ev)}),
-        ))
+        let channels = channel_info(state, &call.app, &ev).await;
+        Ok(ok(&json!({ "channels": channels })))
     } else {
         Ok(ok(&json!({})))
     }
 }
 
 /// `POST /apps/{id}/batch_events`.
-pub fn batch(state: &AppState, call: &SignedCall) -> Result<Response<Body>, ApiError> {
+pub async fn batch(state: &AppState, call: &SignedCall) -> Result<Response<Body>, ApiError> {
     let raw: RawBatch<'_> = parse_json(&call.body)?;
     let app = &call.app;
     if raw.batch.len() > app.max_batch_events {
@@ -226,16 +226,17 @@ pub fn batch(state: &AppState, call: &SignedCall) -> Result<Response<Body>, ApiE
         publish(state, app, ev);
     }
     if events.iter().any(|e| e.info.any()) {
-        let infos: Vec<Value> = events
-            .iter()
-            .map(|e| {
-                let mut m = channel_info(state, app, e);
-                match (e.info.any(), e.channels.first()) {
-                    (true, Some(c)) => m.remove(c.as_str()).unwrap_or_else(|| json!({})),
-                    _ => json!({}),
-                }
-            })
-            .collect();
+        let mut infos: Vec<Value> = Vec::with_capacity(events.len());
+        for e in &events {
+            let info = match (e.info.any(), e.channels.first()) {
+                (true, Some(c)) => channel_info(state, app, e)
+                    .await
+                    .remove(c.as_str())
+                    .unwrap_or_else(|| json!({})),
+                _ => json!({}),
+            };
+            infos.push(info);
+        }
         Ok(ok(&json!({"batch": infos})))
     } else {
         Ok(ok(&json!({})))

@@ -129,10 +129,10 @@ async fn api(
     let call = signed::verify(req, &state, app_segment.as_deref()).await?;
     let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
     match (&call.method, rest.as_slice()) {
-        (&Method::POST, ["events"]) => events::trigger(&state, &call),
-        (&Method::POST, ["batch_events"]) => events::batch(&state, &call),
-        (&Method::GET, ["channels"]) => channels::list(&state, &call),
-        (&Method::GET, ["channels", name]) => channels::show(&state, &call, name),
+        (&Method::POST, ["events"]) => events::trigger(&state, &call).await,
+        (&Method::POST, ["batch_events"]) => events::batch(&state, &call).await,
+        (&Method::GET, ["channels"]) => channels::list(&state, &call).await,
+        (&Method::GET, ["channels", name]) => channels::show(&state, &call, name).await,
         (&Method::GET, ["channels", name, "users"]) => channels::users(&state, &call, name),
         (&Method::POST, ["users", user_id, "terminate_connections"]) => {
             users::terminate(&state, &call, user_id)

@@ -1,0 +1,144 @@
+//! The cross-node boundary: an [`Adapter`] moves opaque, already-encoded cluster messages between
+//! nodes and says when its backbone connection comes and goes. It knows nothing else: no channels,
+//! no presence, no apps. The cluster semantics live once, in the core, over any adapter, so Redis and
+//! NATS behave the same and each backend stays small.
+//!
+//! This module must never interpret a payload.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+
+/// A node's id in the cluster: random per process start, so a restarted node is a new node.
+pub type NodeId = u64;
+
+/// Where a cluster message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Destination {
+    /// Every node (the sender may receive its own message back; the cluster layer drops it).
+    All,
+    /// One node.
+    Node(NodeId),
+}
+
+/// What an adapter reports to the cluster layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdapterEvent {
+    /// A message from the backbone.
+    Message(Bytes),
+    /// The backbone is (again) reachable and this node's subscriptions are in place: the cluster
+    /// layer announces itself and resyncs its state.
+    Connected,
+    /// The backbone was lost; the adapter is reconnecting with backoff.
+    Disconnected,
+}
+
+/// Moves bytes between nodes. Implementations must never block the caller.
+pub trait Adapter: Send + Sync + 'static {
+    /// A short name for logs and metrics: `local`, `redis`, `nats`.
+    fn name(&self) -> &'static str;
+
+    /// Queues `payload` for `to`. Returns `false` when the message could not be queued (backbone
+    /// down, queue full); the caller counts it as lost remotely.
+    fn send(&self, to: Destination, payload: Bytes) -> bool;
+
+    /// The stream of events for this node. Called once, at start; a second call returns `None`.
+    fn events(&self) -> Option<mpsc::Receiver<AdapterEvent>>;
+
+    /// Whether the backbone is currently connected.
+    fn is_connected(&self) -> bool;
+}
+
+/// The single-node adapter: there is nobody to talk to, and it is always connected.
+#[derive(Debug, Default)]
+pub struct LocalAdapter;
+
+impl Adapter for LocalAdapter {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+    fn send(&self, _to: Destination, _payload: Bytes) -> bool {
+        true
+    }
+    fn events(&self) -> Option<mpsc::Receiver<AdapterEvent>> {
+        None
+    }
+    fn is_connected(&self) -> bool {
+        true
+    }
+}
+
+/// An in-process backbone joining several brokers in one process, for tests of the cluster layer
+/// and the adapter conformance suite. [`MemoryHub::adapter`] makes one node's adapter.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryHub {
+    nodes: Arc<Mutex<HashMap<NodeId, mpsc::UnboundedSender<AdapterEvent>>>>,
+}
+
+/// One node's end of a [`MemoryHub`].
+#[derive(Debug)]
+pub struct MemoryAdapter {
+    hub: MemoryHub,
+    events: Mutex<Option<mpsc::Receiver<AdapterEvent>>>,
+}
+
+impl MemoryHub {
+    /// A new, empty hub.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Joins node `id` to the hub.
+    pub fn adapter(&self, id: NodeId) -> MemoryAdapter {
+        let (tx, mut rx_unbounded) = mpsc::unbounded_channel();
+        let (btx, brx) = mpsc::channel(1024);
+        // Bridge to a bounded receiver so every adapter hands out the same type.
+        tokio::spawn(async move {
+            while let Some(ev) = rx_unbounded.recv().await {
+                if btx.send(ev).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let _ = tx.send(AdapterEvent::Connected);
+        self.nodes.lock().insert(id, tx);
+        MemoryAdapter {
+            hub: self.clone(),
+            events: Mutex::new(Some(brx)),
+        }
+    }
+
+    /// Removes node `id`, as if its process died.
+    pub fn remove(&self, id: NodeId) {
+        self.nodes.lock().remove(&id);
+    }
+}
+
+impl Adapter for MemoryAdapter {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+    fn send(&self, to: Destination, payload: Bytes) -> bool {
+        let nodes = self.hub.nodes.lock();
+        match to {
+            Destination::All => {
+                for tx in nodes.values() {
+                    let _ = tx.send(AdapterEvent::Message(payload.clone()));
+                }
+                true
+            }
+            Destination::Node(id) => nodes
+                .get(&id)
+                .is_some_and(|tx| tx.send(AdapterEvent::Message(payload)).is_ok()),
+        }
+    }
+    fn events(&self) -> Option<mpsc::Receiver<AdapterEvent>> {
+        self.events.lock().take()
+    }
+    fn is_connected(&self) -> bool {
+        true
+    }
+}

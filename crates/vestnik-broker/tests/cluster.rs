@@ -1,0 +1,211 @@
+//! The cluster protocol over the in-process MemoryHub: three brokers behave as one.
+#![allow(missing_docs)]
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::oneshot;
+use vestnik_broker::adapter::MemoryHub;
+use vestnik_broker::cluster::ClusterSettings;
+use vestnik_broker::{App, Broker, BrokerConfig, ConnectionHandle, PublishEvent, StaticAppStore};
+use vestnik_protocol::auth::sign_channel;
+use vestnik_protocol::message::Subscribe;
+use vestnik_protocol::ChannelName;
+
+struct Node {
+    broker: Broker,
+    app: Arc<App>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+async fn node(hub: &MemoryHub, id: u64) -> Node {
+    let broker = Broker::new(
+        Arc::new(StaticAppStore::new(vec![App::default()]).unwrap()),
+        BrokerConfig::default(),
+    );
+    let app = broker.apps().all()[0].clone();
+    let (tx, rx) = oneshot::channel::<()>();
+    let settings = ClusterSettings {
+        heartbeat_interval: Duration::from_millis(50),
+        node_timeout: Duration::from_millis(300),
+        query_timeout: Duration::from_millis(500),
+    };
+    let task = broker.join_cluster(id, Arc::new(hub.adapter(id)), settings, async {
+        let _ = rx.await;
+    });
+    tokio::spawn(task);
+    assert!(
+        broker
+            .cluster()
+            .unwrap()
+            .ready(Duration::from_secs(2))
+            .await
+    );
+    Node {
+        broker,
+        app,
+        stop: Some(tx),
+    }
+}
+
+fn frames(conn: &ConnectionHandle) -> Vec<Value> {
+    let mut out = VecDeque::new();
+    conn.outbox().drain_now(&mut out);
+    out.iter()
+        .map(|b| serde_json::from_slice(b).unwrap())
+        .collect()
+}
+
+async fn wait_frames(conn: &ConnectionHandle, event: &str) -> Vec<Value> {
+    let mut seen = Vec::new();
+    for _ in 0..200 {
+        seen.extend(frames(conn));
+        if seen.iter().any(|f| f["event"] == event) {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no {event} within 2 s; saw {seen:?}");
+}
+
+fn subscribe(n: &Node, channel: &str) -> ConnectionHandle {
+    let conn = n.broker.connect(n.app.clone()).unwrap();
+    n.broker
+        .subscribe(
+            &conn,
+            Subscribe {
+                channel: ChannelName::parse(channel).unwrap(),
+                auth: None,
+                channel_data: None,
+            },
+        )
+        .unwrap();
+    frames(&conn);
+    conn
+}
+
+fn join_presence(n: &Node, channel: &str, user: &str) -> (ConnectionHandle, Vec<Value>) {
+    let conn = n.broker.connect(n.app.clone()).unwrap();
+    let cd = format!(r#"{{"user_id":"{user}"}}"#);
+    let auth = sign_channel(
+        &n.app.key,
+        &n.app.secret,
+        &conn.socket_id().to_string(),
+        channel,
+        Some(&cd),
+    );
+    n.broker
+        .subscribe(
+            &conn,
+            Subscribe {
+                channel: ChannelName::parse(channel).unwrap(),
+                auth: Some(auth),
+                channel_data: Some(cd),
+            },
+        )
+        .unwrap();
+    let f = frames(&conn);
+    (conn, f)
+}
+
+async fn settle(nodes: &[&Node]) {
+    for _ in 0..200 {
+        if nodes
+            .iter()
+            .all(|n| n.broker.cluster().unwrap().peers().len() == nodes.len() - 1)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("nodes did not see each other");
+}
+
+#[tokio::test]
+async fn a_publish_reaches_every_node_once_with_exclusion() {
+    let hub = MemoryHub::new();
+    let (a, b, c) = (
+        node(&hub, 1).await,
+        node(&hub, 2).await,
+        node(&hub, 3).await,
+    );
+    settle(&[&a, &b, &c]).await;
+    let sa = subscribe(&a, "news");
+    let sb = subscribe(&b, "news");
+    let sc = subscribe(&c, "news");
+    let channels = [ChannelName::parse("news").unwrap()];
+    a.broker.publish(
+        &a.app,
+        &PublishEvent {
+            name: "e",
+            data: "1",
+            channels: &channels,
+            except: Some(sc.socket_id()),
+        },
+    );
+    for s in [&sa, &sb] {
+        let got = wait_frames(s, "e").await;
+        assert_eq!(got.iter().filter(|f| f["event"] == "e").count(), 1);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        frames(&sc).is_empty(),
+        "the excluded socket on another node got it"
+    );
+    assert!(
+        frames(&sa).is_empty() && frames(&sb).is_empty(),
+        "delivered twice"
+    );
+}
+
+#[tokio::test]
+async fn presence_is_cluster_wide_and_a_dead_node_leaves_no_ghost() {
+    let hub = MemoryHub::new();
+    let (a, b) = (node(&hub, 1).await, node(&hub, 2).await);
+    settle(&[&a, &b]).await;
+    let (wa, _) = join_presence(&a, "presence-room", "watcher");
+    // User u on node b.
+    let (_u1, _) = join_presence(&b, "presence-room", "u");
+    let added = wait_frames(&wa, "pusher_internal:member_added").await;
+    assert_eq!(
+        added
+            .iter()
+            .filter(|f| f["event"] == "pusher_internal:member_added")
+            .count(),
+        1
+    );
+    // A second socket of u on node a: the roster lists both users, nobody is told u joined again.
+    let (_u2, roster) = join_presence(&a, "presence-room", "u");
+    let data: Value = serde_json::from_str(roster[0]["data"].as_str().unwrap()).unwrap();
+    assert_eq!(data["presence"]["count"], 2, "{data}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(frames(&wa)
+        .iter()
+        .all(|f| f["event"] != "pusher_internal:member_added"));
+    // The API sees the union on either node.
+    assert_eq!(b.broker.presence_user_ids(&b.app, "presence-room").len(), 2);
+    let stats = b
+        .broker
+        .channel_stats(&b.app, &ChannelName::parse("presence-room").unwrap())
+        .await
+        .unwrap();
+    assert_eq!((stats.subscription_count, stats.user_count), (3, Some(2)));
+
+    // A third node with a member, then it dies without a word.
+    let mut c = node(&hub, 3).await;
+    settle(&[&a, &b, &c]).await;
+    let (_g, _) = join_presence(&c, "presence-room", "ghost");
+    wait_frames(&wa, "pusher_internal:member_added").await;
+    hub.remove(3);
+    c.stop.take();
+    drop(c);
+    let removed = wait_frames(&wa, "pusher_internal:member_removed").await;
+    let r = removed
+        .iter()
+        .find(|f| f["event"] == "pusher_internal:member_removed")
+        .unwrap();
+    let d: Value = serde_json::from_str(r["data"].as_str().unwrap()).unwrap();
+    assert_eq!(d["user_id"], "ghost");
+}
