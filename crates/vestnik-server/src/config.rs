@@ -21,6 +21,58 @@ pub struct Config {
     pub apps: Vec<App>,
     /// Webhook delivery settings (the targets are per app); see docs/webhooks.md.
     pub webhooks: WebhookSettings,
+    /// How this node joins others; see docs/scaling.md.
+    pub cluster: ClusterConfig,
+}
+
+/// Which backbone joins the nodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AdapterKind {
+    /// A single node; nothing crosses processes.
+    #[default]
+    Local,
+    /// Redis pub/sub.
+    Redis,
+    /// NATS subjects.
+    Nats,
+}
+
+/// Cluster settings: the `[cluster]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `local`, `redis` or `nats`.
+    pub adapter: AdapterKind,
+    /// Redis URL for the redis adapter.
+    pub redis_url: String,
+    /// NATS URL for the nats adapter.
+    pub nats_url: String,
+    /// Prefix of the backbone's channels or subjects; nodes with the same prefix form one cluster.
+    pub prefix: String,
+    /// Milliseconds between heartbeats.
+    pub heartbeat_interval_ms: u64,
+    /// Milliseconds of silence after which a node counts as dead and its members are removed.
+    pub node_timeout_ms: u64,
+    /// Milliseconds an API query waits for the other nodes.
+    pub query_timeout_ms: u64,
+    /// Milliseconds a starting node waits for the backbone before it serves anyway.
+    pub join_timeout_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            adapter: AdapterKind::Local,
+            redis_url: "redis://127.0.0.1:6379".into(),
+            nats_url: "nats://127.0.0.1:4222".into(),
+            prefix: "vestnik".into(),
+            heartbeat_interval_ms: 2_000,
+            node_timeout_ms: 10_000,
+            query_timeout_ms: 1_000,
+            join_timeout_ms: 5_000,
+        }
+    }
 }
 
 impl Default for Config {
@@ -29,6 +81,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             apps: vec![App::default()],
             webhooks: WebhookSettings::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -153,6 +206,13 @@ impl Config {
             return Err("server.max_message_bytes must be at least 1024".into());
         }
         self.webhooks.validate().map_err(|e| e.to_string())?;
+        let c = &self.cluster;
+        if c.heartbeat_interval_ms == 0 || c.node_timeout_ms <= c.heartbeat_interval_ms {
+            return Err("cluster.node_timeout_ms must be larger than cluster.heartbeat_interval_ms, which must be positive".into());
+        }
+        if c.node_timeout_ms > 30_000 {
+            return Err("cluster.node_timeout_ms is at most 30000: a dead node's members must go within 30 s".into());
+        }
         for app in &self.apps {
             for target in &app.webhooks {
                 target

@@ -49,6 +49,15 @@ struct Cli {
     /// Send every webhook event of the first app to this URL (quick start; see docs/webhooks.md).
     #[arg(long, env = "VESTNIK_WEBHOOK_URL", value_name = "URL")]
     webhook_url: Option<String>,
+    /// Cluster backbone: local (one node), redis or nats.
+    #[arg(long, env = "VESTNIK_ADAPTER", value_enum)]
+    adapter: Option<vestnik_server::config::AdapterKind>,
+    /// Redis URL for --adapter redis [default: redis://127.0.0.1:6379].
+    #[arg(long, env = "VESTNIK_REDIS_URL", value_name = "URL")]
+    redis_url: Option<String>,
+    /// NATS URL for --adapter nats [default: nats://127.0.0.1:4222].
+    #[arg(long, env = "VESTNIK_NATS_URL", value_name = "URL")]
+    nats_url: Option<String>,
     /// Directory for durable state: the webhook spool [default: ./vestnik-data].
     #[arg(long, env = "VESTNIK_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -193,6 +202,15 @@ impl Cli {
         }
         if let Some(dir) = self.data_dir {
             config.webhooks.data_dir = dir;
+        }
+        if let Some(a) = self.adapter {
+            config.cluster.adapter = a;
+        }
+        if let Some(u) = self.redis_url {
+            config.cluster.redis_url = u;
+        }
+        if let Some(u) = self.nats_url {
+            config.cluster.nats_url = u;
         }
         config.validate().map_err(anyhow::Error::msg)?;
         Ok(config)
