@@ -44,6 +44,9 @@ pub enum ServerError {
     /// The apps cannot be served.
     #[error("invalid apps: {0}")]
     Apps(#[from] vestnik_broker::app::AppStoreError),
+    /// The cluster backbone could not be reached at start.
+    #[error("cluster backbone: {0}")]
+    Backbone(String),
     /// The webhook spool could not be opened.
     #[error("webhooks: {0}")]
     Webhooks(#[from] vestnik_webhooks::Error),
@@ -107,13 +110,72 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), ServerError> 
         info!(data_dir = %dir, "webhooks enabled");
         (Some(h), Some(task))
     };
+    let cluster_config = config.cluster.clone();
     let state = build_state(config, shutdown, webhooks)?;
+    let cluster_stop = CancellationToken::new();
+    let cluster_task = join_cluster(&state, &cluster_config, cluster_stop.clone()).await?;
     serve(listener, state).await;
+    // Sockets are closed by now, so the other nodes have heard every member leave.
+    cluster_stop.cancel();
+    if let Some(task) = cluster_task {
+        let _ = task.await;
+    }
     hooks_stop.cancel();
     if let Some(task) = sender {
         let _ = task.await;
     }
     Ok(())
+}
+
+/// Connects the configured backbone and joins the cluster, waiting (up to `join_timeout_ms`) until
+/// this node has heard the others, so it is fully part of the cluster when it accepts sockets.
+/// Returns the cluster task, or `None` for a single node.
+pub async fn join_cluster(
+    state: &AppState,
+    config: &crate::config::ClusterConfig,
+    stop: CancellationToken,
+) -> Result<Option<tokio::task::JoinHandle<()>>, ServerError> {
+    use crate::config::AdapterKind;
+    use vestnik_broker::adapter::Adapter;
+    use vestnik_broker::cluster::{new_node_id, ClusterSettings};
+
+    let node = new_node_id();
+    let adapter: Arc<dyn Adapter> = match config.adapter {
+        AdapterKind::Local => return Ok(None),
+        AdapterKind::Redis => {
+            vestnik_redis::RedisAdapter::connect(&config.redis_url, &config.prefix, node)
+                .await
+                .map_err(|e| ServerError::Backbone(format!("redis at {}: {e}", config.redis_url)))?
+        }
+        AdapterKind::Nats => {
+            vestnik_nats::NatsAdapter::connect(&config.nats_url, &config.prefix, node)
+                .await
+                .map_err(|e| ServerError::Backbone(format!("nats at {}: {e}", config.nats_url)))?
+        }
+    };
+    let settings = ClusterSettings {
+        heartbeat_interval: Duration::from_millis(config.heartbeat_interval_ms),
+        node_timeout: Duration::from_millis(config.node_timeout_ms),
+        query_timeout: Duration::from_millis(config.query_timeout_ms),
+    };
+    let task = state.broker.join_cluster(
+        node,
+        adapter,
+        settings,
+        async move { stop.cancelled().await },
+    );
+    let handle = tokio::spawn(task);
+    let link = state
+        .broker
+        .cluster()
+        .expect("join_cluster sets the cluster link");
+    if !link
+        .ready(Duration::from_millis(config.join_timeout_ms))
+        .await
+    {
+        warn!("the cluster did not answer in time; serving anyway and catching up as it does");
+    }
+    Ok(Some(handle))
 }
 
 /// Serves an already-bound listener; returns after the drain.
