@@ -145,12 +145,12 @@ pub async fn join_cluster(
         AdapterKind::Redis => {
             vestnik_redis::RedisAdapter::connect(&config.redis_url, &config.prefix, node)
                 .await
-                .map_err(|e| ServerError::Backbone(format!("redis at {}: {e}", config.redis_url)))?
+                .map_err(|e| ServerError::Backbone(format!("redis: {e}")))?
         }
         AdapterKind::Nats => {
             vestnik_nats::NatsAdapter::connect(&config.nats_url, &config.prefix, node)
                 .await
-                .map_err(|e| ServerError::Backbone(format!("nats at {}: {e}", config.nats_url)))?
+                .map_err(|e| ServerError::Backbone(format!("nats: {e}")))?
         }
     };
     let settings = ClusterSettings {

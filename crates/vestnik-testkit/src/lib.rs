@@ -8,6 +8,7 @@
 //! - [`BrokerProcess`]: a running broker binary, killed on drop.
 //! - [`WsClient`]: a raw WebSocket client that reads Pusher frames as JSON.
 //! - [`Api`]: a signed HTTP API client over a plain TCP stream.
+//! - [`conformance`]: the adapter conformance suite, run against MemoryHub, Redis and NATS.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -22,6 +23,8 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use vestnik_protocol::auth;
+
+pub mod conformance;
 
 /// The default wait for anything expected to happen.
 pub const WAIT: Duration = Duration::from_secs(5);

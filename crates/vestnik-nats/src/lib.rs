@@ -1,0 +1,54 @@
+//! Vestnik's NATS adapter: an [`Adapter`](vestnik_broker::adapter::Adapter) that moves opaque,
+//! already-encoded cluster messages between nodes over NATS core pub/sub, and reports when NATS
+//! comes and goes. The cluster semantics (heartbeats, presence, queries) live in the broker core;
+//! this crate is bytes in, bytes out.
+//!
+//! It must never interpret a payload, never block the caller of `send`, and never panic on a
+//! network failure: a lost server is a `Disconnected` event, the client's own reconnect with our
+//! backoff, and a `Connected` event once the subscriptions are back.
+//!
+//! # Layout
+//! - [`adapter`]: [`NatsAdapter`], the handle (`connect`, `send`, `events`, `stats`, `close`).
+//! - `pump`: the publishing task (send queue → client) and the receiving task (subscriptions →
+//!   events).
+//! - `watch`: the client's connection events → `Connected` / `Disconnected`.
+//! - `subjects`: `{prefix}.all` and `{prefix}.node.{id}`, with prefix validation.
+//! - `servers`: the URL (one address or a comma-separated list), redaction for logs.
+//! - [`options`]: [`NatsOptions`], the queue sizes and timings with their defaults.
+//! - [`stats`]: [`AdapterStats`], the counters for metrics.
+//! - `backoff`: capped exponential reconnect delays with jitter.
+//! - [`error`]: [`Error`], why `connect` failed.
+
+//!
+//! # What the cluster layer can rely on
+//! - **Echo**: a message to `All` also comes back to its sender.
+//! - **Order**: what one node sends to one destination arrives in send order. `All` and `Node`
+//!   traffic are two subscriptions, so between them the order may differ from the send order.
+//! - **At most once**: `send` returning `true` means queued, not delivered. The client buffers
+//!   publishes during a reconnect and sends them after it; whatever other nodes publish while this
+//!   one is disconnected is lost (core NATS keeps nothing): resync on `Connected`.
+//! - **Payloads**: any bytes up to the server's `max_payload` (1 MiB by default;
+//!   [`NatsAdapter::max_payload`]); `send` refuses larger ones.
+//! - **Timings** (defaults, see [`NatsOptions`]): a closed socket is noticed at once, a silent one
+//!   after two unanswered PINGs (~10–15 s). The first reconnect attempt is immediate, then 50–100
+//!   ms, then twice as long each time (each delay drawn from its upper half), capped at 5 s,
+//!   forever.
+//! - **Events**: `Connected` first; then `Disconnected` and `Connected` alternate, one per
+//!   transition, `Connected` only once a probe round trip proved the subscriptions are back.
+//!   Messages beyond `event_queue` waiting for the cluster layer are dropped and counted, never
+//!   buffered.
+
+pub mod adapter;
+mod backoff;
+pub mod error;
+pub mod options;
+mod pump;
+mod servers;
+pub mod stats;
+mod subjects;
+mod watch;
+
+pub use adapter::NatsAdapter;
+pub use error::Error;
+pub use options::NatsOptions;
+pub use stats::AdapterStats;

@@ -1,0 +1,59 @@
+//! Counters of what the adapter moved, read by the metrics export as a plain snapshot.
+//!
+//! Counting must never block or allocate: the counters are bumped on the hot path of `send` and of
+//! every received message.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A snapshot of an adapter's counters since it was created. Every field only grows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AdapterStats {
+    /// Messages handed to the NATS client for publishing (core NATS has no per-message ack).
+    pub sent: u64,
+    /// Messages handed to the cluster layer through `events()`.
+    pub received: u64,
+    /// Outgoing messages lost: refused by `send` (backbone down, queue full, over the server's
+    /// max payload, adapter closed) or refused by the NATS client.
+    pub dropped_sends: u64,
+    /// Incoming messages lost because the cluster layer's event queue was full or gone, plus the
+    /// NATS client's slow-consumer reports (one per message it dropped; best effort, as the
+    /// client reports them through a bounded channel of its own).
+    pub dropped_receives: u64,
+    /// How many times the backbone connection was lost (each one emitted `Disconnected`).
+    pub disconnects: u64,
+}
+
+impl AdapterStats {
+    /// All lost messages, both ways.
+    pub fn dropped(&self) -> u64 {
+        self.dropped_sends + self.dropped_receives
+    }
+}
+
+/// The live counters behind [`AdapterStats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) sent: AtomicU64,
+    pub(crate) received: AtomicU64,
+    pub(crate) dropped_sends: AtomicU64,
+    pub(crate) dropped_receives: AtomicU64,
+    pub(crate) disconnects: AtomicU64,
+}
+
+impl Counters {
+    /// Adds `n` to `counter`. Relaxed: the counters order nothing, they only count.
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The current values.
+    pub(crate) fn snapshot(&self) -> AdapterStats {
+        AdapterStats {
+            sent: self.sent.load(Ordering::Relaxed),
+            received: self.received.load(Ordering::Relaxed),
+            dropped_sends: self.dropped_sends.load(Ordering::Relaxed),
+            dropped_receives: self.dropped_receives.load(Ordering::Relaxed),
+            disconnects: self.disconnects.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! Vestnik's Redis adapter: an [`Adapter`](vestnik_broker::adapter::Adapter) that moves opaque,
+//! already-encoded cluster messages between nodes over Redis pub/sub, and reports when Redis comes
+//! and goes. The cluster semantics (heartbeats, presence, queries) live in the broker core; this
+//! crate is bytes in, bytes out.
+//!
+//! It must never interpret a payload, never block the caller of `send`, and never panic on a
+//! network failure: a lost Redis is a `Disconnected` event, a reconnect with backoff, and a
+//! `Connected` event.
+//!
+//! # Layout
+//! - [`adapter`]: [`RedisAdapter`], the handle (`connect`, `send`, `events`, `stats`, `close`).
+//! - `link`: the adapter's one task: serve a session, reconnect with backoff, emit events.
+//! - `session`: one connection lifetime: subscriber + publisher connections, channel names.
+//! - `target`: URL parsing (`redis://`, `rediss://`, unix sockets, `redis+sentinel://`).
+//! - [`options`]: [`RedisOptions`], the queue sizes and timings with their defaults.
+//! - [`stats`]: [`AdapterStats`], the counters for metrics.
+//! - `backoff`: capped exponential reconnect delays with jitter.
+//! - [`error`]: [`Error`], why `connect` failed.
+//!
+//! # Backends
+//! A single Redis (`redis://`, `rediss://`, `redis+unix://`) and Redis Sentinel
+//! (`redis+sentinel://host:26379,host2/mymaster`, master re-resolved on every reconnect) are
+//! supported. Redis Cluster works by pointing the URL at one node (classic PUBLISH is broadcast
+//! over the cluster bus), without failover to other nodes yet.
+
+//!
+//! # What the cluster layer can rely on
+//! - **Echo**: a message to `All` also comes back to its sender.
+//! - **Order**: everything one node sends arrives in send order, `All` and `Node` alike (one
+//!   publishing pipeline, one subscriber connection).
+//! - **At most once**: `send` returning `true` means queued, not delivered. Messages queued before
+//!   a loss are published after the reconnect; a pipeline that failed with the connection is lost
+//!   and counted. Whatever other nodes publish while this one is disconnected is lost (Redis
+//!   pub/sub keeps nothing): resync on `Connected`.
+//! - **Payloads**: any bytes, empty included. Keep them small: Redis disconnects a subscriber
+//!   whose output buffer passes `client-output-buffer-limit pubsub` (32 MiB at once, or 8 MiB for
+//!   60 s, by default), and one big message delays all others.
+//! - **Timings** (defaults, see [`RedisOptions`]): a closed socket is noticed at once, a silent one
+//!   within `health_interval + response_timeout` (~10 s). Reconnects wait 50–100 ms, then twice as
+//!   long each time (each delay drawn from its upper half), capped at 5 s, forever.
+//! - **Events**: `Connected` first; then `Disconnected` and `Connected` alternate, one per
+//!   transition, `Connected` only once both SUBSCRIBEs are confirmed. Messages beyond
+//!   `event_queue` waiting for the cluster layer are dropped and counted, never buffered.
+
+pub mod adapter;
+mod backoff;
+pub mod error;
+mod link;
+pub mod options;
+mod session;
+pub mod stats;
+mod target;
+
+pub use adapter::RedisAdapter;
+pub use error::Error;
+pub use options::RedisOptions;
+pub use stats::AdapterStats;

@@ -1,0 +1,406 @@
+//! What the conformance suite does not cover: `close` and drop, the counters, bounded buffering,
+//! refused configurations, and the other ways to reach Redis (TLS, Sentinel). Ordinary cases use
+//! the shared Redis on a random prefix; TLS and Sentinel use private servers on free ports.
+//!
+//! A test that cannot reach Redis fails and says how to start it; none is skipped.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use vestnik_broker::adapter::{Adapter, AdapterEvent, Destination, NodeId};
+use vestnik_redis::{Error, RedisAdapter, RedisOptions};
+use vestnik_testkit::conformance::{self, unique_prefix, BackboneServer, EVENT_WAIT};
+use vestnik_testkit::wait_until;
+
+fn shared_url() -> String {
+    std::env::var("VESTNIK_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+async fn connect_with(
+    url: &str,
+    prefix: &str,
+    id: NodeId,
+    options: RedisOptions,
+) -> Arc<RedisAdapter> {
+    // RUST_LOG=vestnik_redis=debug shows the adapter's transitions.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    RedisAdapter::connect_with(url, prefix, id, options)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot reach Redis at {url}: {e}\n\
+                 start one with `redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no`, \
+                 or set VESTNIK_TEST_REDIS_URL to another"
+            )
+        })
+}
+
+/// Connects to the shared Redis and takes the events, past the first `Connected`.
+async fn node(prefix: &str, id: NodeId) -> (Arc<RedisAdapter>, mpsc::Receiver<AdapterEvent>) {
+    node_with(prefix, id, RedisOptions::default()).await
+}
+
+async fn node_with(
+    prefix: &str,
+    id: NodeId,
+    options: RedisOptions,
+) -> (Arc<RedisAdapter>, mpsc::Receiver<AdapterEvent>) {
+    let adapter = connect_with(&shared_url(), prefix, id, options).await;
+    let mut events = adapter.events().expect("first call");
+    assert_eq!(next(&mut events).await, Some(AdapterEvent::Connected));
+    (adapter, events)
+}
+
+/// The next event, `None` when the stream ended; panics after [`EVENT_WAIT`].
+async fn next(events: &mut mpsc::Receiver<AdapterEvent>) -> Option<AdapterEvent> {
+    tokio::time::timeout(EVENT_WAIT, events.recv())
+        .await
+        .unwrap_or_else(|_| panic!("no event within {EVENT_WAIT:?}"))
+}
+
+#[tokio::test]
+async fn close_publishes_what_is_queued_then_ends() {
+    let prefix = unique_prefix("redis-close");
+    let (a, mut a_events) = node(&prefix, 1).await;
+    let (_b, mut b_events) = node(&prefix, 2).await;
+    for i in 0..500u32 {
+        assert!(a.send(Destination::Node(2), Bytes::from(i.to_string())));
+    }
+    a.close().await;
+    for i in 0..500u32 {
+        assert_eq!(
+            next(&mut b_events).await,
+            Some(AdapterEvent::Message(Bytes::from(i.to_string()))),
+            "message {i} of those queued before close"
+        );
+    }
+    assert!(!a.is_connected(), "closed adapter reports connected");
+    assert!(!a.send(Destination::All, Bytes::from_static(b"late")));
+    assert_eq!(
+        next(&mut a_events).await,
+        None,
+        "the event stream ends after close"
+    );
+    let stats = a.stats();
+    assert_eq!((stats.sent, stats.dropped_sends), (500, 1), "{stats:?}");
+}
+
+#[tokio::test]
+async fn drop_ends_the_task_and_the_stream() {
+    let prefix = unique_prefix("redis-drop");
+    let (a, mut events) = node(&prefix, 1).await;
+    drop(a);
+    assert_eq!(
+        next(&mut events).await,
+        None,
+        "the event stream ends after drop"
+    );
+}
+
+#[tokio::test]
+async fn stats_count_what_moved() {
+    let prefix = unique_prefix("redis-stats");
+    let (a, mut a_events) = node(&prefix, 1).await;
+    let (b, mut b_events) = node(&prefix, 2).await;
+    for _ in 0..10 {
+        assert!(a.send(Destination::Node(2), Bytes::from_static(b"n")));
+    }
+    assert!(a.send(Destination::All, Bytes::from_static(b"all")));
+    for _ in 0..11 {
+        assert!(matches!(
+            next(&mut b_events).await,
+            Some(AdapterEvent::Message(_))
+        ));
+    }
+    assert!(matches!(
+        next(&mut a_events).await,
+        Some(AdapterEvent::Message(_))
+    ));
+    wait_until("a's sent counter", EVENT_WAIT, || async {
+        a.stats().sent == 11
+    })
+    .await;
+    assert_eq!(b.stats().received, 11);
+    assert_eq!(
+        a.stats().received,
+        1,
+        "the sender hears its own All message"
+    );
+    assert_eq!(a.stats().dropped(), 0);
+}
+
+#[tokio::test]
+async fn a_slow_cluster_layer_costs_dropped_messages_not_memory() {
+    let prefix = unique_prefix("redis-slow");
+    let (a, _a_events) = node(&prefix, 1).await;
+    let small = RedisOptions {
+        event_queue: 4,
+        ..RedisOptions::default()
+    };
+    let (b, mut b_events) = node_with(&prefix, 2, small).await;
+    for i in 0..100u32 {
+        assert!(a.send(Destination::Node(2), Bytes::from(i.to_string())));
+    }
+    wait_until("b to drop what does not fit", EVENT_WAIT, || async {
+        b.stats().received + b.stats().dropped_receives == 100
+    })
+    .await;
+    assert_eq!(b.stats().received, 4, "{:?}", b.stats());
+    for i in 0..4u32 {
+        assert_eq!(
+            next(&mut b_events).await,
+            Some(AdapterEvent::Message(Bytes::from(i.to_string())))
+        );
+    }
+}
+
+#[tokio::test]
+async fn refuses_bad_configuration_and_unreachable_servers() {
+    let prefix = unique_prefix("redis-bad");
+    for bad in ["", "has space"] {
+        let err = RedisAdapter::connect(&shared_url(), bad, 1)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidPrefix { .. }), "{err}");
+    }
+    let err = RedisAdapter::connect("http://u:secret@127.0.0.1", &prefix, 1)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidUrl(_)) && !err.to_string().contains("secret"),
+        "{err}"
+    );
+
+    let port = free_port();
+    let started = Instant::now();
+    let err = RedisAdapter::connect(&format!("redis://127.0.0.1:{port}"), &prefix, 1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Redis(_)), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "refused connection took {:?}",
+        started.elapsed()
+    );
+}
+
+/// The conformance cases over TLS (`rediss://`), against a private `redis-server --tls-port`
+/// whose certificate is signed by a throwaway CA given through `SSL_CERT_FILE`.
+#[tokio::test]
+async fn tls_passes_the_conformance_cases() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = make_certificates(dir.path());
+    // rustls-native-certs reads SSL_CERT_FILE; no other test in this binary uses TLS.
+    std::env::set_var("SSL_CERT_FILE", &ca);
+    let port = free_port();
+    let d = |f: &str| dir.path().join(f).display().to_string();
+    let _server = Guard::spawn(
+        Command::new("redis-server").args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--tls-cert-file",
+            &d("server.pem"),
+            "--tls-key-file",
+            &d("server.key"),
+            "--tls-ca-cert-file",
+            &d("ca.pem"),
+            "--tls-auth-clients",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]),
+        port,
+    );
+    let url = format!("rediss://localhost:{port}");
+    let prefix = unique_prefix("redis-tls");
+    conformance::all_reaches_every_node(|id| {
+        let (url, prefix) = (url.clone(), prefix.clone());
+        async move { connect_with(&url, &prefix, id, RedisOptions::default()).await }
+    })
+    .await;
+    conformance::payloads_pass_unchanged(|id| {
+        let (url, prefix) = (url.clone(), prefix.clone());
+        async move { connect_with(&url, &prefix, id, RedisOptions::default()).await }
+    })
+    .await;
+}
+
+/// `redis+sentinel://` finds the master through a private Sentinel, and follows it when the
+/// master restarts.
+#[tokio::test]
+async fn sentinel_finds_the_master() {
+    let mut master = BackboneServer::redis();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let config = dir.path().join("sentinel.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "port {port}\nbind 127.0.0.1\nsentinel monitor vestnik 127.0.0.1 {} 1\n",
+            master.port()
+        ),
+    )
+    .expect("write the Sentinel config");
+    let _sentinel = Guard::spawn(
+        Command::new("redis-server").arg(&config).arg("--sentinel"),
+        port,
+    );
+    let url = format!("redis+sentinel://127.0.0.1:{port}/vestnik");
+    let prefix = unique_prefix("redis-sentinel");
+    let make = |id| {
+        let (url, prefix) = (url.clone(), prefix.clone());
+        async move { connect_with(&url, &prefix, id, RedisOptions::default()).await }
+    };
+    conformance::all_reaches_every_node(make).await;
+    conformance::restart_recovers(make, &mut master).await;
+}
+
+/// A child process killed on drop, started and waited for until it accepts on `port`.
+struct Guard(Child);
+
+impl Guard {
+    fn spawn(cmd: &mut Command, port: u16) -> Self {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?} ({e}); install redis-server"));
+        let guard = Self(child);
+        let deadline = Instant::now() + EVENT_WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "{cmd:?} did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        guard
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Writes ca.pem, server.pem and server.key (for `localhost` and 127.0.0.1) into `dir` with the
+/// openssl command line; returns the CA's path.
+fn make_certificates(dir: &std::path::Path) -> std::path::PathBuf {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("cannot run openssl ({e}); install it with `apt-get install openssl`")
+            });
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=vestnik test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("write the extension file");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    ]);
+    dir.join("ca.pem")
+}
+
+/// A Redis that stops answering without closing anything (SIGSTOP, as in a partition) is noticed
+/// by the PINGs, reported once, and recovered from when it answers again.
+#[tokio::test]
+async fn a_silent_backbone_is_noticed() {
+    let server = BackboneServer::redis();
+    let prefix = unique_prefix("redis-silent");
+    let quick = RedisOptions {
+        health_interval: Duration::from_millis(200),
+        response_timeout: Duration::from_millis(300),
+        connect_timeout: Duration::from_millis(500),
+        reconnect_max: Duration::from_millis(500),
+        ..RedisOptions::default()
+    };
+    let a = connect_with(&server.url(), &prefix, 1, quick).await;
+    let mut events = a.events().expect("first call");
+    assert_eq!(next(&mut events).await, Some(AdapterEvent::Connected));
+
+    server.freeze();
+    assert_eq!(next(&mut events).await, Some(AdapterEvent::Disconnected));
+    assert!(!a.is_connected());
+    server.thaw();
+    assert_eq!(next(&mut events).await, Some(AdapterEvent::Connected));
+    assert!(a.send(Destination::All, Bytes::from_static(b"back")));
+    assert_eq!(
+        next(&mut events).await,
+        Some(AdapterEvent::Message(Bytes::from_static(b"back")))
+    );
+    assert_eq!(a.stats().disconnects, 1);
+}

@@ -1,0 +1,591 @@
+//! The adapter conformance suite: the behaviour every [`Adapter`] must show, written once and run
+//! against the in-process `MemoryHub`, Redis and NATS alike, so the cluster layer can rely on it
+//! whatever the backbone. Each case is a `pub async fn` taking a factory that makes the adapter of
+//! a node id; the Redis and NATS crates call them from their tests against real servers.
+//!
+//! Nothing here sleeps to wait for a condition: every wait has a deadline and fails with what did
+//! not happen. Nothing here touches a shared server's process: [`BackboneServer`] starts private
+//! `redis-server` / `nats-server` processes on free ports for the restart case, and kills only
+//! those.
+//!
+//! # Cases
+//! 1. [`all_reaches_every_node`]: `Destination::All` reaches every node, the sender included.
+//! 2. [`node_reaches_only_that_node`]: `Destination::Node(id)` reaches that node and no other.
+//! 3. [`order_is_kept`]: 1,000 messages from one sender arrive in order, per destination.
+//! 4. [`payloads_pass_unchanged`]: empty, one-byte and 64 KiB binary payloads arrive byte-exact.
+//! 5. [`events_is_taken_once`]: a second `events()` returns `None`.
+//! 6. [`restart_recovers`]: when the backbone restarts, every adapter emits `Disconnected`, refuses
+//!    sends while down, emits `Connected` when back, and messages flow again.
+//!
+//! [`run_all`] runs 1 to 5.
+
+use std::future::Future;
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use vestnik_broker::adapter::{Adapter, AdapterEvent, Destination, NodeId};
+
+/// The wait for a message or an event that should come at once.
+pub const EVENT_WAIT: Duration = Duration::from_secs(10);
+
+/// The wait for an adapter to notice a lost backbone, or to be back after a restart. Generous:
+/// reconnect backoff is capped at a few seconds, and the whole test machine may be busy.
+pub const RECONNECT_WAIT: Duration = Duration::from_secs(30);
+
+/// How many messages [`order_is_kept`] sends per destination.
+pub const ORDER_COUNT: u32 = 1_000;
+
+/// The large payload of [`payloads_pass_unchanged`]: 64 KiB.
+pub const LARGE_PAYLOAD: usize = 64 * 1024;
+
+/// One node under test: its adapter and its event stream.
+#[derive(Debug)]
+pub struct Node<A: ?Sized> {
+    /// The node's id.
+    pub id: NodeId,
+    /// Its adapter.
+    pub adapter: Arc<A>,
+    /// Its events, taken once.
+    pub events: mpsc::Receiver<AdapterEvent>,
+}
+
+impl<A: Adapter + ?Sized> Node<A> {
+    /// Makes node `id` with `make`, takes its events and waits for the first one, which must be
+    /// `Connected`.
+    pub async fn join<F, Fut>(make: &mut F, id: NodeId) -> Self
+    where
+        F: FnMut(NodeId) -> Fut,
+        Fut: Future<Output = Arc<A>>,
+    {
+        let adapter = make(id).await;
+        let events = adapter
+            .events()
+            .unwrap_or_else(|| panic!("node {id}: the first events() must return the stream"));
+        let mut node = Self {
+            id,
+            adapter,
+            events,
+        };
+        node.expect_event(AdapterEvent::Connected, EVENT_WAIT, "its first event")
+            .await;
+        assert!(
+            node.adapter.is_connected(),
+            "node {id}: is_connected() after Connected"
+        );
+        node
+    }
+
+    /// Sends and asserts that the adapter queued it.
+    pub fn send(&self, to: Destination, payload: impl Into<Bytes>) {
+        let name = self.adapter.name();
+        assert!(
+            self.adapter.send(to, payload.into()),
+            "{name} node {}: send to {to:?} was refused while connected",
+            self.id
+        );
+    }
+
+    /// The next event within `wait`; panics on timeout or a closed stream.
+    pub async fn next_event(&mut self, wait: Duration, what: &str) -> AdapterEvent {
+        let name = self.adapter.name();
+        match tokio::time::timeout(wait, self.events.recv()).await {
+            Ok(Some(event)) => event,
+            Ok(None) => panic!(
+                "{name} node {}: event stream ended while waiting for {what}",
+                self.id
+            ),
+            Err(_) => panic!(
+                "{name} node {}: nothing within {wait:?} while waiting for {what}",
+                self.id
+            ),
+        }
+    }
+
+    /// The next message; panics if a control event or nothing comes first.
+    pub async fn next_message(&mut self, what: &str) -> Bytes {
+        match self.next_event(EVENT_WAIT, what).await {
+            AdapterEvent::Message(payload) => payload,
+            other => panic!(
+                "{} node {}: got {other:?} while waiting for {what}",
+                self.adapter.name(),
+                self.id
+            ),
+        }
+    }
+
+    /// Asserts that the next message is exactly `expected`.
+    pub async fn expect_message(&mut self, expected: &[u8], what: &str) {
+        let got = self.next_message(what).await;
+        assert!(
+            got.as_ref() == expected,
+            "{} node {}: {what}: expected {}, got {}",
+            self.adapter.name(),
+            self.id,
+            describe(expected),
+            describe(&got)
+        );
+    }
+
+    /// Waits for control event `expected`, skipping messages (none are expected around a
+    /// backbone restart, but a late one is no failure); any other control event fails.
+    pub async fn expect_event(&mut self, expected: AdapterEvent, wait: Duration, what: &str) {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_event(left, what).await {
+                AdapterEvent::Message(_) => {}
+                event if event == expected => return,
+                other => panic!(
+                    "{} node {}: got {other:?} while waiting for {expected:?} ({what})",
+                    self.adapter.name(),
+                    self.id
+                ),
+            }
+        }
+    }
+
+    /// Asserts that nothing is waiting in the event stream right now.
+    pub fn expect_idle(&mut self, what: &str) {
+        if let Ok(event) = self.events.try_recv() {
+            panic!(
+                "{} node {}: unexpected {event:?} ({what})",
+                self.adapter.name(),
+                self.id
+            );
+        }
+    }
+}
+
+/// A short description of a payload for failure messages.
+fn describe(payload: &[u8]) -> String {
+    let head: Vec<u8> = payload.iter().copied().take(16).collect();
+    format!("{} bytes starting {head:?}", payload.len())
+}
+
+/// Case 1: `All` reaches every node, the sender included, from any sender.
+pub async fn all_reaches_every_node<F, Fut, A>(mut make: F)
+where
+    F: FnMut(NodeId) -> Fut,
+    Fut: Future<Output = Arc<A>>,
+    A: Adapter + ?Sized,
+{
+    let mut nodes = join_many(&mut make, &[1, 2, 3]).await;
+    for sender in 0..nodes.len() {
+        let payload = format!("all from node {}", nodes[sender].id).into_bytes();
+        nodes[sender].send(Destination::All, payload.clone());
+        for node in &mut nodes {
+            node.expect_message(&payload, "a message sent to All").await;
+        }
+    }
+    for node in &mut nodes {
+        node.expect_idle("after every All message arrived once");
+    }
+}
+
+/// Case 2: `Node(id)` reaches that node only. After the target has the message, the server has
+/// routed it; a marker sent afterwards to every other node must then be the next thing each of
+/// them sees, so no time window is needed to prove the absence.
+pub async fn node_reaches_only_that_node<F, Fut, A>(mut make: F)
+where
+    F: FnMut(NodeId) -> Fut,
+    Fut: Future<Output = Arc<A>>,
+    A: Adapter + ?Sized,
+{
+    let mut nodes = join_many(&mut make, &[1, 2, 3]).await;
+    let ids: Vec<NodeId> = nodes.iter().map(|n| n.id).collect();
+    for sender in 0..nodes.len() {
+        for &target in &ids {
+            let payload = format!("from {} to {target}", nodes[sender].id).into_bytes();
+            nodes[sender].send(Destination::Node(target), payload.clone());
+            let at = ids
+                .iter()
+                .position(|&id| id == target)
+                .expect("target is a node");
+            nodes[at]
+                .expect_message(&payload, "a message sent to this node")
+                .await;
+            let marker = format!("marker after {} to {target}", nodes[sender].id).into_bytes();
+            for &other in ids.iter().filter(|&&id| id != target) {
+                nodes[sender].send(Destination::Node(other), marker.clone());
+            }
+            for node in nodes.iter_mut().filter(|n| n.id != target) {
+                node.expect_message(&marker, "the marker (not the other node's message)")
+                    .await;
+            }
+        }
+    }
+    for node in &mut nodes {
+        node.expect_idle("after every directed message arrived once");
+    }
+}
+
+/// Case 3: [`ORDER_COUNT`] messages from one sender arrive in order, to one node and to all.
+pub async fn order_is_kept<F, Fut, A>(mut make: F)
+where
+    F: FnMut(NodeId) -> Fut,
+    Fut: Future<Output = Arc<A>>,
+    A: Adapter + ?Sized,
+{
+    let mut nodes = join_many(&mut make, &[1, 2]).await;
+    let (sender, receiver) = nodes.split_at_mut(1);
+    let (sender, receiver) = (&mut sender[0], &mut receiver[0]);
+
+    let numbered = |i: u32| Bytes::from(format!("{i:08} {}", "x".repeat(64)));
+    for i in 0..ORDER_COUNT {
+        sender.send(Destination::Node(receiver.id), numbered(i));
+    }
+    for i in 0..ORDER_COUNT {
+        receiver
+            .expect_message(&numbered(i), "the next message sent to this node, in order")
+            .await;
+    }
+
+    for i in 0..ORDER_COUNT {
+        sender.send(Destination::All, numbered(i));
+    }
+    for node in [receiver, sender] {
+        for i in 0..ORDER_COUNT {
+            node.expect_message(&numbered(i), "the next message sent to All, in order")
+                .await;
+        }
+    }
+}
+
+/// Case 4: empty, one-byte and 64 KiB binary payloads (every byte value) arrive byte-exact, to
+/// one node and to all.
+pub async fn payloads_pass_unchanged<F, Fut, A>(mut make: F)
+where
+    F: FnMut(NodeId) -> Fut,
+    Fut: Future<Output = Arc<A>>,
+    A: Adapter + ?Sized,
+{
+    let mut nodes = join_many(&mut make, &[1, 2]).await;
+    let large: Vec<u8> = (0..LARGE_PAYLOAD)
+        .map(|i| (i.wrapping_mul(31).wrapping_add(i >> 8) % 256) as u8)
+        .collect();
+    let payloads: Vec<Vec<u8>> = vec![Vec::new(), vec![0], vec![0xff, 0x00, 0x0d, 0x0a], large];
+    for payload in &payloads {
+        let what = format!("a {}-byte payload", payload.len());
+        nodes[0].send(Destination::Node(nodes[1].id), payload.clone());
+        nodes[1].expect_message(payload, &what).await;
+        nodes[0].send(Destination::All, payload.clone());
+        for node in &mut nodes {
+            node.expect_message(payload, &what).await;
+        }
+    }
+}
+
+/// Case 5: `events()` hands out the stream once; the second call returns `None`.
+pub async fn events_is_taken_once<F, Fut, A>(mut make: F)
+where
+    F: FnMut(NodeId) -> Fut,
+    Fut: Future<Output = Arc<A>>,
+    A: Adapter + ?Sized,
+{
+    let node = Node::join(&mut make, 1).await;
+    assert!(
+        node.adapter.events().is_none(),
+        "{}: a second events() must return None",
+        node.adapter.name()
+    );
+}
+
+/// Cases 1 to 5, in turn.
+pub async fn run_all<F, Fut, A>(mut make: F)
+where
+    F: FnMut(NodeId) -> Fut,
+    Fut: Future<Output = Arc<A>>,
+    A: Adapter + ?Sized,
+{
+    all_reaches_every_node(&mut make).await;
+    node_reaches_only_that_node(&mut make).await;
+    order_is_kept(&mut make).await;
+    payloads_pass_unchanged(&mut make).await;
+    events_is_taken_once(&mut make).await;
+}
+
+/// A backbone the restart case can take down and bring back.
+pub trait Backbone {
+    /// Takes the backbone down hard, as a crash would.
+    fn stop(&mut self);
+    /// Brings it back at the same address, and returns once it accepts connections.
+    fn start(&mut self);
+}
+
+/// Case 6: the backbone restarts. Every adapter emits `Disconnected`, refuses sends while down,
+/// emits `Connected` once back, and messages flow again both ways.
+pub async fn restart_recovers<F, Fut, A>(mut make: F, backbone: &mut dyn Backbone)
+where
+    F: FnMut(NodeId) -> Fut,
+    Fut: Future<Output = Arc<A>>,
+    A: Adapter + ?Sized,
+{
+    let mut nodes = join_many(&mut make, &[1, 2]).await;
+    nodes[0].send(Destination::Node(2), &b"before the restart"[..]);
+    nodes[1]
+        .expect_message(b"before the restart", "a message before the restart")
+        .await;
+
+    backbone.stop();
+    for node in &mut nodes {
+        node.expect_event(
+            AdapterEvent::Disconnected,
+            RECONNECT_WAIT,
+            "Disconnected after the backbone died",
+        )
+        .await;
+        let name = node.adapter.name();
+        assert!(
+            !node.adapter.is_connected(),
+            "{name} node {}: is_connected() after Disconnected",
+            node.id
+        );
+        assert!(
+            !node
+                .adapter
+                .send(Destination::All, Bytes::from_static(b"while down")),
+            "{name} node {}: send must refuse while the backbone is down",
+            node.id
+        );
+    }
+
+    let down = Instant::now();
+    backbone.start();
+    for node in &mut nodes {
+        node.expect_event(
+            AdapterEvent::Connected,
+            RECONNECT_WAIT,
+            "Connected after the backbone came back",
+        )
+        .await;
+        assert!(
+            node.adapter.is_connected(),
+            "{} node {}: is_connected() after Connected",
+            node.adapter.name(),
+            node.id
+        );
+    }
+    let back_after = down.elapsed();
+
+    nodes[0].send(Destination::All, &b"after the restart"[..]);
+    for node in &mut nodes {
+        node.expect_message(b"after the restart", "All after the restart")
+            .await;
+    }
+    nodes[1].send(Destination::Node(1), &b"reply after the restart"[..]);
+    nodes[0]
+        .expect_message(b"reply after the restart", "Node after the restart")
+        .await;
+    eprintln!(
+        "{}: both nodes reconnected {back_after:?} after the backbone was started again",
+        nodes[0].adapter.name()
+    );
+}
+
+async fn join_many<F, Fut, A>(make: &mut F, ids: &[NodeId]) -> Vec<Node<A>>
+where
+    F: FnMut(NodeId) -> Fut,
+    Fut: Future<Output = Arc<A>>,
+    A: Adapter + ?Sized,
+{
+    let mut nodes = Vec::with_capacity(ids.len());
+    for &id in ids {
+        nodes.push(Node::join(make, id).await);
+    }
+    nodes
+}
+
+/// A cluster prefix no other test run uses, so tests can share one Redis or NATS server.
+/// Only `[a-z0-9-]`, valid for both Redis channels and NATS subjects.
+pub fn unique_prefix(tag: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "vestnik-test-{tag}-{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Which server a [`BackboneServer`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerKind {
+    /// `redis-server` without persistence.
+    Redis,
+    /// `nats-server`.
+    Nats,
+}
+
+/// A private `redis-server` or `nats-server` on a free loopback port, for tests that must kill
+/// the backbone. Killed when dropped. Never use it on a port somebody else's server may hold.
+#[derive(Debug)]
+pub struct BackboneServer {
+    kind: ServerKind,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl BackboneServer {
+    /// Starts a private Redis: `redis-server --port <free> --save '' --appendonly no`. The binary
+    /// is `$VESTNIK_REDIS_SERVER` or `redis-server` on the PATH.
+    pub fn redis() -> Self {
+        Self::spawn(ServerKind::Redis)
+    }
+
+    /// Starts a private NATS: `nats-server -p <free>`. The binary is `$VESTNIK_NATS_SERVER`,
+    /// `nats-server` on the PATH, or `/usr/sbin/nats-server` (where Debian puts it).
+    pub fn nats() -> Self {
+        Self::spawn(ServerKind::Nats)
+    }
+
+    fn spawn(kind: ServerKind) -> Self {
+        let port = free_port();
+        let mut server = Self {
+            kind,
+            port,
+            child: None,
+        };
+        server.start();
+        server
+    }
+
+    /// The port it listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The URL to connect to it.
+    pub fn url(&self) -> String {
+        match self.kind {
+            ServerKind::Redis => format!("redis://127.0.0.1:{}", self.port),
+            ServerKind::Nats => format!("nats://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open but nothing answers, as in a network
+    /// partition. Adapters must notice through their own health checks.
+    pub fn freeze(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a frozen server run again (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("the server is running").id();
+        let ok = Command::new("kill")
+            .args([format!("-{sig}"), pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{sig} {pid} failed");
+    }
+
+    fn command(&self) -> Command {
+        let port = self.port.to_string();
+        let mut cmd = match self.kind {
+            ServerKind::Redis => {
+                let bin =
+                    std::env::var("VESTNIK_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+                let mut cmd = Command::new(bin);
+                cmd.args(["--port", &port, "--bind", "127.0.0.1"]).args([
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ]);
+                cmd
+            }
+            ServerKind::Nats => {
+                let bin = std::env::var("VESTNIK_NATS_SERVER").unwrap_or_else(|_| {
+                    let on_path = Command::new("nats-server")
+                        .arg("--version")
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status()
+                        .is_ok();
+                    if on_path {
+                        "nats-server".into()
+                    } else {
+                        "/usr/sbin/nats-server".into()
+                    }
+                });
+                let mut cmd = Command::new(bin);
+                cmd.args(["-p", &port, "-a", "127.0.0.1"]);
+                cmd
+            }
+        };
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd
+    }
+}
+
+impl Backbone for BackboneServer {
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn start(&mut self) {
+        assert!(
+            self.child.is_none(),
+            "{:?} server is already running",
+            self.kind
+        );
+        let hint = match self.kind {
+            ServerKind::Redis => "install it with `apt-get install redis-server`",
+            ServerKind::Nats => "install it with `apt-get install nats-server`",
+        };
+        let mut child = self
+            .command()
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {:?} server ({e}); {hint}", self.kind));
+        let deadline = Instant::now() + EVENT_WAIT;
+        loop {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "{:?} server on port {} exited at start ({status})",
+                    self.kind, self.port
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{:?} server did not listen on port {} within {EVENT_WAIT:?}",
+                self.kind,
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child = Some(child);
+    }
+}
+
+impl Drop for BackboneServer {
+    fn drop(&mut self) {
+        // A frozen process still dies of SIGKILL.
+        self.stop();
+    }
+}
+
+/// A loopback port that was free a moment ago.
+fn free_port() -> u16 {
+    TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("the loopback interface has a free port")
+}
