@@ -50,6 +50,12 @@ pub trait Adapter: Send + Sync + 'static {
 
     /// Whether the backbone is currently connected.
     fn is_connected(&self) -> bool;
+
+    /// Sends what is still queued (bounded in time) and stops. Called once, at shutdown, after the
+    /// node said it is leaving, so that the goodbye is not lost with the process.
+    fn close(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// The single-node adapter: there is nobody to talk to, and it is always connected.

@@ -224,6 +224,10 @@ impl Adapter for NatsAdapter {
     fn is_connected(&self) -> bool {
         self.shared.connected.load(Ordering::Acquire)
     }
+
+    fn close(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(Self::close(self))
+    }
 }
 
 impl Drop for NatsAdapter {

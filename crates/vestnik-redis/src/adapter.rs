@@ -156,6 +156,10 @@ impl Adapter for RedisAdapter {
     fn is_connected(&self) -> bool {
         self.shared.connected.load(Ordering::Acquire)
     }
+
+    fn close(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(Self::close(self))
+    }
 }
 
 impl Drop for RedisAdapter {

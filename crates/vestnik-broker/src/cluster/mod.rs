@@ -241,6 +241,7 @@ impl crate::Broker {
             tokio::select! {
                 () = &mut shutdown => {
                     link.send(Destination::All, Msg::Leaving);
+                    link.adapter.close().await;
                     info!(node = link.node, "left the cluster");
                     return;
                 }
