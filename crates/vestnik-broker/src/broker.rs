@@ -295,12 +295,25 @@ impl Broker {
         if !already {
             entry.subscribers.insert(conn.socket_id(), conn.clone());
             if entry.subscribers.len() == 1 {
-                events.on_event(
-                    &app,
-                    BrokerEvent::ChannelOccupied {
-                        channel: channel.as_str(),
-                    },
-                );
+                // Occupied for the cluster only if no other node had a subscriber already.
+                let elsewhere = cluster.is_some_and(|link| {
+                    link.send(
+                        Destination::All,
+                        Msg::Occupied {
+                            app: app.id.clone(),
+                            channel: channel.to_string(),
+                        },
+                    );
+                    link.occupancy.has(&app.id, channel.as_str())
+                });
+                if !elsewhere {
+                    events.on_event(
+                        &app,
+                        BrokerEvent::ChannelOccupied {
+                            channel: channel.as_str(),
+                        },
+                    );
+                }
             }
         }
         let succeeded = match &entry.members {
@@ -922,7 +935,19 @@ fn leave(
     }
     send_subscription_count(conn.app(), channel, &mut entry, events);
     let empty = entry.subscribers.is_empty();
-    if empty {
+    // Vacated for the cluster only if no other node still has a subscriber.
+    let elsewhere = empty
+        && cluster.is_some_and(|link| {
+            link.send(
+                Destination::All,
+                Msg::Vacated {
+                    app: conn.app().id.clone(),
+                    channel: channel.to_string(),
+                },
+            );
+            link.occupancy.has(&conn.app().id, channel.as_str())
+        });
+    if empty && !elsewhere {
         events.on_event(
             conn.app(),
             BrokerEvent::ChannelVacated {

@@ -20,10 +20,32 @@ struct Node {
     stop: Option<oneshot::Sender<()>>,
 }
 
+#[derive(Default)]
+struct Recorder(parking_lot::Mutex<Vec<String>>);
+
+impl vestnik_broker::EventSink for Recorder {
+    fn on_event(&self, _app: &App, event: vestnik_broker::BrokerEvent<'_>) {
+        use vestnik_broker::BrokerEvent as E;
+        let line = match event {
+            E::ChannelOccupied { channel } => format!("occupied {channel}"),
+            E::ChannelVacated { channel } => format!("vacated {channel}"),
+            E::MemberAdded { channel, user_id } => format!("added {channel} {user_id}"),
+            E::MemberRemoved { channel, user_id } => format!("removed {channel} {user_id}"),
+            _ => return,
+        };
+        self.0.lock().push(line);
+    }
+}
+
 async fn node(hub: &MemoryHub, id: u64) -> Node {
-    let broker = Broker::new(
+    node_with(hub, id, Arc::new(Recorder::default())).await
+}
+
+async fn node_with(hub: &MemoryHub, id: u64, events: Arc<Recorder>) -> Node {
+    let broker = Broker::with_events(
         Arc::new(StaticAppStore::new(vec![App::default()]).unwrap()),
         BrokerConfig::default(),
+        events,
     );
     let app = broker.apps().all()[0].clone();
     let (tx, rx) = oneshot::channel::<()>();
@@ -208,4 +230,64 @@ async fn presence_is_cluster_wide_and_a_dead_node_leaves_no_ghost() {
         .unwrap();
     let d: Value = serde_json::from_str(r["data"].as_str().unwrap()).unwrap();
     assert_eq!(d["user_id"], "ghost");
+}
+
+#[tokio::test]
+async fn occupancy_and_member_webhooks_are_decided_once_for_the_cluster() {
+    let hub = MemoryHub::new();
+    let (ra, rb) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
+    let a = node_with(&hub, 1, ra.clone()).await;
+    let b = node_with(&hub, 2, rb.clone()).await;
+    settle(&[&a, &b]).await;
+    let (la, lb) = (
+        a.broker.cluster().unwrap().clone(),
+        b.broker.cluster().unwrap().clone(),
+    );
+    let sa = subscribe(&a, "orders");
+    // Each step waits until the other node has heard of the previous one.
+    wait_until(|| lb.remote_occupied("app-id", "orders")).await;
+    let sb = subscribe(&b, "orders");
+    let (pa, _) = join_presence(&a, "presence-p", "u");
+    wait_until(|| lb.remote_has_member("app-id", "presence-p", "u")).await;
+    let (pb, _) = join_presence(&b, "presence-p", "u");
+    wait_until(|| {
+        la.remote_has_member("app-id", "presence-p", "u") && la.remote_occupied("app-id", "orders")
+    })
+    .await;
+    a.broker.disconnect(&sa);
+    a.broker.disconnect(&pa);
+    wait_until(|| {
+        !lb.remote_occupied("app-id", "orders")
+            && !lb.remote_has_member("app-id", "presence-p", "u")
+    })
+    .await;
+    b.broker.disconnect(&sb);
+    b.broker.disconnect(&pb);
+    let mut all: Vec<String> = ra.0.lock().clone();
+    all.extend(rb.0.lock().iter().cloned());
+    all.sort();
+    assert_eq!(
+        all,
+        [
+            "added presence-p u",
+            "occupied orders",
+            "occupied presence-p",
+            "removed presence-p u",
+            "vacated orders",
+            "vacated presence-p",
+        ],
+        "A: {:?} B: {:?}",
+        ra.0.lock(),
+        rb.0.lock()
+    );
+}
+
+async fn wait_until(cond: impl Fn() -> bool) {
+    for _ in 0..200 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("condition not met within 2 s");
 }

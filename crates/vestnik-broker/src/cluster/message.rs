@@ -115,10 +115,27 @@ pub enum Msg {
     },
     /// I just (re)connected: send me your state.
     Hello,
-    /// My whole presence state, replacing what you knew of me.
+    /// My whole state, replacing what you knew of me.
     Sync {
         /// Every member whose socket is on the sender.
         members: Vec<SyncMember>,
+        /// Every (app, channel) with a subscriber on the sender.
+        #[serde(default)]
+        channels: Vec<(String, String)>,
+    },
+    /// The sender got its first subscriber on a channel.
+    Occupied {
+        /// App id.
+        app: String,
+        /// Channel.
+        channel: String,
+    },
+    /// The sender lost its last subscriber on a channel.
+    Vacated {
+        /// App id.
+        app: String,
+        /// Channel.
+        channel: String,
     },
     /// I am shutting down: forget me now rather than after the heartbeat timeout.
     Leaving,

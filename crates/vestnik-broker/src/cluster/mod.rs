@@ -28,7 +28,7 @@ use tracing::{debug, info, warn};
 
 use crate::adapter::{Adapter, AdapterEvent, Destination, NodeId};
 use message::{Answer, Envelope, Msg, Query, SyncMember};
-use presence::RemotePresence;
+use presence::{RemoteOccupancy, RemotePresence};
 
 /// Timings of the cluster protocol.
 #[derive(Debug, Clone)]
@@ -75,6 +75,7 @@ pub struct ClusterLink {
     adapter: Arc<dyn Adapter>,
     settings: ClusterSettings,
     pub(crate) presence: RemotePresence,
+    pub(crate) occupancy: RemoteOccupancy,
     peers: Mutex<HashMap<NodeId, Peer>>,
     queries: Mutex<HashMap<u64, mpsc::UnboundedSender<Answer>>>,
     next_query: AtomicU64,
@@ -100,6 +101,7 @@ impl ClusterLink {
             adapter,
             settings,
             presence: RemotePresence::default(),
+            occupancy: RemoteOccupancy::default(),
             peers: Mutex::new(HashMap::new()),
             queries: Mutex::new(HashMap::new()),
             next_query: AtomicU64::new(1),
@@ -131,6 +133,16 @@ impl ClusterLink {
     /// Whether the backbone is connected.
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed) && self.adapter.is_connected()
+    }
+
+    /// Whether another node has `user` in the presence channel.
+    pub fn remote_has_member(&self, app_id: &str, channel: &str, user: &str) -> bool {
+        self.presence.has(app_id, channel, user)
+    }
+
+    /// Whether another node has a subscriber on the channel.
+    pub fn remote_occupied(&self, app_id: &str, channel: &str) -> bool {
+        self.occupancy.has(app_id, channel)
     }
 
     /// Other live nodes.
@@ -263,7 +275,7 @@ impl crate::Broker {
                         info!(node = link.node, adapter = link.adapter_name(), "cluster backbone connected; resyncing");
                         link.connected.store(true, Ordering::Relaxed);
                         link.send(Destination::All, Msg::Hello);
-                        link.send(Destination::All, Msg::Sync { members: self.local_members() });
+                        link.send(Destination::All, self.local_sync());
                         self.send_heartbeat(&link);
                         settle.as_mut().reset(tokio::time::Instant::now() + link.settings.query_timeout.min(Duration::from_millis(500)));
                     }
@@ -317,6 +329,19 @@ impl crate::Broker {
         // The departed node cannot send its member_removed webhooks; the lowest surviving node id
         // does, so they go out once.
         let leader = link.peers.lock().keys().all(|peer| *peer > link.node);
+        for (app, channel) in link.occupancy.of_node(node) {
+            let gone = link.occupancy.vacate(node, &app, &channel);
+            let Some(app) = self.apps().by_id(&app) else {
+                continue;
+            };
+            let here = self.runtime(&app).registry.stats(&channel).is_some();
+            if gone && !here && leader {
+                self.inner.events.on_event(
+                    &app,
+                    crate::BrokerEvent::ChannelVacated { channel: &channel },
+                );
+            }
+        }
         for (app, channel, user) in link.presence.of_node(node) {
             if self.remote_member_left(link, node, &app, &channel, &user) && leader {
                 if let Some(app) = self.apps().by_id(&app) {
@@ -329,6 +354,27 @@ impl crate::Broker {
                     );
                 }
             }
+        }
+    }
+
+    /// This node's whole state, for a `Sync`.
+    fn local_sync(&self) -> Msg {
+        let channels = self
+            .inner
+            .runtimes
+            .iter()
+            .flat_map(|rt| {
+                let app = rt.key().clone();
+                rt.registry
+                    .list("")
+                    .into_iter()
+                    .map(move |(c, _)| (app.clone(), c.to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        Msg::Sync {
+            members: self.local_members(),
+            channels,
         }
     }
 
@@ -416,15 +462,26 @@ impl crate::Broker {
             }
             Msg::Heartbeat { .. } => {}
             Msg::Hello => {
-                link.send(
-                    Destination::Node(from),
-                    Msg::Sync {
-                        members: self.local_members(),
-                    },
-                );
+                link.send(Destination::Node(from), self.local_sync());
                 self.send_heartbeat(link);
             }
-            Msg::Sync { members } => self.apply_sync(link, from, members),
+            Msg::Sync { members, channels } => {
+                self.apply_sync(link, from, members);
+                let now: std::collections::HashSet<(String, String)> =
+                    channels.iter().cloned().collect();
+                for (app, channel) in link.occupancy.of_node(from) {
+                    if !now.contains(&(app.clone(), channel.clone())) {
+                        link.occupancy.vacate(from, &app, &channel);
+                    }
+                }
+                for (app, channel) in channels {
+                    link.occupancy.occupy(from, &app, &channel);
+                }
+            }
+            Msg::Occupied { app, channel } => link.occupancy.occupy(from, &app, &channel),
+            Msg::Vacated { app, channel } => {
+                link.occupancy.vacate(from, &app, &channel);
+            }
             Msg::Leaving => {
                 info!(node = from, "cluster node left");
                 self.forget_node(link, from);

@@ -141,3 +141,54 @@ mod tests {
         assert!(p.members("a", "presence-x").is_empty());
     }
 }
+
+/// Which other nodes have at least one subscriber on a channel, so that `channel_occupied` and
+/// `channel_vacated` follow the first and last subscriber of the whole cluster.
+#[derive(Debug, Default)]
+pub struct RemoteOccupancy {
+    channels: DashMap<PresenceKey, Vec<NodeId>>,
+}
+
+impl RemoteOccupancy {
+    /// `node` got its first subscriber on the channel.
+    pub fn occupy(&self, node: NodeId, app: &str, channel: &str) {
+        let mut nodes = self.channels.entry(key(app, channel)).or_default();
+        if !nodes.contains(&node) {
+            nodes.push(node);
+        }
+    }
+
+    /// `node` lost its last subscriber; returns whether no remote node has the channel now (and
+    /// one had it before).
+    pub fn vacate(&self, node: NodeId, app: &str, channel: &str) -> bool {
+        let k = key(app, channel);
+        let empty = match self.channels.get_mut(&k) {
+            Some(mut nodes) => {
+                let before = nodes.len();
+                nodes.retain(|n| *n != node);
+                nodes.is_empty() && before > 0
+            }
+            None => false,
+        };
+        if empty {
+            self.channels.remove_if(&k, |_, n| n.is_empty());
+        }
+        empty
+    }
+
+    /// Whether some remote node has a subscriber on the channel.
+    pub fn has(&self, app: &str, channel: &str) -> bool {
+        self.channels
+            .get(&key(app, channel))
+            .is_some_and(|n| !n.is_empty())
+    }
+
+    /// Every (app, channel) that `node` occupies.
+    pub fn of_node(&self, node: NodeId) -> Vec<(String, String)> {
+        self.channels
+            .iter()
+            .filter(|e| e.value().contains(&node))
+            .map(|e| e.key().clone())
+            .collect()
+    }
+}
