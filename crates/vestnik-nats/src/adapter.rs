@@ -18,10 +18,10 @@ use tracing::{info, warn};
 use vestnik_broker::adapter::{Adapter, AdapterEvent, Destination, NodeId};
 
 use crate::pump::{self, Publisher};
-use crate::stats::{AdapterStats, Counters};
 use crate::subjects::Subjects;
 use crate::watch::{Probe, Watch};
-use crate::{backoff, servers, Error, NatsOptions};
+use crate::{servers, Error, NatsOptions};
+use vestnik_broker::adapter::{AdapterCounters as Counters, AdapterStats};
 
 /// What the adapter handle and its tasks share.
 #[derive(Debug, Default)]
@@ -91,7 +91,11 @@ impl NatsAdapter {
             // then back off.
             .reconnect_delay_callback(move |attempts| match attempts {
                 0 | 1 => Duration::ZERO,
-                n => backoff::delay(u32::try_from(n - 2).unwrap_or(u32::MAX), min, max),
+                n => vestnik_broker::adapter::reconnect_delay(
+                    u32::try_from(n - 2).unwrap_or(u32::MAX),
+                    min,
+                    max,
+                ),
             })
             .connection_timeout(options.connect_timeout)
             .ping_interval(options.ping_interval)

@@ -15,8 +15,6 @@
 //! - `subjects`: `{prefix}.all` and `{prefix}.node.{id}`, with prefix validation.
 //! - `servers`: the URL (one address or a comma-separated list), redaction for logs.
 //! - [`options`]: [`NatsOptions`], the queue sizes and timings with their defaults.
-//! - [`stats`]: [`AdapterStats`], the counters for metrics.
-//! - `backoff`: capped exponential reconnect delays with jitter.
 //! - [`error`]: [`Error`], why `connect` failed.
 
 //!
@@ -39,16 +37,14 @@
 //!   buffered.
 
 pub mod adapter;
-mod backoff;
 pub mod error;
 pub mod options;
 mod pump;
 mod servers;
-pub mod stats;
 mod subjects;
 mod watch;
 
 pub use adapter::NatsAdapter;
 pub use error::Error;
 pub use options::NatsOptions;
-pub use stats::AdapterStats;
+pub use vestnik_broker::adapter::AdapterStats;

@@ -16,8 +16,8 @@ use tracing::{debug, warn};
 use vestnik_broker::adapter::{AdapterEvent, Destination, NodeId};
 
 use crate::adapter::Shared;
-use crate::stats::Counters;
 use crate::subjects::Subjects;
+use vestnik_broker::adapter::AdapterCounters as Counters;
 
 /// Messages taken off the send queue per wake-up: amortises the wake-ups under load without
 /// holding anything back (the NATS client batches the socket writes itself).

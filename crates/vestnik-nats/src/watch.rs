@@ -21,7 +21,7 @@ use tracing::{debug, info, warn};
 use vestnik_broker::adapter::{AdapterEvent, NodeId};
 
 use crate::adapter::Shared;
-use crate::stats::Counters;
+use vestnik_broker::adapter::AdapterCounters as Counters;
 
 /// A private subscription used for round trips to the server.
 #[derive(Debug)]

@@ -18,9 +18,9 @@ use vestnik_broker::adapter::{Adapter, AdapterEvent, Destination, NodeId};
 
 use crate::link::{Link, Shared};
 use crate::session::{Channels, Session};
-use crate::stats::{AdapterStats, Counters};
 use crate::target::{redact, Target};
 use crate::{Error, RedisOptions};
+use vestnik_broker::adapter::{AdapterCounters as Counters, AdapterStats};
 
 /// An [`Adapter`] over Redis pub/sub. Node `id` listens on `{prefix}:all` and
 /// `{prefix}:node:{id}`; [`Destination::All`] publishes to the first (so the sender hears its own

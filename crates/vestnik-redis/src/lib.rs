@@ -13,8 +13,6 @@
 //! - `session`: one connection lifetime: subscriber + publisher connections, channel names.
 //! - `target`: URL parsing (`redis://`, `rediss://`, unix sockets, `redis+sentinel://`).
 //! - [`options`]: [`RedisOptions`], the queue sizes and timings with their defaults.
-//! - [`stats`]: [`AdapterStats`], the counters for metrics.
-//! - `backoff`: capped exponential reconnect delays with jitter.
 //! - [`error`]: [`Error`], why `connect` failed.
 //!
 //! # Backends
@@ -43,15 +41,13 @@
 //!   `event_queue` waiting for the cluster layer are dropped and counted, never buffered.
 
 pub mod adapter;
-mod backoff;
 pub mod error;
 mod link;
 pub mod options;
 mod session;
-pub mod stats;
 mod target;
 
 pub use adapter::RedisAdapter;
 pub use error::Error;
 pub use options::RedisOptions;
-pub use stats::AdapterStats;
+pub use vestnik_broker::adapter::AdapterStats;

@@ -19,11 +19,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use vestnik_broker::adapter::{AdapterEvent, Destination, NodeId};
 
-use crate::backoff;
 use crate::session::{Channels, Session};
-use crate::stats::Counters;
 use crate::target::Target;
 use crate::RedisOptions;
+use vestnik_broker::adapter::AdapterCounters as Counters;
 
 /// What the adapter handle and its task share.
 #[derive(Debug, Default)]
@@ -169,7 +168,7 @@ impl Link {
         let since = Instant::now();
         let (stop, closing) = (self.stop.clone(), self.closing.clone());
         for attempt in 0u32.. {
-            let wait = backoff::delay(
+            let wait = vestnik_broker::adapter::reconnect_delay(
                 attempt,
                 self.options.reconnect_min,
                 self.options.reconnect_max,

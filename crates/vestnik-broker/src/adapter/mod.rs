@@ -5,6 +5,12 @@
 //!
 //! This module must never interpret a payload.
 
+mod backoff;
+mod stats;
+
+pub use backoff::reconnect_delay;
+pub use stats::{AdapterCounters, AdapterStats};
+
 use std::collections::HashMap;
 use std::sync::Arc;
 

@@ -8,16 +8,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// A snapshot of an adapter's counters since it was created. Every field only grows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AdapterStats {
-    /// Messages handed to the NATS client for publishing (core NATS has no per-message ack).
+    /// Messages the backbone accepted (Redis: PUBLISH answered; NATS: handed to the client, since
+    /// core NATS has no per-message ack).
     pub sent: u64,
     /// Messages handed to the cluster layer through `events()`.
     pub received: u64,
-    /// Outgoing messages lost: refused by `send` (backbone down, queue full, over the server's
-    /// max payload, adapter closed) or refused by the NATS client.
+    /// Outgoing messages lost: refused by `send` (backbone down, queue full, over the server's max
+    /// payload, adapter closed) or in a publish that failed with the connection.
     pub dropped_sends: u64,
-    /// Incoming messages lost because the cluster layer's event queue was full or gone, plus the
-    /// NATS client's slow-consumer reports (one per message it dropped; best effort, as the
-    /// client reports them through a bounded channel of its own).
+    /// Incoming messages lost because the cluster layer's event queue was full or gone (NATS adds
+    /// its client's slow-consumer reports, best effort).
     pub dropped_receives: u64,
     /// How many times the backbone connection was lost (each one emitted `Disconnected`).
     pub disconnects: u64,
@@ -30,24 +30,29 @@ impl AdapterStats {
     }
 }
 
-/// The live counters behind [`AdapterStats`].
+/// The live counters behind [`AdapterStats`], shared by every adapter implementation.
 #[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) sent: AtomicU64,
-    pub(crate) received: AtomicU64,
-    pub(crate) dropped_sends: AtomicU64,
-    pub(crate) dropped_receives: AtomicU64,
-    pub(crate) disconnects: AtomicU64,
+pub struct AdapterCounters {
+    /// See [`AdapterStats::sent`].
+    pub sent: AtomicU64,
+    /// See [`AdapterStats::received`].
+    pub received: AtomicU64,
+    /// See [`AdapterStats::dropped_sends`].
+    pub dropped_sends: AtomicU64,
+    /// See [`AdapterStats::dropped_receives`].
+    pub dropped_receives: AtomicU64,
+    /// See [`AdapterStats::disconnects`].
+    pub disconnects: AtomicU64,
 }
 
-impl Counters {
+impl AdapterCounters {
     /// Adds `n` to `counter`. Relaxed: the counters order nothing, they only count.
-    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+    pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
     /// The current values.
-    pub(crate) fn snapshot(&self) -> AdapterStats {
+    pub fn snapshot(&self) -> AdapterStats {
         AdapterStats {
             sent: self.sent.load(Ordering::Relaxed),
             received: self.received.load(Ordering::Relaxed),
