@@ -102,10 +102,17 @@ function tomlValue(v) {
   throw new Error(`cannot encode ${v} as TOML`);
 }
 
-/** Builds the TOML config text for the given apps (array of app objects) and [server] keys. */
-export function configToml(apps = Object.values(APPS), server = {}) {
+/**
+ * Builds the TOML config text for the given apps (array of app objects) and [server] keys.
+ * `tables` adds flat top-level tables, e.g. `{ cluster: { adapter: 'redis', prefix: 'x' } }`.
+ */
+export function configToml(apps = Object.values(APPS), server = {}, tables = {}) {
   const lines = ['[server]'];
   for (const [k, v] of Object.entries(server)) lines.push(`${k} = ${tomlValue(v)}`);
+  for (const [table, entries] of Object.entries(tables)) {
+    lines.push('', `[${table}]`);
+    for (const [k, v] of Object.entries(entries)) lines.push(`${k} = ${tomlValue(v)}`);
+  }
   for (const app of apps) {
     lines.push('', '[[apps]]');
     for (const [k, v] of Object.entries(app)) lines.push(`${k} = ${tomlValue(v)}`);
@@ -127,15 +134,16 @@ export function brokerBinary() {
 
 /**
  * Starts the broker with a temp TOML config on 127.0.0.1:0 and resolves once its stderr says
- * `listening on http://127.0.0.1:PORT`.
+ * `listening on http://127.0.0.1:PORT`. `tables` adds top-level TOML tables (see `configToml`),
+ * `args` extra command-line flags.
  */
-export async function startBroker({ apps = Object.values(APPS), server = {}, env = {} } = {}) {
+export async function startBroker({ apps = Object.values(APPS), server = {}, tables = {}, args = [], env = {} } = {}) {
   const bin = brokerBinary();
   const dir = mkdtempSync(join(tmpdir(), 'vestnik-e2e-'));
   const configPath = join(dir, 'vestnik.toml');
-  writeFileSync(configPath, configToml(apps, server));
+  writeFileSync(configPath, configToml(apps, server, tables));
 
-  const proc = spawn(bin, ['--config', configPath, '--host', '127.0.0.1', '--port', '0'], {
+  const proc = spawn(bin, ['--config', configPath, '--host', '127.0.0.1', '--port', '0', ...args], {
     env: { RUST_LOG: 'info', ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -195,6 +203,17 @@ export async function startBroker({ apps = Object.values(APPS), server = {}, env
       return exitInfo;
     },
     exited,
+    /**
+     * Sends `signal` to the broker process only and resolves once it exited; clients (on this or
+     * other brokers) stay open and the temp dir stays until `stop()`.
+     */
+    async kill(signal = 'SIGKILL') {
+      if (exitInfo === null) {
+        proc.kill(signal);
+        await exited;
+      }
+      return exitInfo;
+    },
     /** Kills the broker (SIGKILL unless told otherwise) and removes its temp dir. */
     async stop(signal = 'SIGKILL') {
       for (const c of [...openClients]) closeQuietly(c);

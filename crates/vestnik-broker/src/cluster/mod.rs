@@ -83,6 +83,7 @@ pub struct ClusterLink {
     pub counters: ClusterCounters,
     connected: AtomicBool,
     ready: watch::Sender<bool>,
+    last_loss_log: Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for ClusterLink {
@@ -108,6 +109,7 @@ impl ClusterLink {
             counters: ClusterCounters::default(),
             connected: AtomicBool::new(false),
             ready: watch::channel(false).0,
+            last_loss_log: Mutex::new(None),
         }
     }
 
@@ -121,7 +123,18 @@ impl ClusterLink {
         if self.adapter.send(to, bytes) {
             self.counters.sent.fetch_add(1, Ordering::Relaxed);
         } else {
-            self.counters.lost.fetch_add(1, Ordering::Relaxed);
+            let lost = self.counters.lost.fetch_add(1, Ordering::Relaxed) + 1;
+            // Say so, but at most once a second: an outage can refuse thousands of relays.
+            let now = Instant::now();
+            let mut last = self.last_loss_log.lock();
+            if last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+                *last = Some(now);
+                warn!(
+                    lost_total = lost,
+                    adapter = self.adapter.name(),
+                    "cluster message not relayed (backbone down or queue full); local sockets still got it"
+                );
+            }
         }
     }
 
@@ -162,7 +175,8 @@ impl ClusterLink {
     /// Asks every live node and collects the answers that come within the query timeout.
     pub(crate) async fn ask(&self, query: Query) -> Vec<Answer> {
         let expected = self.peers.lock().len();
-        if expected == 0 {
+        // With the backbone down nobody can answer: answer from this node at once.
+        if expected == 0 || !self.is_connected() {
             return Vec::new();
         }
         let id = self.next_query.fetch_add(1, Ordering::Relaxed);
