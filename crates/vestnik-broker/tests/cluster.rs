@@ -291,3 +291,35 @@ async fn wait_until(cond: impl Fn() -> bool) {
     }
     panic!("condition not met within 2 s");
 }
+
+#[tokio::test]
+async fn a_node_that_starts_late_replays_the_cache_of_the_others() {
+    let hub = MemoryHub::new();
+    let a = node(&hub, 1).await;
+    let channels = [ChannelName::parse("cache-prices").unwrap()];
+    a.broker.publish(
+        &a.app,
+        &PublishEvent {
+            name: "price",
+            data: "42",
+            channels: &channels,
+            except: None,
+        },
+    );
+    let late = node(&hub, 2).await;
+    settle(&[&a, &late]).await;
+    let conn = late.broker.connect(late.app.clone()).unwrap();
+    late.broker
+        .subscribe(
+            &conn,
+            Subscribe {
+                channel: channels[0].clone(),
+                auth: None,
+                channel_data: None,
+            },
+        )
+        .unwrap();
+    let got = frames(&conn);
+    assert_eq!(got[1]["event"], "price", "{got:?}");
+    assert_eq!(got[1]["data"], "42");
+}

@@ -31,6 +31,21 @@ pub struct SyncMember {
     pub info: Option<String>,
 }
 
+/// A cache channel's last event, as one node hands it to another.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheEntry {
+    /// App id.
+    pub app: String,
+    /// Cache channel.
+    pub channel: String,
+    /// The encoded frame, replayed as is.
+    pub frame: String,
+    /// The data string, for `info=cache`.
+    pub data: String,
+    /// Milliseconds it has left to live.
+    pub ttl_ms: u64,
+}
+
 /// A question one node asks all others.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Query {
@@ -122,6 +137,9 @@ pub enum Msg {
         /// Every (app, channel) with a subscriber on the sender.
         #[serde(default)]
         channels: Vec<(String, String)>,
+        /// The sender's cache-channel events, so a node that starts late can replay them too.
+        #[serde(default)]
+        cache: Vec<CacheEntry>,
     },
     /// The sender got its first subscriber on a channel.
     Occupied {

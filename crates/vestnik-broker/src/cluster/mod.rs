@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::adapter::{Adapter, AdapterEvent, Destination, NodeId};
-use message::{Answer, Envelope, Msg, Query, SyncMember};
+use message::{Answer, CacheEntry, Envelope, Msg, Query, SyncMember};
 use presence::{RemoteOccupancy, RemotePresence};
 
 /// Timings of the cluster protocol.
@@ -386,9 +386,51 @@ impl crate::Broker {
                     .collect::<Vec<_>>()
             })
             .collect();
+        let now = Instant::now();
+        let mut cache = Vec::new();
+        for rt in self.inner.runtimes.iter() {
+            for e in rt.registry.cache.iter() {
+                let Some(left) = e.expires.checked_duration_since(now) else {
+                    continue;
+                };
+                cache.push(CacheEntry {
+                    app: rt.key().clone(),
+                    channel: e.key().to_string(),
+                    frame: String::from_utf8_lossy(&e.frame).into_owned(),
+                    data: e.data.clone(),
+                    ttl_ms: u64::try_from(left.as_millis()).unwrap_or(u64::MAX),
+                });
+            }
+        }
         Msg::Sync {
             members: self.local_members(),
             channels,
+            cache,
+        }
+    }
+
+    /// Keeps another node's cache events this node does not have.
+    fn apply_cache(&self, entries: Vec<CacheEntry>) {
+        let now = Instant::now();
+        for e in entries {
+            let (Some(app), Ok(channel)) = (
+                self.apps().by_id(&e.app),
+                vestnik_protocol::ChannelName::parse(&e.channel),
+            ) else {
+                continue;
+            };
+            if !channel.is_cache() {
+                continue;
+            }
+            let rt = self.runtime(&app);
+            rt.registry
+                .cache
+                .entry(channel)
+                .or_insert_with(|| crate::registry::CachedEvent {
+                    frame: bytes::Bytes::from(e.frame),
+                    data: e.data,
+                    expires: now + Duration::from_millis(e.ttl_ms),
+                });
         }
     }
 
@@ -479,8 +521,13 @@ impl crate::Broker {
                 link.send(Destination::Node(from), self.local_sync());
                 self.send_heartbeat(link);
             }
-            Msg::Sync { members, channels } => {
+            Msg::Sync {
+                members,
+                channels,
+                cache,
+            } => {
                 self.apply_sync(link, from, members);
+                self.apply_cache(cache);
                 let now: std::collections::HashSet<(String, String)> =
                     channels.iter().cloned().collect();
                 for (app, channel) in link.occupancy.of_node(from) {
