@@ -36,6 +36,8 @@ pub struct AppState {
     pub shutdown: Shutdown,
     /// The webhook sender, when some app has targets.
     pub webhooks: Option<Webhooks>,
+    /// Whether the node accepts traffic: false while starting and once draining (`/ready`).
+    pub serving: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Why the server could not run.
@@ -84,6 +86,7 @@ pub fn build_state(
         config: Arc::new(config),
         shutdown,
         webhooks,
+        serving: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     })
 }
 
@@ -197,6 +200,9 @@ pub async fn serve(listener: TcpListener, state: AppState) {
     let shutdown = state.shutdown.clone();
     spawn_cache_purge(&state);
     let mut last_accept_warning: Option<tokio::time::Instant> = None;
+    state
+        .serving
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     loop {
         tokio::select! {
             _ = shutdown.started() => break,
@@ -218,6 +224,9 @@ pub async fn serve(listener: TcpListener, state: AppState) {
             }
         }
     }
+    state
+        .serving
+        .store(false, std::sync::atomic::Ordering::Relaxed);
     drop(listener);
     info!("stopped accepting; closing sockets with 4200 and finishing requests");
     let tracker = shutdown.tracker();

@@ -169,3 +169,29 @@ async fn up_answers_200() {
     let r = raw_http(b.port, "GET", "/up", "").await;
     assert_eq!(r.status, 200);
 }
+
+#[tokio::test]
+async fn ready_and_usage_report_the_node() {
+    let b = spawn();
+    let r = raw_http(b.port, "GET", "/ready", "").await;
+    assert_eq!((r.status, r.json["status"].as_str()), (200, Some("ready")));
+    let mut c = WsClient::connect(&b.ws_url(KEY)).await;
+    c.subscribe(json!({"channel": "usage-test"})).await;
+    let u = raw_http(b.port, "GET", "/usage", "").await;
+    assert_eq!(u.status, 200);
+    assert_eq!(u.json["connections"], 1, "{}", u.body);
+    assert_eq!(u.json["channels"], 1, "{}", u.body);
+    assert!(
+        u.json["memory"]["rss_bytes"].as_u64().unwrap() > 1_000_000,
+        "{}",
+        u.body
+    );
+    let main = u.json["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == "main")
+        .unwrap();
+    assert_eq!(main["connections"], 1);
+    assert!(u.json["cluster"].is_null());
+}

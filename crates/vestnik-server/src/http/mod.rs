@@ -94,6 +94,8 @@ pub async fn route(req: Request<Incoming>, state: AppState, peer: SocketAddr) ->
     let method = req.method().clone();
     let result = match (&method, segments.as_slice()) {
         (&Method::GET | &Method::HEAD, ["up"]) => Ok(health::up()),
+        (&Method::GET | &Method::HEAD, ["ready"]) => Ok(health::ready(&state)),
+        (&Method::GET, ["usage"]) => Ok(health::usage(&state)),
         (&Method::GET, ["app", ..]) => Err(ApiError::new(
             StatusCode::UPGRADE_REQUIRED,
             "WebSocket endpoint: connect with a WebSocket client",
