@@ -34,12 +34,7 @@ impl Channels {
             prefix: prefix.to_owned(),
             reason,
         };
-        if prefix.is_empty() {
-            return Err(invalid("it is empty"));
-        }
-        if prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(invalid("it contains whitespace or control characters"));
-        }
+        vestnik_broker::adapter::check_prefix(prefix).map_err(invalid)?;
         Ok(Self {
             prefix: prefix.to_owned(),
             all: format!("{prefix}:all"),

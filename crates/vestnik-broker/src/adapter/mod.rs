@@ -18,6 +18,18 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
+/// Checks a cluster prefix every backend accepts: non-empty, no whitespace or control characters,
+/// so channel and subject names read well in logs and admin tools. Returns the reason otherwise.
+pub fn check_prefix(prefix: &str) -> Result<(), &'static str> {
+    if prefix.is_empty() {
+        return Err("it is empty");
+    }
+    if prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("it contains whitespace or control characters");
+    }
+    Ok(())
+}
+
 /// A node's id in the cluster: random per process start, so a restarted node is a new node.
 pub type NodeId = u64;
 
