@@ -106,6 +106,10 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     /// Seconds to wait for in-flight requests and socket closes on shutdown.
     pub shutdown_timeout: u64,
+    /// Port of the Prometheus metrics listener (on `host`); 0 picks a free one and logs it.
+    pub metrics_port: u16,
+    /// Whether to serve metrics at all.
+    pub metrics: bool,
     /// Read buffer per socket, in bytes. Small, because most sockets are idle and clients send
     /// little: tungstenite allocates it for every socket, so it is the largest part of an idle
     /// socket's memory (measured: 4096 B gives 8.2 KiB per socket, 512 B gives 4.7 KiB). Larger
@@ -125,6 +129,8 @@ impl Default for ServerConfig {
             max_message_bytes: limits::MAX_CLIENT_MESSAGE_BYTES,
             shutdown_timeout: 10,
             socket_read_buffer: 512,
+            metrics_port: 9601,
+            metrics: true,
         }
     }
 }

@@ -7,11 +7,13 @@
 //! - [`http`]: the signed Pusher HTTP API, one file per resource, and health.
 //! - [`ws`]: the WebSocket upgrade and the per-socket session (reader, coalescing writer, liveness).
 //! - [`shutdown`]: the one shutdown signal and task tracker.
+//! - [`metrics`]: the Prometheus exporter on its own port.
 //! - [`hooks`]: the bridge from broker events to the durable webhook sender.
 
 pub mod config;
 pub mod hooks;
 pub mod http;
+pub mod metrics;
 pub mod server;
 pub mod shutdown;
 pub mod ws;

@@ -49,6 +49,12 @@ struct Cli {
     /// Send every webhook event of the first app to this URL (quick start; see docs/webhooks.md).
     #[arg(long, env = "VESTNIK_WEBHOOK_URL", value_name = "URL")]
     webhook_url: Option<String>,
+    /// Port of the Prometheus metrics listener [default: 9601].
+    #[arg(long, env = "VESTNIK_METRICS_PORT")]
+    metrics_port: Option<u16>,
+    /// Do not serve metrics.
+    #[arg(long, env = "VESTNIK_NO_METRICS")]
+    no_metrics: bool,
     /// Cluster backbone: local (one node), redis or nats.
     #[arg(long, env = "VESTNIK_ADAPTER", value_enum)]
     adapter: Option<vestnik_server::config::AdapterKind>,
@@ -178,6 +184,12 @@ impl Cli {
         }
         if let Some(v) = self.activity_timeout {
             s.activity_timeout = v;
+        }
+        if let Some(v) = self.metrics_port {
+            s.metrics_port = v;
+        }
+        if self.no_metrics {
+            s.metrics = false;
         }
         let first = config
             .apps

@@ -114,7 +114,21 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), ServerError> 
         (Some(h), Some(task))
     };
     let cluster_config = config.cluster.clone();
+    let metrics_addr = config
+        .server
+        .metrics
+        .then(|| format!("{}:{}", config.server.host, config.server.metrics_port));
     let state = build_state(config, shutdown, webhooks)?;
+    if let Some(addr) = metrics_addr {
+        // Metrics are for operators: a port clash is logged loudly but does not stop the broker.
+        match (crate::metrics::install(), TcpListener::bind(&addr).await) {
+            (Some(handle), Ok(listener)) => {
+                tokio::spawn(crate::metrics::serve(listener, handle, state.clone()));
+            }
+            (_, Err(e)) => warn!("metrics not served: cannot listen on {addr}: {e}"),
+            (None, Ok(_)) => {}
+        }
+    }
     let cluster_stop = CancellationToken::new();
     let cluster_task = join_cluster(&state, &cluster_config, cluster_stop.clone()).await?;
     serve(listener, state).await;

@@ -37,6 +37,7 @@ pub struct BrokerProcess {
     pub port: u16,
     _config: Option<tempfile_path::TempPath>,
     logs: mpsc::Receiver<String>,
+    startup: Vec<String>,
 }
 
 mod tempfile_path {
@@ -93,12 +94,17 @@ impl BrokerProcess {
             }
         });
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut startup = Vec::new();
         let port = loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
-                    if let Some(rest) = line.split("listening on http://").nth(1) {
-                        let port = rest.trim().rsplit(':').next().and_then(|p| p.parse().ok());
+                    let port = line
+                        .split("listening on http://")
+                        .nth(1)
+                        .map(|rest| rest.trim().rsplit(':').next().and_then(|p| p.parse().ok()));
+                    startup.push(line);
+                    if let Some(port) = port {
                         break port.expect("the listen line ends with a port");
                     }
                 }
@@ -110,6 +116,7 @@ impl BrokerProcess {
             port,
             _config: Some(tempfile_path::TempPath(path)),
             logs: rx,
+            startup,
         }
     }
 
@@ -149,7 +156,12 @@ impl BrokerProcess {
         }
     }
 
-    /// Log lines printed so far.
+    /// Log lines printed up to and including the listen line.
+    pub fn startup_logs(&self) -> &[String] {
+        &self.startup
+    }
+
+    /// Log lines printed since the last call (after the listen line).
     pub fn drain_logs(&self) -> Vec<String> {
         self.logs.try_iter().collect()
     }

@@ -20,6 +20,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 
 use crate::server::AppState;
+use signed::SignedCall;
 
 /// The response body type of every handler.
 pub type Body = Full<Bytes>;
@@ -130,22 +131,56 @@ async fn api(
 ) -> Result<Response<Body>, ApiError> {
     let call = signed::verify(req, &state, app_segment.as_deref()).await?;
     let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
-    match (&call.method, rest.as_slice()) {
-        (&Method::POST, ["events"]) => events::trigger(&state, &call).await,
-        (&Method::POST, ["batch_events"]) => events::batch(&state, &call).await,
-        (&Method::GET, ["channels"]) => channels::list(&state, &call).await,
-        (&Method::GET, ["channels", name]) => channels::show(&state, &call, name).await,
-        (&Method::GET, ["channels", name, "users"]) => channels::users(&state, &call, name),
+    let result = dispatch(&state, &call, &rest).await;
+    let status = match &result {
+        Ok(r) => r.status(),
+        Err(e) => e.status,
+    };
+    metrics::counter!(
+        "vestnik_http_requests_total",
+        "app_id" => call.app.id.clone(),
+        "route" => route_name(&call.method, &rest),
+        "status" => status.as_u16().to_string()
+    )
+    .increment(1);
+    result
+}
+
+/// A route's name for metrics: the path pattern, never the values in it.
+fn route_name(method: &Method, rest: &[&str]) -> &'static str {
+    match (method, rest) {
+        (&Method::POST, ["events"]) => "events",
+        (&Method::POST, ["batch_events"]) => "batch_events",
+        (&Method::GET, ["channels"]) => "channels",
+        (&Method::GET, ["channels", _]) => "channel",
+        (&Method::GET, ["channels", _, "users"]) => "channel_users",
+        (&Method::POST, ["users", _, "terminate_connections"]) => "terminate_connections",
+        (_, ["webhooks", ..]) => "webhooks_admin",
+        _ => "unknown",
+    }
+}
+
+async fn dispatch(
+    state: &AppState,
+    call: &SignedCall,
+    rest: &[&str],
+) -> Result<Response<Body>, ApiError> {
+    match (&call.method, rest) {
+        (&Method::POST, ["events"]) => events::trigger(state, call).await,
+        (&Method::POST, ["batch_events"]) => events::batch(state, call).await,
+        (&Method::GET, ["channels"]) => channels::list(state, call).await,
+        (&Method::GET, ["channels", name]) => channels::show(state, call, name).await,
+        (&Method::GET, ["channels", name, "users"]) => channels::users(state, call, name),
         (&Method::POST, ["users", user_id, "terminate_connections"]) => {
-            users::terminate(&state, &call, user_id)
+            users::terminate(state, call, user_id)
         }
-        (&Method::GET, ["webhooks", "stats"]) => webhooks::stats(&state, &call),
-        (&Method::GET, ["webhooks", "dead_letters"]) => webhooks::dead_letters(&state, &call).await,
+        (&Method::GET, ["webhooks", "stats"]) => webhooks::stats(state, call),
+        (&Method::GET, ["webhooks", "dead_letters"]) => webhooks::dead_letters(state, call).await,
         (&Method::POST, ["webhooks", "dead_letters", "replay"]) => {
-            webhooks::act(&state, &call, webhooks::Action::Replay).await
+            webhooks::act(state, call, webhooks::Action::Replay).await
         }
         (&Method::POST, ["webhooks", "dead_letters", "purge"]) => {
-            webhooks::act(&state, &call, webhooks::Action::Purge).await
+            webhooks::act(state, call, webhooks::Action::Purge).await
         }
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,

@@ -82,8 +82,20 @@ pub async fn run(mut ws: Socket, state: AppState, app: Arc<App>, peer: SocketAdd
         }
         .encode(),
     );
+    let app_id = conn.app().id.clone();
+    metrics::counter!("vestnik_sockets_opened_total", "app_id" => app_id.clone()).increment(1);
     let end = drive(&mut ws, &state, &conn).await;
     state.broker.disconnect(&conn);
+    let code = match &end {
+        End::Close(code, _) => code.to_string(),
+        End::Gone => "client".to_owned(),
+    };
+    if matches!(end, End::Close(4100, _)) {
+        metrics::counter!("vestnik_slow_consumer_disconnects_total", "app_id" => app_id.clone())
+            .increment(1);
+    }
+    metrics::counter!("vestnik_sockets_closed_total", "app_id" => app_id, "code" => code)
+        .increment(1);
     match end {
         End::Close(code, reason) => close(&mut ws, code, &reason).await,
         End::Gone => {}
@@ -123,8 +135,29 @@ impl Liveness {
     }
 }
 
+/// Per-socket counter handles, made once so that counting costs an atomic add.
+struct Counters {
+    messages_in: metrics::Counter,
+    bytes_in: metrics::Counter,
+    messages_out: metrics::Counter,
+    bytes_out: metrics::Counter,
+}
+
+impl Counters {
+    fn new(app_id: &str) -> Self {
+        let id = app_id.to_owned();
+        Self {
+            messages_in: metrics::counter!("vestnik_ws_messages_received_total", "app_id" => id.clone()),
+            bytes_in: metrics::counter!("vestnik_ws_bytes_received_total", "app_id" => id.clone()),
+            messages_out: metrics::counter!("vestnik_ws_messages_sent_total", "app_id" => id.clone()),
+            bytes_out: metrics::counter!("vestnik_ws_bytes_sent_total", "app_id" => id),
+        }
+    }
+}
+
 async fn drive(ws: &mut Socket, state: &AppState, conn: &ConnectionHandle) -> End {
     let server = &state.config.server;
+    let counters = Counters::new(&conn.app().id);
     let now = Instant::now();
     let mut live = Liveness {
         activity: Duration::from_secs(server.activity_timeout),
@@ -146,6 +179,8 @@ async fn drive(ws: &mut Socket, state: &AppState, conn: &ConnectionHandle) -> En
                 return End::Close(PusherCode::Reconnect.code(), "Server shutting down, reconnect".into());
             }
             close = conn.outbox().next_batch(&mut out) => {
+                counters.messages_out.increment(out.len() as u64);
+                counters.bytes_out.increment(out.iter().map(|f| f.len() as u64).sum());
                 if write_batch(ws, &mut out).await.is_err() {
                     return End::Gone;
                 }
@@ -157,7 +192,11 @@ async fn drive(ws: &mut Socket, state: &AppState, conn: &ConnectionHandle) -> En
                 live.seen();
                 match msg {
                     None => return End::Gone,
-                    Some(Ok(Message::Text(text))) => handle_text(state, conn, &text),
+                    Some(Ok(Message::Text(text))) => {
+                        counters.messages_in.increment(1);
+                        counters.bytes_in.increment(text.len() as u64);
+                        handle_text(state, conn, &text);
+                    }
                     Some(Ok(Message::Binary(_))) => send_error(
                         conn,
                         PusherCode::InvalidMessage,
@@ -284,6 +323,19 @@ fn handle_text(state: &AppState, conn: &ConnectionHandle, text: &str) {
             data,
         }) => {
             if let Err(e) = broker.client_event(conn, &event, &channel, &data) {
+                let reason = match e {
+                    vestnik_broker::ClientEventError::RateLimited(_) => "rate_limit",
+                    vestnik_broker::ClientEventError::Disabled => "disabled",
+                    vestnik_broker::ClientEventError::ChannelKind(_) => "channel_kind",
+                    vestnik_broker::ClientEventError::NotSubscribed(_) => "not_subscribed",
+                    vestnik_broker::ClientEventError::TooLarge { .. } => "too_large",
+                };
+                metrics::counter!(
+                    "vestnik_client_events_rejected_total",
+                    "app_id" => conn.app().id.clone(),
+                    "reason" => reason
+                )
+                .increment(1);
                 send_error(conn, e.code(), &e.to_string());
             }
         }

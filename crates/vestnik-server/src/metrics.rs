@@ -1,0 +1,144 @@
+//! Prometheus metrics on their own listener (`--metrics-port`, default 9601), so scrapes never
+//! compete with sockets and the API port can stay public while metrics stay internal.
+//!
+//! Counters on the hot paths are `metrics` handles created once per socket or per route and bumped
+//! with an atomic add; gauges that the broker already knows (sockets, channels, webhook and cluster
+//! counts, process figures) are read at scrape time instead of being tracked twice. This module must
+//! never block a socket or the API.
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use metrics::gauge;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::server::AppState;
+
+/// Installs the process-wide Prometheus recorder. Only the first call in a process installs it.
+pub fn install() -> Option<PrometheusHandle> {
+    let buckets = [
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    ];
+    PrometheusBuilder::new()
+        .set_buckets(&buckets)
+        .ok()?
+        .install_recorder()
+        .map_err(|e| warn!("metrics recorder not installed: {e}"))
+        .ok()
+}
+
+/// Reads the figures the broker already keeps into gauges, just before a scrape.
+fn refresh(state: &AppState) {
+    for app in &state.config.apps {
+        let rt = state.broker.runtime(app);
+        let id = app.id.clone();
+        gauge!("vestnik_sockets_connected", "app_id" => id.clone())
+            .set(rt.connection_count() as f64);
+        gauge!("vestnik_channels", "app_id" => id.clone()).set(rt.registry.channel_count() as f64);
+        gauge!("vestnik_signed_in_users", "app_id" => id).set(rt.user_count() as f64);
+    }
+    if let Some(hooks) = &state.webhooks {
+        for s in hooks.stats() {
+            let id = s.app_id.clone();
+            gauge!("vestnik_webhooks_delivered_total", "app_id" => id.clone())
+                .set(s.delivered as f64);
+            gauge!("vestnik_webhooks_failed_total", "app_id" => id.clone()).set(s.failed as f64);
+            gauge!("vestnik_webhooks_retried_total", "app_id" => id.clone()).set(s.retried as f64);
+            gauge!("vestnik_webhooks_pending", "app_id" => id.clone()).set(s.pending as f64);
+            gauge!("vestnik_webhooks_dead_lettered", "app_id" => id.clone())
+                .set(s.dead_lettered as f64);
+            gauge!("vestnik_webhooks_dropped_total", "app_id" => id).set(s.dropped as f64);
+        }
+    }
+    if let Some(c) = state.broker.cluster() {
+        let a = c.adapter_name();
+        gauge!("vestnik_adapter_published_total", "adapter" => a)
+            .set(c.counters.sent.load(Ordering::Relaxed) as f64);
+        gauge!("vestnik_adapter_received_total", "adapter" => a)
+            .set(c.counters.received.load(Ordering::Relaxed) as f64);
+        gauge!("vestnik_adapter_lost_total", "adapter" => a)
+            .set(c.counters.lost.load(Ordering::Relaxed) as f64);
+        gauge!("vestnik_adapter_connected", "adapter" => a).set(if c.is_connected() {
+            1.0
+        } else {
+            0.0
+        });
+        gauge!("vestnik_cluster_peers").set(c.peers().len() as f64);
+    }
+    process_figures();
+}
+
+/// Resident memory, open descriptors and CPU seconds of this process, from /proc (Linux).
+fn process_figures() {
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        if let Some(kib) = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            gauge!("vestnik_process_resident_memory_bytes").set(kib * 1024.0);
+        }
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        gauge!("vestnik_process_open_fds").set(fds.count() as f64);
+    }
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        // Fields after the command name (which may hold spaces) start after the last ')'.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 after the state field.
+        if let (Some(u), Some(s)) = (f.get(11), f.get(12)) {
+            if let (Ok(u), Ok(s)) = (u.parse::<f64>(), s.parse::<f64>()) {
+                // Linux reports clock ticks of 1/100 s on every platform Vestnik supports.
+                gauge!("vestnik_process_cpu_seconds_total").set((u + s) / 100.0);
+            }
+        }
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until shutdown.
+pub async fn serve(listener: TcpListener, handle: PrometheusHandle, state: AppState) {
+    if let Ok(addr) = listener.local_addr() {
+        info!("metrics on http://{addr}/metrics");
+    }
+    let token = state.shutdown.token().clone();
+    loop {
+        let accepted = tokio::select! {
+            _ = token.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        let (handle, state) = (handle.clone(), state.clone());
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let (handle, state) = (handle.clone(), state.clone());
+                async move {
+                    let resp = if req.uri().path() == "/metrics" {
+                        refresh(&state);
+                        let mut r = Response::new(Full::new(Bytes::from(handle.render())));
+                        r.headers_mut().insert(
+                            http::header::CONTENT_TYPE,
+                            http::HeaderValue::from_static("text/plain; version=0.0.4"),
+                        );
+                        r
+                    } else {
+                        let mut r = Response::new(Full::new(Bytes::from_static(b"see /metrics\n")));
+                        *r.status_mut() = StatusCode::NOT_FOUND;
+                        r
+                    };
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
