@@ -19,6 +19,26 @@ cargo --version
 node --version
 python3 --version
 
+step "install system packages for the browser and PHP tests (apt, once)"
+# Debian's Chromium (driven by playwright-core) and PHP with curl and SQLite for the Pushler PHP client.
+need=()
+[ -x /usr/bin/chromium ] || need+=(chromium)
+command -v php >/dev/null || need+=(php-cli)
+if command -v php >/dev/null; then
+  php -m | grep -qi '^curl$' || need+=(php-curl)
+  php -m | grep -qi '^pdo_sqlite$' || need+=(php-sqlite3)
+else
+  need+=(php-curl php-sqlite3)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y --no-install-recommends "${need[@]}" >/dev/null \
+    || { apt-get update >/dev/null && apt-get install -y --no-install-recommends "${need[@]}" >/dev/null; }
+fi
+/usr/bin/chromium --version 2>/dev/null | grep -v 'unexpected operator' || true
+php --version | head -1
+
 step "install JS test dependencies (npm ci)"
 (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
 
