@@ -29,8 +29,22 @@ pub struct CloseRequest {
 #[derive(Debug, Default)]
 struct OutboxQueue {
     frames: VecDeque<Bytes>,
+    /// When the oldest waiting frame was queued: set when the queue turns non-empty, taken by the
+    /// writer's drain. One timestamp per batch rather than per frame keeps the queue a plain
+    /// `VecDeque<Bytes>`, and the oldest frame is the one whose latency matters.
+    oldest: Option<Instant>,
     close: Option<CloseRequest>,
     closed: bool,
+}
+
+/// What one drain of the outbox hands the writer besides the frames.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Drained {
+    /// The close to perform after writing the frames, if one was requested.
+    pub close: Option<CloseRequest>,
+    /// When the oldest drained frame was queued, for the publish-to-write latency; `None` when the
+    /// drain took no frame.
+    pub queued_at: Option<Instant>,
 }
 
 /// Why a frame was not queued.
@@ -69,6 +83,7 @@ impl Outbox {
         }
         if q.frames.len() >= self.capacity {
             q.frames = VecDeque::new();
+            q.oldest = None;
             q.closed = true;
             q.close = Some(CloseRequest {
                 code: PusherCode::OverCapacity,
@@ -79,6 +94,9 @@ impl Outbox {
             return Err(PushError::SlowConsumer);
         }
         let was_empty = q.frames.is_empty();
+        if was_empty {
+            q.oldest = Some(Instant::now());
+        }
         q.frames.push_back(frame);
         drop(q);
         // A writer that is awake will find this frame when it next drains; only wake an idle one.
@@ -108,21 +126,25 @@ impl Outbox {
         self.queue.lock().closed
     }
 
-    /// Moves every queued frame into `out` without waiting, and returns the close request, if any.
-    pub fn drain_now(&self, out: &mut VecDeque<Bytes>) -> Option<CloseRequest> {
+    /// Moves every queued frame into `out` without waiting, and returns the close request, if any,
+    /// and when the oldest of those frames was queued.
+    pub fn drain_now(&self, out: &mut VecDeque<Bytes>) -> Drained {
         let mut q = self.queue.lock();
         if out.is_empty() {
             std::mem::swap(&mut q.frames, out);
         } else {
             out.extend(q.frames.drain(..));
         }
-        q.close.take()
+        Drained {
+            close: q.close.take(),
+            queued_at: q.oldest.take(),
+        }
     }
 
     /// Waits until there is something to do, then moves every queued frame into `out` (which should be
-    /// empty) and returns the close request, if one was made. Cancel-safe: nothing is taken before the
-    /// wait completes.
-    pub async fn next_batch(&self, out: &mut VecDeque<Bytes>) -> Option<CloseRequest> {
+    /// empty) and returns the close request, if one was made, with the oldest frame's queueing time.
+    /// Cancel-safe: nothing is taken before the wait completes.
+    pub async fn next_batch(&self, out: &mut VecDeque<Bytes>) -> Drained {
         loop {
             {
                 let q = self.queue.lock();
@@ -283,8 +305,18 @@ mod tests {
             o.push(Bytes::from(vec![i])).unwrap();
         }
         let mut out = VecDeque::new();
-        assert_eq!(o.next_batch(&mut out).await, None);
+        let drained = o.next_batch(&mut out).await;
+        assert_eq!(drained.close, None);
+        assert!(
+            drained.queued_at.is_some(),
+            "frames were drained, so their age is known"
+        );
         assert_eq!(out.len(), 5);
+        assert_eq!(
+            o.drain_now(&mut out).queued_at,
+            None,
+            "nothing new was queued"
+        );
         assert!(o.is_empty());
     }
 
@@ -299,8 +331,12 @@ mod tests {
         );
         assert_eq!(o.push(Bytes::from_static(b"d")), Err(PushError::Closed));
         let mut out = VecDeque::new();
-        let close = o.next_batch(&mut out).await.unwrap();
-        assert_eq!(close.code, PusherCode::OverCapacity);
+        let drained = o.next_batch(&mut out).await;
+        assert_eq!(drained.close.unwrap().code, PusherCode::OverCapacity);
+        assert_eq!(
+            drained.queued_at, None,
+            "the dropped frames' age goes with them"
+        );
         assert!(out.is_empty());
     }
 
@@ -311,7 +347,7 @@ mod tests {
         o.close(PusherCode::Unauthorized, "bye");
         o.close(PusherCode::Reconnect, "ignored");
         let mut out = VecDeque::new();
-        let close = o.next_batch(&mut out).await.unwrap();
+        let close = o.next_batch(&mut out).await.close.unwrap();
         assert_eq!(close.code, PusherCode::Unauthorized);
         assert_eq!(out.len(), 1);
     }

@@ -27,6 +27,6 @@ pub mod registry;
 
 pub use app::{App, AppStore, StaticAppStore};
 pub use broker::{AppRuntime, Broker, BrokerConfig, BrokerStats, PublishEvent};
-pub use connection::{CloseRequest, Connection, ConnectionHandle, Outbox};
+pub use connection::{CloseRequest, Connection, ConnectionHandle, Drained, Outbox};
 pub use error::{ClientEventError, ConnectError, SigninError, SubscribeError};
 pub use events::{BrokerEvent, EventSink, NoEvents};

@@ -119,6 +119,12 @@ impl Registry {
         self.channels.len()
     }
 
+    /// Subscriptions over every channel (a socket in three channels counts three times). Walks every
+    /// shard, so it is for scrapes and stats, never for the hot path.
+    pub fn subscription_count(&self) -> usize {
+        self.channels.iter().map(|c| c.subscribers.len()).sum()
+    }
+
     /// Drops expired cache entries; called periodically so an idle cache does not hold memory.
     pub fn purge_expired(&self, now: Instant) {
         self.cache.retain(|_, e| e.expires > now);

@@ -175,7 +175,7 @@ fn slow_consumer_is_closed_without_affecting_others() {
         frames(&fast);
     }
     let mut out = VecDeque::new();
-    let close = slow.outbox().drain_now(&mut out).unwrap();
+    let close = slow.outbox().drain_now(&mut out).close.unwrap();
     assert_eq!(close.code, PusherCode::OverCapacity);
 }
 

@@ -13,7 +13,7 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use metrics::gauge;
+use metrics::{counter, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
@@ -41,29 +41,33 @@ fn refresh(state: &AppState) {
         gauge!("vestnik_sockets_connected", "app_id" => id.clone())
             .set(rt.connection_count() as f64);
         gauge!("vestnik_channels", "app_id" => id.clone()).set(rt.registry.channel_count() as f64);
+        gauge!("vestnik_subscriptions", "app_id" => id.clone())
+            .set(rt.registry.subscription_count() as f64);
         gauge!("vestnik_signed_in_users", "app_id" => id).set(rt.user_count() as f64);
     }
     if let Some(hooks) = &state.webhooks {
         for s in hooks.stats() {
             let id = s.app_id.clone();
-            gauge!("vestnik_webhooks_delivered_total", "app_id" => id.clone())
-                .set(s.delivered as f64);
-            gauge!("vestnik_webhooks_failed_total", "app_id" => id.clone()).set(s.failed as f64);
-            gauge!("vestnik_webhooks_retried_total", "app_id" => id.clone()).set(s.retried as f64);
+            // Totals the sender keeps are exported as counters set to their absolute value, so
+            // Prometheus's rate() works on them.
+            counter!("vestnik_webhooks_delivered_total", "app_id" => id.clone())
+                .absolute(s.delivered);
+            counter!("vestnik_webhooks_failed_total", "app_id" => id.clone()).absolute(s.failed);
+            counter!("vestnik_webhooks_retried_total", "app_id" => id.clone()).absolute(s.retried);
             gauge!("vestnik_webhooks_pending", "app_id" => id.clone()).set(s.pending as f64);
             gauge!("vestnik_webhooks_dead_lettered", "app_id" => id.clone())
                 .set(s.dead_lettered as f64);
-            gauge!("vestnik_webhooks_dropped_total", "app_id" => id).set(s.dropped as f64);
+            counter!("vestnik_webhooks_dropped_total", "app_id" => id).absolute(s.dropped);
         }
     }
     if let Some(c) = state.broker.cluster() {
         let a = c.adapter_name();
-        gauge!("vestnik_adapter_published_total", "adapter" => a)
-            .set(c.counters.sent.load(Ordering::Relaxed) as f64);
-        gauge!("vestnik_adapter_received_total", "adapter" => a)
-            .set(c.counters.received.load(Ordering::Relaxed) as f64);
-        gauge!("vestnik_adapter_lost_total", "adapter" => a)
-            .set(c.counters.lost.load(Ordering::Relaxed) as f64);
+        counter!("vestnik_adapter_published_total", "adapter" => a)
+            .absolute(c.counters.sent.load(Ordering::Relaxed));
+        counter!("vestnik_adapter_received_total", "adapter" => a)
+            .absolute(c.counters.received.load(Ordering::Relaxed));
+        counter!("vestnik_adapter_lost_total", "adapter" => a)
+            .absolute(c.counters.lost.load(Ordering::Relaxed));
         gauge!("vestnik_adapter_connected", "adapter" => a).set(if c.is_connected() {
             1.0
         } else {

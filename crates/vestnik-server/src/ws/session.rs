@@ -141,6 +141,9 @@ struct Counters {
     bytes_in: metrics::Counter,
     messages_out: metrics::Counter,
     bytes_out: metrics::Counter,
+    /// Seconds from the oldest frame of a batch entering the socket's queue to the batch's write
+    /// finishing: one sample per coalesced write, so it costs nothing per recipient.
+    publish_to_write: metrics::Histogram,
 }
 
 impl Counters {
@@ -150,7 +153,8 @@ impl Counters {
             messages_in: metrics::counter!("vestnik_ws_messages_received_total", "app_id" => id.clone()),
             bytes_in: metrics::counter!("vestnik_ws_bytes_received_total", "app_id" => id.clone()),
             messages_out: metrics::counter!("vestnik_ws_messages_sent_total", "app_id" => id.clone()),
-            bytes_out: metrics::counter!("vestnik_ws_bytes_sent_total", "app_id" => id),
+            bytes_out: metrics::counter!("vestnik_ws_bytes_sent_total", "app_id" => id.clone()),
+            publish_to_write: metrics::histogram!("vestnik_publish_to_write_seconds", "app_id" => id),
         }
     }
 }
@@ -178,13 +182,16 @@ async fn drive(ws: &mut Socket, state: &AppState, conn: &ConnectionHandle) -> En
             _ = token.cancelled() => {
                 return End::Close(PusherCode::Reconnect.code(), "Server shutting down, reconnect".into());
             }
-            close = conn.outbox().next_batch(&mut out) => {
+            drained = conn.outbox().next_batch(&mut out) => {
                 counters.messages_out.increment(out.len() as u64);
                 counters.bytes_out.increment(out.iter().map(|f| f.len() as u64).sum());
                 if write_batch(ws, &mut out).await.is_err() {
                     return End::Gone;
                 }
-                if let Some(c) = close {
+                if let Some(queued) = drained.queued_at {
+                    counters.publish_to_write.record(queued.elapsed().as_secs_f64());
+                }
+                if let Some(c) = drained.close {
                     return End::Close(c.code.code(), c.reason);
                 }
             }
