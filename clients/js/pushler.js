@@ -255,7 +255,13 @@
     this._activityTimer = null;
     this._pongTimer = null;
     this._serverActivityTimeout = null;
-    if (o.autoConnect !== false) this.connect();
+    if (o.autoConnect !== false) {
+      // On the next microtask, so that handlers bound right after `new` see `connecting` too.
+      var self = this;
+      Promise.resolve().then(function () {
+        if (self.state === 'initialized') self.connect();
+      });
+    }
   }
   PushlerClient.prototype = Object.create(Emitter.prototype);
   PushlerClient.prototype.constructor = PushlerClient;
