@@ -151,6 +151,8 @@
     this.members = name.indexOf('presence-') === 0 ? new Members() : null;
     this._client = client;
     this._myUserId = null;
+    // A pusher:subscribe went out on the current connection (the answer may still be on its way).
+    this._requested = false;
   }
   Channel.prototype = Object.create(Emitter.prototype);
   Channel.prototype.constructor = Channel;
@@ -319,8 +321,10 @@
     var channel = this._channels.get(name);
     if (!channel) return;
     this._channels.delete(name);
-    if (channel.subscribed) this._send({ event: 'pusher:unsubscribe', data: { channel: name } });
+    // Also when the subscribe is still in flight, or the broker would keep this socket on the channel.
+    if (channel.subscribed || channel._requested) this._send({ event: 'pusher:unsubscribe', data: { channel: name } });
     channel.subscribed = false;
+    channel._requested = false;
   };
 
   /** The subscription to `name`, or null. */
@@ -444,7 +448,7 @@
         data.auth = auth.auth;
         if (auth.channel_data !== undefined) data.channel_data = auth.channel_data;
       }
-      self._send({ event: 'pusher:subscribe', data: data });
+      if (self._send({ event: 'pusher:subscribe', data: data })) channel._requested = true;
     };
     if (name.indexOf('private-encrypted-') === 0) {
       channel._emit('pushler:subscription_error', { type: 'UnsupportedFeature', error: 'encrypted channels are not supported by this client', status: null });
@@ -511,6 +515,7 @@
   PushlerClient.prototype._markUnsubscribed = function () {
     this._channels.forEach(function (channel) {
       channel.subscribed = false;
+      channel._requested = false;
     });
   };
 

@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { register } from 'node:module';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
@@ -313,6 +314,71 @@ describe('reconnect and liveness', () => {
     }
     delays.forEach((d) => assert.ok(d >= 1000 && d <= 8000, `delay ${d}`));
     assert.ok(delays[6] >= 4000, `late attempts wait at least half the cap (${delays})`);
+  });
+});
+
+describe('usePushlerChannel (Vue 3 reactivity, in Node)', () => {
+  // clients/js/vue.js imports 'vue' as a peer dependency; resolve it to this suite's copy.
+  let vue;
+  let usePushlerChannel;
+  before(async () => {
+    const vueUrl = import.meta.resolve('vue');
+    register(
+      `data:text/javascript,${encodeURIComponent(
+        `export async function resolve(s, c, next) { return next(s === 'vue' ? ${JSON.stringify(vueUrl)} : s, c); }`,
+      )}`,
+    );
+    vue = await import(vueUrl);
+    ({ usePushlerChannel } = await import('../../../clients/js/vue.js'));
+  });
+
+  const occupied = async (name) => (await (await sdk.get({ path: `/channels/${name}` })).json()).occupied;
+
+  test('subscribes, follows a reactive name, keeps a channel another scope holds, and leaves on dispose', async () => {
+    const c = await connectedClient(broker);
+    const [first, second] = [uniq('vue-a-'), uniq('vue-b-')];
+    const name = vue.ref(first);
+    const got = [];
+    const scope = vue.effectScope();
+    const state = scope.run(() => usePushlerChannel(c, name, { 'order:status': (d) => got.push(d) }));
+    await waitFor(() => state.subscribed.value, 5000, 'subscribed');
+    assert.equal(state.state.value, 'connected');
+    await sdk.trigger(first, 'order:status', { n: 1 });
+    await waitFor(() => got.length === 1, 5000, 'event through the handler');
+
+    // A second holder of the first channel (another component).
+    const other = vue.effectScope();
+    const otherState = other.run(() => usePushlerChannel(c, first));
+
+    name.value = second;
+    await waitFor(() => state.subscribed.value && state.channel.value.name === second, 5000, 'moved to the second channel');
+    assert.equal(await occupied(first), true, 'the other holder keeps the first channel');
+    assert.equal(otherState.subscribed.value, true);
+    await sdk.trigger(first, 'order:status', { n: 2 });
+    await sdk.trigger(second, 'order:status', { n: 3 });
+    await waitFor(() => got.length === 2, 5000, 'event on the second channel');
+    assert.deepEqual(got, [{ n: 1 }, { n: 3 }], 'handlers left the first channel with the name change');
+
+    other.stop();
+    await waitFor(async () => !(await occupied(first)), 5000, 'first channel left by its last holder');
+    scope.stop();
+    await waitFor(async () => !(await occupied(second)), 5000, 'second channel left on dispose');
+    assert.equal(state.subscribed.value, false);
+  });
+
+  test('presence members are reactive', async () => {
+    const name = uniq('presence-vue-');
+    const a = await connectedClient(broker, { presence: { user_id: 'va', user_info: { name: 'A' } } });
+    const scope = vue.effectScope();
+    const state = scope.run(() => usePushlerChannel(a, name));
+    await waitFor(() => state.members.value.length === 1, 5000, 'one member');
+    const b = await connectedClient(broker, { presence: { user_id: 'vb', user_info: { name: 'B' } } });
+    b.subscribe(name);
+    await waitFor(() => state.members.value.length === 2, 5000, 'two members');
+    b.disconnect();
+    await waitFor(() => state.members.value.length === 1, 5000, 'back to one');
+    assert.deepEqual(state.members.value, [{ id: 'va', info: { name: 'A' } }]);
+    scope.stop();
   });
 });
 
