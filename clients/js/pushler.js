@@ -257,6 +257,7 @@
     this._activityTimer = null;
     this._pongTimer = null;
     this._serverActivityTimeout = null;
+    this._lastErrorCode = null;
     if (o.autoConnect !== false) {
       // On the next microtask, so that handlers bound right after `new` see `connecting` too.
       var self = this;
@@ -355,6 +356,7 @@
   PushlerClient.prototype._open = function () {
     var self = this;
     var generation = ++this._generation;
+    this._lastErrorCode = null;
     this._setState('connecting');
     var ws;
     try {
@@ -420,7 +422,8 @@
       }
       case 'pusher:error': {
         var err = decode(message.data) || {};
-        this._emit('error', { code: err.code === undefined ? null : err.code, message: err.message || 'error' });
+        this._lastErrorCode = err.code === undefined ? null : err.code;
+        this._emit('error', { code: this._lastErrorCode, message: err.message || 'error' });
         return;
       }
       case 'pusher:ping':
@@ -532,7 +535,8 @@
       return this._retry(code, reason, 0);
     }
     if (code >= 4000 && code <= 4099) {
-      this._emit('error', { code: code, message: reason || 'connection refused' });
+      // The broker usually said why in a pusher:error just before closing; report it once.
+      if (this._lastErrorCode !== code) this._emit('error', { code: code, message: reason || 'connection refused' });
       this._emit('disconnected', { code: code, reason: reason, willReconnect: false });
       this._setState('failed');
       return;

@@ -14,30 +14,56 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 
 import ts from 'typescript';
-import { compileScript, parse } from 'vue/compiler-sfc';
+import { compileScript, compileStyle, parse } from 'vue/compiler-sfc';
 
 import { REPO_ROOT } from './helpers.js';
 
 export const COOKBOOK_DIR = join(REPO_ROOT, 'tests', 'pushler', 'cookbook');
 const PHP_STARTED_RE = /Development Server \(http:\/\/127\.0\.0\.1:(\d+)\) started/;
 
-/** Compiles a Vue single-file component (`<script setup lang="ts">`) into an ES module's source. */
+/**
+ * Compiles a Vue single-file component (`<script setup lang="ts">`, scoped `<style>`) into an ES
+ * module's source that also adds its CSS to the page, as a bundler would.
+ */
 export function compileVueSfc(source, filename) {
   const { descriptor, errors } = parse(source, { filename });
   if (errors.length) throw new Error(`${filename}: ${errors.map((e) => e.message).join('; ')}`);
-  const script = compileScript(descriptor, { id: 'cookbook-order-tracker', inlineTemplate: true });
-  return ts.transpileModule(script.content, {
+  const id = 'cookbook';
+  const scoped = descriptor.styles.some((style) => style.scoped);
+  const script = compileScript(descriptor, {
+    id,
+    inlineTemplate: true,
+    genDefaultAs: '__sfc',
+    templateOptions: { scoped, id, compilerOptions: { scopeId: scoped ? `data-v-${id}` : undefined } },
+  });
+  const css = descriptor.styles
+    .map((style) => {
+      const out = compileStyle({ source: style.content, filename, id: `data-v-${id}`, scoped: style.scoped });
+      if (out.errors.length) throw new Error(`${filename} style: ${out.errors.join('; ')}`);
+      return out.code;
+    })
+    .join('\n');
+  const js = ts.transpileModule(script.content, {
     compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2020 },
     fileName: `${filename}.ts`,
   }).outputText;
+  const addStyle = `{ const s = document.createElement('style'); s.textContent = ${JSON.stringify(css)}; document.head.appendChild(s); }\n`;
+  const scopeId = scoped ? `__sfc.__scopeId = ${JSON.stringify(`data-v-${id}`)};\n` : '';
+  return `${addStyle}${js}\n${scopeId}export default __sfc;\n`;
 }
 
 /**
  * Starts `php -S` for the cookbook against `broker` with `app`'s credentials. Resolves with
- * `{port, url, dir, stop(), log}`; `env` adds variables (e.g. COOKBOOK_COMPILED_VUE).
+ * `{port, url, dir, stop(), log}`; `env` adds variables, `compiledVue` is the module router.php
+ * serves at /OrderTracker.js (written to the server's temp dir).
  */
-export async function startPhp(broker, app, env = {}) {
+export async function startPhp(broker, app, { env = {}, compiledVue } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'vestnik-cookbook-'));
+  if (compiledVue !== undefined) {
+    const path = join(dir, 'OrderTracker.js');
+    writeFileSync(path, compiledVue);
+    env = { ...env, COOKBOOK_COMPILED_VUE: path };
+  }
   const proc = spawn('php', ['-S', '127.0.0.1:0', '-t', COOKBOOK_DIR, join(COOKBOOK_DIR, 'router.php')], {
     env: {
       ...process.env,
@@ -125,11 +151,4 @@ export async function runPhpClient({ key, secret, options }, method, args = []) 
 /** Reads a file of the cookbook copy. */
 export function cookbookFile(name) {
   return readFileSync(join(COOKBOOK_DIR, name), 'utf8');
-}
-
-/** Writes `text` to a temp file and returns its path (removed with the php server's dir). */
-export function writeTemp(dir, name, text) {
-  const p = join(dir, name);
-  writeFileSync(p, text);
-  return p;
 }

@@ -105,7 +105,8 @@ describe('connection', () => {
     const c = openClient(broker, { app: { key: 'no-such-key', secret: 'x', id: '1' } });
     await waitFor(() => c.state === 'failed', 5000, 'failed', () => JSON.stringify(c.log.events));
     const errors = seen(c, 'error').map(([, e]) => e.code);
-    assert.ok(errors.includes(4001), `error codes ${errors}`);
+    assert.deepEqual(errors, [4001], 'one error event: the pusher:error and the close say the same');
+    assert.match(seen(c, 'error')[0][1].message, /no-such-key/);
     assert.equal(seen(c, 'disconnected').at(-1)[1].willReconnect, false);
     assert.equal(c.log.urls.length, 1, 'no second attempt');
   });

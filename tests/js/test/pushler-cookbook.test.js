@@ -15,7 +15,7 @@ import { after, before, describe, test } from 'node:test';
 
 import { launchChromium, watchPageErrors } from '../browser.js';
 import { APPS, hmacHex, serverSdk, startBroker, waitFor } from '../helpers.js';
-import { compileVueSfc, cookbookFile, postForm, runPhpClient, startPhp, writeTemp } from '../pushler-helpers.js';
+import { compileVueSfc, cookbookFile, postForm, runPhpClient, startPhp } from '../pushler-helpers.js';
 
 const APP = APPS.main;
 const USER = 67890;
@@ -28,9 +28,7 @@ let browser;
 
 before(async () => {
   broker = await startBroker();
-  const vue = compileVueSfc(cookbookFile('OrderTracker.vue'), 'OrderTracker.vue');
-  const tmp = (await import('node:fs')).mkdtempSync(`${(await import('node:os')).tmpdir()}/vestnik-vue-`);
-  php = await startPhp(broker, APP, { COOKBOOK_COMPILED_VUE: writeTemp(tmp, 'OrderTracker.js', vue) });
+  php = await startPhp(broker, APP, { compiledVue: compileVueSfc(cookbookFile('OrderTracker.vue'), 'OrderTracker.vue') });
   browser = await launchChromium();
 });
 

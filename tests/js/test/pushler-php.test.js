@@ -155,8 +155,8 @@ describe('webhooks', () => {
   test('verifyWebhook accepts the broker\'s signed webhooks in a PHP receiver and refuses a forged one', async () => {
     const app = { id: '3001', key: 'wh-php-key', secret: 'wh-php-secret' };
     const dataDir = tempDir();
-    // The receiver needs a port before the broker starts; php -S gets its own broker address later.
-    php = await startPhp(broker, app, { WEBHOOK_LOG: `${dataDir}/webhooks.jsonl` });
+    // The receiver runs first: the broker's config needs its URL.
+    php = await startPhp(broker, app, { env: { WEBHOOK_LOG: `${dataDir}/webhooks.jsonl` } });
     const whBroker = await startWebhookBroker({
       apps: [{ ...app, webhooks: [{ url: `${php.url}/pushler_webhook.php` }] }],
       webhooks: { data_dir: dataDir, batch_ms: 0, hold_ms: 0 },
