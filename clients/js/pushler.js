@@ -258,11 +258,12 @@
     this._pongTimer = null;
     this._serverActivityTimeout = null;
     this._lastErrorCode = null;
+    this._manual = false;
     if (o.autoConnect !== false) {
       // On the next microtask, so that handlers bound right after `new` see `connecting` too.
       var self = this;
       Promise.resolve().then(function () {
-        if (self.state === 'initialized') self.connect();
+        if (self.state === 'initialized' && !self._manual) self.connect();
       });
     }
   }
@@ -274,8 +275,10 @@
   /** Opens the connection (done by the constructor unless `autoConnect: false`). */
   PushlerClient.prototype.connect = function () {
     if (this.state === 'connecting' || this.state === 'connected') return this;
+    // A connect() while an automatic retry is pending only hurries it: the next connection is still
+    // a `reconnected` one.
+    if (this._manual || this.state === 'initialized' || this.state === 'failed') this._everConnected = false;
     this._manual = false;
-    this._everConnected = false;
     this._attempt = 0;
     clearTimeout(this._retryTimer);
     this._open();
@@ -284,6 +287,7 @@
 
   /** Closes the connection for good (no reconnect); `connect()` opens it again. */
   PushlerClient.prototype.disconnect = function () {
+    var wasManual = this._manual;
     this._manual = true;
     clearTimeout(this._retryTimer);
     this._stopTimers();
@@ -297,8 +301,8 @@
       }
     }
     this._markUnsubscribed();
-    if (this.state !== 'disconnected') {
-      this.socketId = null;
+    this.socketId = null;
+    if (!wasManual && this.state !== 'initialized' && this.state !== 'failed') {
       this._setState('disconnected');
       this._emit('disconnected', { code: 1000, reason: 'client disconnect', willReconnect: false });
     }

@@ -117,6 +117,20 @@ describe('connection', () => {
     assert.ok(seen(c, 'error').some(([, e]) => e.code === 4003));
   });
 
+  test('disconnect() right after new PushlerClient() keeps it from connecting; connect() then works', async () => {
+    const c = openClient(broker);
+    c.disconnect();
+    const ch = c.subscribe(uniq('later-'));
+    // Ordering marker: a second client connects and is served; the first never opened a socket.
+    await connectedClient(broker);
+    assert.equal(c.log.urls.length, 0);
+    assert.equal(c.state, 'initialized');
+    c.connect();
+    await waitFor(() => c.state === 'connected', 5000, 'connected after connect()');
+    assert.equal(seen(c, 'connected').length, 1);
+    await waitFor(() => ch.subscribed, 5000, 'the channel kept from before connect() is subscribed');
+  });
+
   test('the constructor refuses a missing appKey and a missing WebSocket', () => {
     assert.throws(() => new PushlerClient({ authEndpoint: '/auth.php' }), /appKey/);
     assert.throws(() => new PushlerClient({ appKey: 'k', autoConnect: false }), /WebSocket/);
