@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh machine: installs what it needs (idempotently), builds,
-# then runs the Rust unit and integration tests, the JS suite with pusher-js and the pusher Node SDK,
+# then runs the Rust unit and integration tests, the JS suite with pusher-js and the pusher Node SDK
+# (and the Pushler-compatible clients with the cookbook in Chromium), the PHP client's unit tests,
 # the Python check with the pusher PyPI SDK, lint, a smoke run of every benchmark scenario, and a
 # short fuzz run of each parser.
 #
@@ -56,8 +57,11 @@ cargo build --workspace --quiet
 step "Rust tests"
 cargo test --workspace 2>&1 | tee "$LOGS/cargo.log"
 
-step "JS suite (pusher-js, pusher Node SDK)"
+step "JS suite (pusher-js, pusher Node SDK, Pushler clients and the cookbook in Chromium)"
 (cd tests/js && npm test 2>&1) | tee "$LOGS/js.log"
+
+step "PHP client unit tests (clients/php, reference signature vectors)"
+php clients/php/tests/run.php 2>&1 | tee "$LOGS/php.log"
 
 step "Python check (pusher PyPI SDK)"
 .venv/bin/python -m pytest -q tests/python 2>&1 | tee "$LOGS/py.log"
@@ -74,7 +78,8 @@ fi
 cargo_pass=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$LOGS/cargo.log" | awk '{s+=$4} END {print s+0}')
 js_pass=$(grep -Eo '^# pass [0-9]+' "$LOGS/js.log" | awk '{s+=$3} END {print s+0}')
 py_pass=$(grep -Eo '[0-9]+ passed' "$LOGS/py.log" | tail -1 | awk '{print $1+0}')
+php_pass=$(grep -Eo '^php: [0-9]+ passed' "$LOGS/php.log" | awk '{print $2+0}')
 smoke_pass=$(grep -Eo '^smoke: [0-9]+ passed' "$LOGS/smoke.log" | awk '{print $2+0}')
-total=$((cargo_pass + js_pass + py_pass + smoke_pass))
-step "summary: rust $cargo_pass, js $js_pass, python $py_pass, bench smoke $smoke_pass"
+total=$((cargo_pass + js_pass + py_pass + php_pass + smoke_pass))
+step "summary: rust $cargo_pass, js $js_pass, python $py_pass, php $php_pass, bench smoke $smoke_pass"
 echo "tests: $total passed, 0 failed"

@@ -135,15 +135,16 @@ export function brokerBinary() {
 /**
  * Starts the broker with a temp TOML config on 127.0.0.1:0 and resolves once its stderr says
  * `listening on http://127.0.0.1:PORT`. `tables` adds top-level TOML tables (see `configToml`),
- * `args` extra command-line flags.
+ * `args` extra command-line flags, `port` a fixed port instead of an ephemeral one (to restart a
+ * broker where its clients expect it).
  */
-export async function startBroker({ apps = Object.values(APPS), server = {}, tables = {}, args = [], env = {} } = {}) {
+export async function startBroker({ apps = Object.values(APPS), server = {}, tables = {}, args = [], env = {}, port: fixedPort = 0 } = {}) {
   const bin = brokerBinary();
   const dir = mkdtempSync(join(tmpdir(), 'vestnik-e2e-'));
   const configPath = join(dir, 'vestnik.toml');
   writeFileSync(configPath, configToml(apps, server, tables));
 
-  const proc = spawn(bin, ['--config', configPath, '--host', '127.0.0.1', '--port', '0', ...args], {
+  const proc = spawn(bin, ['--config', configPath, '--host', '127.0.0.1', '--port', String(fixedPort), ...args], {
     env: { RUST_LOG: 'info', ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

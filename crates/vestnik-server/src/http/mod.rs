@@ -1,11 +1,13 @@
 //! The signed Pusher HTTP API and the health endpoints.
 //!
 //! [`route`] dispatches on method and path: a WebSocket upgrade goes to [`crate::ws`], `/apps/{id}/...`
-//! to the resource files after the signature check in [`signed`], health to [`health`]. Every error is
-//! an [`ApiError`], answered as a 4xx with a JSON `{"error": ..., "code": ...}` body. Success is always
-//! 200 with a JSON body, because the PHP SDK treats anything else as a failure.
+//! to the resource files after the signature check in [`signed`], health to [`health`], `/pushler.js`
+//! to [`client_script`]. Every error is an [`ApiError`], answered as a 4xx with a JSON
+//! `{"error": ..., "code": ...}` body. Success is always 200 with a JSON body, because the PHP SDK
+//! treats anything else as a failure.
 
 pub mod channels;
+pub mod client_script;
 pub mod events;
 pub mod health;
 pub mod signed;
@@ -97,6 +99,9 @@ pub async fn route(req: Request<Incoming>, state: AppState, peer: SocketAddr) ->
         (&Method::GET | &Method::HEAD, ["up"]) => Ok(health::up()),
         (&Method::GET | &Method::HEAD, ["ready"]) => Ok(health::ready(&state)),
         (&Method::GET, ["usage"]) => Ok(health::usage(&state)),
+        (&Method::GET | &Method::HEAD, ["pushler.js"]) => {
+            Ok(client_script::serve(&method, req.headers()))
+        }
         (&Method::GET, ["app", ..]) => Err(ApiError::new(
             StatusCode::UPGRADE_REQUIRED,
             "WebSocket endpoint: connect with a WebSocket client",

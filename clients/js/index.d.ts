@@ -1,0 +1,149 @@
+// Hand-written types of @vestnik/pushler (pushler.js). They describe the Pushler-style API only;
+// nothing of pusher-js's surface is declared.
+
+/** Connection states, in the order a connection usually goes through them. */
+export type ConnectionState = 'initialized' | 'connecting' | 'connected' | 'disconnected' | 'failed';
+
+export interface PushlerOptions {
+  /** The app key (the Pushler name; `key` is accepted too). */
+  appKey: string;
+  key?: string;
+  /** Broker host. Default: the host `/pushler.js` was loaded from, else the page's host, else 127.0.0.1. */
+  wsHost?: string;
+  /** Broker port. Default: the port `/pushler.js` was loaded from, else 6001. */
+  wsPort?: number;
+  /** A path prefix before `/app/{key}` (behind a proxy). */
+  wsPath?: string;
+  /** Use wss://. Default: true when the script or page was loaded over https. */
+  forceTLS?: boolean;
+  /** URL POSTed `socket_id` and `channel_name` (form-encoded) for private and presence channels. Default `/pushler/auth`. */
+  authEndpoint?: string;
+  /** Extra headers for the auth request (e.g. a CSRF token or a bearer token). */
+  authHeaders?: Record<string, string>;
+  /** Extra form fields for the auth request. */
+  authParams?: Record<string, string>;
+  /** Same as `authHeaders` / `authParams`, in the nested form. */
+  auth?: { headers?: Record<string, string>; params?: Record<string, string> };
+  /** Replaces the HTTP call to `authEndpoint`: resolve with the auth endpoint's JSON answer. */
+  authorizer?: (request: { socketId: string; channelName: string }) => ChannelAuth | Promise<ChannelAuth>;
+  /** Milliseconds of silence before the client pings (the server may ask for less). Default 120000. */
+  activityTimeout?: number;
+  /** Milliseconds to wait for the pong before the connection is abandoned and reopened. Default 30000. */
+  pongTimeout?: number;
+  /** First reconnect delay in milliseconds (doubled per failed attempt, with jitter). Default 1000. */
+  minReconnectDelay?: number;
+  /** Largest reconnect delay in milliseconds. Default 30000. */
+  maxReconnectDelay?: number;
+  /** Open the connection in the constructor. Default true. */
+  autoConnect?: boolean;
+  /** A WebSocket constructor where there is no global one (Node < 22: the `ws` package). */
+  WebSocket?: new (url: string) => WebSocketLike;
+}
+
+/** What the auth endpoint answers (`PushlerClient::authorizeChannel` / `authorizePresenceChannel` in PHP). */
+export interface ChannelAuth {
+  auth: string;
+  channel_data?: string;
+}
+
+export interface WebSocketLike {
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+}
+
+/** A Pusher error code and message, from a `pusher:error` frame or a refusing close code. */
+export interface PushlerError {
+  code: number | null;
+  message: string;
+}
+
+export interface DisconnectedEvent {
+  code: number;
+  reason?: string;
+  /** False after `disconnect()` and after a refusal (codes 4000-4099). */
+  willReconnect: boolean;
+  /** Milliseconds until the next attempt. */
+  delay?: number;
+}
+
+export interface ClientEvents {
+  /** The first connection after `new PushlerClient()` or `connect()`. */
+  connected: { socketId: string };
+  /** A later connection after a drop; every channel is being resubscribed. */
+  reconnected: { socketId: string };
+  connecting: Record<string, never>;
+  disconnected: DisconnectedEvent;
+  error: PushlerError;
+  state_change: { previous: ConnectionState; current: ConnectionState };
+}
+
+export interface Member<Info = unknown> {
+  id: string;
+  info: Info | null;
+}
+
+/** The members of a presence channel. */
+export interface Members<Info = unknown> {
+  readonly count: number;
+  /** This connection's own member, once subscribed. */
+  readonly me: Member<Info> | null;
+  list(): Member<Info>[];
+  get(id: string | number): Member<Info> | null;
+}
+
+export interface SubscriptionError {
+  type: string;
+  error: string;
+  status: number | null;
+}
+
+export interface ChannelEvents {
+  'pushler:subscription_succeeded': Members | Record<string, never>;
+  'pushler:subscription_error': SubscriptionError;
+  'pushler:member_added': Member;
+  'pushler:member_removed': Member;
+  'pushler:cache_miss': Record<string, never>;
+  'pushler:subscription_count': { count: number };
+}
+
+export type EventCallback<T = any> = (data: T, meta: { userId?: string }) => void;
+
+export interface Channel {
+  readonly name: string;
+  /** True between `pushler:subscription_succeeded` and a drop or `unsubscribe()`. */
+  readonly subscribed: boolean;
+  /** Presence channels only. */
+  readonly members: Members | null;
+  on<E extends keyof ChannelEvents>(event: E, callback: (data: ChannelEvents[E]) => void): this;
+  /** An app event; `data` is the decoded JSON payload (or the string, when it is not JSON). */
+  on(event: string, callback: EventCallback): this;
+  once(event: string, callback: EventCallback): this;
+  off(event?: string, callback?: (...args: any[]) => void): this;
+  /** Sends a client event (name starting `client-`) on a subscribed private or presence channel. */
+  send(event: `client-${string}`, data?: unknown): boolean;
+  unsubscribe(): void;
+}
+
+declare class PushlerClient {
+  constructor(options: PushlerOptions);
+  static readonly VERSION: string;
+  readonly options: Readonly<Required<Omit<PushlerOptions, 'key' | 'auth' | 'authorizer' | 'autoConnect'>>>;
+  readonly state: ConnectionState;
+  /** The connection's socket id while connected, else null. */
+  readonly socketId: string | null;
+  on<E extends keyof ClientEvents>(event: E, callback: (data: ClientEvents[E]) => void): this;
+  once<E extends keyof ClientEvents>(event: E, callback: (data: ClientEvents[E]) => void): this;
+  off(event?: keyof ClientEvents, callback?: (...args: any[]) => void): this;
+  connect(): this;
+  disconnect(): this;
+  subscribe(name: string): Channel;
+  unsubscribe(name: string): void;
+  channel(name: string): Channel | null;
+  allChannels(): Channel[];
+}
+
+export { PushlerClient };
+export default PushlerClient;
