@@ -55,6 +55,9 @@ struct Cli {
     /// Do not serve metrics.
     #[arg(long, env = "VESTNIK_NO_METRICS")]
     no_metrics: bool,
+    /// Do not serve the debug console at /console.
+    #[arg(long, env = "VESTNIK_NO_CONSOLE")]
+    no_console: bool,
     /// Cluster backbone: local (one node), redis or nats.
     #[arg(long, env = "VESTNIK_ADAPTER", value_enum)]
     adapter: Option<vestnik_server::config::AdapterKind>,
@@ -190,6 +193,9 @@ impl Cli {
         }
         if self.no_metrics {
             s.metrics = false;
+        }
+        if self.no_console {
+            config.console.enabled = false;
         }
         let first = config
             .apps

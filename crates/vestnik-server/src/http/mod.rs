@@ -1,11 +1,13 @@
-//! The signed Pusher HTTP API and the health endpoints.
+//! The signed Pusher HTTP API, the health endpoints and the debug console.
 //!
-//! [`route`] dispatches on method and path: a WebSocket upgrade goes to [`crate::ws`], `/apps/{id}/...`
-//! to the resource files after the signature check in [`signed`], health to [`health`]. Every error is
+//! [`route`] dispatches on method and path: a WebSocket upgrade goes to [`crate::ws`], `/console...`
+//! to [`console`], `/apps/{id}/...` to the resource files after the signature check in [`signed`],
+//! health to [`health`]. Every error is
 //! an [`ApiError`], answered as a 4xx with a JSON `{"error": ..., "code": ...}` body. Success is always
 //! 200 with a JSON body, because the PHP SDK treats anything else as a failure.
 
 pub mod channels;
+pub mod console;
 pub mod events;
 pub mod health;
 pub mod signed;
@@ -85,8 +87,22 @@ fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
     has(header::UPGRADE, "websocket") && has(header::CONNECTION, "upgrade")
 }
 
-/// Routes one request.
-pub async fn route(req: Request<Incoming>, state: AppState, peer: SocketAddr) -> Response<Body> {
+/// Routes one request: the console (which may answer with a stream) or everything else.
+pub async fn route(
+    req: Request<Incoming>,
+    state: AppState,
+    peer: SocketAddr,
+) -> Response<console::ConsoleBody> {
+    if !is_websocket_upgrade(&req) && console::owns(req.uri().path()) {
+        return console::route(req, state).await;
+    }
+    route_api(req, state, peer)
+        .await
+        .map(http_body_util::Either::Left)
+}
+
+/// Routes a request outside the console.
+async fn route_api(req: Request<Incoming>, state: AppState, peer: SocketAddr) -> Response<Body> {
     if is_websocket_upgrade(&req) {
         return crate::ws::upgrade::upgrade(req, state, peer);
     }
