@@ -4,7 +4,7 @@
 //! - `GET /console`, `/console/console.js`, `/console/console.css`: the page (no external resources);
 //! - `GET /console/api/apps`: app ids to pick from (never a key or a secret);
 //! - `POST /console/api/session` `{"app_id", "secret"}`: signs in, sets the session cookie (401 on a
-//!   wrong secret); `GET` says who is signed in, `DELETE` signs out;
+//!   wrong secret); `GET` says whether and to which app this browser is signed in, `DELETE` signs out;
 //! - `GET /console/api/stats`: counts and the channel list of the signed-in app;
 //! - `GET /console/api/stream`: Server-Sent Events: the app's events live, and its stats every tick;
 //! - `POST /console/api/events` `{"channel", "name", "data"}`: publishes a test event.
@@ -57,7 +57,8 @@ pub async fn route(req: Request<Incoming>, state: AppState) -> Response<ConsoleB
     }
     let path = req.uri().path().to_owned();
     let rest: Vec<&str> = path
-        .trim_start_matches("/console")
+        .strip_prefix("/console")
+        .unwrap_or_default()
         .trim_matches('/')
         .split('/')
         .filter(|s| !s.is_empty())
@@ -69,8 +70,10 @@ pub async fn route(req: Request<Incoming>, state: AppState) -> Response<ConsoleB
         (&Method::GET | &Method::HEAD, ["console.css"]) => Ok(assets::style()),
         (&Method::GET, ["api", "apps"]) => Ok(apps(&state)),
         (&Method::POST, ["api", "session"]) => sign_in(req, &state).await,
-        (&Method::GET, ["api", "session"]) => session(&req, &state).map(|app| {
-            ok(&json!({"app_id": app.id, "expires_in": state.config.console.session_ttl_secs}))
+        // A question, not a gate: "not signed in" is a normal answer here, not an error.
+        (&Method::GET, ["api", "session"]) => Ok(match session(&req, &state) {
+            Ok(app) => ok(&json!({"signed_in": true, "app_id": app.id})),
+            Err(e) => ok(&json!({"signed_in": false, "reason": e.message})),
         }),
         (&Method::DELETE, ["api", "session"]) => Ok(sign_out()),
         (&Method::GET, ["api", "stats"]) => match session(&req, &state) {
@@ -189,7 +192,7 @@ async fn sign_in(req: Request<Incoming>, state: &AppState) -> Result<Response<Bo
     let ttl = state.config.console.session_ttl_secs;
     let token = token::issue(&app, now_secs() + ttl);
     tracing::info!(app_id = %app.id, "console signed in");
-    let mut resp = ok(&json!({"app_id": app.id, "expires_in": ttl}));
+    let mut resp = ok(&json!({"signed_in": true, "app_id": app.id, "expires_in": ttl}));
     set_cookie(&mut resp, &token, ttl);
     Ok(resp)
 }

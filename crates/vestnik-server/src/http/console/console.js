@@ -144,7 +144,7 @@ function openStream() {
     // EventSource retries by itself; a refused stream (session over) stays closed.
     if (source.readyState === EventSource.CLOSED) {
       const { ok, body } = await api('GET', 'session');
-      if (!ok) showSignIn(body.error);
+      if (ok && !body.signed_in) showSignIn(body.reason);
       else setTimeout(() => state.source === source && openStream(), 2000);
     }
   };
@@ -259,8 +259,8 @@ function wire() {
 async function start() {
   wire();
   const { ok, body } = await api('GET', 'session');
-  if (ok) showConsole(body.app_id);
-  else showSignIn();
+  if (ok && body.signed_in) showConsole(body.app_id);
+  else showSignIn(ok ? '' : body.error);
 }
 
 start();

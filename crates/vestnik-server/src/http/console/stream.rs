@@ -66,10 +66,10 @@ pub async fn stats(state: &AppState, app: &App) -> Value {
         .broker
         .cluster()
         .map_or(0, |link| link.remote_connections(&app.id));
-    let channels: Vec<Value> = state
-        .broker
-        .channel_list(app, "")
-        .await
+    let mut list = state.broker.channel_list(app, "").await;
+    // By name, so rows keep their place from one tick to the next.
+    list.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+    let channels: Vec<Value> = list
         .into_iter()
         .map(|(name, s)| {
             json!({
