@@ -141,3 +141,94 @@ pub fn open(state: &AppState, app: Arc<App>) -> Result<Response<EventStream>, Ap
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(resp)
 }
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+    use vestnik_broker::PublishEvent;
+    use vestnik_protocol::ChannelName;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::shutdown::Shutdown;
+
+    /// The next SSE message's event name and data.
+    async fn next(body: &mut EventStream) -> (String, Value) {
+        let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+            .await
+            .expect("a message within 5 s")
+            .expect("the stream is open")
+            .expect("infallible");
+        let bytes = frame.into_data().expect("a data frame");
+        let text = std::str::from_utf8(&bytes).unwrap();
+        let (head, data) = text
+            .trim_end()
+            .split_once('\n')
+            .expect("event and data lines");
+        let event = head.strip_prefix("event: ").unwrap().to_owned();
+        let data = serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap();
+        (event, data)
+    }
+
+    #[tokio::test]
+    async fn a_console_that_does_not_read_loses_the_oldest_and_is_told() {
+        let mut config = Config::default();
+        config.console.stream_capacity = 8;
+        // Stats would interleave with the records; keep them out of this test's way.
+        config.console.stats_interval_ms = 3_600_000;
+        let state = crate::server::build_state(config, Shutdown::new(), None).unwrap();
+        let app = state.broker.apps().all()[0].clone();
+        let mut body = open(&state, app.clone()).unwrap().into_body();
+        assert_eq!(next(&mut body).await.0, "hello");
+        assert_eq!(
+            next(&mut body).await.0,
+            "stats",
+            "the first tick is at once"
+        );
+        // The console reads nothing while far more events than it can hold go through the broker,
+        // which never waits for it.
+        let channels = [ChannelName::parse("busy").unwrap()];
+        let total = 200;
+        let names: Vec<String> = (0..total).map(|i| format!("e{i}")).collect();
+        for name in &names {
+            state.broker.publish(
+                &app,
+                &PublishEvent {
+                    name,
+                    data: "{}",
+                    channels: &channels,
+                    except: None,
+                },
+            );
+        }
+        let mut received = Vec::new();
+        let mut dropped = 0;
+        while received.last().map(String::as_str) != Some("e199") {
+            match next(&mut body).await {
+                (kind, data) if kind == "event" => {
+                    received.push(data["event"].as_str().unwrap().to_owned());
+                }
+                (kind, data) if kind == "lagged" => dropped += data["dropped"].as_u64().unwrap(),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(dropped > 0, "nothing was dropped: {received:?}");
+        assert_eq!(received.len() as u64 + dropped, total as u64);
+        assert_eq!(state.tap.dropped(&app.id), dropped);
+        // What arrived is in order and ends with the newest: the oldest were the ones lost.
+        let numbers: Vec<usize> = received.iter().map(|e| e[1..].parse().unwrap()).collect();
+        assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");
+        state.shutdown.trigger();
+        drop(body);
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(5), async {
+                while state.tap.watchers() > 0 {
+                    tokio::task::yield_now().await;
+                }
+            })
+            .await,
+            Ok(()),
+            "the console's task ends and stops watching"
+        );
+    }
+}
