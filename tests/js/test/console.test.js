@@ -1,12 +1,14 @@
 // The debug console at /console, in real Chromium (playwright-core), against the real broker with
 // pusher-js clients and the `pusher` Node SDK: sign-in and refusal, live counts and channel list, the
 // event stream (subscriptions, API triggers, client events, members, vacates), test events sent from
-// the page, and the JSON errors of its API. Writes docs/console.png.
+// the page, the JSON errors of its API, and (without the browser) a console on one node of a Redis or
+// NATS cluster seeing the other nodes. Writes docs/console.png.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { launchChromium, watchPageErrors } from '../browser.js';
+import { ADAPTERS, withCluster } from '../cluster-helpers.js';
 import { APPS, REPO_ROOT, connected, openPusher, serverSdk, startBroker, subscribe, waitFor } from '../helpers.js';
 
 const SCREENSHOT = join(REPO_ROOT, 'docs', 'console.png');
@@ -282,4 +284,87 @@ describe('console API errors (JSON, 4xx)', () => {
     assert.deepEqual([fine.status, fine.json], [200, { sent: ['c'] }]);
     assert.equal((await call('GET', 'nothing-here')).status, 404);
   });
+});
+
+/** Signs in to `app` on `node` through the console API; resolves with the cookie to send back. */
+async function consoleCookie(node, app = APPS.main) {
+  const res = await fetch(`${node.httpUrl}/console/api/session`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ app_id: app.id, secret: app.secret }),
+  });
+  assert.equal(res.status, 200, await res.text());
+  return res.headers.get('set-cookie').split(';')[0];
+}
+
+/**
+ * Opens the console's event stream on `node` and collects its messages as `{event, data}` in
+ * `stream.messages`; `stream.close()` ends it.
+ */
+async function openStream(node, cookie) {
+  const abort = new AbortController();
+  const res = await fetch(`${node.httpUrl}/console/api/stream`, { headers: { cookie }, signal: abort.signal });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get('content-type'), 'text/event-stream');
+  const stream = { messages: [], close: () => abort.abort() };
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  (async () => {
+    let buffer = '';
+    for (;;) {
+      let chunk;
+      try {
+        chunk = await reader.read();
+      } catch {
+        return; // closed by the test
+      }
+      if (chunk.done) return;
+      buffer += chunk.value;
+      let end;
+      while ((end = buffer.indexOf('\n\n')) >= 0) {
+        const message = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const event = /^event: (.*)$/m.exec(message)?.[1];
+        const data = /^data: (.*)$/m.exec(message)?.[1];
+        stream.messages.push({ event, data: JSON.parse(data) });
+      }
+    }
+  })();
+  return stream;
+}
+
+describe('console on a cluster (no browser)', () => {
+  for (const adapter of ADAPTERS) {
+    it(`${adapter}: node A's console counts node B's sockets and streams triggers published on B`, async () => {
+      await withCluster(adapter, { nodes: 2 }, async ({ nodes: [A, B] }) => {
+        // A token from one node opens the console on another: no shared session store.
+        const cookie = await consoleCookie(B);
+        const stream = await openStream(A, cookie);
+        try {
+          const client = openPusher(B);
+          await connected(client);
+          await subscribe(client, 'cluster-orders');
+          const lastStats = () => stream.messages.filter((m) => m.event === 'stats').at(-1)?.data;
+          await waitFor(
+            () => lastStats()?.connections === 1 && lastStats()?.channels.some((c) => c.name === 'cluster-orders'),
+            10000,
+            "B's socket and channel in A's console stats",
+            () => JSON.stringify(lastStats()),
+          );
+          await serverSdk(B).trigger('cluster-orders', 'made-on-b', { node: 'B' });
+          const trigger = await waitFor(
+            () => stream.messages.find((m) => m.event === 'event' && m.data.event === 'made-on-b'),
+            10000,
+            "B's trigger in A's console stream",
+            () => JSON.stringify(stream.messages.slice(-5)),
+          );
+          assert.equal(trigger.data.type, 'trigger');
+          assert.equal(trigger.data.channel, 'cluster-orders');
+          // Delivered on B; nobody subscribes on A.
+          assert.equal(trigger.data.recipients, 0);
+        } finally {
+          stream.close();
+        }
+      });
+    });
+  }
 });
