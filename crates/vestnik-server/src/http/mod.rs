@@ -1,8 +1,7 @@
-//! The signed Pusher HTTP API, the health endpoints and the debug console.
+//! The signed Pusher HTTP API and the health endpoints.
 //!
-//! [`route`] dispatches on method and path: a WebSocket upgrade goes to [`crate::ws`], `/console...`
-//! to [`console`], `/apps/{id}/...` to the resource files after the signature check in [`signed`],
-//! health to [`health`]. Every error is
+//! [`route`] dispatches on method and path: a WebSocket upgrade goes to [`crate::ws`], `/apps/{id}/...`
+//! to the resource files after the signature check in [`signed`], health to [`health`]. Every error is
 //! an [`ApiError`], answered as a 4xx with a JSON `{"error": ..., "code": ...}` body. Success is always
 //! 200 with a JSON body, because the PHP SDK treats anything else as a failure.
 
@@ -87,7 +86,8 @@ fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
     has(header::UPGRADE, "websocket") && has(header::CONNECTION, "upgrade")
 }
 
-/// Routes one request: the console (which may answer with a stream) or everything else.
+/// Routes one request: `/console...` to [`console`] (which may answer with a stream), everything
+/// else to the API, health and WebSocket routes.
 pub async fn route(
     req: Request<Incoming>,
     state: AppState,
