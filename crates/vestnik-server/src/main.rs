@@ -175,6 +175,9 @@ impl Cli {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
         };
+        if self.no_console {
+            config.console.enabled = false;
+        }
         let s = &mut config.server;
         if let Some(v) = self.host {
             s.host = v;
@@ -193,9 +196,6 @@ impl Cli {
         }
         if self.no_metrics {
             s.metrics = false;
-        }
-        if self.no_console {
-            config.console.enabled = false;
         }
         let first = config
             .apps

@@ -30,6 +30,8 @@ const CACHE_PURGE_INTERVAL_SECS: u64 = 60;
 pub struct AppState {
     /// The broker core.
     pub broker: Broker,
+    /// The debug console's copy of the broker's events (see `http::console`).
+    pub tap: Arc<Tap>,
     /// The configuration in force.
     pub config: Arc<Config>,
     /// The shutdown signal.
@@ -38,8 +40,6 @@ pub struct AppState {
     pub webhooks: Option<Webhooks>,
     /// Whether the node accepts traffic: false while starting and once draining (`/ready`).
     pub serving: Arc<std::sync::atomic::AtomicBool>,
-    /// The debug console's copy of the broker's events (see `http::console`).
-    pub tap: Arc<Tap>,
 }
 
 /// Why the server could not run.
@@ -92,11 +92,11 @@ pub fn build_state(
     );
     Ok(AppState {
         broker,
+        tap,
         config: Arc::new(config),
         shutdown,
         webhooks,
         serving: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-        tap,
     })
 }
 
