@@ -284,6 +284,20 @@ describe('console API errors (JSON, 4xx)', () => {
     assert.deepEqual([fine.status, fine.json], [200, { sent: ['c'] }]);
     assert.equal((await call('GET', 'nothing-here')).status, 404);
   });
+
+  it('--no-console turns every console route into a 404 and leaves the API alone', async () => {
+    const off = await startBroker({ args: ['--no-console'] });
+    try {
+      for (const path of ['/console', '/console/console.js', '/console/api/apps']) {
+        const res = await fetch(`${off.httpUrl}${path}`);
+        assert.equal(res.status, 404, path);
+        assert.match((await res.json()).error, /console is disabled/);
+      }
+      await serverSdk(off).trigger('still-works', 'e', {});
+    } finally {
+      await off.stop();
+    }
+  });
 });
 
 /** Signs in to `app` on `node` through the console API; resolves with the cookie to send back. */

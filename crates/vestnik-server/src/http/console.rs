@@ -46,7 +46,7 @@ pub fn owns(path: &str) -> bool {
     path == "/console" || path.starts_with("/console/")
 }
 
-/// Routes one console request; `rest` is the path after `/console`.
+/// Routes one console request (a path that [`owns`] accepted).
 pub async fn route(req: Request<Incoming>, state: AppState) -> Response<ConsoleBody> {
     if !state.config.console.enabled {
         let err = ApiError::new(
