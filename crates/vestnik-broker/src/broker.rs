@@ -315,6 +315,14 @@ impl Broker {
                     );
                 }
             }
+            events.on_event(
+                &app,
+                BrokerEvent::Subscribed {
+                    channel: channel.as_str(),
+                    socket_id: conn.socket_id(),
+                    user_id: presence.as_ref().map(|(uid, _)| &**uid),
+                },
+            );
         }
         let succeeded = match &entry.members {
             Some(m) => {
@@ -900,6 +908,13 @@ fn leave(
         return;
     };
     entry.subscribers.remove(&conn.socket_id());
+    events.on_event(
+        conn.app(),
+        BrokerEvent::Unsubscribed {
+            channel: channel.as_str(),
+            socket_id: conn.socket_id(),
+        },
+    );
     if let (Some(uid), Some(members)) = (&user_id, entry.members.as_mut()) {
         let removed = members.leave(uid) == Leave::Removed;
         if removed {

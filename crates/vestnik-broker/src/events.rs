@@ -1,7 +1,8 @@
 //! What happened on channels, for whoever listens: webhooks, the debug console, metrics.
 //!
 //! The core reports [`BrokerEvent`]s to an [`EventSink`] at the moment they happen (first subscriber,
-//! last subscriber, a user's first and last socket, a client event, a cache miss, a count change).
+//! last subscriber, a user's first and last socket, a client event, a cache miss, a count change, every
+//! subscription and unsubscription, every API publish).
 //! A sink must return at once and never block: it is called on the publish and subscribe paths,
 //! sometimes under a channel's shard lock. This module must never deliver anything itself.
 
@@ -60,6 +61,22 @@ pub enum BrokerEvent<'a> {
         channel: &'a str,
         /// The new count.
         count: usize,
+    },
+    /// A socket joined a channel (for the console; not a webhook).
+    Subscribed {
+        /// The channel.
+        channel: &'a str,
+        /// The socket.
+        socket_id: SocketId,
+        /// The member's user id on presence channels.
+        user_id: Option<&'a str>,
+    },
+    /// A socket left a channel, by unsubscribing or disconnecting (for the console; not a webhook).
+    Unsubscribed {
+        /// The channel.
+        channel: &'a str,
+        /// The socket.
+        socket_id: SocketId,
     },
     /// An event was published through the API (for the console and metrics; not a webhook).
     Published {

@@ -14,6 +14,7 @@
 //! - [`broker`]: [`Broker`], the one API the edges call.
 //! - [`error`]: typed errors, each mapped to its Pusher code in one place.
 //! - [`events`]: what happened on channels, reported to an [`EventSink`](events::EventSink).
+//! - [`tap`]: the debug console's live copy of an app's events, free while nobody watches.
 
 pub mod adapter;
 pub mod app;
@@ -24,9 +25,11 @@ pub mod error;
 pub mod events;
 pub mod presence;
 pub mod registry;
+pub mod tap;
 
 pub use app::{App, AppStore, StaticAppStore};
 pub use broker::{AppRuntime, Broker, BrokerConfig, BrokerStats, PublishEvent};
 pub use connection::{CloseRequest, Connection, ConnectionHandle, Drained, Outbox};
 pub use error::{ClientEventError, ConnectError, SigninError, SubscribeError};
 pub use events::{BrokerEvent, EventSink, NoEvents};
+pub use tap::{Tap, TapItem, TapWatch};

@@ -179,6 +179,61 @@ fn slow_consumer_is_closed_without_affecting_others() {
     assert_eq!(close.code, PusherCode::OverCapacity);
 }
 
+#[tokio::test]
+async fn the_console_tap_sees_a_sockets_whole_life_in_order() {
+    let tap = Arc::new(vestnik_broker::Tap::new(
+        Arc::new(vestnik_broker::NoEvents),
+        ["app-id"],
+        64,
+    ));
+    let b = Broker::with_events(
+        Arc::new(StaticAppStore::new(vec![App::default()]).unwrap()),
+        BrokerConfig::default(),
+        tap.clone(),
+    );
+    let app = b.apps().all()[0].clone();
+    let mut watch = tap.watch("app-id").unwrap();
+    let s = b.connect(app.clone()).unwrap();
+    join_presence(&b, &app, &s, "presence-room", "u7");
+    let channels = [ChannelName::parse("presence-room").unwrap()];
+    b.publish(
+        &app,
+        &PublishEvent {
+            name: "greet",
+            data: "{}",
+            channels: &channels,
+            except: None,
+        },
+    );
+    b.disconnect(&s);
+    let mut got = Vec::new();
+    while got.len() < 7 {
+        match watch.recv().await {
+            vestnik_broker::TapItem::Record(json) => {
+                let v: Value = serde_json::from_slice(&json).unwrap();
+                got.push(format!(
+                    "{} {}",
+                    v["type"].as_str().unwrap(),
+                    v["user_id"].as_str().unwrap_or("-")
+                ));
+            }
+            vestnik_broker::TapItem::Lagged(n) => panic!("lagged {n}"),
+        }
+    }
+    assert_eq!(
+        got,
+        [
+            "occupied -",
+            "subscribed u7",
+            "member_added u7",
+            "trigger -",
+            "unsubscribed -",
+            "member_removed u7",
+            "vacated -",
+        ]
+    );
+}
+
 #[derive(Default)]
 struct Recorder(parking_lot::Mutex<Vec<String>>);
 
@@ -203,6 +258,8 @@ impl vestnik_broker::EventSink for Recorder {
                 recipients,
                 ..
             } => format!("published {channel} {recipients}"),
+            // Every subscription is reported too; these tests follow the webhook-worthy ones.
+            E::Subscribed { .. } | E::Unsubscribed { .. } => return,
         };
         self.0.lock().push(line);
     }

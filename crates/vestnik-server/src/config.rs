@@ -23,6 +23,8 @@ pub struct Config {
     pub webhooks: WebhookSettings,
     /// How this node joins others; see docs/scaling.md.
     pub cluster: ClusterConfig,
+    /// The debug console at `/console`; see docs/console.md.
+    pub console: ConsoleConfig,
 }
 
 /// Which backbone joins the nodes.
@@ -82,6 +84,35 @@ impl Default for Config {
             apps: vec![App::default()],
             webhooks: WebhookSettings::default(),
             cluster: ClusterConfig::default(),
+            console: ConsoleConfig::default(),
+        }
+    }
+}
+
+/// The debug console: the `[console]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Whether `/console` is served at all.
+    pub enabled: bool,
+    /// Seconds a console sign-in lasts. An hour: a working session, short enough that a forgotten
+    /// browser does not stay signed in for days.
+    pub session_ttl_secs: u64,
+    /// Events a console may fall behind before it loses the oldest (and is told how many). 1024 holds
+    /// several seconds of a busy app; at the 10 KiB data limit that is at most ~10 MiB per app.
+    pub stream_capacity: usize,
+    /// Milliseconds between the counts and channel list pushed to each console. A second reads as live
+    /// without costing the broker more than one channel listing per console per second.
+    pub stats_interval_ms: u64,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            session_ttl_secs: 3_600,
+            stream_capacity: 1_024,
+            stats_interval_ms: 1_000,
         }
     }
 }
@@ -218,6 +249,16 @@ impl Config {
         }
         if c.node_timeout_ms > 30_000 {
             return Err("cluster.node_timeout_ms is at most 30000: a dead node's members must go within 30 s".into());
+        }
+        let console = &self.console;
+        if console.session_ttl_secs == 0
+            || console.stream_capacity == 0
+            || console.stats_interval_ms == 0
+        {
+            return Err(
+                "console.session_ttl_secs, console.stream_capacity and console.stats_interval_ms must be at least 1"
+                    .into(),
+            );
         }
         for app in &self.apps {
             for target in &app.webhooks {

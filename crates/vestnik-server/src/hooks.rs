@@ -51,7 +51,9 @@ impl EventSink for WebhookSink {
             BrokerEvent::ClientEvent { .. } => EventType::ClientEvent,
             BrokerEvent::CacheMiss { .. } => EventType::CacheMiss,
             BrokerEvent::SubscriptionCount { .. } => EventType::SubscriptionCount,
-            BrokerEvent::Published { .. } => return,
+            BrokerEvent::Subscribed { .. }
+            | BrokerEvent::Unsubscribed { .. }
+            | BrokerEvent::Published { .. } => return,
         };
         if !self.hooks.wants(&app.id, kind) {
             return;
@@ -99,7 +101,9 @@ impl EventSink for WebhookSink {
                     count: count as u64,
                 })
             }
-            BrokerEvent::Published { .. } => None,
+            BrokerEvent::Subscribed { .. }
+            | BrokerEvent::Unsubscribed { .. }
+            | BrokerEvent::Published { .. } => None,
         };
         if let Some(event) = event {
             self.hooks.submit(&app.id, event);

@@ -55,6 +55,9 @@ struct Cli {
     /// Do not serve metrics.
     #[arg(long, env = "VESTNIK_NO_METRICS")]
     no_metrics: bool,
+    /// Do not serve the debug console at /console.
+    #[arg(long, env = "VESTNIK_NO_CONSOLE")]
+    no_console: bool,
     /// Cluster backbone: local (one node), redis or nats.
     #[arg(long, env = "VESTNIK_ADAPTER", value_enum)]
     adapter: Option<vestnik_server::config::AdapterKind>,
@@ -172,6 +175,9 @@ impl Cli {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
         };
+        if self.no_console {
+            config.console.enabled = false;
+        }
         let s = &mut config.server;
         if let Some(v) = self.host {
             s.host = v;

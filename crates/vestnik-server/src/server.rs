@@ -13,7 +13,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-use vestnik_broker::{Broker, BrokerConfig, EventSink, NoEvents, StaticAppStore};
+use vestnik_broker::{Broker, BrokerConfig, EventSink, NoEvents, StaticAppStore, Tap};
 use vestnik_webhooks::Webhooks;
 
 use crate::config::Config;
@@ -30,6 +30,8 @@ const CACHE_PURGE_INTERVAL_SECS: u64 = 60;
 pub struct AppState {
     /// The broker core.
     pub broker: Broker,
+    /// The debug console's copy of the broker's events (see `http::console`).
+    pub tap: Arc<Tap>,
     /// The configuration in force.
     pub config: Arc<Config>,
     /// The shutdown signal.
@@ -73,6 +75,13 @@ pub fn build_state(
         Some(hooks) => Arc::new(WebhookSink::new(hooks.clone())),
         None => Arc::new(NoEvents),
     };
+    // The console tap sits in front of the webhook sink and costs one atomic load while unwatched.
+    let tap = Arc::new(Tap::new(
+        events,
+        config.apps.iter().map(|a| a.id.clone()),
+        config.console.stream_capacity,
+    ));
+    let events: Arc<dyn EventSink> = tap.clone();
     let broker = Broker::with_events(
         Arc::new(store),
         BrokerConfig {
@@ -83,6 +92,7 @@ pub fn build_state(
     );
     Ok(AppState {
         broker,
+        tap,
         config: Arc::new(config),
         shutdown,
         webhooks,

@@ -14,8 +14,9 @@ use super::signed::SignedCall;
 use super::{ok, ApiError, Body};
 use crate::server::AppState;
 
+/// One event as the API (and the console) sends it, before validation.
 #[derive(Deserialize)]
-struct RawEvent<'a> {
+pub(crate) struct RawEvent<'a> {
     #[serde(default)]
     name: Option<String>,
     #[serde(borrow, default)]
@@ -65,15 +66,16 @@ impl InfoRequest {
 }
 
 /// An event that passed validation.
-struct ValidEvent {
+pub(crate) struct ValidEvent {
     name: String,
-    data: String,
-    channels: Vec<ChannelName>,
+    pub(crate) data: String,
+    pub(crate) channels: Vec<ChannelName>,
     except: Option<SocketId>,
     info: InfoRequest,
 }
 
-fn validate(app: &App, raw: RawEvent<'_>, batch: bool) -> Result<ValidEvent, ApiError> {
+/// Checks one event against the app's limits; `batch` events take a single channel.
+pub(crate) fn validate(app: &App, raw: RawEvent<'_>, batch: bool) -> Result<ValidEvent, ApiError> {
     let name = raw
         .name
         .filter(|n| !n.is_empty())
@@ -152,12 +154,14 @@ fn validate(app: &App, raw: RawEvent<'_>, batch: bool) -> Result<ValidEvent, Api
     })
 }
 
-fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+/// Parses a JSON request body, or answers 400 saying why not.
+pub(crate) fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("Invalid JSON body: {e}")))
 }
 
-fn publish(state: &AppState, app: &App, ev: &ValidEvent) {
+/// Publishes a validated event through the broker.
+pub(crate) fn publish(state: &AppState, app: &App, ev: &ValidEvent) {
     state.broker.publish(
         app,
         &PublishEvent {

@@ -2,12 +2,13 @@
 //!
 //! [`route`] dispatches on method and path: a WebSocket upgrade goes to [`crate::ws`], `/apps/{id}/...`
 //! to the resource files after the signature check in [`signed`], health to [`health`], `/pushler.js`
-//! to [`client_script`]. Every error is an [`ApiError`], answered as a 4xx with a JSON
+//! to [`client_script`], `/console` to [`console`]. Every error is an [`ApiError`], answered as a 4xx with a JSON
 //! `{"error": ..., "code": ...}` body. Success is always 200 with a JSON body, because the PHP SDK
 //! treats anything else as a failure.
 
 pub mod channels;
 pub mod client_script;
+pub mod console;
 pub mod events;
 pub mod health;
 pub mod signed;
@@ -87,8 +88,23 @@ fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
     has(header::UPGRADE, "websocket") && has(header::CONNECTION, "upgrade")
 }
 
-/// Routes one request.
-pub async fn route(req: Request<Incoming>, state: AppState, peer: SocketAddr) -> Response<Body> {
+/// Routes one request: `/console...` to [`console`] (which may answer with a stream), everything
+/// else to the API, health and WebSocket routes.
+pub async fn route(
+    req: Request<Incoming>,
+    state: AppState,
+    peer: SocketAddr,
+) -> Response<console::ConsoleBody> {
+    if !is_websocket_upgrade(&req) && console::owns(req.uri().path()) {
+        return console::route(req, state).await;
+    }
+    route_api(req, state, peer)
+        .await
+        .map(http_body_util::Either::Left)
+}
+
+/// Routes a request outside the console.
+async fn route_api(req: Request<Incoming>, state: AppState, peer: SocketAddr) -> Response<Body> {
     if is_websocket_upgrade(&req) {
         return crate::ws::upgrade::upgrade(req, state, peer);
     }

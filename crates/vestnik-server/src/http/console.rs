@@ -1,0 +1,261 @@
+//! The live debug console at `/console`: a page embedded in the binary, its sign-in, and its API.
+//!
+//! Routes (all under `/console`, apart from the signed API's `/apps/...`):
+//! - `GET /console`, `/console/console.js`, `/console/console.css`: the page (no external resources);
+//! - `GET /console/api/apps`: app ids to pick from (never a key or a secret);
+//! - `POST /console/api/session` `{"app_id", "secret"}`: signs in, sets the session cookie (401 on a
+//!   wrong secret); `GET` says whether and to which app this browser is signed in, `DELETE` signs out;
+//! - `GET /console/api/stats`: counts and the channel list of the signed-in app;
+//! - `GET /console/api/stream`: Server-Sent Events: the app's events live, and its stats every tick;
+//! - `POST /console/api/events` `{"channel", "name", "data"}`: publishes a test event.
+//!
+//! Every API route but the app list and sign-in needs the session cookie (see [`token`]), and acts on
+//! that session's app only. Requests with a body must be `application/json`, which a cross-site form
+//! cannot send. Errors are [`ApiError`]s: a 4xx with a JSON body. This module must never send a secret
+//! anywhere or keep one past the sign-in request.
+
+mod assets;
+pub mod stream;
+pub mod token;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::body::Incoming;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use vestnik_broker::App;
+
+use super::events::{parse_json, publish, validate, RawEvent};
+use super::{ok, ApiError, Body};
+use crate::server::AppState;
+use stream::EventStream;
+
+/// What a console route answers with: a whole body, or the event stream.
+pub type ConsoleBody = Either<Body, EventStream>;
+
+/// Largest console request body: a sign-in or one test event. The event's data is limited by the app's
+/// `max_event_bytes` again after parsing; this only bounds what is read.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Whether `path` belongs to the console.
+pub fn owns(path: &str) -> bool {
+    path == "/console" || path.starts_with("/console/")
+}
+
+/// Routes one console request (a path that [`owns`] accepted).
+pub async fn route(req: Request<Incoming>, state: AppState) -> Response<ConsoleBody> {
+    if !state.config.console.enabled {
+        let err = ApiError::new(
+            StatusCode::NOT_FOUND,
+            "The console is disabled on this broker (console.enabled = false)",
+        );
+        return err.into_response().map(Either::Left);
+    }
+    let path = req.uri().path().to_owned();
+    let rest: Vec<&str> = path
+        .strip_prefix("/console")
+        .unwrap_or_default()
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let method = req.method().clone();
+    let result = match (&method, rest.as_slice()) {
+        (&Method::GET | &Method::HEAD, []) => Ok(assets::page()),
+        (&Method::GET | &Method::HEAD, ["console.js"]) => Ok(assets::script()),
+        (&Method::GET | &Method::HEAD, ["console.css"]) => Ok(assets::style()),
+        (&Method::GET, ["api", "apps"]) => Ok(apps(&state)),
+        (&Method::POST, ["api", "session"]) => sign_in(req, &state).await,
+        // A question, not a gate: "not signed in" is a normal answer here, not an error.
+        (&Method::GET, ["api", "session"]) => Ok(match session(&req, &state) {
+            Ok(app) => ok(&json!({"signed_in": true, "app_id": app.id})),
+            Err(e) => ok(&json!({"signed_in": false, "reason": e.message})),
+        }),
+        (&Method::DELETE, ["api", "session"]) => Ok(sign_out()),
+        (&Method::GET, ["api", "stats"]) => match session(&req, &state) {
+            Ok(app) => Ok(ok(&stream::stats(&state, &app).await)),
+            Err(e) => Err(e),
+        },
+        (&Method::GET, ["api", "stream"]) => {
+            return match session(&req, &state).and_then(|app| stream::open(&state, app)) {
+                Ok(resp) => resp.map(Either::Right),
+                Err(e) => e.into_response().map(Either::Left),
+            }
+        }
+        (&Method::POST, ["api", "events"]) => match session(&req, &state) {
+            Ok(app) => send_event(req, &state, &app).await,
+            Err(e) => Err(e),
+        },
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("No console route for {method} {path}"),
+        )),
+    };
+    let mut resp = result.unwrap_or_else(ApiError::into_response);
+    // Console answers are per session and must never sit in a shared cache.
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.map(Either::Left)
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `GET /console/api/apps`: what the operator picks from. Ids only: keys and secrets stay here.
+fn apps(state: &AppState) -> Response<Body> {
+    let apps: Vec<Value> = state
+        .config
+        .apps
+        .iter()
+        .map(|a| json!({"id": a.id, "enabled": a.enabled}))
+        .collect();
+    ok(&json!({ "apps": apps }))
+}
+
+/// The app of the request's session cookie, or 401.
+fn session(req: &Request<Incoming>, state: &AppState) -> Result<Arc<App>, ApiError> {
+    let token = req
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(token::from_cookie_header)
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "Not signed in to the console"))?;
+    let apps = state.broker.apps();
+    token::verify(token, |id| apps.by_id(id), now_secs())
+        .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))
+}
+
+/// Reads a JSON request body of at most [`MAX_BODY_BYTES`]; 415 for anything but JSON.
+async fn json_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if !is_json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Send the request as Content-Type: application/json",
+        ));
+    }
+    let body = Limited::new(req.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("Request body is over {MAX_BODY_BYTES} bytes"),
+                )
+            } else {
+                ApiError::bad_request(format!("Cannot read the request body: {e}"))
+            }
+        })?;
+    Ok(body.to_bytes())
+}
+
+#[derive(Deserialize)]
+struct SignIn {
+    app_id: String,
+    secret: String,
+}
+
+/// `POST /console/api/session`: checks the secret and sets the session cookie.
+async fn sign_in(req: Request<Incoming>, state: &AppState) -> Result<Response<Body>, ApiError> {
+    let body = json_body(req).await?;
+    let SignIn { app_id, secret } = parse_json(&body)?;
+    let app =
+        state.broker.apps().by_id(&app_id).ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, format!("Unknown app {app_id:?}"))
+        })?;
+    if !token::secret_matches(&app, &secret) {
+        tracing::warn!(app_id = %app.id, "console sign-in refused: wrong secret");
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            format!("Wrong secret for app {:?}", app.id),
+        ));
+    }
+    let ttl = state.config.console.session_ttl_secs;
+    let token = token::issue(&app, now_secs() + ttl);
+    tracing::info!(app_id = %app.id, "console signed in");
+    let mut resp = ok(&json!({"signed_in": true, "app_id": app.id, "expires_in": ttl}));
+    set_cookie(&mut resp, &token, ttl);
+    Ok(resp)
+}
+
+/// `DELETE /console/api/session`: clears the cookie. Tokens are not stored, so this ends the session
+/// in this browser; a copied token stays valid until it expires (see docs/console.md).
+fn sign_out() -> Response<Body> {
+    let mut resp = ok(&json!({}));
+    set_cookie(&mut resp, "", 0);
+    resp
+}
+
+fn set_cookie(resp: &mut Response<Body>, token: &str, max_age: u64) {
+    let cookie = format!(
+        "{}={token}; Path=/console; Max-Age={max_age}; HttpOnly; SameSite=Strict",
+        token::COOKIE_NAME
+    );
+    // A token is hex, digits and dots, so it is always a valid header value.
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().insert(header::SET_COOKIE, value);
+    }
+}
+
+/// `POST /console/api/events`: publishes a test event to a channel of the session's app, with the
+/// same checks as the signed API, and data that must be JSON.
+async fn send_event(
+    req: Request<Incoming>,
+    state: &AppState,
+    app: &App,
+) -> Result<Response<Body>, ApiError> {
+    let body = json_body(req).await?;
+    let raw: RawEvent<'_> = parse_json(&body)?;
+    let ev = validate(app, raw, true)?;
+    if serde_json::from_str::<serde::de::IgnoredAny>(&ev.data).is_err() {
+        return Err(ApiError::bad_request(
+            "data must be JSON, for example {\"message\": \"hello\"}",
+        ));
+    }
+    publish(state, app, &ev);
+    let channels: Vec<&str> = ev.channels.iter().map(|c| c.as_str()).collect();
+    Ok(ok(&json!({ "sent": channels })))
+}
+
+/// A whole-body response with a content type.
+fn asset(content_type: &'static str, body: &'static str) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    // Only this broker's own script, style and API; no framing (clickjacking).
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+             img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        ),
+    );
+    resp
+}
