@@ -96,3 +96,7 @@ pub const IP_CONNECTION_WINDOW_SECS: u64 = 60;
 /// Most channels one socket may join by default. Pusher documents no per-socket cap; real pages join a
 /// handful, and 100 still covers dashboards while bounding what one socket can pin in the registry.
 pub const MAX_CHANNELS_PER_SOCKET: usize = 100;
+
+/// Milliseconds between two batches of a drain's closes. Ten batches a second spread the reconnects
+/// smoothly (a 10 s window gives 100 batches) without waking the drain more often than needed.
+pub const DRAIN_BATCH_INTERVAL_MS: u64 = 100;

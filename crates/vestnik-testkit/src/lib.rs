@@ -100,9 +100,12 @@ impl BrokerProcess {
             match rx.recv_timeout(left) {
                 Ok(line) => {
                     let port = line
-                        .split("listening on http://")
+                        .split("listening on http")
                         .nth(1)
-                        .map(|rest| rest.trim().rsplit(':').next().and_then(|p| p.parse().ok()));
+                        .and_then(|rest| rest.split_once("://"))
+                        .map(|(_, addr)| {
+                            addr.trim().rsplit(':').next().and_then(|p| p.parse().ok())
+                        });
                     startup.push(line);
                     if let Some(port) = port {
                         break port.expect("the listen line ends with a port");
