@@ -372,6 +372,43 @@ mod tests {
     }
 
     #[test]
+    fn operational_settings_parse_and_bad_ones_are_refused() {
+        let c = Config::from_toml(
+            "[server]\ndrain_window_ms = 2000\ndrain_grace_ms = 0\ntrust_proxy = true\n\
+             ip_connection_rate = 20\nhandshake_timeout = 5\n\
+             [[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\napi_rate_limit = 50\nmax_channels_per_socket = 0\n",
+            "x.toml",
+        )
+        .unwrap();
+        assert_eq!(c.server.drain_window(), Duration::from_secs(2));
+        assert!(c.server.trust_proxy && !c.server.tls());
+        assert_eq!(
+            (c.apps[0].api_rate_limit, c.apps[0].max_channels_per_socket),
+            (50, 0)
+        );
+        let invalid = |toml: &str| match Config::from_toml(toml, "x.toml") {
+            Err(ConfigError::Invalid { message, .. }) => message,
+            other => panic!("{toml}: {other:?}"),
+        };
+        assert!(invalid("[server]\nhandshake_timeout = 0\n").contains("handshake_timeout"));
+        assert!(invalid("[server]\ndrain_window_ms = 9999999\n").contains("drain_window_ms"));
+        assert!(invalid("[server]\ntls_cert = \"/etc/hostname\"\n").contains("go together"));
+        assert!(invalid(
+            "[server]\ntls_cert = \"/nonexistent.pem\"\ntls_key = \"/nonexistent.key\"\n"
+        )
+        .contains("/nonexistent.pem"));
+        assert!(
+            invalid("[server]\nip_connection_rate = 5\nip_connection_window = 0\n")
+                .contains("ip_connection_window")
+        );
+        // A negative number is a parse error on its line.
+        assert!(matches!(
+            Config::from_toml("[server]\nport = 1\ndrain_window_ms = -1\n", "x.toml"),
+            Err(ConfigError::Parse { line: 3, .. })
+        ));
+    }
+
+    #[test]
     fn bad_value_and_duplicates() {
         assert!(matches!(
             Config::from_toml("[server]\nport = \"x\"\n", "x.toml"),
