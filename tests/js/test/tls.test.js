@@ -7,11 +7,12 @@ import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { REPO_ROOT, serverSdk, startBroker, uniq, waitFor } from '../helpers.js';
+import { REPO_ROOT, serverSdk, startBroker, uniq, waitFor, withTimeout } from '../helpers.js';
 
 let dir;
 let broker;
@@ -53,7 +54,7 @@ function get(module, url, options = {}) {
 let files;
 before(async () => {
   files = makeCertificates();
-  broker = await startBroker({ server: { tls_cert: files.cert, tls_key: files.key } });
+  broker = await startBroker({ server: { tls_cert: files.cert, tls_key: files.key, tls_handshake_timeout: 1 } });
 });
 
 after(async () => {
@@ -113,5 +114,12 @@ describe('native TLS', () => {
       return true;
     });
     await assert.rejects(get(http, `http://127.0.0.1:${broker.port}/up`));
+  });
+
+  it('hangs up on a client that never starts its TLS handshake (tls_handshake_timeout)', async () => {
+    const socket = net.connect(broker.port, '127.0.0.1');
+    const closed = new Promise((res) => socket.on('close', res));
+    socket.on('error', () => {});
+    await withTimeout(closed, 8000, 'the broker kept a silent TCP connection open past tls_handshake_timeout (1 s)');
   });
 });
