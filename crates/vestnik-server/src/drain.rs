@@ -81,8 +81,15 @@ pub async fn run(state: &AppState, cluster: Service, webhooks: Service) {
         tokio::time::sleep(Duration::from_millis(DRAIN_BATCH_INTERVAL_MS)).await;
     }
 
+    match state.sockets.len() {
+        0 => info!("sockets closed; finishing HTTP requests"),
+        remaining => warn!(
+            remaining,
+            "sockets still closing after shutdown_timeout; finishing HTTP requests anyway"
+        ),
+    }
+
     // 5. Stop accepting; finish in-flight HTTP requests.
-    info!("sockets closed; finishing HTTP requests");
     let shutdown = &state.shutdown;
     shutdown.finish();
     let tracker = shutdown.tracker();
