@@ -74,12 +74,9 @@ pub async fn run(state: &AppState, cluster: Service, webhooks: Service) {
     close_in_batches(state.sockets.snapshot(), server.drain_window()).await;
     // Sockets admitted while the flag turned (a race of microseconds) close now.
     close_batch(&state.sockets.snapshot());
+    // Each socket waits a bounded time for its client's close reply.
     let timeout = Duration::from_secs(server.shutdown_timeout);
-    let deadline = Instant::now() + timeout;
-    while !state.sockets.is_empty() && Instant::now() < deadline {
-        // Each socket waits a bounded time for its client's close reply; poll until they are gone.
-        tokio::time::sleep(Duration::from_millis(DRAIN_BATCH_INTERVAL_MS)).await;
-    }
+    let _ = tokio::time::timeout(timeout, state.sockets.wait_empty()).await;
 
     match state.sockets.len() {
         0 => info!("sockets closed; finishing HTTP requests"),

@@ -8,13 +8,21 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use tokio::sync::Notify;
 use vestnik_broker::ConnectionHandle;
 use vestnik_protocol::SocketId;
+
+#[derive(Debug, Default)]
+struct Inner {
+    sockets: Mutex<HashMap<SocketId, ConnectionHandle>>,
+    /// Woken when the last socket goes, so the drain moves on at once.
+    emptied: Notify,
+}
 
 /// The open sockets of this node.
 #[derive(Debug, Clone, Default)]
 pub struct LiveSockets {
-    inner: Arc<Mutex<HashMap<SocketId, ConnectionHandle>>>,
+    inner: Arc<Inner>,
 }
 
 impl LiveSockets {
@@ -42,9 +50,26 @@ impl LiveSockets {
         self.len() == 0
     }
 
+    /// Resolves once no socket is open.
+    pub async fn wait_empty(&self) {
+        loop {
+            let emptied = self.inner.emptied.notified();
+            tokio::pin!(emptied);
+            // Registered before the check, so a socket leaving in between still wakes us.
+            emptied.as_mut().enable();
+            if self.is_empty() {
+                return;
+            }
+            emptied.await;
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketId, ConnectionHandle>> {
         // The map holds plain handles and no invariant spans a panic: keep using it.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .sockets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -57,6 +82,46 @@ pub struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.sockets.lock().remove(&self.id);
+        let empty = {
+            let mut sockets = self.sockets.lock();
+            sockets.remove(&self.id);
+            sockets.is_empty()
+        };
+        if empty {
+            self.sockets.inner.emptied.notify_waiters();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use vestnik_broker::{App, Broker, BrokerConfig, StaticAppStore};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn lists_sockets_and_wakes_the_drain_when_the_last_goes() {
+        let store = StaticAppStore::new(vec![App::default()]).unwrap();
+        let broker = Broker::new(Arc::new(store), BrokerConfig::default());
+        let app = broker.apps().all()[0].clone();
+        let live = LiveSockets::default();
+        let a = live.register(&broker.connect(app.clone()).unwrap());
+        let b = live.register(&broker.connect(app).unwrap());
+        assert_eq!(live.snapshot().len(), 2);
+        let waiter = tokio::spawn({
+            let live = live.clone();
+            async move { live.wait_empty().await }
+        });
+        drop(a);
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "one socket is still open");
+        drop(b);
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("woken when the last socket went")
+            .unwrap();
+        assert!(live.is_empty());
     }
 }
