@@ -13,5 +13,8 @@ COPY --from=build /src/target/release/vestnik /usr/local/bin/vestnik
 USER vestnik
 WORKDIR /var/lib/vestnik
 EXPOSE 6001 9601
-HEALTHCHECK --interval=10s --timeout=3s --retries=3 CMD curl -fsS http://127.0.0.1:6001/up || exit 1
+# Liveness only: plain HTTP, or HTTPS when native TLS is on (-k: the certificate names the public
+# host, not 127.0.0.1). Readiness is /ready (docs/deployment.md).
+HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
+  CMD curl -fsS http://127.0.0.1:6001/up || curl -fsSk https://127.0.0.1:6001/up || exit 1
 ENTRYPOINT ["/usr/local/bin/vestnik"]

@@ -20,10 +20,12 @@ cargo --version
 node --version
 python3 --version
 
-step "install system packages for the browser and PHP tests (apt, once)"
-# Debian's Chromium (driven by playwright-core) and PHP with curl and SQLite for the Pushler PHP client.
+step "install system packages for the browser, PHP and TLS tests (apt, once)"
+# Debian's Chromium (driven by playwright-core), PHP with curl and SQLite for the Pushler PHP client,
+# and openssl for the TLS test's throw-away certificates.
 need=()
 [ -x /usr/bin/chromium ] || need+=(chromium)
+command -v openssl >/dev/null || need+=(openssl) # certificates for the TLS test
 command -v php >/dev/null || need+=(php-cli)
 if command -v php >/dev/null; then
   php -m | grep -qi '^curl$' || need+=(php-curl)

@@ -152,11 +152,17 @@ export async function startBackbone(adapter) {
 // ---------------------------------------------------------------------------------------------
 // Nodes
 
+/**
+ * Nodes drain at once on SIGTERM: these tests time how fast a stopped node's members go, and the
+ * drain's spread over its window is tested on its own (crates/vestnik-server/tests/drain.rs).
+ */
+export const QUICK_DRAIN = { drain_grace_ms: 0, drain_window_ms: 0 };
+
 /** Starts one node of the cluster `{adapter, url, prefix}`; the broker gets `.label`. */
 export async function startNode({ adapter, url, prefix, timings = TIMINGS, apps = Object.values(APPS) }, label = 'node') {
   const cluster = { adapter, prefix, ...timings };
   cluster[adapter === 'redis' ? 'redis_url' : 'nats_url'] = url;
-  const broker = await startBroker({ apps, tables: { cluster } });
+  const broker = await startBroker({ apps, server: QUICK_DRAIN, tables: { cluster } });
   broker.label = label;
   return broker;
 }

@@ -19,7 +19,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 export const REPO_ROOT = resolve(here, '..', '..');
 
 export const SOCKET_ID_RE = /^\d+\.\d+$/;
-export const LISTENING_RE = /listening on http:\/\/[^:]+:(\d+)/;
+export const LISTENING_RE = /listening on https?:\/\/[^:]+:(\d+)/;
 // 32 bytes, base64: the master key the app would use for private-encrypted- channels.
 export const ENCRYPTION_MASTER_KEY_BASE64 = Buffer.alloc(32, 7).toString('base64');
 

@@ -51,6 +51,12 @@ pub struct App {
     pub subscription_count: bool,
     /// Seconds a cache channel keeps its last event.
     pub cache_ttl: u64,
+    /// Most channels one socket may join; 0 means no limit. Over it the subscribe gets a
+    /// `pusher:subscription_error` of type `LimitReached` (status 403) and the socket stays open.
+    pub max_channels_per_socket: usize,
+    /// Signed API requests this app may make per second across this node (a token bucket holding one
+    /// second's worth); 0 means no limit. Over it: 429 with `Retry-After`.
+    pub api_rate_limit: u32,
     /// Where this app's webhooks go (`[[apps.webhooks]]`); none by default.
     pub webhooks: Vec<WebhookTarget>,
 }
@@ -75,6 +81,8 @@ impl Default for App {
             watchlist: true,
             subscription_count: false,
             cache_ttl: limits::CACHE_TTL_SECS,
+            max_channels_per_socket: limits::MAX_CHANNELS_PER_SOCKET,
+            api_rate_limit: 0,
             webhooks: Vec::new(),
         }
     }

@@ -256,6 +256,12 @@ impl Broker {
         )?;
         let rt = self.runtime(&app);
         let already = st.channels.contains_key(&channel);
+        let cap = app.max_channels_per_socket;
+        if !already && cap > 0 && st.channels.len() >= cap {
+            return Err(SubscribeError::LimitReached(format!(
+                "This connection has joined the most channels allowed ({cap}); unsubscribe from one first"
+            )));
+        }
         let mut entry = rt.registry.channels.entry(channel.clone()).or_default();
         let mut join = Join::AlreadyPresent;
         let cluster = self.cluster().map(|c| &**c);

@@ -325,3 +325,36 @@ fn events_report_first_and_last_of_everything() {
         ]
     );
 }
+
+#[test]
+fn channels_per_socket_are_capped_and_the_socket_stays_usable() {
+    let app = App {
+        max_channels_per_socket: 2,
+        ..App::default()
+    };
+    let (b, app) = broker(app, BrokerConfig::default());
+    let conn = b.connect(app.clone()).unwrap();
+    let sub = |name: &str| Subscribe {
+        channel: ChannelName::parse(name).unwrap(),
+        auth: None,
+        channel_data: None,
+    };
+    b.subscribe(&conn, sub("a")).unwrap();
+    b.subscribe(&conn, sub("b")).unwrap();
+    // Joining a channel the socket already has is not a new channel.
+    b.subscribe(&conn, sub("b")).unwrap();
+    let err = b.subscribe(&conn, sub("c")).unwrap_err();
+    assert_eq!(
+        err.kind(),
+        vestnik_protocol::message::SubscriptionErrorKind::LimitReached
+    );
+    assert_eq!(err.status(), 403);
+    assert!(err.to_string().contains("(2)"), "{err}");
+    assert!(
+        b.runtime(&app).registry.stats("c").is_none(),
+        "no empty channel is left"
+    );
+    b.unsubscribe(&conn, &ChannelName::parse("a").unwrap());
+    b.subscribe(&conn, sub("c")).unwrap();
+    assert_eq!(conn.channel_count(), 2);
+}

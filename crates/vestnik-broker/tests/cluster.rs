@@ -323,3 +323,22 @@ async fn a_node_that_starts_late_replays_the_cache_of_the_others() {
     assert_eq!(got[1]["event"], "price", "{got:?}");
     assert_eq!(got[1]["data"], "42");
 }
+
+#[tokio::test]
+async fn a_draining_node_is_known_and_its_sockets_no_longer_count_against_quotas() {
+    let hub = MemoryHub::default();
+    let (a, b) = (node(&hub, 1).await, node(&hub, 2).await);
+    settle(&[&a, &b]).await;
+    let _held: Vec<_> = (0..3)
+        .map(|_| a.broker.connect(a.app.clone()).unwrap())
+        .collect();
+    let link_b = b.broker.cluster().unwrap().clone();
+    wait_until(|| link_b.remote_connections(&b.app.id) == 3).await;
+    assert_eq!(link_b.draining_peers(), 0);
+
+    a.broker.cluster().unwrap().announce_draining();
+    wait_until(|| link_b.draining_peers() == 1).await;
+    assert_eq!(link_b.remote_connections(&b.app.id), 0);
+    // Still a peer: its members stay until it leaves.
+    assert_eq!(link_b.peers(), vec![1]);
+}

@@ -69,3 +69,34 @@ pub const SUBSCRIPTION_COUNT_THROTTLE_ABOVE: usize = 100;
 
 /// Minimum interval between throttled subscription-count events, in seconds (Pusher events docs).
 pub const SUBSCRIPTION_COUNT_INTERVAL_SECS: u64 = 5;
+
+/// Milliseconds over which a drain spreads its 4200 closes by default (issue 7: "default 10 s"; the
+/// same order as nats-server's lame-duck duration, long enough that reconnects do not stampede the
+/// other nodes, short enough for Kubernetes' default 30 s termination grace).
+pub const DRAIN_WINDOW_MS: u64 = 10_000;
+
+/// Longest drain window accepted: Kubernetes' `terminationGracePeriodSeconds` is usually set in
+/// minutes at most, and a node draining longer is killed mid-drain anyway.
+pub const MAX_DRAIN_WINDOW_MS: u64 = 600_000;
+
+/// Milliseconds between the drain's start and its first close by default: load balancers probing
+/// `/ready` every second or two (Kubernetes' default `periodSeconds` is 10, but readiness changes are
+/// noticed on the next probe) stop sending new clients before the first ones are closed. nats-server
+/// waits a 10 s grace; one second keeps restarts quick when sockets can reconnect anywhere.
+pub const DRAIN_GRACE_MS: u64 = 1_000;
+
+/// Seconds a client has to send its request headers or finish its TLS handshake (slowloris). Browsers
+/// send the upgrade in one packet; 10 s leaves room for slow mobile links (nginx's
+/// `client_header_timeout` defaults to 60 s, Go's servers commonly use 5-10 s).
+pub const HANDSHAKE_TIMEOUT_SECS: u64 = 10;
+
+/// Seconds of the per-IP connection-rate window by default (counted as a fixed window per IP).
+pub const IP_CONNECTION_WINDOW_SECS: u64 = 60;
+
+/// Most channels one socket may join by default. Pusher documents no per-socket cap; real pages join a
+/// handful, and 100 still covers dashboards while bounding what one socket can pin in the registry.
+pub const MAX_CHANNELS_PER_SOCKET: usize = 100;
+
+/// Milliseconds between two batches of a drain's closes. Ten batches a second spread the reconnects
+/// smoothly (a 10 s window gives 100 batches) without waking the drain more often than needed.
+pub const DRAIN_BATCH_INTERVAL_MS: u64 = 100;

@@ -4,7 +4,9 @@
 //! command-line flags (clap resolves the last two: a flag beats its variable). Unknown keys in the file
 //! are errors, reported with their line. This module must never start anything.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use std::time::Duration;
 
 use serde::Deserialize;
 use vestnik_broker::App;
@@ -146,6 +148,29 @@ pub struct ServerConfig {
     /// socket's memory (measured: 4096 B gives 8.2 KiB per socket, 512 B gives 4.7 KiB). Larger
     /// messages still arrive, in several reads.
     pub socket_read_buffer: usize,
+    /// Milliseconds between the drain's start (`/ready` 503, upgrades refused) and its first socket
+    /// close, so load balancers see the node leave before its clients come back to them.
+    pub drain_grace_ms: u64,
+    /// Milliseconds over which a drain spreads the 4200 closes of its sockets, so that clients
+    /// reconnect to the other nodes gradually instead of all at once. 0 closes them together.
+    pub drain_window_ms: u64,
+    /// Seconds a client has to send its request headers (WebSocket upgrade included); slowloris
+    /// protection.
+    pub handshake_timeout: u64,
+    /// Seconds a client has to finish the TLS handshake when TLS is on.
+    pub tls_handshake_timeout: u64,
+    /// PEM certificate chain; with `tls_key`, the port serves `wss://` and `https://` only.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Take the client IP from the right-most `X-Forwarded-For` entry (the address the proxy in
+    /// front saw). Only set it behind a proxy you run: anyone can send that header.
+    pub trust_proxy: bool,
+    /// New sockets one client IP may open per `ip_connection_window`; over it the upgrade gets 429.
+    /// 0 means no limit.
+    pub ip_connection_rate: u32,
+    /// Seconds of the per-IP connection window.
+    pub ip_connection_window: u64,
 }
 
 impl Default for ServerConfig {
@@ -162,7 +187,75 @@ impl Default for ServerConfig {
             socket_read_buffer: 512,
             metrics_port: 9601,
             metrics: true,
+            drain_grace_ms: limits::DRAIN_GRACE_MS,
+            drain_window_ms: limits::DRAIN_WINDOW_MS,
+            handshake_timeout: limits::HANDSHAKE_TIMEOUT_SECS,
+            tls_handshake_timeout: limits::HANDSHAKE_TIMEOUT_SECS,
+            tls_cert: None,
+            tls_key: None,
+            trust_proxy: false,
+            ip_connection_rate: 0,
+            ip_connection_window: limits::IP_CONNECTION_WINDOW_SECS,
         }
+    }
+}
+
+impl ServerConfig {
+    /// Checks the operational settings: timeouts, the drain, TLS files and the per-IP window.
+    fn validate(&self) -> Result<(), String> {
+        if self.handshake_timeout == 0 || self.tls_handshake_timeout == 0 {
+            return Err(
+                "server.handshake_timeout and server.tls_handshake_timeout must be at least 1 \
+                 (0 would let slow clients hold sockets forever)"
+                    .into(),
+            );
+        }
+        if self.drain_window_ms > limits::MAX_DRAIN_WINDOW_MS {
+            return Err(format!(
+                "server.drain_window_ms is at most {} (an orchestrator kills a node that drains longer)",
+                limits::MAX_DRAIN_WINDOW_MS
+            ));
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(
+                    "server.tls_cert and server.tls_key go together: set both or neither".into(),
+                )
+            }
+            (Some(cert), Some(key)) => {
+                for (what, path) in [("tls_cert", cert), ("tls_key", key)] {
+                    if !path.is_file() {
+                        return Err(format!(
+                            "server.{what}: {} is not a readable file",
+                            path.display()
+                        ));
+                    }
+                }
+            }
+            (None, None) => {}
+        }
+        if self.ip_connection_rate > 0 && self.ip_connection_window == 0 {
+            return Err(
+                "server.ip_connection_window must be at least 1 when ip_connection_rate is set"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The drain's grace before the first close.
+    pub fn drain_grace(&self) -> Duration {
+        Duration::from_millis(self.drain_grace_ms)
+    }
+
+    /// The window the drain spreads its closes over.
+    pub fn drain_window(&self) -> Duration {
+        Duration::from_millis(self.drain_window_ms)
+    }
+
+    /// Whether the port serves TLS.
+    pub fn tls(&self) -> bool {
+        self.tls_cert.is_some() && self.tls_key.is_some()
     }
 }
 
@@ -242,6 +335,7 @@ impl Config {
         if self.server.max_message_bytes < 1024 {
             return Err("server.max_message_bytes must be at least 1024".into());
         }
+        self.server.validate()?;
         self.webhooks.validate().map_err(|e| e.to_string())?;
         let c = &self.cluster;
         if c.heartbeat_interval_ms == 0 || c.node_timeout_ms <= c.heartbeat_interval_ms {
@@ -316,6 +410,43 @@ mod tests {
             }
             other => panic!("{other}"),
         }
+    }
+
+    #[test]
+    fn operational_settings_parse_and_bad_ones_are_refused() {
+        let c = Config::from_toml(
+            "[server]\ndrain_window_ms = 2000\ndrain_grace_ms = 0\ntrust_proxy = true\n\
+             ip_connection_rate = 20\nhandshake_timeout = 5\n\
+             [[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\napi_rate_limit = 50\nmax_channels_per_socket = 0\n",
+            "x.toml",
+        )
+        .unwrap();
+        assert_eq!(c.server.drain_window(), Duration::from_secs(2));
+        assert!(c.server.trust_proxy && !c.server.tls());
+        assert_eq!(
+            (c.apps[0].api_rate_limit, c.apps[0].max_channels_per_socket),
+            (50, 0)
+        );
+        let invalid = |toml: &str| match Config::from_toml(toml, "x.toml") {
+            Err(ConfigError::Invalid { message, .. }) => message,
+            other => panic!("{toml}: {other:?}"),
+        };
+        assert!(invalid("[server]\nhandshake_timeout = 0\n").contains("handshake_timeout"));
+        assert!(invalid("[server]\ndrain_window_ms = 9999999\n").contains("drain_window_ms"));
+        assert!(invalid("[server]\ntls_cert = \"/etc/hostname\"\n").contains("go together"));
+        assert!(invalid(
+            "[server]\ntls_cert = \"/nonexistent.pem\"\ntls_key = \"/nonexistent.key\"\n"
+        )
+        .contains("/nonexistent.pem"));
+        assert!(
+            invalid("[server]\nip_connection_rate = 5\nip_connection_window = 0\n")
+                .contains("ip_connection_window")
+        );
+        // A negative number is a parse error on its line.
+        assert!(matches!(
+            Config::from_toml("[server]\nport = 1\ndrain_window_ms = -1\n", "x.toml"),
+            Err(ConfigError::Parse { line: 3, .. })
+        ));
     }
 
     #[test]

@@ -70,6 +70,39 @@ struct Cli {
     /// Directory for durable state: the webhook spool [default: ./vestnik-data].
     #[arg(long, env = "VESTNIK_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Milliseconds a drain spreads its 4200 closes over [default: 10000].
+    #[arg(long, env = "VESTNIK_DRAIN_WINDOW_MS", value_name = "MS")]
+    drain_window_ms: Option<u64>,
+    /// Milliseconds between turning unready and the drain's first close [default: 1000].
+    #[arg(long, env = "VESTNIK_DRAIN_GRACE_MS", value_name = "MS")]
+    drain_grace_ms: Option<u64>,
+    /// PEM certificate chain: serve wss:// and https:// on the port (with --tls-key).
+    #[arg(long, env = "VESTNIK_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "VESTNIK_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Seconds a client has to send its request headers (upgrade included) [default: 10].
+    #[arg(long, env = "VESTNIK_HANDSHAKE_TIMEOUT", value_name = "SECS")]
+    handshake_timeout: Option<u64>,
+    /// Seconds a client has to finish the TLS handshake [default: 10].
+    #[arg(long, env = "VESTNIK_TLS_HANDSHAKE_TIMEOUT", value_name = "SECS")]
+    tls_handshake_timeout: Option<u64>,
+    /// Take the client IP from the right-most X-Forwarded-For entry (only behind your own proxy).
+    #[arg(long, env = "VESTNIK_TRUST_PROXY")]
+    trust_proxy: bool,
+    /// New sockets per client IP per --ip-connection-window; over it: HTTP 429 [default: 0, off].
+    #[arg(long, env = "VESTNIK_IP_CONNECTION_RATE", value_name = "N")]
+    ip_connection_rate: Option<u32>,
+    /// Seconds of the per-IP connection window [default: 60].
+    #[arg(long, env = "VESTNIK_IP_CONNECTION_WINDOW", value_name = "SECS")]
+    ip_connection_window: Option<u64>,
+    /// Signed API requests per second for the first app; over it: 429 [default: 0, off].
+    #[arg(long, env = "VESTNIK_API_RATE_LIMIT", value_name = "N")]
+    api_rate_limit: Option<u32>,
+    /// Most channels one socket of the first app may join [default: 100; 0: no limit].
+    #[arg(long, env = "VESTNIK_MAX_CHANNELS_PER_SOCKET", value_name = "N")]
+    max_channels_per_socket: Option<usize>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -197,6 +230,33 @@ impl Cli {
         if self.no_metrics {
             s.metrics = false;
         }
+        if let Some(v) = self.drain_window_ms {
+            s.drain_window_ms = v;
+        }
+        if let Some(v) = self.drain_grace_ms {
+            s.drain_grace_ms = v;
+        }
+        if let Some(v) = self.tls_cert {
+            s.tls_cert = Some(v);
+        }
+        if let Some(v) = self.tls_key {
+            s.tls_key = Some(v);
+        }
+        if let Some(v) = self.handshake_timeout {
+            s.handshake_timeout = v;
+        }
+        if let Some(v) = self.tls_handshake_timeout {
+            s.tls_handshake_timeout = v;
+        }
+        if self.trust_proxy {
+            s.trust_proxy = true;
+        }
+        if let Some(v) = self.ip_connection_rate {
+            s.ip_connection_rate = v;
+        }
+        if let Some(v) = self.ip_connection_window {
+            s.ip_connection_window = v;
+        }
         let first = config
             .apps
             .first_mut()
@@ -212,6 +272,12 @@ impl Cli {
         }
         if let Some(v) = self.client_events {
             first.client_events = v;
+        }
+        if let Some(v) = self.api_rate_limit {
+            first.api_rate_limit = v;
+        }
+        if let Some(v) = self.max_channels_per_socket {
+            first.max_channels_per_socket = v;
         }
         if let Some(url) = self.webhook_url {
             first

@@ -112,7 +112,7 @@ pub async fn serve(listener: TcpListener, handle: PrometheusHandle, state: AppSt
     if let Ok(addr) = listener.local_addr() {
         info!("metrics on http://{addr}/metrics");
     }
-    let token = state.shutdown.token().clone();
+    let token = state.shutdown.finish_token().clone();
     loop {
         let accepted = tokio::select! {
             _ = token.cancelled() => return,

@@ -1,8 +1,11 @@
-//! Binds the listener, serves HTTP/1.1 with upgrades on every accepted socket, and drains on shutdown.
+//! Binds the listener, serves HTTP/1.1 with upgrades (over TLS when configured) on every accepted
+//! socket, and hands shutdown to [`crate::drain`].
 //!
-//! Each accepted TCP connection becomes one hyper connection task on the shutdown tracker. A request
-//! with a WebSocket upgrade becomes a session (see [`crate::ws`]); anything else goes to the API router.
-//! This module must never hold broker state of its own.
+//! Each accepted TCP connection becomes one task on the shutdown tracker: the TLS handshake (bounded
+//! by `tls_handshake_timeout`), then one hyper connection (request headers bounded by
+//! `handshake_timeout`, so slowloris does not hold sockets). A request with a WebSocket upgrade becomes
+//! a session (see [`crate::ws`]); anything else goes to the API router. This module must never hold
+//! broker state of its own.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,18 +13,21 @@ use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use vestnik_broker::{Broker, BrokerConfig, EventSink, NoEvents, StaticAppStore, Tap};
 use vestnik_webhooks::Webhooks;
 
 use crate::config::Config;
+use crate::drain::Service;
 use crate::hooks::{app_hooks, WebhookSink};
+use crate::ratelimit::{ApiLimiter, IpConnectionLimiter};
 use crate::shutdown::Shutdown;
+use crate::ws::live::LiveSockets;
 
-/// Seconds a client has to send its request headers; slow-loris protection.
-const HEADER_READ_TIMEOUT_SECS: u64 = 10;
 /// How often expired cache entries are dropped.
 const CACHE_PURGE_INTERVAL_SECS: u64 = 60;
 
@@ -38,8 +44,15 @@ pub struct AppState {
     pub shutdown: Shutdown,
     /// The webhook sender, when some app has targets.
     pub webhooks: Option<Webhooks>,
-    /// Whether the node accepts traffic: false while starting and once draining (`/ready`).
+    /// Whether the node accepts traffic: false while starting and once draining (`/ready`, and new
+    /// upgrades are refused).
     pub serving: Arc<std::sync::atomic::AtomicBool>,
+    /// The sockets open on this node, for the drain.
+    pub sockets: LiveSockets,
+    /// New sockets per client IP.
+    pub ip_limiter: IpConnectionLimiter,
+    /// Signed API requests per app.
+    pub api_limiter: ApiLimiter,
 }
 
 /// Why the server could not run.
@@ -54,6 +67,9 @@ pub enum ServerError {
     /// The webhook spool could not be opened.
     #[error("webhooks: {0}")]
     Webhooks(#[from] vestnik_webhooks::Error),
+    /// The TLS certificate or key cannot be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -90,6 +106,10 @@ pub fn build_state(
         },
         events,
     );
+    let ip_limiter = IpConnectionLimiter::new(
+        config.server.ip_connection_rate,
+        Duration::from_secs(config.server.ip_connection_window),
+    );
     Ok(AppState {
         broker,
         tap,
@@ -97,6 +117,9 @@ pub fn build_state(
         shutdown,
         webhooks,
         serving: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        sockets: LiveSockets::default(),
+        ip_limiter,
+        api_limiter: ApiLimiter::default(),
     })
 }
 
@@ -108,9 +131,10 @@ pub async fn bind(config: &Config) -> Result<TcpListener, ServerError> {
         .map_err(|source| ServerError::Bind { addr, source })
 }
 
-/// Runs the broker until `shutdown` triggers, then drains: stop accepting, close sockets with 4200,
-/// finish in-flight HTTP requests, and return once every task ended or the timeout passed.
+/// Runs the broker until `shutdown` triggers, then drains (see [`crate::drain`]) and returns once the
+/// process may exit.
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), ServerError> {
+    let tls = crate::tls::acceptor(&config.server)?;
     let listener = bind(&config).await?;
     // The sender stops only after the sockets are closed, so the last vacates reach the spool.
     let hooks_stop = CancellationToken::new();
@@ -141,16 +165,15 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), ServerError> 
     }
     let cluster_stop = CancellationToken::new();
     let cluster_task = join_cluster(&state, &cluster_config, cluster_stop.clone()).await?;
-    serve(listener, state).await;
-    // Sockets are closed by now, so the other nodes have heard every member leave.
-    cluster_stop.cancel();
-    if let Some(task) = cluster_task {
-        let _ = task.await;
-    }
-    hooks_stop.cancel();
-    if let Some(task) = sender {
-        let _ = task.await;
-    }
+    let cluster = Service {
+        stop: cluster_stop,
+        task: cluster_task,
+    };
+    let webhooks = Service {
+        stop: hooks_stop,
+        task: sender,
+    };
+    serve(listener, tls, state, cluster, webhooks).await;
     Ok(())
 }
 
@@ -205,8 +228,15 @@ pub async fn join_cluster(
     Ok(Some(handle))
 }
 
-/// Serves an already-bound listener; returns after the drain.
-pub async fn serve(listener: TcpListener, state: AppState) {
+/// Serves an already-bound listener (over TLS when `tls` is given) until shutdown starts, then runs
+/// the drain, which stops `cluster` and `webhooks` once the sockets are closed; returns after it.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    state: AppState,
+    cluster: Service,
+    webhooks: Service,
+) {
     let local = listener.local_addr().ok();
     if state.config.uses_development_credentials() {
         warn!(
@@ -217,23 +247,33 @@ pub async fn serve(listener: TcpListener, state: AppState) {
     for app in &state.config.apps {
         info!(app_id = %app.id, key = %app.key, enabled = app.enabled, "serving app");
     }
+    let scheme = if tls.is_some() { "https" } else { "http" };
     match local {
-        Some(addr) => info!("listening on http://{addr}"),
+        Some(addr) => info!("listening on {scheme}://{addr}"),
         None => info!("listening"),
     }
-    let shutdown = state.shutdown.clone();
     spawn_cache_purge(&state);
-    let mut last_accept_warning: Option<tokio::time::Instant> = None;
     state
         .serving
         .store(true, std::sync::atomic::Ordering::Relaxed);
+    let acceptor = tokio::spawn(accept_loop(listener, tls, state.clone()));
+    state.shutdown.started().await;
+    crate::drain::run(&state, cluster, webhooks).await;
+    let _ = acceptor.await;
+}
+
+/// Accepts connections until the drain is over. It keeps accepting while the drain runs, so that
+/// `/ready` answers 503 (rather than refusing the probe's connection) and the API keeps working.
+async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, state: AppState) {
+    let shutdown = state.shutdown.clone();
+    let mut last_accept_warning: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
-            _ = shutdown.started() => break,
+            _ = shutdown.finishing() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    spawn_connection(stream, peer, state.clone());
+                    spawn_connection(stream, peer, tls.clone(), state.clone());
                 }
                 Err(e) => {
                     // Out of file descriptors and similar: back off instead of spinning, and say so
@@ -248,26 +288,11 @@ pub async fn serve(listener: TcpListener, state: AppState) {
             }
         }
     }
-    state
-        .serving
-        .store(false, std::sync::atomic::Ordering::Relaxed);
-    drop(listener);
-    info!("stopped accepting; closing sockets with 4200 and finishing requests");
-    let tracker = shutdown.tracker();
-    tracker.close();
-    let timeout = Duration::from_secs(state.config.server.shutdown_timeout);
-    if tokio::time::timeout(timeout, tracker.wait()).await.is_err() {
-        warn!(
-            remaining = tracker.len(),
-            "shutdown timeout reached; exiting with tasks still open"
-        );
-    }
-    info!("shutdown complete");
 }
 
 fn spawn_cache_purge(state: &AppState) {
     let broker = state.broker.clone();
-    let token = state.shutdown.token().clone();
+    let token = state.shutdown.finish_token().clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(CACHE_PURGE_INTERVAL_SECS));
         loop {
@@ -279,30 +304,53 @@ fn spawn_cache_purge(state: &AppState) {
     });
 }
 
-fn spawn_connection(stream: tokio::net::TcpStream, peer: SocketAddr, state: AppState) {
-    let shutdown = state.shutdown.clone();
-    let tracker = shutdown.tracker().clone();
+fn spawn_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    state: AppState,
+) {
+    let tracker = state.shutdown.tracker().clone();
     tracker.spawn(async move {
-        let service = service_fn(move |req| {
-            let state = state.clone();
-            async move { Ok::<_, std::convert::Infallible>(crate::http::route(req, state, peer).await) }
-        });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(HEADER_READ_TIMEOUT_SECS))
-            .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades();
-        tokio::pin!(conn);
-        tokio::select! {
-            res = conn.as_mut() => {
-                if let Err(e) = res {
-                    tracing::debug!(%peer, "http connection ended: {e}");
-                }
-            }
-            _ = shutdown.started() => {
-                conn.as_mut().graceful_shutdown();
-                let _ = conn.await;
-            }
+        let Some(tls) = tls else {
+            return serve_http(stream, peer, state).await;
+        };
+        let timeout = Duration::from_secs(state.config.server.tls_handshake_timeout);
+        match tokio::time::timeout(timeout, tls.accept(stream)).await {
+            Ok(Ok(stream)) => serve_http(stream, peer, state).await,
+            Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+            Err(_) => tracing::debug!(%peer, "TLS handshake not finished within {timeout:?}"),
         }
     });
+}
+
+/// Serves one HTTP/1.1 connection (plain or TLS) until it ends or the drain is over; then the request
+/// in flight finishes and the connection closes.
+async fn serve_http<IO>(io: IO, peer: SocketAddr, state: AppState)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let shutdown = state.shutdown.clone();
+    let header_timeout = Duration::from_secs(state.config.server.handshake_timeout);
+    let service = service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, std::convert::Infallible>(crate::http::route(req, state, peer).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => {
+            if let Err(e) = res {
+                tracing::debug!(%peer, "http connection ended: {e}");
+            }
+        }
+        _ = shutdown.finishing() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
 }

@@ -1,8 +1,11 @@
 //! One shutdown path: a signal every long-lived task selects on, and a tracker of those tasks.
 //!
-//! hyper's graceful shutdown does not cover upgraded sockets, so every connection task (HTTP or
-//! WebSocket) is spawned on the [`Shutdown`]'s tracker and watches its token. A second signal exits at
-//! once. This module must never decide how sockets are closed: sessions do that when they see the token.
+//! Shutdown has two moments, both driven by [`crate::drain`]: *started* (the first SIGTERM or SIGINT:
+//! the node turns unready and begins its staggered drain) and *finishing* (the drain has closed its
+//! sockets: the accept loop stops, HTTP connections finish their in-flight request, background tasks
+//! end). hyper's graceful shutdown does not cover upgraded sockets, so every connection task (HTTP or
+//! WebSocket) is spawned on the [`Shutdown`]'s tracker. A second signal exits at once. This module
+//! must never decide how or when sockets are closed: the drain does.
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -11,6 +14,7 @@ use tokio_util::task::TaskTracker;
 #[derive(Debug, Clone, Default)]
 pub struct Shutdown {
     token: CancellationToken,
+    finish: CancellationToken,
     tracker: TaskTracker,
 }
 
@@ -20,9 +24,14 @@ impl Shutdown {
         Self::default()
     }
 
-    /// The token tasks select on.
+    /// The token cancelled when shutdown starts (the drain begins).
     pub fn token(&self) -> &CancellationToken {
         &self.token
+    }
+
+    /// The token cancelled when the drain is over and everything else should stop.
+    pub fn finish_token(&self) -> &CancellationToken {
+        &self.finish
     }
 
     /// The tracker long-lived tasks are spawned on.
@@ -38,6 +47,16 @@ impl Shutdown {
     /// Resolves once shutdown has started.
     pub async fn started(&self) {
         self.token.cancelled().await;
+    }
+
+    /// Ends the drain: the accept loop, HTTP connections and background tasks stop.
+    pub fn finish(&self) {
+        self.finish.cancel();
+    }
+
+    /// Resolves once the drain is over.
+    pub async fn finishing(&self) {
+        self.finish.cancelled().await;
     }
 
     /// Triggers on SIGTERM or SIGINT; a second signal exits the process at once.

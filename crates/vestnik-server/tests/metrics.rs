@@ -2,32 +2,8 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use serde_json::json;
-
-async fn metrics_port(b: &BrokerProcess) -> u16 {
-    let mut seen = b.startup_logs().to_vec();
-    for _ in 0..250 {
-        seen.extend(b.drain_logs());
-        if let Some(line) = seen.iter().find(|l| l.contains("metrics on http://")) {
-            let rest = line.split("metrics on http://").nth(1).unwrap();
-            let port = rest.split('/').next().unwrap().rsplit(':').next().unwrap();
-            return port.parse().unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("no metrics line in the log: {seen:?}");
-}
-
-fn value(body: &str, series: &str) -> f64 {
-    body.lines()
-        .find(|l| l.starts_with(series))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no series {series} in\n{body}"))
-}
 
 #[tokio::test]
 async fn metrics_families_move_after_a_scripted_run() {

@@ -150,7 +150,8 @@ async fn signed_in_socket_survives_the_signin_timeout() {
 
 #[tokio::test]
 async fn sigterm_closes_sockets_with_4200_and_exits_cleanly() {
-    let mut b = spawn();
+    // A short drain: the spread itself is tested in tests/drain.rs.
+    let mut b = spawn_with_server("drain_grace_ms = 100\ndrain_window_ms = 500");
     let mut clients = Vec::new();
     for _ in 0..3 {
         clients.push(WsClient::connect(&b.ws_url(KEY)).await);

@@ -100,9 +100,12 @@ impl BrokerProcess {
             match rx.recv_timeout(left) {
                 Ok(line) => {
                     let port = line
-                        .split("listening on http://")
+                        .split("listening on http")
                         .nth(1)
-                        .map(|rest| rest.trim().rsplit(':').next().and_then(|p| p.parse().ok()));
+                        .and_then(|rest| rest.split_once("://"))
+                        .map(|(_, addr)| {
+                            addr.trim().rsplit(':').next().and_then(|p| p.parse().ok())
+                        });
                     startup.push(line);
                     if let Some(port) = port {
                         break port.expect("the listen line ends with a port");
@@ -206,13 +209,50 @@ impl WsClient {
 
     /// Connects without reading anything.
     pub async fn connect_raw(url: &str) -> Self {
-        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+        Self::try_connect(url, &[])
             .await
-            .expect("connect within the wait")
-            .expect("WebSocket handshake succeeds");
-        Self {
-            ws,
-            socket_id: String::new(),
+            .unwrap_or_else(|r| panic!("WebSocket handshake refused: {} {}", r.status, r.body))
+    }
+
+    /// Tries the handshake with extra request headers (such as `X-Forwarded-For`) and reads
+    /// nothing; a refused handshake returns the server's HTTP answer.
+    pub async fn try_connect(url: &str, headers: &[(&str, &str)]) -> Result<Self, HttpResponse> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        use tokio_tungstenite::tungstenite::Error;
+        let mut req = url.into_client_request().expect("a valid ws:// URL");
+        for (k, v) in headers {
+            req.headers_mut().insert(
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes())
+                    .expect("a valid header name"),
+                v.parse().expect("a valid header value"),
+            );
+        }
+        let answer = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
+            .await
+            .expect("connect within the wait");
+        match answer {
+            Ok((ws, _)) => Ok(Self {
+                ws,
+                socket_id: String::new(),
+            }),
+            Err(Error::Http(resp)) => {
+                let body = resp
+                    .body()
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                Err(HttpResponse {
+                    status: resp.status().as_u16(),
+                    json: serde_json::from_str(&body).unwrap_or(Value::Null),
+                    headers: resp
+                        .headers()
+                        .iter()
+                        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+                        .collect(),
+                    body,
+                })
+            }
+            Err(e) => panic!("WebSocket handshake failed: {e}"),
         }
     }
 
@@ -339,6 +379,18 @@ pub struct HttpResponse {
     pub json: Value,
     /// Raw body.
     pub body: String,
+    /// Response headers, names in lower case.
+    pub headers: Vec<(String, String)>,
+}
+
+impl HttpResponse {
+    /// The first value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 fn now() -> u64 {
@@ -421,10 +473,17 @@ pub async fn raw_http(port: u16, method: &str, target: &str, body: &str) -> Http
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
     HttpResponse {
         status,
         json: serde_json::from_str(body).unwrap_or(Value::Null),
         body: body.to_owned(),
+        headers,
     }
 }
 

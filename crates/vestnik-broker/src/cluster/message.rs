@@ -155,6 +155,9 @@ pub enum Msg {
         /// Channel.
         channel: String,
     },
+    /// I am draining (lame duck): my sockets are being closed and will reconnect elsewhere, so do not
+    /// count them against app quotas any more. `Leaving` follows once the drain is over.
+    Draining,
     /// I am shutting down: forget me now rather than after the heartbeat timeout.
     Leaving,
     /// Please answer this query to me.

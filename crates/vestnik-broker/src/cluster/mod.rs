@@ -55,6 +55,8 @@ impl Default for ClusterSettings {
 struct Peer {
     last_seen: Instant,
     connections: HashMap<String, usize>,
+    /// The peer said it is draining: its sockets are on their way to other nodes.
+    draining: bool,
 }
 
 /// Counters for logs and metrics.
@@ -163,13 +165,31 @@ impl ClusterLink {
         self.peers.lock().keys().copied().collect()
     }
 
-    /// Sockets of `app_id` on other live nodes, from their last heartbeat.
+    /// Sockets of `app_id` on other live nodes, from their last heartbeat. Draining nodes are left
+    /// out: their sockets are reconnecting here and elsewhere, and counting them twice while their
+    /// heartbeats catch up would refuse those clients with 4004.
     pub fn remote_connections(&self, app_id: &str) -> usize {
         self.peers
             .lock()
             .values()
+            .filter(|p| !p.draining)
             .map(|p| p.connections.get(app_id).copied().unwrap_or(0))
             .sum()
+    }
+
+    /// Other live nodes that said they are draining.
+    pub fn draining_peers(&self) -> usize {
+        self.peers.lock().values().filter(|p| p.draining).count()
+    }
+
+    /// Tells the other nodes that this one is draining (nats-server's lame-duck notice): they stop
+    /// counting its sockets against app quotas while those sockets move to them.
+    pub fn announce_draining(&self) {
+        info!(
+            node = self.node,
+            "telling the cluster this node is draining"
+        );
+        self.send(Destination::All, Msg::Draining);
     }
 
     /// Asks every live node and collects the answers that come within the query timeout.
@@ -462,7 +482,11 @@ impl crate::Broker {
             let peer = peers.entry(from).or_insert_with(|| Peer {
                 last_seen: Instant::now(),
                 connections: HashMap::new(),
+                draining: false,
             });
+            if matches!(env.msg, Msg::Draining) {
+                peer.draining = true;
+            }
             peer.last_seen = Instant::now();
             if let Msg::Heartbeat { connections } = &env.msg {
                 peer.connections = connections.iter().cloned().collect();
@@ -543,6 +567,7 @@ impl crate::Broker {
             Msg::Vacated { app, channel } => {
                 link.occupancy.vacate(from, &app, &channel);
             }
+            Msg::Draining => info!(node = from, "cluster node is draining"),
             Msg::Leaving => {
                 info!(node = from, "cluster node left");
                 self.forget_node(link, from);

@@ -60,6 +60,7 @@ pub fn usage(state: &AppState) -> http::Response<Body> {
             "adapter": c.adapter_name(),
             "connected": c.is_connected(),
             "peers": c.peers().len(),
+            "draining_peers": c.draining_peers(),
             "sent": c.counters.sent.load(Ordering::Relaxed),
             "received": c.counters.received.load(Ordering::Relaxed),
             "lost": c.counters.lost.load(Ordering::Relaxed),

@@ -36,6 +36,8 @@ pub struct ApiError {
     pub status: StatusCode,
     /// What went wrong, for the caller.
     pub message: String,
+    /// Seconds to send in `Retry-After` (429 and 503 answers).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -49,13 +51,25 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same error, telling the caller to wait `seconds` before trying again.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// The JSON response.
     pub fn into_response(self) -> Response<Body> {
         let body = serde_json::json!({"error": self.message, "code": self.status.as_u16()});
-        json_response(self.status, &body)
+        let mut resp = json_response(self.status, &body);
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
+        resp
     }
 }
 
@@ -152,7 +166,26 @@ async fn api(
 ) -> Result<Response<Body>, ApiError> {
     let call = signed::verify(req, &state, app_segment.as_deref()).await?;
     let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
-    let result = dispatch(&state, &call, &rest).await;
+    let limited = state.api_limiter.check(
+        &call.app.id,
+        call.app.api_rate_limit,
+        std::time::Instant::now(),
+    );
+    let result = match limited {
+        Ok(()) => dispatch(&state, &call, &rest).await,
+        Err(retry) => {
+            metrics::counter!("vestnik_rate_limited_total", "limit" => "api", "app_id" => call.app.id.clone())
+                .increment(1);
+            Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "Too many API requests for app {}: at most {} per second; retry after {} s",
+                    call.app.id, call.app.api_rate_limit, retry.0
+                ),
+            )
+            .retry_after(retry.0))
+        }
+    };
     let status = match &result {
         Ok(r) => r.status(),
         Err(e) => e.status,

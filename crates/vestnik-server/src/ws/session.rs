@@ -1,6 +1,6 @@
 //! One socket's life: handshake, then a single task that reads client frames, drains the outbox into
 //! coalesced writes, and keeps the socket alive, until the client leaves, the broker closes it, or the
-//! server shuts down.
+//! server drains it (through the outbox, see [`crate::drain`]).
 //!
 //! One task per socket, not a reader/writer pair: a task pair doubles the per-socket memory for no gain,
 //! since the writer only needs to run when the outbox wakes it. Every frame the server sends, replies
@@ -8,7 +8,7 @@
 //! This module must never block the broker: it only drains what the broker queued.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,11 +68,13 @@ async fn close(ws: &mut Socket, code: u16, reason: &str) {
 }
 
 /// Runs an admitted socket: asks the broker to connect it, then drives it until it ends.
-pub async fn run(mut ws: Socket, state: AppState, app: Arc<App>, peer: SocketAddr) {
+pub async fn run(mut ws: Socket, state: AppState, app: Arc<App>, peer: IpAddr) {
     let conn = match state.broker.connect(app) {
         Ok(c) => c,
         Err(e) => return refuse(ws, e.code(), &e.to_string()).await,
     };
+    // Listed for the drain until this function returns, however it returns.
+    let _live = state.sockets.register(&conn);
     let socket_id = conn.socket_id().to_string();
     tracing::debug!(%peer, socket_id, app_id = %conn.app().id, "socket connected");
     conn.send(
@@ -175,13 +177,10 @@ async fn drive(ws: &mut Socket, state: &AppState, conn: &ConnectionHandle) -> En
     let timer = tokio::time::sleep_until(live.next_deadline());
     tokio::pin!(timer);
     let mut out: VecDeque<Bytes> = VecDeque::new();
-    let token = state.shutdown.token().clone();
     loop {
         tokio::select! {
             biased;
-            _ = token.cancelled() => {
-                return End::Close(PusherCode::Reconnect.code(), "Server shutting down, reconnect".into());
-            }
+            // The drain closes sockets through their outbox (4200), like every other close.
             drained = conn.outbox().next_batch(&mut out) => {
                 counters.messages_out.increment(out.len() as u64);
                 counters.bytes_out.increment(out.iter().map(|f| f.len() as u64).sum());

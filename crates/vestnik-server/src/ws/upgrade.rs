@@ -1,9 +1,15 @@
 //! The WebSocket upgrade: checks the handshake headers, answers 101, and decides, before any broker
 //! state is touched, whether the socket is admitted (right path, known key, supported protocol,
-//! allowed origin). A refused socket still gets upgraded, so that the client sees a `pusher:error`
-//! and a close code it understands instead of an HTTP error it cannot read.
+//! allowed origin). A socket refused for what it asked gets upgraded, so that the client sees a
+//! `pusher:error` and a close code it understands instead of an HTTP error it cannot read.
+//!
+//! Two refusals are about the node, not the request, and stay plain HTTP so they cost nothing: a
+//! draining node answers 503 (the client's retry lands on another node), and a client IP over its
+//! connection rate gets 429 with `Retry-After` (see [`crate::ratelimit`]). Both carry a JSON
+//! `{"error": ...}` body.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use http::{header, HeaderValue, Request, Response, StatusCode};
@@ -90,6 +96,28 @@ pub fn admit(
 /// Answers the upgrade and spawns the session (or the refusal) on the shutdown tracker.
 pub fn upgrade(req: Request<Incoming>, state: AppState, peer: SocketAddr) -> Response<Body> {
     let headers = req.headers();
+    if !state.serving.load(Ordering::Relaxed) {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "This node is draining and accepts no new sockets; reconnect to another node",
+        )
+        .into_response();
+    }
+    let peer = crate::peer::client_ip(peer, headers, state.config.server.trust_proxy);
+    if let Err(retry) = state.ip_limiter.check(peer, std::time::Instant::now()) {
+        metrics::counter!("vestnik_rate_limited_total", "limit" => "ip_connections").increment(1);
+        tracing::debug!(%peer, "refused socket: connection rate per IP exceeded");
+        let rate = &state.config.server;
+        return ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "Too many new connections from {peer}: at most {} per {} s",
+                rate.ip_connection_rate, rate.ip_connection_window
+            ),
+        )
+        .retry_after(retry.0)
+        .into_response();
+    }
     if headers
         .get(header::SEC_WEBSOCKET_VERSION)
         .is_none_or(|v| v.as_bytes() != b"13")

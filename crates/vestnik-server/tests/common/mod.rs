@@ -2,6 +2,7 @@
 #![allow(dead_code, missing_docs)]
 
 use std::path::Path;
+use std::time::Duration;
 
 pub use vestnik_testkit::*;
 
@@ -72,4 +73,28 @@ pub fn spawn_with_server(server: &str) -> BrokerProcess {
 
 pub fn api(b: &BrokerProcess) -> Api {
     Api::new(b.port, "main", KEY, SECRET)
+}
+
+/// The metrics port the broker logged (start it with `metrics_port = 0`).
+pub async fn metrics_port(b: &BrokerProcess) -> u16 {
+    let mut seen = b.startup_logs().to_vec();
+    for _ in 0..250 {
+        seen.extend(b.drain_logs());
+        if let Some(line) = seen.iter().find(|l| l.contains("metrics on http://")) {
+            let rest = line.split("metrics on http://").nth(1).unwrap();
+            let port = rest.split('/').next().unwrap().rsplit(':').next().unwrap();
+            return port.parse().unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no metrics line in the log: {seen:?}");
+}
+
+/// The value of the first sample of `series` in a Prometheus scrape.
+pub fn value(body: &str, series: &str) -> f64 {
+    body.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no series {series} in\n{body}"))
 }

@@ -1,0 +1,100 @@
+//! Who is on the other end: the client IP used by the per-IP limit and the logs.
+//!
+//! Without `trust_proxy` it is the TCP peer, always. With it, it is the right-most entry of
+//! `X-Forwarded-For`: the address that the proxy in front of Vestnik saw, appended by that proxy
+//! (nginx's `$proxy_add_x_forwarded_for`, Caddy's default). Entries to its left were sent by the
+//! client and cannot be trusted, which is why the right-most one is taken, not the first. Behind
+//! several proxies, the last one must pass the client's address as the right-most entry. This
+//! module must never trust the header unless the operator said so.
+
+use std::net::{IpAddr, SocketAddr};
+
+use http::HeaderMap;
+
+/// The header a reverse proxy appends the client address to.
+pub const FORWARDED_FOR: &str = "x-forwarded-for";
+
+/// The client IP of a request from `peer` with `headers`.
+pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trust_proxy: bool) -> IpAddr {
+    if !trust_proxy {
+        return peer.ip();
+    }
+    headers
+        .get_all(FORWARDED_FOR)
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(parse_entry)
+        .unwrap_or_else(|| peer.ip())
+}
+
+/// One `X-Forwarded-For` entry: an IPv4 or IPv6 address, possibly with a port (`1.2.3.4:5`,
+/// `[::1]:5`), as some proxies write it.
+fn parse_entry(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    entry
+        .parse()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        .or_else(|| {
+            entry
+                .strip_prefix('[')
+                .and_then(|e| e.strip_suffix(']'))
+                .and_then(|e| e.parse().ok())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(FORWARDED_FOR, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn takes_the_right_most_entry_only_when_trusted() {
+        let peer: SocketAddr = "10.0.0.1:4000".parse().unwrap();
+        let h = headers(&["6.6.6.6, 203.0.113.7"]);
+        assert_eq!(client_ip(peer, &h, false), peer.ip());
+        assert_eq!(
+            client_ip(peer, &h, true),
+            "203.0.113.7".parse::<IpAddr>().unwrap()
+        );
+        // Several header lines: the last line's last entry.
+        let h = headers(&["6.6.6.6", "198.51.100.2"]);
+        assert_eq!(
+            client_ip(peer, &h, true),
+            "198.51.100.2".parse::<IpAddr>().unwrap()
+        );
+        // Ports and IPv6.
+        let h = headers(&["203.0.113.7:5555"]);
+        assert_eq!(
+            client_ip(peer, &h, true),
+            "203.0.113.7".parse::<IpAddr>().unwrap()
+        );
+        let h = headers(&["[2001:db8::1]:443"]);
+        assert_eq!(
+            client_ip(peer, &h, true),
+            "2001:db8::1".parse::<IpAddr>().unwrap()
+        );
+        let h = headers(&["[2001:db8::1]"]);
+        assert_eq!(
+            client_ip(peer, &h, true),
+            "2001:db8::1".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn falls_back_to_the_peer() {
+        let peer: SocketAddr = "10.0.0.1:4000".parse().unwrap();
+        assert_eq!(client_ip(peer, &HeaderMap::new(), true), peer.ip());
+        assert_eq!(client_ip(peer, &headers(&["not-an-ip"]), true), peer.ip());
+        assert_eq!(client_ip(peer, &headers(&["1.2.3.4, "]), true), peer.ip());
+    }
+}

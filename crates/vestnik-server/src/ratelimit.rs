@@ -1,0 +1,170 @@
+//! The abuse limits that need state at the edge: new sockets per client IP, and signed API requests
+//! per app.
+//!
+//! - [`IpConnectionLimiter`]: a fixed window per IP (`ip_connection_rate` sockets per
+//!   `ip_connection_window` seconds). Over it, the upgrade is answered 429 with `Retry-After` before
+//!   anything is allocated for the socket, so a flood costs as little as possible; clients that
+//!   follow Pusher's reconnect rules retry after a backoff. Expired windows are dropped once per
+//!   window, so the map holds at most the IPs seen in the last window.
+//! - [`ApiLimiter`]: a token bucket per app holding one second's worth of `api_rate_limit`. Over it,
+//!   429 with `Retry-After`. It is checked after the signature, so nobody can spend an app's budget
+//!   without its secret.
+//!
+//! Both are per node. This module must never sleep or wait: a check is one short lock.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// A refusal: how many whole seconds to wait before trying again (at least 1), for `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryAfter(pub u64);
+
+fn whole_seconds(d: Duration) -> u64 {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    secs.max(1)
+}
+
+#[derive(Debug)]
+struct IpWindows {
+    windows: HashMap<IpAddr, (Instant, u32)>,
+    last_prune: Instant,
+}
+
+/// New sockets per client IP per window.
+#[derive(Debug, Clone)]
+pub struct IpConnectionLimiter {
+    rate: u32,
+    window: Duration,
+    inner: Arc<Mutex<IpWindows>>,
+}
+
+impl IpConnectionLimiter {
+    /// `rate` sockets per `window`; a rate of 0 admits everything.
+    pub fn new(rate: u32, window: Duration) -> Self {
+        Self {
+            rate,
+            window,
+            inner: Arc::new(Mutex::new(IpWindows {
+                windows: HashMap::new(),
+                last_prune: Instant::now(),
+            })),
+        }
+    }
+
+    /// Counts a new socket from `ip` at `now`, or says how long until its window ends.
+    pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), RetryAfter> {
+        if self.rate == 0 {
+            return Ok(());
+        }
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if now.saturating_duration_since(inner.last_prune) >= self.window {
+            let window = self.window;
+            inner
+                .windows
+                .retain(|_, (start, _)| now.saturating_duration_since(*start) < window);
+            inner.last_prune = now;
+        }
+        let entry = inner.windows.entry(ip).or_insert((now, 0));
+        if now.saturating_duration_since(entry.0) >= self.window {
+            *entry = (now, 0);
+        }
+        if entry.1 >= self.rate {
+            let left = self
+                .window
+                .saturating_sub(now.saturating_duration_since(entry.0));
+            return Err(RetryAfter(whole_seconds(left)));
+        }
+        entry.1 += 1;
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+/// Signed API requests per app per second.
+#[derive(Debug, Clone, Default)]
+pub struct ApiLimiter {
+    buckets: Arc<Mutex<HashMap<String, Bucket>>>,
+}
+
+impl ApiLimiter {
+    /// Takes one request from `app_id`'s bucket of `per_second` (0: no limit) at `now`.
+    pub fn check(&self, app_id: &str, per_second: u32, now: Instant) -> Result<(), RetryAfter> {
+        if per_second == 0 {
+            return Ok(());
+        }
+        let rate = f64::from(per_second);
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        let bucket = buckets.entry(app_id.to_owned()).or_insert(Bucket {
+            tokens: rate,
+            last: now,
+        });
+        let elapsed = now.saturating_duration_since(bucket.last).as_secs_f64();
+        bucket.last = now;
+        bucket.tokens = (bucket.tokens + elapsed * rate).min(rate);
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait = Duration::from_secs_f64((1.0 - bucket.tokens) / rate);
+            Err(RetryAfter(whole_seconds(wait)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_window_counts_per_ip_and_resets() {
+        let l = IpConnectionLimiter::new(2, Duration::from_secs(10));
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let t = Instant::now();
+        assert!(l.check(a, t).is_ok());
+        assert!(l.check(a, t).is_ok());
+        assert_eq!(
+            l.check(a, t + Duration::from_millis(2500)),
+            Err(RetryAfter(8))
+        );
+        assert!(l.check(b, t).is_ok(), "another IP has its own window");
+        assert!(
+            l.check(a, t + Duration::from_secs(10)).is_ok(),
+            "a new window"
+        );
+        assert!(IpConnectionLimiter::new(0, Duration::from_secs(1))
+            .check(a, t)
+            .is_ok());
+    }
+
+    #[test]
+    fn ip_windows_are_pruned() {
+        let l = IpConnectionLimiter::new(1, Duration::from_secs(1));
+        let t = Instant::now();
+        for i in 0..100u8 {
+            l.check(IpAddr::from([10, 0, 0, i]), t).unwrap();
+        }
+        l.check(IpAddr::from([10, 0, 1, 0]), t + Duration::from_secs(2))
+            .unwrap();
+        assert_eq!(l.inner.lock().unwrap().windows.len(), 1);
+    }
+
+    #[test]
+    fn api_bucket_refills_and_says_when() {
+        let l = ApiLimiter::default();
+        let t = Instant::now();
+        for _ in 0..3 {
+            l.check("a", 3, t).unwrap();
+        }
+        assert_eq!(l.check("a", 3, t), Err(RetryAfter(1)));
+        assert!(l.check("b", 3, t).is_ok(), "apps have their own buckets");
+        assert!(l.check("a", 3, t + Duration::from_millis(400)).is_ok());
+        assert!(l.check("a", 0, t).is_ok(), "0 means no limit");
+    }
+}
