@@ -14,6 +14,24 @@ use http::HeaderMap;
 /// The header a reverse proxy appends the client address to.
 pub const FORWARDED_FOR: &str = "x-forwarded-for";
 
+/// The header a reverse proxy sets to the scheme the client used (`https` when it ended TLS).
+pub const FORWARDED_PROTO: &str = "x-forwarded-proto";
+
+/// Whether the client reached us over TLS: natively (`native_tls`), or through a trusted proxy that
+/// says so in `X-Forwarded-Proto` (its last value, for the same reason as `X-Forwarded-For`). Used to
+/// mark cookies `Secure`.
+pub fn is_https(headers: &HeaderMap, native_tls: bool, trust_proxy: bool) -> bool {
+    native_tls
+        || (trust_proxy
+            && headers
+                .get_all(FORWARDED_PROTO)
+                .iter()
+                .next_back()
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.rsplit(',').next())
+                .is_some_and(|p| p.trim().eq_ignore_ascii_case("https")))
+}
+
 /// The client IP of a request from `peer` with `headers`.
 pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trust_proxy: bool) -> IpAddr {
     if !trust_proxy {
@@ -48,6 +66,24 @@ fn parse_entry(entry: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn https_natively_or_from_a_trusted_proxy_only() {
+        let mut h = HeaderMap::new();
+        assert!(!is_https(&h, false, true));
+        assert!(is_https(&h, true, false));
+        h.append(FORWARDED_PROTO, "http, https".parse().unwrap());
+        assert!(
+            is_https(&h, false, true),
+            "the proxy's own (last) value counts"
+        );
+        assert!(
+            !is_https(&h, false, false),
+            "an untrusted header is ignored"
+        );
+        h.append(FORWARDED_PROTO, "http".parse().unwrap());
+        assert!(!is_https(&h, false, true));
+    }
 
     fn headers(values: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();

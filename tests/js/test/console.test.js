@@ -285,6 +285,24 @@ describe('console API errors (JSON, 4xx)', () => {
     assert.equal((await call('GET', 'nothing-here')).status, 404);
   });
 
+  it('the cookie is Secure only when the client came over TLS (here: a trusted proxy says so)', async () => {
+    const plain = await call('POST', 'session', { body: JSON.stringify({ app_id: APPS.main.id, secret: APPS.main.secret }) });
+    assert.doesNotMatch(plain.headers.get('set-cookie'), /Secure/);
+    const proxied = await startBroker({ args: ['--trust-proxy'] });
+    try {
+      const signIn = (proto) =>
+        fetch(`${proxied.httpUrl}/console/api/session`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-forwarded-proto': proto },
+          body: JSON.stringify({ app_id: APPS.main.id, secret: APPS.main.secret }),
+        });
+      assert.match((await signIn('https')).headers.get('set-cookie'), /; Secure$/);
+      assert.doesNotMatch((await signIn('http')).headers.get('set-cookie'), /Secure/);
+    } finally {
+      await proxied.stop();
+    }
+  });
+
   it('--no-console turns every console route into a 404 and leaves the API alone', async () => {
     const off = await startBroker({ args: ['--no-console'] });
     try {

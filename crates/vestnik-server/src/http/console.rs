@@ -176,6 +176,9 @@ struct SignIn {
 
 /// `POST /console/api/session`: checks the secret and sets the session cookie.
 async fn sign_in(req: Request<Incoming>, state: &AppState) -> Result<Response<Body>, ApiError> {
+    let server = &state.config.server;
+    let secure =
+        crate::peer::is_https(req.headers(), server.tls_cert.is_some(), server.trust_proxy);
     let body = json_body(req).await?;
     let SignIn { app_id, secret } = parse_json(&body)?;
     let app =
@@ -193,7 +196,7 @@ async fn sign_in(req: Request<Incoming>, state: &AppState) -> Result<Response<Bo
     let token = token::issue(&app, now_secs() + ttl);
     tracing::info!(app_id = %app.id, "console signed in");
     let mut resp = ok(&json!({"signed_in": true, "app_id": app.id, "expires_in": ttl}));
-    set_cookie(&mut resp, &token, ttl);
+    set_cookie(&mut resp, &token, ttl, secure);
     Ok(resp)
 }
 
@@ -201,14 +204,17 @@ async fn sign_in(req: Request<Incoming>, state: &AppState) -> Result<Response<Bo
 /// in this browser; a copied token stays valid until it expires (see docs/console.md).
 fn sign_out() -> Response<Body> {
     let mut resp = ok(&json!({}));
-    set_cookie(&mut resp, "", 0);
+    set_cookie(&mut resp, "", 0, false);
     resp
 }
 
-fn set_cookie(resp: &mut Response<Body>, token: &str, max_age: u64) {
+/// Sets the session cookie; `secure` (the client came over TLS) keeps browsers from ever sending it
+/// in the clear.
+fn set_cookie(resp: &mut Response<Body>, token: &str, max_age: u64, secure: bool) {
     let cookie = format!(
-        "{}={token}; Path=/console; Max-Age={max_age}; HttpOnly; SameSite=Strict",
-        token::COOKIE_NAME
+        "{}={token}; Path=/console; Max-Age={max_age}; HttpOnly; SameSite=Strict{}",
+        token::COOKIE_NAME,
+        if secure { "; Secure" } else { "" }
     );
     // A token is hex, digits and dots, so it is always a valid header value.
     if let Ok(value) = HeaderValue::from_str(&cookie) {
