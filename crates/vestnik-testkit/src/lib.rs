@@ -29,6 +29,26 @@ pub mod conformance;
 /// The default wait for anything expected to happen.
 pub const WAIT: Duration = Duration::from_secs(5);
 
+/// The `vestnik` binary for tests outside the server crate (which use `CARGO_BIN_EXE_vestnik`):
+/// `$VESTNIK_BIN`, else `$CARGO_TARGET_DIR/debug/vestnik`, else the workspace's `target/debug/vestnik`.
+/// Panics with the build command when it is missing (`cargo test --workspace` builds it).
+pub fn broker_binary() -> std::path::PathBuf {
+    let path = std::env::var_os("VESTNIK_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+            target.join("debug").join("vestnik")
+        });
+    assert!(
+        path.exists(),
+        "vestnik binary not found at {}: run `cargo build -p vestnik-server` or set VESTNIK_BIN",
+        path.display()
+    );
+    path
+}
+
 /// A running broker process; killed when dropped.
 #[derive(Debug)]
 pub struct BrokerProcess {

@@ -1,0 +1,3 @@
+//! The order-tracking showcase shop (being built).
+
+fn main() {}
