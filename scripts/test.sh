@@ -20,9 +20,11 @@ node --version
 python3 --version
 
 step "install system packages for the browser and PHP tests (apt, once)"
-# Debian's Chromium (driven by playwright-core) and PHP with curl and SQLite for the Pushler PHP client.
+# Debian's Chromium (driven by playwright-core), the colour emoji font the shop's pages use (status
+# icons in docs/order-tracking.png), and PHP with curl and SQLite for the Pushler PHP client.
 need=()
 [ -x /usr/bin/chromium ] || need+=(chromium)
+[ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || need+=(fonts-noto-color-emoji)
 command -v php >/dev/null || need+=(php-cli)
 if command -v php >/dev/null; then
   php -m | grep -qi '^curl$' || need+=(php-curl)

@@ -71,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .route("/track/{number}", get(pages::track_page))
         .route("/static/{file}", get(pages::static_file))
         .route("/static/img/{name}", get(pages::product_image))
+        .route("/favicon.ico", get(pages::favicon))
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/orders/{id}", get(live::order_state))
         .route("/api/manager/orders", get(live::manager_orders))

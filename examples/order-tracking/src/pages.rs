@@ -73,6 +73,15 @@ pub async fn product_image(Path(name): Path<String>) -> Response {
     ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response()
 }
 
+/// `GET /favicon.ico`: the shop's box icon, as SVG (browsers accept it under that name).
+pub async fn favicon() -> Response {
+    (
+        [(header::CONTENT_TYPE, "image/svg+xml")],
+        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 64"><text x="32" y="50" font-size="48" text-anchor="middle">📦</text></svg>"#,
+    )
+        .into_response()
+}
+
 /// `GET /`: the signed-in user's start page, or the login page.
 pub async fn home(State(state): State<AppState>, user: MaybeUser) -> ApiResult<Response> {
     let Some(user) = user.0 else {
