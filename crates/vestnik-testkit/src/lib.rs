@@ -359,6 +359,18 @@ pub struct HttpResponse {
     pub json: Value,
     /// Raw body.
     pub body: String,
+    /// Response headers, names lower-cased, in order.
+    pub headers: Vec<(String, String)>,
+}
+
+impl HttpResponse {
+    /// The first header called `name` (lower-case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 fn now() -> u64 {
@@ -421,11 +433,34 @@ impl Api {
 
 /// Sends one HTTP/1.1 request with `Connection: close` and reads the whole answer.
 pub async fn raw_http(port: u16, method: &str, target: &str, body: &str) -> HttpResponse {
+    raw_http_with(
+        port,
+        method,
+        target,
+        &[("Content-Type", "application/json")],
+        body,
+    )
+    .await
+}
+
+/// Like [`raw_http`], with exactly the given extra headers (cookies, authorization, content type);
+/// the answer's headers are kept in [`HttpResponse::headers`].
+pub async fn raw_http_with(
+    port: u16,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> HttpResponse {
     let mut s = TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     let req = format!(
-        "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).await.expect("write");
@@ -441,10 +476,17 @@ pub async fn raw_http(port: u16, method: &str, target: &str, body: &str) -> Http
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
     HttpResponse {
         status,
         json: serde_json::from_str(body).unwrap_or(Value::Null),
         body: body.to_owned(),
+        headers,
     }
 }
 
