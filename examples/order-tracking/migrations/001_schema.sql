@@ -125,7 +125,9 @@ CREATE TABLE partners (
     partner_id TEXT PRIMARY KEY,
     base_url TEXT NOT NULL,
     api_key TEXT NOT NULL,
-    ucp_version TEXT NOT NULL DEFAULT '2026-01-23'
+    ucp_version TEXT NOT NULL DEFAULT '2026-01-23',
+    -- 0 once removed from the settings: no new rows, and its pending rows wait until it returns.
+    active INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1))
 );
 
 -- One row per partner per change, written in the change's transaction; `body` is frozen at commit.

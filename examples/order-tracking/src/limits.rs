@@ -43,3 +43,13 @@ pub const MAX_TITLE_LEN: usize = 100;
 
 /// Longest status comment.
 pub const MAX_COMMENT_LEN: usize = 500;
+
+/// Highest delivery price an order may be created with, in roubles: a sanity bound that keeps the
+/// kopeck amount far inside `i64`.
+pub const MAX_DELIVERY_PRICE: f64 = 1_000_000.0;
+
+/// Random bytes in a session token (128 bits or more, OWASP session management cheat sheet).
+pub const SESSION_TOKEN_BYTES: usize = 32;
+
+/// How much of a partner's error answer the outbox keeps in `last_error`.
+pub const OUTBOX_ERROR_CHARS: usize = 200;

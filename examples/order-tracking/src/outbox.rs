@@ -21,7 +21,8 @@ use tokio::sync::Notify;
 
 use crate::db::{now, Db};
 use crate::limits::{
-    OUTBOX_BASE_DELAY, OUTBOX_BATCH, OUTBOX_MAX_DELAY, OUTBOX_POLL, OUTBOX_REQUEST_TIMEOUT,
+    OUTBOX_BASE_DELAY, OUTBOX_BATCH, OUTBOX_ERROR_CHARS, OUTBOX_MAX_DELAY, OUTBOX_POLL,
+    OUTBOX_REQUEST_TIMEOUT,
 };
 use crate::settings::PartnerSetting;
 use crate::ucp;
@@ -29,17 +30,15 @@ use crate::ucp;
 /// The header carrying the partner's API key (Google's order-lifecycle guide).
 pub const API_KEY_HEADER: &str = "x-goog-api-key";
 
-/// Writes the configured partners into the `partners` table (replacing what was there).
+/// Writes the configured partners into the `partners` table; partners no longer configured are
+/// kept (their rows stay) but marked inactive.
 pub fn sync_partners(c: &mut Connection, partners: &[PartnerSetting]) -> rusqlite::Result<()> {
     let tx = c.transaction()?;
-    tx.execute(
-        "DELETE FROM partners WHERE partner_id NOT IN (SELECT partner_id FROM outbox)",
-        [],
-    )?;
+    tx.execute("UPDATE partners SET active = 0", [])?;
     for p in partners {
         tx.execute(
-            "INSERT INTO partners (partner_id, base_url, api_key, ucp_version) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT(partner_id) DO UPDATE SET base_url = ?2, api_key = ?3, ucp_version = ?4",
+            "INSERT INTO partners (partner_id, base_url, api_key, ucp_version, active) VALUES (?1, ?2, ?3, ?4, 1)
+             ON CONFLICT(partner_id) DO UPDATE SET base_url = ?2, api_key = ?3, ucp_version = ?4, active = 1",
             params![p.partner_id, p.base_url, p.api_key, p.ucp_version],
         )?;
     }
@@ -55,8 +54,9 @@ pub fn enqueue(
     timestamp: i64,
 ) -> rusqlite::Result<()> {
     let partners: Vec<(String, String)> = {
-        let mut st =
-            c.prepare("SELECT partner_id, ucp_version FROM partners ORDER BY partner_id")?;
+        let mut st = c.prepare(
+            "SELECT partner_id, ucp_version FROM partners WHERE active = 1 ORDER BY partner_id",
+        )?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect::<rusqlite::Result<_>>()?
     };
@@ -148,7 +148,7 @@ fn due_rows(c: &Connection, public_url: &str) -> rusqlite::Result<Vec<Due>> {
          FROM outbox o JOIN partners p ON p.partner_id = o.partner_id
          WHERE o.id IN (SELECT MIN(id) FROM outbox WHERE delivered_at IS NULL AND parked = 0
                         GROUP BY partner_id, order_id)
-           AND o.next_attempt_at <= ?1
+           AND o.next_attempt_at <= ?1 AND p.active = 1
          ORDER BY o.id LIMIT ?2",
     )?;
     let rows = st.query_map(params![now_ms(), OUTBOX_BATCH as i64], |r| {
@@ -198,7 +198,7 @@ async fn send(client: &Client<HttpConnector, Full<Bytes>>, row: &Due) -> Outcome
             status,
             String::from_utf8_lossy(&body)
                 .chars()
-                .take(200)
+                .take(OUTBOX_ERROR_CHARS)
                 .collect::<String>(),
         ))
     };
@@ -239,6 +239,40 @@ fn record(c: &Connection, id: i64, attempts: u32, outcome: &Outcome) -> rusqlite
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn partner(id: &str) -> PartnerSetting {
+        PartnerSetting {
+            partner_id: id.into(),
+            base_url: "self".into(),
+            api_key: "k".into(),
+            ucp_version: ucp::V_2026_01_23.into(),
+        }
+    }
+
+    #[test]
+    fn removed_partners_get_no_new_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shop.sqlite3");
+        crate::db::Db::open(&path).unwrap();
+        let mut c = Connection::open(&path).unwrap();
+        sync_partners(&mut c, &[partner("a"), partner("b")]).unwrap();
+        enqueue(&c, "http://shop", 1001, "upd_1", 1).unwrap();
+        sync_partners(&mut c, &[partner("b")]).unwrap();
+        enqueue(&c, "http://shop", 1001, "upd_2", 2).unwrap();
+        let rows: Vec<(String, String)> = c
+            .prepare("SELECT partner_id, webhook_id FROM outbox ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let pairs: Vec<(&str, &str)> = rows.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        assert_eq!(pairs, [("a", "upd_1"), ("b", "upd_1"), ("b", "upd_2")]);
+        assert!(due_rows(&c, "http://shop")
+            .unwrap()
+            .iter()
+            .all(|d| !d.url.contains("/a/")));
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {

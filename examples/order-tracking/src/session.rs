@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::now;
 use crate::error::{ApiError, ApiResult};
-use crate::limits::SESSION_MAX_AGE_SECS;
+use crate::limits::{SESSION_MAX_AGE_SECS, SESSION_TOKEN_BYTES};
 use crate::AppState;
 
 /// The session cookie's name.
@@ -108,7 +108,7 @@ pub async fn login(
 ) -> ApiResult<Response> {
     let token: String = {
         let mut rng = rand::rng();
-        (0..32)
+        (0..SESSION_TOKEN_BYTES)
             .map(|_| format!("{:02x}", rng.random::<u8>()))
             .collect()
     };

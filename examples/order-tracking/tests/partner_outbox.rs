@@ -168,13 +168,18 @@ async fn the_outbox_survives_a_failing_partner_and_keeps_order() {
         ids[0].as_str().unwrap().starts_with("upd_") && ids[1] == "evt_1001_1",
         "sent in commit order: {ids:?}"
     );
-    let rows: Vec<(i64, Option<i64>, bool)> = shop
-        .query(|c| {
-            let mut st = c.prepare("SELECT attempts, last_status, delivered_at IS NOT NULL FROM outbox WHERE order_id = 1001 ORDER BY id")?;
-            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-            rows.collect()
-        })
-        .await;
+    // The receiver stores before it answers, so the worker records the delivery just after.
+    let rows: Vec<(i64, Option<i64>, bool)> = eventually("both rows recorded as delivered", WAIT_DELIVERY, || async {
+        let rows: Vec<(i64, Option<i64>, bool)> = shop
+            .query(|c| {
+                let mut st = c.prepare("SELECT attempts, last_status, delivered_at IS NOT NULL FROM outbox WHERE order_id = 1001 ORDER BY id")?;
+                let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                rows.collect()
+            })
+            .await;
+        rows.iter().all(|r| r.2).then_some(rows)
+    })
+    .await;
     assert_eq!(
         rows,
         vec![(3, Some(200), true), (1, Some(200), true)],

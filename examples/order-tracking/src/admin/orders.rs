@@ -1,290 +1,27 @@
-//! Part 2: the inSales-shaped admin API, HTTP Basic protected: custom statuses
-//! (`admin/custom_statuses.json`) and orders (`admin/orders.json`) with the document's rules for
-//! `fulfillment_status` and `custom_status_permalink`.
-//!
-//! Bodies and answers keep the document's shapes (bare objects and arrays, `{"status":"ok"}`,
-//! `{"message": "incompatible fulfillment and custom statuses"}` with 422). Status changes go
-//! through `orders::change_status`; creation writes the UCP "created" outbox rows in its own
-//! transaction. This module never triggers anything before its transaction committed.
+//! Orders in the inSales shape (`admin/orders.json`): list with the `custom_status[]` filter, read,
+//! create (the UCP "created" outbox rows in the same transaction) and status updates under the
+//! document's rules, with 422 `{"message": …}` on a mismatch. Every change goes through
+//! `orders::change_status` and is triggered only after its commit.
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::basic_auth;
 use crate::db::{iso, now};
 use crate::error::{ApiError, ApiResult};
 use crate::input::JsonBody;
 use crate::limits::{
-    DEFAULT_ADMIN_PER_PAGE, MAX_ADMIN_PER_PAGE, MAX_COMMENT_LEN, MAX_CUSTOM_STATUSES, MAX_TITLE_LEN,
+    DEFAULT_ADMIN_PER_PAGE, MAX_ADMIN_PER_PAGE, MAX_COMMENT_LEN, MAX_DELIVERY_PRICE,
 };
-use crate::orders::{self, Actor, ApiErrorOr, CustomStatus, Order, ResolveError};
-use crate::status::{self, PALETTE};
+use crate::orders::{self, Actor, ApiErrorOr, Order, ResolveError};
 use crate::{live, outbox, AppState};
 
 const INCOMPATIBLE: &str = "incompatible fulfillment and custom statuses";
-
-fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[(n >> shift) as usize & 63]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// Checks HTTP Basic credentials against the configured admin login and password.
-fn basic_auth(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
-    let expected = format!(
-        "Basic {}",
-        base64(
-            format!(
-                "{}:{}",
-                state.settings.admin_login, state.settings.admin_password
-            )
-            .as_bytes()
-        )
-    );
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    if given == Some(expected.as_str()) {
-        Ok(())
-    } else {
-        Err(ApiError::unauthorized())
-    }
-}
-
-fn custom_json(s: &CustomStatus) -> Value {
-    json!({
-        "id": s.id,
-        "title": s.title,
-        "permalink": s.permalink,
-        "system_status": s.system_status,
-        "color": s.color,
-        "is_default": s.is_default,
-        "position": s.position,
-        "created_at": iso(s.created_at),
-        "updated_at": iso(s.updated_at),
-    })
-}
-
-/// `GET /admin/custom_statuses.json`: a bare array; creates the missing system defaults first.
-pub async fn list_custom_statuses(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> ApiResult<Json<Value>> {
-    basic_auth(&state, &headers)?;
-    let list = state
-        .db
-        .run(|c| {
-            let tx = c.transaction()?;
-            orders::ensure_defaults(&tx)?;
-            let list = orders::custom_statuses(&tx)?;
-            tx.commit()?;
-            Ok(list)
-        })
-        .await?;
-    Ok(Json(Value::Array(list.iter().map(custom_json).collect())))
-}
-
-/// The fields of a custom status a client may send.
-#[derive(Debug, Deserialize)]
-pub struct CustomStatusFields {
-    /// Required on create.
-    #[serde(default)]
-    pub system_status: Option<String>,
-    /// Required on create.
-    #[serde(default)]
-    pub title: Option<String>,
-    /// A palette colour.
-    #[serde(default)]
-    pub color: Option<String>,
-    /// Makes it the default of its system status (unsetting the previous one).
-    #[serde(default)]
-    pub is_default: Option<bool>,
-    /// Position in the back office.
-    #[serde(default)]
-    pub position: Option<i64>,
-}
-
-/// `{"custom_status": {…}}`.
-#[derive(Debug, Deserialize)]
-pub struct CustomStatusBody {
-    /// The fields.
-    pub custom_status: CustomStatusFields,
-}
-
-fn check_fields(f: &CustomStatusFields) -> ApiResult<()> {
-    if let Some(c) = &f.color {
-        if !PALETTE.contains(&c.to_uppercase().as_str()) {
-            return Err(ApiError::bad_request(format!(
-                "color must be one of the palette: {}",
-                PALETTE.join(" ")
-            )));
-        }
-    }
-    if let Some(t) = &f.title {
-        if t.trim().is_empty() || t.chars().count() > MAX_TITLE_LEN {
-            return Err(ApiError::bad_request(format!(
-                "title must be 1 to {MAX_TITLE_LEN} characters"
-            )));
-        }
-    }
-    if f.position.is_some_and(|p| p < 0) {
-        return Err(ApiError::bad_request("position must not be negative"));
-    }
-    Ok(())
-}
-
-fn unique_permalink(c: &Connection, title: &str) -> rusqlite::Result<String> {
-    let base = match status::slugify(title) {
-        s if s.is_empty() => "status".to_owned(),
-        s => s,
-    };
-    let mut candidate = base.clone();
-    let mut n = 2;
-    while orders::custom_status(c, &candidate)?.is_some() || status::is_system(&candidate) {
-        candidate = format!("{base}-{n}");
-        n += 1;
-    }
-    Ok(candidate)
-}
-
-/// `POST /admin/custom_statuses.json`: answers the bare new object (201).
-pub async fn create_custom_status(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    JsonBody(body): JsonBody<CustomStatusBody>,
-) -> ApiResult<Response> {
-    basic_auth(&state, &headers)?;
-    let f = body.custom_status;
-    check_fields(&f)?;
-    let system = f
-        .system_status
-        .clone()
-        .filter(|s| status::is_system(s))
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "system_status must be one of {}",
-                status::SYSTEM_STATUSES.join(", ")
-            ))
-        })?;
-    let title = f
-        .title
-        .clone()
-        .ok_or_else(|| ApiError::bad_request("title is required"))?;
-    let created = state
-        .db
-        .run(move |c| {
-            let tx = c.transaction()?;
-            let count: i64 = tx.query_row(
-                "SELECT count(*) FROM custom_statuses WHERE system_status = ?1",
-                [&system],
-                |r| r.get(0),
-            )?;
-            if count >= MAX_CUSTOM_STATUSES {
-                return Err(ApiError::bad_request(format!(
-                    "a system status takes at most {MAX_CUSTOM_STATUSES} custom statuses"
-                )));
-            }
-            let permalink = unique_permalink(&tx, &title)?;
-            let total: i64 =
-                tx.query_row("SELECT count(*) FROM custom_statuses", [], |r| r.get(0))?;
-            let color = f
-                .color
-                .map(|c| c.to_uppercase())
-                .unwrap_or_else(|| PALETTE[(total as usize) % PALETTE.len()].to_owned());
-            let is_default = f.is_default.unwrap_or(false);
-            if is_default {
-                tx.execute(
-                    "UPDATE custom_statuses SET is_default = 0 WHERE system_status = ?1",
-                    [&system],
-                )?;
-            }
-            let t = now();
-            tx.execute(
-                "INSERT INTO custom_statuses (permalink, title, system_status, color, is_default, position, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
-                params![permalink, title.trim(), system, color, is_default, f.position.unwrap_or(count + 1), t],
-            )?;
-            let s = orders::custom_status(&tx, &permalink)?
-                .ok_or_else(|| ApiError::internal("custom status vanished"))?;
-            tx.commit()?;
-            Ok(s)
-        })
-        .await?;
-    Ok((StatusCode::CREATED, Json(custom_json(&created))).into_response())
-}
-
-/// `PUT /admin/custom_statuses/{permalink}.json`: a partial update → `{"status":"ok"}`.
-pub async fn update_custom_status(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(file): Path<String>,
-    JsonBody(body): JsonBody<CustomStatusBody>,
-) -> ApiResult<Json<Value>> {
-    basic_auth(&state, &headers)?;
-    let permalink = file
-        .strip_suffix(".json")
-        .ok_or_else(|| ApiError::not_found("custom status"))?
-        .to_owned();
-    let f = body.custom_status;
-    check_fields(&f)?;
-    if f.system_status.is_some() {
-        return Err(ApiError::bad_request("system_status cannot be changed"));
-    }
-    state
-        .db
-        .run(move |c| {
-            let tx = c.transaction()?;
-            let s = orders::custom_status(&tx, &permalink)?
-                .ok_or_else(|| ApiError::not_found("custom status"))?;
-            if f.is_default == Some(false) && s.is_default {
-                return Err(ApiError::bad_request(
-                    "make another status the default instead of unsetting this one",
-                ));
-            }
-            if f.is_default == Some(true) {
-                tx.execute(
-                    "UPDATE custom_statuses SET is_default = 0 WHERE system_status = ?1",
-                    [&s.system_status],
-                )?;
-            }
-            tx.execute(
-                "UPDATE custom_statuses SET title = COALESCE(?2, title), color = COALESCE(?3, color),
-                   is_default = COALESCE(?4, is_default), position = COALESCE(?5, position), updated_at = ?6
-                 WHERE id = ?1",
-                params![
-                    s.id,
-                    f.title.map(|t| t.trim().to_owned()),
-                    f.color.map(|c| c.to_uppercase()),
-                    f.is_default,
-                    f.position,
-                    now()
-                ],
-            )?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await?;
-    Ok(Json(json!({"status": "ok"})))
-}
 
 /// An order in the admin API's shape.
 pub fn order_json(c: &Connection, o: &Order) -> rusqlite::Result<Value> {
@@ -556,7 +293,7 @@ pub async fn create_order(
         ));
     }
     let delivery = o.delivery_price.unwrap_or(0.0);
-    if !(0.0..=1e9).contains(&delivery) {
+    if !(0.0..=MAX_DELIVERY_PRICE).contains(&delivery) {
         return Err(ApiError::bad_request(
             "delivery_price must be a non-negative amount",
         ));
@@ -633,15 +370,6 @@ pub async fn create_order(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_matches_rfc4648() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"shop-app:pw"), "c2hvcC1hcHA6cHc=");
-    }
 
     #[test]
     fn quoted_filter_values_are_unquoted() {
