@@ -85,6 +85,14 @@ fn check_event(name: &str, data: &str) -> Result<(), Error> {
     Ok(())
 }
 
+fn connector(config: &Config) -> HttpConnector {
+    let mut connector = HttpConnector::new();
+    connector.enforce_http(false);
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(config.timeout));
+    connector
+}
+
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -93,20 +101,32 @@ fn now() -> u64 {
 }
 
 impl Client {
-    /// A client for `config`. Fails only if no TLS crypto provider can be set up.
+    /// A client for `config`; https trusts the Mozilla root certificates. Fails only if no TLS
+    /// crypto provider can be set up.
     pub fn new(config: Config) -> Result<Self, Error> {
-        let mut connector = HttpConnector::new();
-        connector.enforce_http(false);
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.timeout));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
             .map_err(|e| Error::Tls(e.to_string()))?
             .https_or_http()
             .enable_http1()
-            .wrap_connector(connector);
+            .wrap_connector(connector(&config));
+        Ok(Self::with_connector(config, https))
+    }
+
+    /// A client whose https uses `tls` (for a private CA or client certificates), e.g. a broker
+    /// behind a company proxy.
+    pub fn with_tls_config(config: Config, tls: rustls::ClientConfig) -> Self {
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector(&config));
+        Self::with_connector(config, https)
+    }
+
+    fn with_connector(config: Config, https: HttpsConnector<HttpConnector>) -> Self {
         let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(https);
-        Ok(Self { config, http })
+        Self { config, http }
     }
 
     /// The configuration this client uses.
