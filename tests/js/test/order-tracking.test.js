@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 
 import { launchChromium, watchPageErrors } from '../browser.js';
 import { REPO_ROOT, startBroker, waitFor } from '../helpers.js';
-import { sessionCookie, shopCall, startShop } from '../shop.js';
+import { adminAuth, sessionCookie, shopCall, startShop } from '../shop.js';
 
 const ALICE = 1;
 const BOB = 2;
@@ -215,5 +215,35 @@ describe('order tracking in the browser', () => {
     assert.equal(await alice.page.locator('#map-card').isHidden(), true, 'no map after delivery');
     assert.deepEqual(errors, []);
     await context.close();
+  });
+
+  it('a custom status set through the admin API shows its own title and colour on the page', async () => {
+    const created = await shopCall(
+      shop,
+      null,
+      'POST',
+      '/admin/custom_statuses.json',
+      { custom_status: { system_status: 'delivered', title: 'Вручён у двери', color: '#7ABF24' } },
+      adminAuth(),
+    );
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    assert.equal(created.body.permalink, 'vruchen-u-dveri');
+    const r = await shopCall(shop, null, 'PUT', '/admin/orders/1001.json', { order: { custom_status_permalink: 'vruchen-u-dveri' } }, adminAuth());
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body.fulfillment_status, 'delivered');
+    await waitFor(async () => (await text(alice.page, '#custom-status')) === 'Вручён у двери', 5000, 'the custom title on the page');
+    assert.equal(await alice.page.locator('#custom-status').getAttribute('data-color'), '#7ABF24');
+    assert.equal(await text(alice.page, '#status-text'), 'Доставлен', 'the system status text stays');
+    const mismatch = await shopCall(
+      shop,
+      null,
+      'PUT',
+      '/admin/orders/1001.json',
+      { order: { fulfillment_status: 'new', custom_status_permalink: 'vruchen-u-dveri' } },
+      adminAuth(),
+    );
+    assert.equal(mismatch.status, 422);
+    assert.deepEqual(mismatch.body, { message: 'incompatible fulfillment and custom statuses' });
+    assert.deepEqual(alice.errors, []);
   });
 });
