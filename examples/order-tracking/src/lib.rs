@@ -123,6 +123,13 @@ pub fn router(state: AppState) -> Router {
         .route("/mobile/order-history", post(mobile::order_history))
         .route("/mobile/order-status", post(mobile::order_status))
         .route("/mobile/rating", post(mobile::rating))
+        .fallback(|| async { error::ApiError::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            error::ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed",
+            )
+        })
         .layer(DefaultBodyLimit::max(limits::MAX_BODY_BYTES))
         .with_state(state)
 }

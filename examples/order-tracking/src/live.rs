@@ -5,7 +5,7 @@
 //! logged and never undoes the change (the page catches up on reload, partners through the
 //! outbox). This module never signs anything itself.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use rusqlite::{params, OptionalExtension};
@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::db::{iso, now};
 use crate::error::{ApiError, ApiResult};
-use crate::input::Input;
+use crate::input::{Id, Input};
 use crate::limits::MAX_COMMENT_LEN;
 use crate::orders::{self, Actor, ApiErrorOr, Change, ChangeError, ResolveError};
 use crate::session::MaybeUser;
@@ -107,7 +107,7 @@ async fn change_as_manager(
 pub async fn manager_status(
     State(state): State<AppState>,
     user: MaybeUser,
-    Path(order_id): Path<i64>,
+    Id(order_id): Id,
     Input(form): Input<StatusForm>,
 ) -> ApiResult<Json<Value>> {
     change_as_manager(&state, user, order_id, form).await
@@ -137,7 +137,7 @@ pub struct AssignForm {
 pub async fn assign_courier(
     State(state): State<AppState>,
     user: MaybeUser,
-    Path(order_id): Path<i64>,
+    Id(order_id): Id,
     Input(form): Input<AssignForm>,
 ) -> ApiResult<Json<Value>> {
     user.with_role("manager")?;
@@ -236,7 +236,7 @@ async fn location(
 pub async fn courier_location(
     State(state): State<AppState>,
     user: MaybeUser,
-    Path(order_id): Path<i64>,
+    Id(order_id): Id,
     Input(form): Input<LocationForm>,
 ) -> ApiResult<Json<Value>> {
     location(&state, user, order_id, form).await
@@ -313,7 +313,7 @@ pub async fn user_auth(
 pub async fn order_state(
     State(state): State<AppState>,
     user: MaybeUser,
-    Path(order_id): Path<i64>,
+    Id(order_id): Id,
 ) -> ApiResult<Json<Value>> {
     let user = user.signed_in()?;
     let public_url = state.public_url.clone();

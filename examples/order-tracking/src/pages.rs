@@ -13,6 +13,7 @@ use rusqlite::OptionalExtension;
 use serde_json::json;
 
 use crate::error::{ApiError, ApiResult};
+use crate::input::Id;
 use crate::orders;
 use crate::session::MaybeUser;
 use crate::AppState;
@@ -141,7 +142,7 @@ pub async fn login_page(State(state): State<AppState>) -> ApiResult<Html<String>
 pub async fn order_page(
     State(state): State<AppState>,
     user: MaybeUser,
-    Path(order_id): Path<i64>,
+    Id(order_id): Id,
 ) -> ApiResult<Response> {
     let Some(user) = user.0 else {
         return Ok(Redirect::to("/login").into_response());

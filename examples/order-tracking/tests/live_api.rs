@@ -411,3 +411,43 @@ async fn the_order_state_is_the_owners_only() {
     let js = shop.call("GET", "/static/pusher.min.js", &[], "").await;
     assert!(js.body.contains("Pusher JavaScript Library v8.6.0") || js.body.len() > 50_000);
 }
+
+#[tokio::test]
+async fn malformed_requests_get_json_errors() {
+    let shop = Shop::start().await;
+    let manager = shop.login(MANAGER).await;
+    let cases = [
+        shop.json("GET", "/api/orders/abc", Some(&manager), &Value::Null)
+            .await,
+        shop.json("GET", "/no/such/route", None, &Value::Null).await,
+        shop.json(
+            "GET",
+            "/api/manager/orders/1001/status",
+            Some(&manager),
+            &Value::Null,
+        )
+        .await,
+        shop.call(
+            "POST",
+            "/api/manager/orders/1001/status",
+            &[("Content-Type", "application/json"), ("Cookie", &manager)],
+            "{not json",
+        )
+        .await,
+        shop.call(
+            "POST",
+            "/api/manager/orders/1001/status",
+            &[("Content-Type", "application/json"), ("Cookie", &manager)],
+            &format!(
+                r#"{{"status":"confirmed","comment":"{}"}}"#,
+                "x".repeat(70_000)
+            ),
+        )
+        .await,
+    ];
+    let statuses: Vec<u16> = cases.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [400, 404, 405, 400, 413]);
+    for r in &cases {
+        assert!(r.json["error"].is_string(), "{} {}", r.status, r.body);
+    }
+}
