@@ -145,6 +145,17 @@ pub struct Running {
     pub state: AppState,
     /// The server task; it runs until the runtime stops.
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The outbox worker.
+    pub worker: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops serving and sending at once, as a crash would: whatever the outbox holds stays in the
+    /// database for the next start.
+    pub fn abort(self) {
+        self.task.abort();
+        self.worker.abort();
+    }
 }
 
 /// Opens the database, binds, starts the outbox worker and serves.
@@ -171,7 +182,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         outbox_wake: Arc::new(Notify::new()),
         receiver: Arc::new(partner::Receiver::default()),
     };
-    outbox::spawn_worker(db, public_url.clone(), state.outbox_wake.clone());
+    let worker = outbox::spawn_worker(db, public_url.clone(), state.outbox_wake.clone());
     let app = router(state.clone());
     let task = tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(Running {
@@ -179,5 +190,6 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         public_url,
         state,
         task,
+        worker,
     })
 }

@@ -2,7 +2,7 @@
 //! `PUSHER_*` environment variables, and logs the URL it listens on (tests read that line).
 
 use clap::Parser;
-use order_tracking::{start, Settings};
+use order_tracking::{start, Running, Settings};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -18,9 +18,11 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(broker = %broker.base_url(), app_id = %broker.app_id, "using broker");
     eprintln!("order-tracking listening on {}", running.public_url);
     eprintln!("order-tracking bound to http://{}", running.addr);
+    let Running { task, worker, .. } = running;
     tokio::select! {
-        r = running.task => { r??; }
+        r = task => { r??; }
         _ = tokio::signal::ctrl_c() => { tracing::info!("stopping"); }
     }
+    worker.abort();
     Ok(())
 }

@@ -108,7 +108,7 @@ enum Outcome {
 }
 
 /// Starts the worker. `wake` is notified after each commit that wrote rows.
-pub fn spawn_worker(db: Db, public_url: String, wake: Arc<Notify>) {
+pub fn spawn_worker(db: Db, public_url: String, wake: Arc<Notify>) -> tokio::task::JoinHandle<()> {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(OUTBOX_REQUEST_TIMEOUT));
     let client: Client<HttpConnector, Full<Bytes>> =
@@ -139,7 +139,7 @@ pub fn spawn_worker(db: Db, public_url: String, wake: Arc<Notify>) {
                 let _ = tokio::time::timeout(OUTBOX_POLL, wake.notified()).await;
             }
         }
-    });
+    })
 }
 
 fn due_rows(c: &Connection, public_url: &str) -> rusqlite::Result<Vec<Due>> {

@@ -337,3 +337,46 @@ async fn the_receiver_checks_key_fields_duplicates_and_staleness() {
         .await;
     assert_eq!(anon.status, 401);
 }
+
+#[tokio::test]
+async fn pending_rows_survive_a_crash_and_are_sent_after_restart() {
+    // A partner that is down: nothing listens on its port.
+    let down = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!(
+        "late|http://127.0.0.1:{}|{PARTNER_KEY}",
+        down.local_addr().unwrap().port()
+    );
+    drop(down);
+    let shop = Shop::start_with(&["--partners", &dead]).await;
+    let manager = shop.login(MANAGER).await;
+    let r = shop
+        .json(
+            "POST",
+            "/api/manager/orders/1001/status",
+            Some(&manager),
+            &json!({"status": "confirmed"}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let webhook_id: String = eventually("a failed attempt", WAIT_DELIVERY, || async {
+        let row = shop.query(|c| {
+            c.query_row(
+                "SELECT webhook_id, attempts, delivered_at IS NULL FROM outbox WHERE partner_id = 'late'",
+                [],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, bool>(2)?)),
+            )
+        })
+        .await;
+        // Pending after at least one failed attempt.
+        (row.1 >= 1 && row.2).then_some(row.0)
+    })
+    .await;
+
+    // The shop dies; the partner comes back (as this shop's own receiver); the row is sent.
+    let shop = shop
+        .restart(&["--partners", "late|self|demo-partner-key"])
+        .await;
+    let got = received_count(&shop, "late", 1001, 1).await;
+    assert_eq!(got["webhook_ids"], json!([webhook_id]));
+    assert_eq!(got["last"]["line_items"].as_array().unwrap().len(), 2);
+}

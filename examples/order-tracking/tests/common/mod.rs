@@ -26,6 +26,29 @@ pub const ADMIN_AUTH: &str = "Basic c2hvcC1hcHA6c2hvcC1hZG1pbi1wYXNzd29yZA=="; /
 pub const MOBILE_SECRET: &str = "mobile-secret";
 pub const PARTNER_KEY: &str = "demo-partner-key";
 
+async fn start_shop(broker: &BrokerProcess, dir: &tempfile::TempDir, extra: &[&str]) -> Running {
+    let db = dir.path().join("shop.sqlite3");
+    let port = broker.port.to_string();
+    let mut args = vec![
+        "order-tracking",
+        "--listen",
+        "127.0.0.1:0",
+        "--database",
+        db.to_str().unwrap(),
+        "--pusher-port",
+        &port,
+        "--pusher-app-id",
+        "shop",
+        "--pusher-key",
+        "shop-key",
+        "--pusher-secret",
+        "shop-secret",
+    ];
+    args.extend_from_slice(extra);
+    let settings = Settings::try_parse_from(args).expect("valid settings");
+    start(settings).await.expect("shop starts")
+}
+
 pub struct Shop {
     pub running: Running,
     pub broker: BrokerProcess,
@@ -42,30 +65,27 @@ impl Shop {
     pub async fn start_with(extra: &[&str]) -> Self {
         let broker = BrokerProcess::spawn(&broker_binary(), APPS);
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("shop.sqlite3");
-        let port = broker.port.to_string();
-        let mut args = vec![
-            "order-tracking",
-            "--listen",
-            "127.0.0.1:0",
-            "--database",
-            db.to_str().unwrap(),
-            "--pusher-port",
-            &port,
-            "--pusher-app-id",
-            "shop",
-            "--pusher-key",
-            "shop-key",
-            "--pusher-secret",
-            "shop-secret",
-        ];
-        args.extend_from_slice(extra);
-        let settings = Settings::try_parse_from(args).expect("valid settings");
-        let running = start(settings).await.expect("shop starts");
+        let running = start_shop(&broker, &dir, extra).await;
         Self {
             running,
             broker,
             _dir: dir,
+        }
+    }
+
+    /// Stops the shop abruptly and starts a new one on the same database and broker.
+    pub async fn restart(self, extra: &[&str]) -> Self {
+        let Shop {
+            running,
+            broker,
+            _dir,
+        } = self;
+        running.abort();
+        let running = start_shop(&broker, &_dir, extra).await;
+        Self {
+            running,
+            broker,
+            _dir,
         }
     }
 
