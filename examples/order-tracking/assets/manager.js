@@ -43,6 +43,13 @@
         <td><button class="apply">Изменить</button></td>`;
       tr.querySelector('.id').textContent = o.public_id;
       tr.querySelector('.buyer').textContent = o.buyer_name;
+      if (o.online) {
+        const dot = document.createElement('span');
+        dot.className = 'online';
+        dot.title = 'страница заказа открыта';
+        dot.textContent = ' ● онлайн';
+        tr.querySelector('.buyer').appendChild(dot);
+      }
       const badge = tr.querySelector('.badge');
       badge.textContent = `${o.status_icon} ${o.title}`;
       badge.style.background = o.color;

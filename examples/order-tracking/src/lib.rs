@@ -11,7 +11,7 @@
 //! # Layout
 //! - [`settings`], [`limits`]: configuration and every number.
 //! - [`db`]: SQLite, migrations. [`status`]: the vocabulary. [`orders`]: the transition.
-//! - [`live`], [`pages`], [`session`]: part 1 (live tracking).
+//! - [`live`], [`pages`], [`session`], [`presence`]: part 1 (live tracking, customers online).
 //! - [`admin`]: part 2 (custom statuses, inSales-shaped orders API).
 //! - [`ucp`], [`outbox`], [`partner`]: part 3 (partner webhooks and the demo receiver).
 //! - [`mobile`]: part 4 (mobile order history).
@@ -35,6 +35,7 @@ pub mod orders;
 pub mod outbox;
 pub mod pages;
 pub mod partner;
+pub mod presence;
 pub mod session;
 pub mod settings;
 pub mod status;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub outbox_wake: Arc<Notify>,
     /// The demo partner receiver's switches.
     pub receiver: Arc<partner::Receiver>,
+    /// Customers whose order page is open, from the broker's webhooks.
+    pub online: Arc<presence::Online>,
 }
 
 /// Every route.
@@ -95,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .route("/pusher/auth", post(live::channel_auth))
         .route("/auth.php", post(live::channel_auth))
         .route("/pusher/user-auth", post(live::user_auth))
+        .route("/pusher/webhooks", post(presence::webhook))
         .route(
             "/admin/custom_statuses.json",
             get(admin::list_custom_statuses).post(admin::create_custom_status),
@@ -181,6 +185,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         public_url: public_url.clone(),
         outbox_wake: Arc::new(Notify::new()),
         receiver: Arc::new(partner::Receiver::default()),
+        online: Arc::new(presence::Online::default()),
     };
     let worker = outbox::spawn_worker(db, public_url.clone(), state.outbox_wake.clone());
     let app = router(state.clone());

@@ -369,6 +369,7 @@ pub async fn manager_orders(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     user.with_role("manager")?;
+    let online = state.online.clone();
     let v = state
         .db
         .run(move |c| {
@@ -397,13 +398,14 @@ pub async fn manager_orders(
             let orders: Vec<Value> = list
                 .iter()
                 .map(|o| {
+                    let online = online.contains(o.user_id);
                     let p = o.presentation();
                     json!({"id": o.id, "public_id": o.public_id, "user_id": o.user_id,
                            "buyer_name": o.buyer_name, "courier_id": o.courier_id,
                            "status": o.custom_status_permalink, "status_text": p.text,
                            "status_icon": p.icon, "title": o.custom_status_title,
                            "color": o.custom_status_color, "fulfillment_status": o.fulfillment_status,
-                           "updated_at": iso(o.updated_at)})
+                           "updated_at": iso(o.updated_at), "online": online})
                 })
                 .collect();
             Ok(json!({"orders": orders, "statuses": statuses, "couriers": couriers}))

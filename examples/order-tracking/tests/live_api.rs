@@ -451,3 +451,71 @@ async fn malformed_requests_get_json_errors() {
         assert!(r.json["error"].is_string(), "{} {}", r.status, r.body);
     }
 }
+
+#[tokio::test]
+async fn broker_webhooks_mark_customers_online_for_the_manager() {
+    let shop = Shop::start_with_broker_webhooks().await;
+    let manager = shop.login(MANAGER).await;
+    let online = |body: &Value| -> Vec<i64> {
+        let mut ids: Vec<i64> = body["orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["online"] == true)
+            .map(|o| o["id"].as_i64().unwrap())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let list = || shop.json("GET", "/api/manager/orders", Some(&manager), &Value::Null);
+    assert_eq!(online(&list().await.json), Vec::<i64>::new());
+
+    let alice = shop.customer_socket(ALICE).await;
+    eventually(
+        "Alice online after channel_occupied",
+        Duration::from_secs(10),
+        || async { (online(&list().await.json) == [1001, 1003]).then_some(()) },
+    )
+    .await;
+    drop(alice);
+    eventually(
+        "Alice offline after channel_vacated",
+        Duration::from_secs(10),
+        || async { online(&list().await.json).is_empty().then_some(()) },
+    )
+    .await;
+
+    let body = r#"{"time_ms":1,"events":[{"name":"channel_occupied","channel":"private-user-2"}]}"#;
+    let forged = shop
+        .call(
+            "POST",
+            "/pusher/webhooks",
+            &[
+                ("Content-Type", "application/json"),
+                ("X-Pusher-Key", "shop-key"),
+                ("X-Pusher-Signature", &"0".repeat(64)),
+            ],
+            body,
+        )
+        .await;
+    assert_eq!(forged.status, 401);
+    assert!(forged.json["error"].is_string());
+    let sig = vestnik_protocol::webhook::sign_webhook("shop-secret", b"[]");
+    let bad_body = shop
+        .call(
+            "POST",
+            "/pusher/webhooks",
+            &[
+                ("Content-Type", "application/json"),
+                ("X-Pusher-Key", "shop-key"),
+                ("X-Pusher-Signature", &sig),
+            ],
+            "[]",
+        )
+        .await;
+    assert_eq!(bad_body.status, 400);
+    assert!(
+        online(&list().await.json).is_empty(),
+        "refused webhooks change nothing"
+    );
+}

@@ -27,12 +27,21 @@ pub const MOBILE_SECRET: &str = "mobile-secret";
 pub const PARTNER_KEY: &str = "demo-partner-key";
 
 async fn start_shop(broker: &BrokerProcess, dir: &tempfile::TempDir, extra: &[&str]) -> Running {
+    start_shop_on(broker, dir, "127.0.0.1:0", extra).await
+}
+
+async fn start_shop_on(
+    broker: &BrokerProcess,
+    dir: &tempfile::TempDir,
+    listen: &str,
+    extra: &[&str],
+) -> Running {
     let db = dir.path().join("shop.sqlite3");
     let port = broker.port.to_string();
     let mut args = vec![
         "order-tracking",
         "--listen",
-        "127.0.0.1:0",
+        listen,
         "--database",
         db.to_str().unwrap(),
         "--pusher-port",
@@ -66,6 +75,28 @@ impl Shop {
         let broker = BrokerProcess::spawn(&broker_binary(), APPS);
         let dir = tempfile::tempdir().unwrap();
         let running = start_shop(&broker, &dir, extra).await;
+        Self {
+            running,
+            broker,
+            _dir: dir,
+        }
+    }
+
+    /// A shop whose broker sends it every webhook (`POST /pusher/webhooks`) at once (no batching
+    /// wait, no vacate hold). The shop's port is picked first so the broker's config can name it.
+    pub async fn start_with_broker_webhooks() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = format!(
+            "[webhooks]\ndata_dir = \"{}\"\nbatch_ms = 10\nhold_ms = 0\n{APPS}\n[[apps.webhooks]]\nurl = \"http://127.0.0.1:{port}/pusher/webhooks\"\n",
+            dir.path().join("spool").display()
+        );
+        let broker = BrokerProcess::spawn(&broker_binary(), &config);
+        let running = start_shop_on(&broker, &dir, &format!("127.0.0.1:{port}"), &[]).await;
         Self {
             running,
             broker,
