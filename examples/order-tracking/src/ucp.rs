@@ -31,10 +31,10 @@ pub const REQUIRED_FIELDS: [&str; 6] = [
     "permalink_url",
 ];
 
-fn line_status(l: &Line, version: &str) -> &'static str {
-    if version == V_2026_04_08 && l.quantity_total == 0 {
+fn line_status(l: &Line, version: &str, total: i64) -> &'static str {
+    if version == V_2026_04_08 && total == 0 {
         "removed"
-    } else if l.quantity_fulfilled >= l.quantity_total && l.quantity_total > 0 {
+    } else if l.quantity_fulfilled >= total && total > 0 {
         "fulfilled"
     } else if l.quantity_fulfilled > 0 {
         "partial"
@@ -57,10 +57,13 @@ pub fn snapshot(
     };
     let lines = orders::lines(c, order_id)?;
     let signed = version == V_2026_04_08;
+    // 2026-04-08 shows a cancelled order's lines as removed (total 0, the original kept).
+    let removed_all = signed && order.presentation().key == "cancelled";
     let line_items: Vec<Value> = lines
         .iter()
         .map(|l| {
-            let subtotal = l.unit_price_minor * l.quantity_total;
+            let total = if removed_all { 0 } else { l.quantity_total };
+            let subtotal = l.unit_price_minor * total;
             json!({
                 "id": format!("li_{}", l.id),
                 "item": {
@@ -70,15 +73,15 @@ pub fn snapshot(
                     "image_url": format!("{public_url}{}", l.image_url),
                 },
                 "quantity": {
-                    "total": l.quantity_total,
-                    "fulfilled": l.quantity_fulfilled,
+                    "total": total,
+                    "fulfilled": l.quantity_fulfilled.min(total),
                     "original": l.quantity_original,
                 },
                 "totals": [
                     {"type": "subtotal", "amount": subtotal},
                     {"type": "total", "amount": subtotal - l.discount_minor},
                 ],
-                "status": line_status(l, version),
+                "status": line_status(l, version, total),
             })
         })
         .collect();

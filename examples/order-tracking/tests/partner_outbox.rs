@@ -258,6 +258,15 @@ async fn refused_partners_are_parked_and_unreachable_ones_retried() {
     );
     assert_eq!(o2["adjustments"][0]["totals"][0]["amount"], -(29000 * 3));
     assert_eq!(o2["ucp"]["version"], "2026-04-08");
+    assert_eq!(o2["line_items"][0]["status"], "removed");
+    assert_eq!(
+        o2["line_items"][0]["quantity"],
+        json!({"total": 0, "fulfilled": 0, "original": 3})
+    );
+    assert_eq!(
+        v1["last"]["line_items"][0]["status"], "processing",
+        "2026-01-23 has no removed status"
+    );
 }
 
 #[tokio::test]
