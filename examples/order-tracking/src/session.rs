@@ -125,6 +125,10 @@ pub async fn login(
                 .optional()?;
             let role = role.ok_or_else(|| ApiError::not_found("user"))?;
             c.execute(
+                "DELETE FROM sessions WHERE created_at < ?1",
+                [now() - SESSION_MAX_AGE_SECS],
+            )?;
+            c.execute(
                 "INSERT INTO sessions (token, user_id, created_at) VALUES (?1, ?2, ?3)",
                 rusqlite::params![t, form.user_id, now()],
             )?;

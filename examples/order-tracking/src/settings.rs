@@ -158,3 +158,40 @@ impl Settings {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_a_local_vestnik() {
+        let s = Settings::defaults();
+        let b = s.broker();
+        assert_eq!(b.base_url(), "http://127.0.0.1:6001");
+        assert_eq!(
+            (b.app_id.as_str(), b.key.as_str(), b.secret.as_str()),
+            ("app-id", "app-key", "app-secret")
+        );
+        let partners = s.partner_list().unwrap();
+        assert_eq!(partners.len(), 1);
+        assert_eq!(partners[0].base_url, "self");
+    }
+
+    #[test]
+    fn partners_parse_or_say_why_not() {
+        let mut s = Settings::defaults();
+        s.partners = "a|http://x/|k, b|http://y|k2|2026-04-08".into();
+        let p = s.partner_list().unwrap();
+        assert_eq!(p[0].base_url, "http://x");
+        assert_eq!(p[0].ucp_version, "2026-01-23");
+        assert_eq!(p[1].ucp_version, "2026-04-08");
+        s.partners = "only-an-id".into();
+        assert!(s
+            .partner_list()
+            .unwrap_err()
+            .contains("partner_id|base_url|api_key"));
+        s.partners = String::new();
+        assert!(s.partner_list().unwrap().is_empty());
+        assert!(Settings::try_parse_from(["order-tracking", "--pusher-scheme", "ftp"]).is_err());
+    }
+}
