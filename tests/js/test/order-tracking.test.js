@@ -201,6 +201,7 @@ describe('order tracking in the browser', () => {
     const errors = watchPageErrors(page);
     await page.goto(`${shop.url}/manager`);
     await waitFor(async () => (await page.locator('#rows tr').count()) === 4, 5000, 'four seeded orders listed');
+    await page.screenshot({ path: join(REPO_ROOT, 'docs', 'order-tracking-manager.png') });
     await page.selectOption('#filter', 'shipped');
     await waitFor(async () => (await page.locator('#rows tr').count()) === 1, 5000, 'one shipped order');
     assert.equal(await page.locator('#rows tr').first().getAttribute('data-order-id'), '1001');
