@@ -21,10 +21,12 @@ node --version
 python3 --version
 
 step "install system packages for the browser, PHP and TLS tests (apt, once)"
-# Debian's Chromium (driven by playwright-core), PHP with curl and SQLite for the Pushler PHP client,
-# and openssl for the TLS test's throw-away certificates.
+# Debian's Chromium (driven by playwright-core), the colour emoji font the shop's pages use (status
+# icons in docs/order-tracking.png), PHP with curl and SQLite for the Pushler PHP client, and openssl
+# for the TLS test's throw-away certificates.
 need=()
 [ -x /usr/bin/chromium ] || need+=(chromium)
+[ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || need+=(fonts-noto-color-emoji)
 command -v openssl >/dev/null || need+=(openssl) # certificates for the TLS test
 command -v php >/dev/null || need+=(php-cli)
 if command -v php >/dev/null; then

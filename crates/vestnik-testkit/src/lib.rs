@@ -29,6 +29,26 @@ pub mod conformance;
 /// The default wait for anything expected to happen.
 pub const WAIT: Duration = Duration::from_secs(5);
 
+/// The `vestnik` binary for tests outside the server crate (which use `CARGO_BIN_EXE_vestnik`):
+/// `$VESTNIK_BIN`, else `$CARGO_TARGET_DIR/debug/vestnik`, else the workspace's `target/debug/vestnik`.
+/// Panics with the build command when it is missing (`cargo test --workspace` builds it).
+pub fn broker_binary() -> std::path::PathBuf {
+    let path = std::env::var_os("VESTNIK_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+            target.join("debug").join("vestnik")
+        });
+    assert!(
+        path.exists(),
+        "vestnik binary not found at {}: run `cargo build -p vestnik-server` or set VESTNIK_BIN",
+        path.display()
+    );
+    path
+}
+
 /// A running broker process; killed when dropped.
 #[derive(Debug)]
 pub struct BrokerProcess {
@@ -453,11 +473,34 @@ impl Api {
 
 /// Sends one HTTP/1.1 request with `Connection: close` and reads the whole answer.
 pub async fn raw_http(port: u16, method: &str, target: &str, body: &str) -> HttpResponse {
+    raw_http_with(
+        port,
+        method,
+        target,
+        &[("Content-Type", "application/json")],
+        body,
+    )
+    .await
+}
+
+/// Like [`raw_http`], with exactly the given extra headers (cookies, authorization, content type);
+/// the answer's headers are kept in [`HttpResponse::headers`].
+pub async fn raw_http_with(
+    port: u16,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> HttpResponse {
     let mut s = TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     let req = format!(
-        "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).await.expect("write");

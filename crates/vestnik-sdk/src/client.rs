@@ -1,0 +1,293 @@
+//! The HTTP API client: `trigger` and `trigger_batch`, signed per request, over a pooled hyper
+//! client (plain http, or https with rustls and the Mozilla roots).
+//!
+//! Every request is checked against the protocol's limits before it leaves, so a caller's mistake
+//! is a typed error, not a 400 from the broker. This module never retries and never logs event
+//! data: triggers can carry personal data, and retrying is the caller's decision.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{header, Method, Request, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+use serde_json::Value;
+use vestnik_protocol::auth::sign_request;
+use vestnik_protocol::limits::{
+    MAX_BATCH_EVENTS, MAX_CHANNELS_PER_TRIGGER, MAX_EVENT_BYTES, MAX_EVENT_NAME_LEN,
+};
+use vestnik_protocol::{ChannelName, SocketId};
+
+use crate::auth::{self, ChannelAuth, PresenceMember, UserAuth};
+use crate::webhook::{self, WebhookBody};
+use crate::{Config, Error};
+
+type HttpClient = hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// A broker's answer to a trigger: `{}` or, when asked for, channel attributes.
+pub type TriggerResponse = Value;
+
+/// One event of a batch, for one channel.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BatchEvent {
+    /// The channel.
+    pub channel: String,
+    /// The event name.
+    pub name: String,
+    /// The data, already encoded (a JSON text or any string).
+    pub data: String,
+    /// A socket to leave out, usually the one whose action caused the event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket_id: Option<String>,
+}
+
+impl BatchEvent {
+    /// An event whose data is `data` encoded as JSON (a string value is sent as is).
+    pub fn new<T: Serialize + ?Sized>(channel: &str, name: &str, data: &T) -> Result<Self, Error> {
+        Ok(Self {
+            channel: channel.into(),
+            name: name.into(),
+            data: encode_data(data)?,
+            socket_id: None,
+        })
+    }
+}
+
+/// A Pusher HTTP API client for one app. Cheap to clone; clones share the connection pool.
+#[derive(Debug, Clone)]
+pub struct Client {
+    config: Config,
+    http: HttpClient,
+}
+
+fn encode_data<T: Serialize + ?Sized>(data: &T) -> Result<String, Error> {
+    Ok(match serde_json::to_value(data)? {
+        Value::String(s) => s,
+        other => other.to_string(),
+    })
+}
+
+fn check_event(name: &str, data: &str) -> Result<(), Error> {
+    if name.is_empty() || name.len() > MAX_EVENT_NAME_LEN {
+        return Err(Error::EventName {
+            max: MAX_EVENT_NAME_LEN,
+        });
+    }
+    if data.len() > MAX_EVENT_BYTES {
+        return Err(Error::DataTooLarge {
+            size: data.len(),
+            max: MAX_EVENT_BYTES,
+        });
+    }
+    Ok(())
+}
+
+fn connector(config: &Config) -> HttpConnector {
+    let mut connector = HttpConnector::new();
+    connector.enforce_http(false);
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(config.timeout));
+    connector
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Client {
+    /// A client for `config`; https trusts the Mozilla root certificates. Fails only if no TLS
+    /// crypto provider can be set up.
+    pub fn new(config: Config) -> Result<Self, Error> {
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+            .map_err(|e| Error::Tls(e.to_string()))?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector(&config));
+        Ok(Self::with_connector(config, https))
+    }
+
+    /// A client whose https uses `tls` (for a private CA or client certificates), e.g. a broker
+    /// behind a company proxy.
+    pub fn with_tls_config(config: Config, tls: rustls::ClientConfig) -> Self {
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector(&config));
+        Self::with_connector(config, https)
+    }
+
+    fn with_connector(config: Config, https: HttpsConnector<HttpConnector>) -> Self {
+        let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(https);
+        Self { config, http }
+    }
+
+    /// The configuration this client uses.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Triggers `event` on each of `channels` (1 to 100), leaving out `socket_id` when given.
+    ///
+    /// `data` is encoded as JSON, except a string, which is sent as is (as every official SDK does).
+    pub async fn trigger<T: Serialize + ?Sized>(
+        &self,
+        channels: &[&str],
+        event: &str,
+        data: &T,
+        socket_id: Option<&str>,
+    ) -> Result<TriggerResponse, Error> {
+        if channels.is_empty() || channels.len() > MAX_CHANNELS_PER_TRIGGER {
+            return Err(Error::ChannelCount {
+                given: channels.len(),
+                max: MAX_CHANNELS_PER_TRIGGER,
+            });
+        }
+        for c in channels {
+            ChannelName::parse(c)?;
+        }
+        if let Some(s) = socket_id {
+            SocketId::parse(s)?;
+        }
+        let data = encode_data(data)?;
+        check_event(event, &data)?;
+        let mut body = serde_json::json!({"name": event, "channels": channels, "data": data});
+        if let Some(s) = socket_id {
+            body["socket_id"] = Value::from(s);
+        }
+        self.post("events", body.to_string()).await
+    }
+
+    /// Triggers up to 10 events, each on its own channel, in one request.
+    pub async fn trigger_batch(&self, events: &[BatchEvent]) -> Result<TriggerResponse, Error> {
+        if events.is_empty() || events.len() > MAX_BATCH_EVENTS {
+            return Err(Error::BatchSize {
+                given: events.len(),
+                max: MAX_BATCH_EVENTS,
+            });
+        }
+        for e in events {
+            ChannelName::parse(&e.channel)?;
+            check_event(&e.name, &e.data)?;
+            if let Some(s) = &e.socket_id {
+                SocketId::parse(s)?;
+            }
+        }
+        let body = serde_json::json!({ "batch": events });
+        self.post("batch_events", body.to_string()).await
+    }
+
+    /// Signs a private or presence subscription with this app's credentials; see
+    /// [`auth::authorize_channel`].
+    pub fn authorize_channel(
+        &self,
+        socket_id: &str,
+        channel: &str,
+        member: Option<&PresenceMember>,
+    ) -> Result<ChannelAuth, Error> {
+        auth::authorize_channel(
+            &self.config.key,
+            &self.config.secret,
+            socket_id,
+            channel,
+            member,
+        )
+    }
+
+    /// Signs a user sign-in with this app's credentials; see [`auth::authenticate_user`].
+    pub fn authenticate_user(&self, socket_id: &str, user: &Value) -> Result<UserAuth, Error> {
+        auth::authenticate_user(&self.config.key, &self.config.secret, socket_id, user)
+    }
+
+    /// Verifies a webhook with this app's credentials; see [`webhook::verify_webhook`].
+    pub fn verify_webhook(
+        &self,
+        header_key: Option<&str>,
+        header_signature: Option<&str>,
+        body: &[u8],
+    ) -> Result<WebhookBody, Error> {
+        webhook::verify_webhook(
+            &self.config.key,
+            &self.config.secret,
+            header_key,
+            header_signature,
+            body,
+        )
+    }
+
+    async fn post(&self, endpoint: &str, body: String) -> Result<TriggerResponse, Error> {
+        let path = format!("/apps/{}/{endpoint}", self.config.app_id);
+        let query = sign_request(
+            &self.config.key,
+            &self.config.secret,
+            "POST",
+            &path,
+            &[],
+            body.as_bytes(),
+            now(),
+        );
+        let uri: Uri = format!("{}{path}?{query}", self.config.base_url())
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| Error::Url(e.to_string()))?;
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(
+                header::USER_AGENT,
+                concat!("vestnik-sdk/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| Error::Url(e.to_string()))?;
+        let timeout = self.config.timeout;
+        let exchange = async {
+            let resp = self
+                .http
+                .request(req)
+                .await
+                .map_err(|e| Error::Transport(format!("{e:?}")))?;
+            let status = resp.status().as_u16();
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| Error::Transport(e.to_string()))?
+                .to_bytes();
+            Ok::<_, Error>((status, bytes))
+        };
+        let (status, bytes) = tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| Error::Timeout(timeout))??;
+        if !(200..300).contains(&status) {
+            return Err(Error::Status {
+                status,
+                body: String::from_utf8_lossy(&bytes).into_owned(),
+            });
+        }
+        if bytes.is_empty() {
+            return Ok(Value::Object(Default::default()));
+        }
+        serde_json::from_slice(&bytes).map_err(Error::Json)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_sent_as_is_and_values_as_json() {
+        assert_eq!(encode_data("hello").unwrap(), "hello");
+        assert_eq!(
+            encode_data(&serde_json::json!({"a": 1})).unwrap(),
+            r#"{"a":1}"#
+        );
+    }
+}

@@ -1,0 +1,162 @@
+// The customer's order page: the initial state from /api/orders/{id}, then live updates from
+// pusher-js on private-user-{userId}. Events for other orders on the same channel are ignored by
+// order_id (the cookbook's "common mistakes"). Everything the test checks is also recorded on
+// window.__orderEvents.
+(function () {
+  'use strict';
+  const cfg = JSON.parse(document.getElementById('config').textContent);
+  const events = (window.__orderEvents = { received: [], ignored: [], toasts: 0, notifications: 0 });
+  const $ = (id) => document.getElementById(id);
+  let timeline = [];
+  let currentStatus = null;
+
+  const rub = (minor) => (minor / 100).toLocaleString('ru-RU', { style: 'currency', currency: 'RUB' });
+
+  function renderTimeline(step) {
+    const ol = $('timeline');
+    ol.innerHTML = '';
+    for (const t of timeline) {
+      const li = document.createElement('li');
+      const state = step < 0 ? 'pending' : t.step < step ? 'done' : t.step === step ? 'active' : 'pending';
+      li.className = `step ${state}`;
+      li.dataset.step = String(t.step);
+      li.dataset.state = state;
+      li.innerHTML = `<span class="dot">${state === 'done' ? '✓' : t.icon}</span><span class="label"></span>`;
+      li.querySelector('.label').textContent = t.label;
+      ol.appendChild(li);
+    }
+    ol.classList.toggle('stopped', step < 0);
+  }
+
+  function renderStatus(s) {
+    currentStatus = s;
+    $('status-icon').textContent = s.status_icon;
+    $('status-text').textContent = s.status_text;
+    document.body.dataset.status = s.status;
+    const badge = $('custom-status');
+    if (s.custom_status) {
+      badge.textContent = s.custom_status.title;
+      badge.style.background = s.custom_status.color;
+      badge.dataset.color = s.custom_status.color;
+    }
+    $('status-comment').textContent = s.comment || '';
+    renderTimeline(s.step);
+    $('map-card').hidden = s.status !== 'shipped' && s.fulfillment_status !== 'dispatched';
+  }
+
+  function addHistory(h) {
+    const li = document.createElement('li');
+    li.innerHTML = '<span class="when"></span> <span class="what"></span> <span class="note"></span>';
+    li.querySelector('.when').textContent = new Date(h.created_at || h.updated_at).toLocaleString('ru-RU');
+    li.querySelector('.what').textContent = `${h.status_icon} ${h.status_text}`;
+    li.querySelector('.note').textContent = h.comment || '';
+    $('history').prepend(li);
+  }
+
+  // Map: the shop's city block, 0.02° around the destination; no tile server.
+  const MAP = { w: 400, h: 240, span: 0.02 };
+  function moveCourier(lat, lng) {
+    const c = cfg.mapCenter;
+    const x = Math.max(12, Math.min(MAP.w - 12, MAP.w / 2 + ((lng - c.lng) / MAP.span) * (MAP.w / 2)));
+    const y = Math.max(12, Math.min(MAP.h - 12, MAP.h / 2 - ((lat - c.lat) / MAP.span) * (MAP.h / 2)));
+    const m = $('courier-marker');
+    m.setAttribute('transform', `translate(${x.toFixed(1)} ${y.toFixed(1)})`);
+    m.dataset.lat = String(lat);
+    m.dataset.lng = String(lng);
+    $('courier-coords').textContent = `Курьер: ${lat.toFixed(5)}, ${lng.toFixed(5)}`;
+  }
+
+  function toast(text) {
+    events.toasts += 1;
+    const div = document.createElement('div');
+    div.className = 'toast';
+    div.textContent = text;
+    $('toasts').appendChild(div);
+    setTimeout(() => div.remove(), 5000);
+  }
+
+  function notify(title, body) {
+    if (!('Notification' in window) || Notification.permission !== 'granted') return;
+    try {
+      new Notification(title, { body, tag: `order-${cfg.orderId}` });
+      events.notifications += 1;
+    } catch (e) {
+      console.warn('notification failed', e);
+    }
+  }
+
+  function onStatus(data) {
+    if (Number(data.order_id) !== cfg.orderId) {
+      events.ignored.push(data);
+      return;
+    }
+    events.received.push({ event: 'order:status', data });
+    renderStatus(data);
+    addHistory(data);
+    const text = `${data.status_icon} ${data.status_text}`;
+    toast(`Заказ ${cfg.publicId}: ${text}${data.comment ? ` — ${data.comment}` : ''}`);
+    notify(`Заказ ${cfg.publicId}`, text);
+  }
+
+  function onLocation(data) {
+    if (Number(data.order_id) !== cfg.orderId) {
+      events.ignored.push(data);
+      return;
+    }
+    events.received.push({ event: 'order:courier-location', data });
+    moveCourier(data.lat, data.lng);
+  }
+
+  async function start() {
+    const resp = await fetch(`/api/orders/${cfg.orderId}`, { credentials: 'same-origin' });
+    if (!resp.ok) {
+      $('status-text').textContent = `Заказ недоступен (${resp.status})`;
+      return;
+    }
+    const state = await resp.json();
+    timeline = state.timeline;
+    renderStatus(state.status);
+    state.history.forEach(addHistory);
+    $('lines').innerHTML = '';
+    for (const l of state.lines) {
+      const li = document.createElement('li');
+      li.innerHTML = '<img alt=""><span class="t"></span><span class="q"></span>';
+      li.querySelector('img').src = l.image_url;
+      li.querySelector('.t').textContent = l.title;
+      li.querySelector('.q').textContent = `${l.quantity_total} × ${rub(l.unit_price_minor)}`;
+      $('lines').appendChild(li);
+    }
+    $('total').textContent = rub(state.total_minor);
+    if (state.courier_position) moveCourier(state.courier_position.lat, state.courier_position.lng);
+
+    const options = {
+      cluster: cfg.cluster,
+      forceTLS: cfg.forceTLS,
+      enabledTransports: ['ws', 'wss'],
+      channelAuthorization: { endpoint: '/pusher/auth', transport: 'ajax' },
+    };
+    if (cfg.wsHost) Object.assign(options, { wsHost: cfg.wsHost, wsPort: cfg.wsPort, wssPort: cfg.wsPort });
+    const pusher = new Pusher(cfg.key, options);
+    window.__pusher = pusher;
+    pusher.connection.bind('state_change', ({ current }) => {
+      $('live').textContent = current === 'connected' ? '● онлайн' : `● ${current}`;
+      $('live').className = `live ${current}`;
+    });
+    pusher.connection.bind('connected', () => {
+      const channel = pusher.subscribe(`private-user-${cfg.userId}`);
+      if (channel.__bound) return;
+      channel.__bound = true;
+      channel.bind('pusher:subscription_succeeded', () => {
+        document.body.dataset.live = 'subscribed';
+      });
+      channel.bind('pusher:subscription_error', (e) => {
+        document.body.dataset.live = 'refused';
+        console.error('subscription refused', e && e.status);
+      });
+      channel.bind('order:status', onStatus);
+      channel.bind('order:courier-location', onLocation);
+    });
+  }
+
+  start();
+})();

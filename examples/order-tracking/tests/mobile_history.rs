@@ -1,0 +1,303 @@
+//! Part 4: the mobile app's hooks. The shared secret is required (401 otherwise); the history
+//! pages newest first with `nextPage` only while more remain; each order carries the document's
+//! fields; the app's cancel and rating hooks go through the same status function.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+async fn history(shop: &Shop, body: Value) -> HttpResponse {
+    let auth = format!("Bearer {MOBILE_SECRET}");
+    shop.call(
+        "POST",
+        "/mobile/order-history",
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &auth),
+        ],
+        &body.to_string(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_secret_is_required() {
+    let shop = Shop::start().await;
+    let body = json!({"userIdentifier": "1", "page": 1}).to_string();
+    for headers in [
+        vec![("Content-Type", "application/json")],
+        vec![
+            ("Content-Type", "application/json"),
+            ("Authorization", "Bearer wrong"),
+        ],
+        vec![
+            ("Content-Type", "application/json"),
+            ("Authorization", "Basic bW9iaWxlLXNlY3JldA=="),
+        ],
+    ] {
+        let r = shop
+            .call("POST", "/mobile/order-history", &headers, &body)
+            .await;
+        assert_eq!((r.status, r.json), (401, json!({"error": "Unauthorized"})));
+    }
+    let with_key = shop
+        .json(
+            "POST",
+            "/mobile/order-history",
+            None,
+            &json!({"userIdentifier": "1", "page": 1, "key": MOBILE_SECRET}),
+        )
+        .await;
+    assert_eq!(with_key.status, 200, "the key may come in the body");
+    for path in ["/mobile/order-status", "/mobile/rating"] {
+        let r = shop.json("POST", path, None, &json!({"id": "1001"})).await;
+        assert_eq!(r.status, 401, "{path}");
+    }
+    let not_json = shop
+        .call(
+            "POST",
+            "/mobile/order-history",
+            &[
+                ("Content-Type", "application/json"),
+                ("Authorization", "Bearer mobile-secret"),
+            ],
+            "{",
+        )
+        .await;
+    assert_eq!(not_json.status, 400);
+}
+
+#[tokio::test]
+async fn history_pages_and_fields() {
+    let shop = Shop::start().await;
+    // Vera has one seeded order; eleven more make two pages of ten.
+    for _ in 0..11 {
+        let r = shop
+            .admin("POST", "/admin/orders.json", &json!({"order": {"client_id": VERA, "order_lines_attributes": [{"product_id": 3, "quantity": 1}]}}))
+            .await;
+        assert_eq!(r.status, 201);
+    }
+    let first = history(&shop, json!({"userIdentifier": "3", "page": 1})).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.json["orders"].as_array().unwrap().len(), 10);
+    assert_eq!(first.json["nextPage"], 2);
+    let second = history(&shop, json!({"userIdentifier": 3, "page": 2})).await;
+    assert_eq!(second.json["orders"].as_array().unwrap().len(), 2);
+    assert!(
+        second.json.get("nextPage").is_none(),
+        "no nextPage on the last page: {}",
+        second.body
+    );
+    let all: Vec<i64> = first.json["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(second.json["orders"].as_array().unwrap())
+        .map(|o| o["createdOn"].as_i64().unwrap())
+        .collect();
+    assert!(
+        all.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {all:?}"
+    );
+    assert_eq!(
+        second.json["orders"][1]["id"], "1004",
+        "the seeded order is the oldest"
+    );
+    let beyond = history(&shop, json!({"userIdentifier": "3", "page": 3})).await;
+    assert_eq!(beyond.json, json!({"orders": []}));
+    let unknown = history(&shop, json!({"userIdentifier": "999", "page": 1})).await;
+    assert_eq!(unknown.json, json!({"orders": []}));
+    let bad_page = history(&shop, json!({"userIdentifier": "3", "page": 0})).await;
+    assert_eq!(bad_page.status, 400);
+    let no_user = history(&shop, json!({"page": 1})).await;
+    assert_eq!(no_user.status, 400);
+
+    // Alice's 1001 shipped: the document's fields.
+    let manager = shop.login(MANAGER).await;
+    for status in ["confirmed", "shipped"] {
+        let r = shop
+            .json(
+                "POST",
+                "/api/manager/orders/1001/status",
+                Some(&manager),
+                &json!({"status": status, "comment": "Курьер выехал"}),
+            )
+            .await;
+        assert_eq!(r.status, 200);
+    }
+    let alice = history(&shop, json!({"userIdentifier": "1", "page": 1})).await;
+    let o = alice.json["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["id"] == "1001")
+        .unwrap()
+        .clone();
+    assert_eq!(o["publicId"], "M-1001");
+    assert_eq!(o["status"], "В доставке");
+    assert_eq!(o["statusMessage"], "Курьер выехал");
+    assert_eq!(o["inProgress"], true);
+    assert_eq!(o["cancellable"], false);
+    assert!(o["createdOn"].is_i64() && o["updatedOn"].as_i64() >= o["createdOn"].as_i64());
+    assert_eq!(o["itemsPrice"], 1480.0, "2 × 590 + 2 × 150");
+    assert_eq!(o["deliveryPrice"], 190.0);
+    assert_eq!(
+        o["price"],
+        1480.0 - 50.0 - 50.0 + 190.0,
+        "line discount 50 and order discount 50"
+    );
+    let tracking = o["trackingUrl"].as_str().unwrap();
+    assert!(tracking.starts_with(&format!("{}/track/", shop.running.public_url)));
+    let item = &o["items"][0];
+    for k in [
+        "privateId",
+        "name",
+        "image",
+        "price",
+        "quantity",
+        "discount",
+        "subtotal",
+        "removed",
+    ] {
+        assert!(item.get(k).is_some(), "item has {k}: {item}");
+    }
+    assert_eq!(
+        (
+            item["price"].clone(),
+            item["quantity"].clone(),
+            item["subtotal"].clone()
+        ),
+        (json!(590.0), json!(2), json!(1130.0))
+    );
+    let d = &o["publicDeliveryDetails"];
+    assert_eq!(d["courierName"], "Иван Курьеров");
+    assert_eq!(d["trackingUrl"], tracking);
+    assert_eq!(
+        o["publicPaymentDetails"],
+        json!({"paid": true, "paymentComment": "Оплачено картой"})
+    );
+    let pending = alice.json["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["id"] == "1003")
+        .unwrap()
+        .clone();
+    assert_eq!(pending["cancellable"], true);
+    assert!(pending.get("trackingUrl").is_none());
+}
+
+#[tokio::test]
+async fn cancel_and_rate_from_the_app() {
+    let shop = Shop::start().await;
+    let mut alice = shop.customer_socket(ALICE).await;
+    let auth = format!("Bearer {MOBILE_SECRET}");
+    let post = |path: &'static str, body: Value| {
+        let shop = &shop;
+        let auth = auth.clone();
+        async move {
+            shop.call(
+                "POST",
+                path,
+                &[
+                    ("Content-Type", "application/json"),
+                    ("Authorization", &auth),
+                ],
+                &body.to_string(),
+            )
+            .await
+        }
+    };
+    let r = post(
+        "/mobile/order-status",
+        json!({"id": "1003", "status": "canceled", "reason": "Передумала"}),
+    )
+    .await;
+    assert_eq!(
+        r.json,
+        json!({"success": true, "status": "cancelled", "message": "Отменён"})
+    );
+    let d = data(&alice.expect_event("order:status").await);
+    assert_eq!(
+        (
+            d["order_id"].clone(),
+            d["status"].clone(),
+            d["comment"].clone()
+        ),
+        (json!(1003), json!("cancelled"), json!("Передумала"))
+    );
+    let actor: String = shop
+        .query(|c| {
+            c.query_row(
+                "SELECT actor FROM order_history WHERE order_id = 1003 ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+        })
+        .await;
+    assert_eq!(actor, "mobile_app");
+    let again = post(
+        "/mobile/order-status",
+        json!({"id": "1003", "status": "canceled"}),
+    )
+    .await;
+    assert_eq!(again.json["success"], false);
+    let other = post(
+        "/mobile/order-status",
+        json!({"id": "1001", "status": "paused"}),
+    )
+    .await;
+    assert_eq!(other.json["success"], false);
+    let missing = post(
+        "/mobile/order-status",
+        json!({"id": "42", "status": "canceled"}),
+    )
+    .await;
+    assert_eq!(missing.status, 404);
+
+    // Delivered orders ask for a rating until one is given.
+    let manager = shop.login(MANAGER).await;
+    for status in ["shipped", "delivered"] {
+        assert_eq!(
+            shop.json(
+                "POST",
+                "/api/manager/orders/1001/status",
+                Some(&manager),
+                &json!({"status": status})
+            )
+            .await
+            .status,
+            200
+        );
+    }
+    let h = history(&shop, json!({"userIdentifier": "1", "page": 1})).await;
+    let o = |v: &Value| {
+        v["orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["id"] == "1001")
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(o(&h.json)["ratingRequired"], true);
+    assert_eq!(o(&h.json)["inProgress"], false);
+    let bad = post("/mobile/rating", json!({"orderId": "1001", "rating": 6})).await;
+    assert_eq!(bad.status, 400);
+    let rated = post(
+        "/mobile/rating",
+        json!({"orderId": "1001", "rating": 5, "comment": "Быстро"}),
+    )
+    .await;
+    assert_eq!(rated.json, json!({"success": true}));
+    let h = history(&shop, json!({"userIdentifier": "1", "page": 1})).await;
+    assert_eq!(
+        (
+            o(&h.json)["rating"].clone(),
+            o(&h.json)["ratingComment"].clone(),
+            o(&h.json)["ratingRequired"].clone()
+        ),
+        (json!(5), json!("Быстро"), json!(false))
+    );
+}
