@@ -23,7 +23,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Either, Full, Limited};
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -150,22 +150,7 @@ async fn json_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
             "Send the request as Content-Type: application/json",
         ));
     }
-    let body = Limited::new(req.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("Request body is over {MAX_BODY_BYTES} bytes"),
-                )
-            } else {
-                ApiError::bad_request(format!("Cannot read the request body: {e}"))
-            }
-        })?;
-    Ok(body.to_bytes())
+    super::read_body(req.into_body(), MAX_BODY_BYTES).await
 }
 
 #[derive(Deserialize)]

@@ -84,6 +84,25 @@ pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<B
     resp
 }
 
+/// Reads a whole request body of at most `limit` bytes: 413 over it, 400 when it cannot be read.
+pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
+    use http_body_util::{BodyExt, LengthLimitError, Limited};
+    Limited::new(body, limit)
+        .collect()
+        .await
+        .map(|collected| collected.to_bytes())
+        .map_err(|e| {
+            if e.downcast_ref::<LengthLimitError>().is_some() {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("Request body is over {limit} bytes"),
+                )
+            } else {
+                ApiError::bad_request(format!("Cannot read the request body: {e}"))
+            }
+        })
+}
+
 /// 200 with a JSON body.
 pub fn ok(body: &serde_json::Value) -> Response<Body> {
     json_response(StatusCode::OK, body)

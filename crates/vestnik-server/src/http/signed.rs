@@ -7,7 +7,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use vestnik_broker::App;
 use vestnik_protocol::auth::{parse_query, SignedRequest};
@@ -96,22 +95,7 @@ pub async fn verify(
         Some(_) => {}
     }
     let limit = MIN_BODY_LIMIT.max(app.max_event_bytes * app.max_batch_events * 2);
-    let body = Limited::new(body, limit)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("Request body is over {limit} bytes"),
-                )
-            } else {
-                ApiError::bad_request(format!("Cannot read the request body: {e}"))
-            }
-        })?
-        .to_bytes();
+    let body = super::read_body(body, limit).await?;
     let path = parts.uri.path().to_owned();
     let signed = SignedRequest {
         method: parts.method.as_str(),
