@@ -42,6 +42,20 @@ async fn node(hub: &MemoryHub, id: u64) -> Node {
 }
 
 async fn node_with(hub: &MemoryHub, id: u64, events: Arc<Recorder>) -> Node {
+    let settings = ClusterSettings {
+        heartbeat_interval: Duration::from_millis(50),
+        node_timeout: Duration::from_millis(300),
+        query_timeout: Duration::from_millis(500),
+    };
+    node_with_settings(hub, id, events, settings).await
+}
+
+async fn node_with_settings(
+    hub: &MemoryHub,
+    id: u64,
+    events: Arc<Recorder>,
+    settings: ClusterSettings,
+) -> Node {
     let broker = Broker::with_events(
         Arc::new(StaticAppStore::new(vec![App::default()]).unwrap()),
         BrokerConfig::default(),
@@ -49,11 +63,6 @@ async fn node_with(hub: &MemoryHub, id: u64, events: Arc<Recorder>) -> Node {
     );
     let app = broker.apps().all()[0].clone();
     let (tx, rx) = oneshot::channel::<()>();
-    let settings = ClusterSettings {
-        heartbeat_interval: Duration::from_millis(50),
-        node_timeout: Duration::from_millis(300),
-        query_timeout: Duration::from_millis(500),
-    };
     let task = broker.join_cluster(id, Arc::new(hub.adapter(id)), settings, async {
         let _ = rx.await;
     });
@@ -341,4 +350,34 @@ async fn a_draining_node_is_known_and_its_sockets_no_longer_count_against_quotas
     assert_eq!(link_b.remote_connections(&b.app.id), 0);
     // Still a peer: its members stay until it leaves.
     assert_eq!(link_b.peers(), vec![1]);
+}
+
+#[tokio::test]
+async fn a_query_stops_waiting_for_a_node_that_dies_while_it_runs() {
+    // A query timeout far above the node timeout: the query must end when the silent node is
+    // declared dead, not when its own timeout passes.
+    let settings = ClusterSettings {
+        heartbeat_interval: Duration::from_millis(50),
+        node_timeout: Duration::from_millis(300),
+        query_timeout: Duration::from_secs(30),
+    };
+    let hub = MemoryHub::new();
+    let a = node_with_settings(&hub, 1, Arc::new(Recorder::default()), settings.clone()).await;
+    let b = node_with_settings(&hub, 2, Arc::new(Recorder::default()), settings.clone()).await;
+    let mut c = node_with_settings(&hub, 3, Arc::new(Recorder::default()), settings).await;
+    settle(&[&a, &b, &c]).await;
+    let _sub_b = subscribe(&b, "asked");
+    // c falls silent: it hears nothing and answers nothing, but a still counts it as a peer.
+    hub.remove(3);
+    c.stop.take();
+    let stats = tokio::time::timeout(
+        Duration::from_secs(10),
+        a.broker
+            .channel_stats(&a.app, &ChannelName::parse("asked").unwrap()),
+    )
+    .await
+    .expect("the query ended once the silent node was declared dead, long before its timeout")
+    .unwrap();
+    assert_eq!(stats.subscription_count, 1, "b's answer was counted");
+    assert_eq!(a.broker.cluster().unwrap().peers(), vec![2]);
 }

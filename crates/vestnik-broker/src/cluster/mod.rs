@@ -15,7 +15,7 @@
 pub mod message;
 pub mod presence;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -70,6 +70,15 @@ pub struct ClusterCounters {
     pub lost: AtomicU64,
 }
 
+/// What an outstanding query hears: a node's answer, or that a node it waits for is gone.
+#[derive(Debug)]
+enum QueryNews {
+    /// `from` answered.
+    Answer(NodeId, Answer),
+    /// `node` left or died: it will not answer, so nobody waits for it.
+    Gone(NodeId),
+}
+
 /// This node's membership of the cluster: its id, its adapter and what it knows of the others.
 pub struct ClusterLink {
     /// This node's id.
@@ -79,7 +88,7 @@ pub struct ClusterLink {
     pub(crate) presence: RemotePresence,
     pub(crate) occupancy: RemoteOccupancy,
     peers: Mutex<HashMap<NodeId, Peer>>,
-    queries: Mutex<HashMap<u64, mpsc::UnboundedSender<Answer>>>,
+    queries: Mutex<HashMap<u64, mpsc::UnboundedSender<QueryNews>>>,
     next_query: AtomicU64,
     /// Counters for logs and metrics.
     pub counters: ClusterCounters,
@@ -192,25 +201,35 @@ impl ClusterLink {
         self.send(Destination::All, Msg::Draining);
     }
 
-    /// Asks every live node and collects the answers that come within the query timeout.
+    /// Asks every live node and collects the answers that come within the query timeout. A node that
+    /// leaves or dies while the query runs is no longer waited for, so a query racing a node's
+    /// goodbye answers as soon as the others have, instead of at the timeout.
     pub(crate) async fn ask(&self, query: Query) -> Vec<Answer> {
-        let expected = self.peers.lock().len();
+        let mut waiting: HashSet<NodeId> = self.peers.lock().keys().copied().collect();
         // With the backbone down nobody can answer: answer from this node at once.
-        if expected == 0 || !self.is_connected() {
+        if waiting.is_empty() || !self.is_connected() {
             return Vec::new();
         }
         let id = self.next_query.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = mpsc::unbounded_channel();
         self.queries.lock().insert(id, tx);
         self.send(Destination::All, Msg::Query { id, query });
-        let mut answers = Vec::with_capacity(expected);
+        let mut answers = Vec::with_capacity(waiting.len());
         let deadline = tokio::time::Instant::now() + self.settings.query_timeout;
-        while answers.len() < expected {
+        while !waiting.is_empty() {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(a)) => answers.push(a),
+                Ok(Some(QueryNews::Answer(from, a))) => {
+                    // A node that joined after the query was sent is not counted twice or waited for.
+                    if waiting.remove(&from) {
+                        answers.push(a);
+                    }
+                }
+                Ok(Some(QueryNews::Gone(node))) => {
+                    waiting.remove(&node);
+                }
                 Ok(None) | Err(_) => {
                     warn!(
-                        expected,
+                        missing = waiting.len(),
                         got = answers.len(),
                         "cluster query timed out; answering with the nodes that replied"
                     );
@@ -360,6 +379,9 @@ impl crate::Broker {
 
     fn forget_node(&self, link: &ClusterLink, node: NodeId) {
         link.peers.lock().remove(&node);
+        for tx in link.queries.lock().values() {
+            let _ = tx.send(QueryNews::Gone(node));
+        }
         // The departed node cannot send its member_removed webhooks; the lowest surviving node id
         // does, so they go out once.
         let leader = link.peers.lock().keys().all(|peer| *peer > link.node);
@@ -578,7 +600,7 @@ impl crate::Broker {
             }
             Msg::Reply { id, answer } => {
                 if let Some(tx) = link.queries.lock().get(&id) {
-                    let _ = tx.send(answer);
+                    let _ = tx.send(QueryNews::Answer(from, answer));
                 }
             }
         }
