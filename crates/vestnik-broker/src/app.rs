@@ -161,6 +161,15 @@ pub enum AppStoreError {
         /// The shared value.
         value: String,
     },
+    /// One app's key is another app's id. The HTTP API accepts a key where `{app_id}` goes (Pushler's
+    /// PHP SDK has no app id), so such a path would name two apps.
+    #[error(
+        "the key {value:?} of one app is the id of another; /apps/{value}/... would be ambiguous"
+    )]
+    KeyIsAnotherId {
+        /// The shared value.
+        value: String,
+    },
     /// An app has an empty id, key or secret.
     #[error("app {index} has an empty {what}")]
     EmptyField {
@@ -206,6 +215,17 @@ impl StaticAppStore {
                 });
             }
             store.all.push(app);
+        }
+        for app in &store.all {
+            if store
+                .by_id
+                .get(&app.key)
+                .is_some_and(|other| !Arc::ptr_eq(other, app))
+            {
+                return Err(AppStoreError::KeyIsAnotherId {
+                    value: app.key.clone(),
+                });
+            }
         }
         Ok(store)
     }
@@ -258,6 +278,30 @@ mod tests {
             StaticAppStore::new(vec![a.clone(), b]),
             Err(AppStoreError::Duplicate { what: "key", .. })
         ));
+        // A key that is another app's id would make /apps/{segment} name two apps.
+        let by_id = App {
+            id: "shared".into(),
+            key: "k1".into(),
+            ..App::default()
+        };
+        let by_key = App {
+            id: "other".into(),
+            key: "shared".into(),
+            ..App::default()
+        };
+        assert_eq!(
+            StaticAppStore::new(vec![by_id, by_key]).unwrap_err(),
+            AppStoreError::KeyIsAnotherId {
+                value: "shared".into()
+            }
+        );
+        // An app whose key equals its own id is unambiguous.
+        let same = App {
+            id: "same".into(),
+            key: "same".into(),
+            ..App::default()
+        };
+        assert!(StaticAppStore::new(vec![same]).is_ok());
         let s = StaticAppStore::new(vec![a]).unwrap();
         assert_eq!(s.by_key("app-key").unwrap().id, "app-id");
         assert!(s.by_id("nope").is_none());
