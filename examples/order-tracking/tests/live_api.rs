@@ -368,6 +368,23 @@ async fn channel_and_user_auth() {
         )
         .await;
     assert_eq!(stale.status, 401);
+    // The session is checked before the form: no session is 401 even with a broken form, and a
+    // signed-in caller with a broken form gets the 400.
+    for (path, body) in [
+        ("/pusher/auth", "channel_name=private-user-1"),
+        ("/pusher/auth", ""),
+        ("/pusher/user-auth", ""),
+    ] {
+        let r = shop.form(path, None, body).await;
+        assert_eq!(
+            (r.status, &r.json),
+            (401, &json!({"error": "Unauthorized"})),
+            "{path} {body:?}"
+        );
+        let r = shop.form(path, Some(&alice), body).await;
+        assert_eq!(r.status, 400, "{path} {body:?}: {}", r.body);
+        assert!(r.json["error"].is_string());
+    }
 
     // The user sign-in signature is accepted by the broker.
     let mut ws = WsClient::connect(&shop.broker.ws_url("shop-key")).await;

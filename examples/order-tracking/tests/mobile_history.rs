@@ -66,6 +66,47 @@ async fn the_secret_is_required() {
         )
         .await;
     assert_eq!(not_json.status, 400);
+    // The secret is checked before the body: without it, a wrong content type or broken JSON is
+    // still 401 on every hook; with it, they get 415 and 400.
+    for path in [
+        "/mobile/order-history",
+        "/mobile/order-status",
+        "/mobile/rating",
+    ] {
+        for (headers, body) in [
+            (vec![("Content-Type", "text/plain")], r#"{"id": "1001"}"#),
+            (vec![("Content-Type", "application/json")], "{"),
+            (vec![], ""),
+            (
+                vec![
+                    ("Content-Type", "text/plain"),
+                    ("Authorization", "Bearer wrong"),
+                ],
+                "{",
+            ),
+        ] {
+            let r = shop.call("POST", path, &headers, body).await;
+            assert_eq!(
+                (r.status, &r.json),
+                (401, &json!({"error": "Unauthorized"})),
+                "{path} {headers:?} {body:?}"
+            );
+        }
+        let auth = [
+            ("Content-Type", "text/plain"),
+            ("Authorization", "Bearer mobile-secret"),
+        ];
+        let wrong_type = shop.call("POST", path, &auth, r#"{"id": "1001"}"#).await;
+        assert_eq!(wrong_type.status, 415, "{path}: {}", wrong_type.body);
+        assert!(wrong_type.json["error"].is_string());
+        let auth = [
+            ("Content-Type", "application/json"),
+            ("Authorization", "Bearer mobile-secret"),
+        ];
+        let broken = shop.call("POST", path, &auth, "{").await;
+        assert_eq!(broken.status, 400, "{path}: {}", broken.body);
+        assert!(broken.json["error"].is_string());
+    }
 }
 
 #[tokio::test]
