@@ -165,6 +165,7 @@ impl Running {
 /// Opens the database, binds, starts the outbox worker and serves.
 pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let partners = settings.partner_list().map_err(|e| anyhow::anyhow!(e))?;
+    let receiver_keys = settings.receiver_keys().map_err(|e| anyhow::anyhow!(e))?;
     let db = db::Db::open(&settings.database)?;
     let listener = tokio::net::TcpListener::bind(settings.listen).await?;
     let addr = listener.local_addr()?;
@@ -184,10 +185,21 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         settings: Arc::new(settings),
         public_url: public_url.clone(),
         outbox_wake: Arc::new(Notify::new()),
-        receiver: Arc::new(partner::Receiver::default()),
+        receiver: Arc::new(partner::Receiver {
+            keys: receiver_keys,
+            ..partner::Receiver::default()
+        }),
         online: Arc::new(presence::Online::default()),
     };
-    let worker = outbox::spawn_worker(db, public_url.clone(), state.outbox_wake.clone());
+    let worker = outbox::spawn_worker(
+        db,
+        outbox::WorkerConfig {
+            public_url: public_url.clone(),
+            give_up_after: std::time::Duration::from_secs(state.settings.outbox_give_up_secs),
+            tls: state.settings.partner_tls.clone(),
+        },
+        state.outbox_wake.clone(),
+    )?;
     let app = router(state.clone());
     let task = tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(Running {
