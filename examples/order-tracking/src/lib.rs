@@ -12,6 +12,7 @@
 //! - [`settings`], [`limits`]: configuration and every number.
 //! - [`db`]: SQLite, migrations. [`status`]: the vocabulary. [`orders`]: the transition.
 //! - [`live`], [`pages`], [`session`], [`presence`]: part 1 (live tracking, customers online).
+//! - [`lines`]: the manager's line edits (a line removed before shipping).
 //! - [`admin`]: part 2 (custom statuses, inSales-shaped orders API).
 //! - [`ucp`], [`outbox`], [`partner`]: part 3 (partner webhooks and the demo receiver).
 //! - [`mobile`]: part 4 (mobile order history).
@@ -29,6 +30,7 @@ pub mod db;
 pub mod error;
 pub mod input;
 pub mod limits;
+pub mod lines;
 pub mod live;
 pub mod mobile;
 pub mod orders;
@@ -81,6 +83,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/manager/orders/{id}/status",
             post(live::manager_status),
+        )
+        .route(
+            "/api/manager/orders/{id}/lines/{line_id}",
+            post(lines::set_quantity),
         )
         .route(
             "/api/manager/orders/{id}/courier",
