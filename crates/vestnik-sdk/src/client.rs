@@ -5,7 +5,7 @@
 //! is a typed error, not a 400 from the broker. This module never retries and never logs event
 //! data: triggers can carry personal data, and retrying is the caller's decision.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{header, Method, Request, Uri};
@@ -85,12 +85,44 @@ fn check_event(name: &str, data: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn connector(config: &Config) -> HttpConnector {
+/// A pooled-client connector for plain `http://` and `https://` URLs alike, with a connect
+/// deadline: rustls trusting the Mozilla roots (webpki-roots) when `tls` is `None`, or `tls` (a
+/// private CA, client certificates). The SDK's [`Client`] is built on it, and any backend that
+/// calls other HTTPS services (webhooks to partners) can share it rather than build its own.
+pub fn https_connector(
+    connect_timeout: Duration,
+    tls: Option<rustls::ClientConfig>,
+) -> Result<HttpsConnector<HttpConnector>, Error> {
+    Ok(match tls {
+        Some(tls) => with_tls(connect_timeout, tls),
+        None => finish(
+            hyper_rustls::HttpsConnectorBuilder::new()
+                .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+                .map_err(|e| Error::Tls(e.to_string()))?,
+            connect_timeout,
+        ),
+    })
+}
+
+fn with_tls(connect_timeout: Duration, tls: rustls::ClientConfig) -> HttpsConnector<HttpConnector> {
+    finish(
+        hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls),
+        connect_timeout,
+    )
+}
+
+fn finish(
+    builder: hyper_rustls::HttpsConnectorBuilder<hyper_rustls::builderstates::WantsSchemes>,
+    connect_timeout: Duration,
+) -> HttpsConnector<HttpConnector> {
     let mut connector = HttpConnector::new();
     connector.enforce_http(false);
     connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(config.timeout));
-    connector
+    connector.set_connect_timeout(Some(connect_timeout));
+    builder
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector)
 }
 
 fn now() -> u64 {
@@ -104,23 +136,14 @@ impl Client {
     /// A client for `config`; https trusts the Mozilla root certificates. Fails only if no TLS
     /// crypto provider can be set up.
     pub fn new(config: Config) -> Result<Self, Error> {
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-            .map_err(|e| Error::Tls(e.to_string()))?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(connector(&config));
+        let https = https_connector(config.timeout, None)?;
         Ok(Self::with_connector(config, https))
     }
 
     /// A client whose https uses `tls` (for a private CA or client certificates), e.g. a broker
     /// behind a company proxy.
     pub fn with_tls_config(config: Config, tls: rustls::ClientConfig) -> Self {
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(connector(&config));
+        let https = with_tls(config.timeout, tls);
         Self::with_connector(config, https)
     }
 

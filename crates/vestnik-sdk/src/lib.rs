@@ -28,7 +28,7 @@ mod error;
 pub mod webhook;
 
 pub use auth::{ChannelAuth, PresenceMember, UserAuth};
-pub use client::{BatchEvent, Client, TriggerResponse};
+pub use client::{https_connector, BatchEvent, Client, TriggerResponse};
 pub use config::{Config, Scheme};
 pub use error::Error;
 pub use webhook::{WebhookBody, WebhookEvent};

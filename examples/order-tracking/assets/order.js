@@ -1,7 +1,8 @@
 // The customer's order page: the initial state from /api/orders/{id}, then live updates from
 // pusher-js on private-user-{userId}. Events for other orders on the same channel are ignored by
 // order_id (the cookbook's "common mistakes"). Everything the test checks is also recorded on
-// window.__orderEvents.
+// window.__orderEvents. Browser notifications are asked for on a click (the "enable
+// notifications" button), as browsers require.
 (function () {
   'use strict';
   const cfg = JSON.parse(document.getElementById('config').textContent);
@@ -53,9 +54,11 @@
     $('history').prepend(li);
   }
 
-  // Map: the shop's city block, 0.02° around the destination; no tile server.
+  // Map: the city block 0.02° around the order's destination (the house in the middle); no tile
+  // server. An order without known coordinates centres on the courier's first position.
   const MAP = { w: 400, h: 240, span: 0.02 };
   function moveCourier(lat, lng) {
+    if (!cfg.mapCenter) cfg.mapCenter = { lat, lng };
     const c = cfg.mapCenter;
     const x = Math.max(12, Math.min(MAP.w - 12, MAP.w / 2 + ((lng - c.lng) / MAP.span) * (MAP.w / 2)));
     const y = Math.max(12, Math.min(MAP.h - 12, MAP.h / 2 - ((lat - c.lat) / MAP.span) * (MAP.h / 2)));
@@ -73,6 +76,26 @@
     div.textContent = text;
     $('toasts').appendChild(div);
     setTimeout(() => div.remove(), 5000);
+  }
+
+  // Browsers only ask for notification permission on a user gesture: a button, shown while the
+  // choice is still open. Once granted, status changes also raise a browser notification.
+  function offerNotifications() {
+    const button = $('enable-notifications');
+    if (!('Notification' in window) || Notification.permission !== 'default') {
+      button.hidden = true;
+      return;
+    }
+    button.hidden = false;
+    button.onclick = async () => {
+      events.permissionRequests = (events.permissionRequests || 0) + 1;
+      try {
+        await Notification.requestPermission();
+      } catch (e) {
+        console.warn('notification permission request failed', e);
+      }
+      offerNotifications();
+    };
   }
 
   function notify(title, body) {
@@ -114,6 +137,7 @@
       return;
     }
     const state = await resp.json();
+    offerNotifications();
     timeline = state.timeline;
     renderStatus(state.status);
     state.history.forEach(addHistory);

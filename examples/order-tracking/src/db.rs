@@ -13,9 +13,13 @@ use rusqlite::Connection;
 use crate::error::ApiError;
 
 /// The migrations, in order. Each runs once, in its own transaction.
-const MIGRATIONS: [(&str, &str); 2] = [
+const MIGRATIONS: [(&str, &str); 3] = [
     ("001_schema", include_str!("../migrations/001_schema.sql")),
     ("002_seed", include_str!("../migrations/002_seed.sql")),
+    (
+        "003_destinations",
+        include_str!("../migrations/003_destinations.sql"),
+    ),
 ];
 
 /// The shared database handle.

@@ -12,6 +12,7 @@
 //! - [`settings`], [`limits`]: configuration and every number.
 //! - [`db`]: SQLite, migrations. [`status`]: the vocabulary. [`orders`]: the transition.
 //! - [`live`], [`pages`], [`session`], [`presence`]: part 1 (live tracking, customers online).
+//! - [`lines`]: the manager's line edits (a line removed before shipping).
 //! - [`admin`]: part 2 (custom statuses, inSales-shaped orders API).
 //! - [`ucp`], [`outbox`], [`partner`]: part 3 (partner webhooks and the demo receiver).
 //! - [`mobile`]: part 4 (mobile order history).
@@ -29,6 +30,7 @@ pub mod db;
 pub mod error;
 pub mod input;
 pub mod limits;
+pub mod lines;
 pub mod live;
 pub mod mobile;
 pub mod orders;
@@ -81,6 +83,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/manager/orders/{id}/status",
             post(live::manager_status),
+        )
+        .route(
+            "/api/manager/orders/{id}/lines/{line_id}",
+            post(lines::set_quantity),
         )
         .route(
             "/api/manager/orders/{id}/courier",
@@ -165,6 +171,7 @@ impl Running {
 /// Opens the database, binds, starts the outbox worker and serves.
 pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let partners = settings.partner_list().map_err(|e| anyhow::anyhow!(e))?;
+    let receiver_keys = settings.receiver_keys().map_err(|e| anyhow::anyhow!(e))?;
     let db = db::Db::open(&settings.database)?;
     let listener = tokio::net::TcpListener::bind(settings.listen).await?;
     let addr = listener.local_addr()?;
@@ -184,10 +191,21 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         settings: Arc::new(settings),
         public_url: public_url.clone(),
         outbox_wake: Arc::new(Notify::new()),
-        receiver: Arc::new(partner::Receiver::default()),
+        receiver: Arc::new(partner::Receiver {
+            keys: receiver_keys,
+            ..partner::Receiver::default()
+        }),
         online: Arc::new(presence::Online::default()),
     };
-    let worker = outbox::spawn_worker(db, public_url.clone(), state.outbox_wake.clone());
+    let worker = outbox::spawn_worker(
+        db,
+        outbox::WorkerConfig {
+            public_url: public_url.clone(),
+            give_up_after: std::time::Duration::from_secs(state.settings.outbox_give_up_secs),
+            tls: state.settings.partner_tls.clone(),
+        },
+        state.outbox_wake.clone(),
+    )?;
     let app = router(state.clone());
     let task = tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(Running {

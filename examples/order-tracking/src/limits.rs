@@ -25,6 +25,10 @@ pub const OUTBOX_BASE_DELAY: Duration = Duration::from_secs(1);
 /// The longest wait between two attempts (order-specs §6.2: capped at 5 minutes).
 pub const OUTBOX_MAX_DELAY: Duration = Duration::from_secs(300);
 
+/// Default of how long the outbox retries a row before parking it as failed, in seconds
+/// (order-specs §6.2: "give up after 24 hours"). A setting: `SHOP_OUTBOX_GIVE_UP_SECS`.
+pub const OUTBOX_GIVE_UP_SECS: u64 = 24 * 3600;
+
 /// How often the worker looks for due rows when nothing woke it. A commit wakes it at once.
 pub const OUTBOX_POLL: Duration = Duration::from_millis(500);
 

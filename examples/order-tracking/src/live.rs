@@ -264,13 +264,15 @@ pub struct AuthForm {
 }
 
 /// `POST /pusher/auth` (alias `/auth.php`): `private-user-{id}` only for user `id`; 401 when not
-/// signed in, 403 for any other channel.
+/// signed in, 403 for any other channel. The session is checked before the form, so a caller who
+/// is not signed in gets 401 whatever it sent.
 pub async fn channel_auth(
     State(state): State<AppState>,
     user: MaybeUser,
-    Input(form): Input<AuthForm>,
+    form: Result<Input<AuthForm>, ApiError>,
 ) -> ApiResult<Json<Value>> {
     let user = user.signed_in()?;
+    let Input(form) = form?;
     if form.channel_name != user_channel(user.id) {
         return Err(ApiError::forbidden());
     }
@@ -290,13 +292,15 @@ pub struct UserAuthForm {
     pub socket_id: String,
 }
 
-/// `POST /pusher/user-auth`: signs the signed-in user for `pusher.signin()`.
+/// `POST /pusher/user-auth`: signs the signed-in user for `pusher.signin()`; like the channel
+/// endpoint, 401 before the form is judged.
 pub async fn user_auth(
     State(state): State<AppState>,
     user: MaybeUser,
-    Input(form): Input<UserAuthForm>,
+    form: Result<Input<UserAuthForm>, ApiError>,
 ) -> ApiResult<Json<Value>> {
     let user = user.signed_in()?;
+    let Input(form) = form?;
     let data =
         json!({"id": user.id.to_string(), "user_info": {"name": user.name, "role": user.role}});
     let auth = state

@@ -1,18 +1,19 @@
 //! Part 4: the hooks a mobile app's server calls (order history, cancel, rating), in the shape of
 //! the order-history document: POST with JSON, trusted by a shared secret sent as
-//! `Authorization: Bearer <secret>` or a body `key`; anything else gets 401.
+//! `Authorization: Bearer <secret>` or a body `key`; anything else gets 401, checked before the body
+//! is judged (so no 415 or 400 reaches a caller without the secret).
 //!
 //! The history is a view built from the same rows as everything else; this module keeps no state
 //! of its own. Money leaves as major units (roubles), times as Unix seconds.
 
-use axum::extract::State;
-use axum::http::{header, HeaderMap};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{header, StatusCode};
 use axum::Json;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
-use crate::input::JsonBody;
 use crate::limits::{HISTORY_PAGE_SIZE, MAX_COMMENT_LEN};
 use crate::orders::{self, Actor, Order};
 use crate::status;
@@ -22,17 +23,58 @@ fn major(minor: i64) -> f64 {
     minor as f64 / 100.0
 }
 
-fn authorized(state: &AppState, headers: &HeaderMap, body: &Value) -> ApiResult<()> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let key = body.get("key").and_then(Value::as_str);
-    let secret = state.settings.mobile_secret.as_str();
-    if bearer == Some(secret) || key == Some(secret) {
-        Ok(())
-    } else {
-        Err(ApiError::unauthorized())
+/// A mobile hook's JSON body, admitted only with the shared secret. The secret is checked before
+/// the body is judged: a request without it gets 401 whatever its content type or JSON, so an
+/// unauthenticated caller learns nothing about what the hook expects. With the secret, a wrong
+/// content type gets 415 and broken JSON 400.
+#[derive(Debug)]
+pub struct MobileBody(pub Value);
+
+impl FromRequest<AppState> for MobileBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let secret = state.settings.mobile_secret.clone();
+        let bearer_ok = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            == Some(secret.as_str());
+        let json_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if bearer_ok {
+                ApiError::new(e.status(), e.body_text())
+            } else {
+                ApiError::unauthorized()
+            }
+        })?;
+        // Without the bearer, the body's `key` is the only other way in: read it leniently and
+        // answer 401 unless it is the secret.
+        let parsed = serde_json::from_slice::<Value>(&bytes);
+        if !bearer_ok {
+            let key_ok = parsed
+                .as_ref()
+                .ok()
+                .and_then(|v| v.get("key"))
+                .and_then(Value::as_str)
+                == Some(secret.as_str());
+            if !key_ok {
+                return Err(ApiError::unauthorized());
+            }
+        }
+        if !json_type {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Expected request with `Content-Type: application/json`",
+            ));
+        }
+        let v = parsed.map_err(|e| ApiError::bad_request(format!("body is not JSON: {e}")))?;
+        Ok(Self(v))
     }
 }
 
@@ -145,10 +187,8 @@ pub fn history_entry(c: &Connection, order: &Order, public_url: &str) -> rusqlit
 /// first, pages of [`HISTORY_PAGE_SIZE`] from 1; `nextPage` only while more remain.
 pub async fn order_history(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    JsonBody(body): JsonBody<Value>,
+    MobileBody(body): MobileBody,
 ) -> ApiResult<Json<Value>> {
-    authorized(&state, &headers, &body)?;
     let user = body
         .get("userIdentifier")
         .ok_or_else(|| ApiError::bad_request("userIdentifier is required"))?;
@@ -197,10 +237,8 @@ pub async fn order_history(
 /// the app. Refusals answer `{"success": false, "message"}` as the document says.
 pub async fn order_status(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    JsonBody(body): JsonBody<Value>,
+    MobileBody(body): MobileBody,
 ) -> ApiResult<Json<Value>> {
-    authorized(&state, &headers, &body)?;
     let id = body
         .get("id")
         .and_then(id_of)
@@ -247,10 +285,8 @@ pub async fn order_status(
 /// `POST /mobile/rating` `{"id" | "orderId", "rating": 1..5 | null, "comment"}`.
 pub async fn rating(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    JsonBody(body): JsonBody<Value>,
+    MobileBody(body): MobileBody,
 ) -> ApiResult<Json<Value>> {
-    authorized(&state, &headers, &body)?;
     let id = body
         .get("id")
         .or_else(|| body.get("orderId"))

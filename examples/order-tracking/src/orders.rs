@@ -70,6 +70,10 @@ pub struct Order {
     pub created_at: i64,
     /// Unix seconds.
     pub updated_at: i64,
+    /// The destination's latitude, when known (the order page's map centre).
+    pub destination_lat: Option<f64>,
+    /// The destination's longitude, when known.
+    pub destination_lng: Option<f64>,
 }
 
 /// The carrier name shown in tracking (the shop delivers with its own couriers).
@@ -79,7 +83,8 @@ const ORDER_COLUMNS: &str = "o.id, o.public_id, o.user_id, o.courier_id, o.fulfi
     o.custom_status_permalink, cs.title, cs.color, o.financial_status, o.payment_comment,
     o.delivery_price_minor, o.discount_minor, o.method_type, o.street_address, o.address_locality,
     o.postal_code, o.address_country, o.buyer_name, o.buyer_phone, o.buyer_email,
-    o.tracking_number, o.carrier, o.rating, o.rating_comment, o.created_at, o.updated_at";
+    o.tracking_number, o.carrier, o.rating, o.rating_comment, o.created_at, o.updated_at,
+    o.destination_lat, o.destination_lng";
 
 /// `SELECT … FROM orders o JOIN custom_statuses cs` with the columns [`Order::from_row`] reads.
 pub fn order_select() -> String {
@@ -118,6 +123,8 @@ impl Order {
             rating_comment: r.get(23)?,
             created_at: r.get(24)?,
             updated_at: r.get(25)?,
+            destination_lat: r.get(26)?,
+            destination_lng: r.get(27)?,
         })
     }
 
@@ -142,6 +149,11 @@ impl Order {
     /// What the customer pays, kopecks.
     pub fn total_minor(&self, lines: &[Line]) -> i64 {
         Self::items_minor(lines) - self.discounts_minor(lines) + self.delivery_price_minor
+    }
+
+    /// The destination's `(lat, lng)`, when both are known.
+    pub fn destination(&self) -> Option<(f64, f64)> {
+        self.destination_lat.zip(self.destination_lng)
     }
 
     /// The public tracking page, once shipped.

@@ -2,9 +2,11 @@
 //! worker with exponential backoff, in order per (partner, order).
 //!
 //! A row's body is frozen at commit, so a retry sends exactly what was true then, and the
-//! `Webhook-Id` doubles as the receiver's idempotency key. 2xx marks a row delivered; 408, 429,
-//! 5xx and transport errors retry; any other 4xx parks the row with its status (Google: fix the
-//! payload or the key, do not retry blindly). The worker never deletes a row and never sends a
+//! `Webhook-Id` doubles as the receiver's idempotency key. Partners may be `http://` or `https://`
+//! (rustls, the Mozilla roots unless a TLS config is given). 2xx marks a row delivered; 408, 429,
+//! 5xx and transport errors retry until the give-up window (24 h by default, from the commit)
+//! runs out; any other 4xx, or the window's end, parks the row with its last status and error
+//! (Google: fix the payload or the key, do not retry blindly). The worker never deletes a row and never sends a
 //! later row of an order before an earlier one is delivered or parked (Google's staleness rule).
 
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, Method, Request};
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -104,18 +107,36 @@ struct Due {
 enum Outcome {
     Delivered(u16),
     Retry(Option<u16>, String),
-    Park(u16, String),
+    Park(Option<u16>, String),
 }
 
-/// Starts the worker. `wake` is notified after each commit that wrote rows.
-pub fn spawn_worker(db: Db, public_url: String, wake: Arc<Notify>) -> tokio::task::JoinHandle<()> {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(OUTBOX_REQUEST_TIMEOUT));
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build(connector);
-    tokio::spawn(async move {
+/// The partner HTTP client: `http://` and `https://` partners alike, over the SDK's connector.
+type PartnerClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// How the worker sends and when it gives up.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The shop's public URL (what a `self` partner base URL stands for).
+    pub public_url: String,
+    /// How long after its commit a row is retried before it is parked as failed.
+    pub give_up_after: Duration,
+    /// TLS for `https://` partners; `None` trusts the Mozilla roots.
+    pub tls: Option<rustls::ClientConfig>,
+}
+
+/// Starts the worker. `wake` is notified after each commit that wrote rows. Fails only if no TLS
+/// crypto provider can be set up.
+pub fn spawn_worker(
+    db: Db,
+    config: WorkerConfig,
+    wake: Arc<Notify>,
+) -> Result<tokio::task::JoinHandle<()>, vestnik_sdk::Error> {
+    let connector = vestnik_sdk::https_connector(OUTBOX_REQUEST_TIMEOUT, config.tls.clone())?;
+    let client: PartnerClient = Client::builder(TokioExecutor::new()).build(connector);
+    let give_up = config.give_up_after;
+    Ok(tokio::spawn(async move {
         loop {
-            let base = public_url.clone();
+            let base = config.public_url.clone();
             let due = db
                 .run(move |c| Ok(due_rows(c, &base)?))
                 .await
@@ -125,7 +146,7 @@ pub fn spawn_worker(db: Db, public_url: String, wake: Arc<Notify>) -> tokio::tas
                 });
             let busy = !due.is_empty();
             for row in due {
-                let outcome = send(&client, &row).await;
+                let outcome = give_up_when_expired(send(&client, &row).await, &row, give_up);
                 let id = row.id;
                 let attempts = row.attempts;
                 let recorded = db
@@ -139,7 +160,24 @@ pub fn spawn_worker(db: Db, public_url: String, wake: Arc<Notify>) -> tokio::tas
                 let _ = tokio::time::timeout(OUTBOX_POLL, wake.notified()).await;
             }
         }
-    })
+    }))
+}
+
+/// A retry of a row older than `window` (from its commit) becomes a park: the row is kept as
+/// failed with its last status and error, and the order's later rows may go.
+fn give_up_when_expired(outcome: Outcome, row: &Due, window: Duration) -> Outcome {
+    match outcome {
+        Outcome::Retry(status, error) if expired(row.webhook_timestamp, window) => {
+            let error = format!("gave up after {} s of retries: {error}", window.as_secs());
+            Outcome::Park(status, error)
+        }
+        other => other,
+    }
+}
+
+fn expired(committed_at: i64, window: Duration) -> bool {
+    let age = now().saturating_sub(committed_at);
+    u64::try_from(age).unwrap_or(0) >= window.as_secs()
 }
 
 fn due_rows(c: &Connection, public_url: &str) -> rusqlite::Result<Vec<Due>> {
@@ -172,7 +210,7 @@ fn due_rows(c: &Connection, public_url: &str) -> rusqlite::Result<Vec<Due>> {
     rows.collect()
 }
 
-async fn send(client: &Client<HttpConnector, Full<Bytes>>, row: &Due) -> Outcome {
+async fn send(client: &PartnerClient, row: &Due) -> Outcome {
     let req = Request::builder()
         .method(Method::POST)
         .uri(&row.url)
@@ -183,7 +221,7 @@ async fn send(client: &Client<HttpConnector, Full<Bytes>>, row: &Due) -> Outcome
         .body(Full::new(Bytes::from(row.body.clone())));
     let req = match req {
         Ok(r) => r,
-        Err(e) => return Outcome::Park(0, format!("invalid request: {e}")),
+        Err(e) => return Outcome::Park(None, format!("invalid request: {e}")),
     };
     let exchange = async {
         let resp = client.request(req).await.map_err(|e| format!("{e:?}"))?;
@@ -207,7 +245,7 @@ async fn send(client: &Client<HttpConnector, Full<Bytes>>, row: &Due) -> Outcome
         Ok(Err(e)) => Outcome::Retry(None, e),
         Ok(Ok((s, _))) if (200..300).contains(&s) => Outcome::Delivered(s),
         Ok(Ok((s, body))) if s == 408 || s == 429 || s >= 500 => Outcome::Retry(Some(s), body),
-        Ok(Ok((s, body))) => Outcome::Park(s, body),
+        Ok(Ok((s, body))) => Outcome::Park(Some(s), body),
     }
 }
 
@@ -226,7 +264,7 @@ fn record(c: &Connection, id: i64, attempts: u32, outcome: &Outcome) -> rusqlite
             )?
         }
         Outcome::Park(s, e) => {
-            tracing::warn!(id, status = s, error = %e, "outbox: partner refused, parked");
+            tracing::warn!(id, status = ?s, error = %e, "outbox: refused or given up, parked");
             c.execute(
                 "UPDATE outbox SET attempts = attempts + 1, last_status = ?2, last_error = ?3, parked = 1 WHERE id = ?1",
                 params![id, s, e],

@@ -25,9 +25,6 @@ const ORDER_JS: &str = include_str!("../assets/order.js");
 const MANAGER_JS: &str = include_str!("../assets/manager.js");
 const STYLE_CSS: &str = include_str!("../assets/style.css");
 
-/// The map's centre: central Moscow, where the demo couriers drive (seed addresses).
-const MAP_CENTER: (f64, f64) = (55.7558, 37.6173);
-
 /// Escapes text for HTML content and attribute values.
 pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -169,7 +166,9 @@ pub async fn order_page(
         "userId": user.id,
         "orderId": order.id,
         "publicId": order.public_id,
-        "mapCenter": {"lat": MAP_CENTER.0, "lng": MAP_CENTER.1},
+        // The destination, where the map's house is drawn; null when unknown, and the page then
+        // centres on the courier's first position.
+        "mapCenter": order.destination().map(|(lat, lng)| json!({"lat": lat, "lng": lng})),
     });
     // Inside <script type="application/json">, only "</" could end the element early.
     let config = config.to_string().replace("</", "<\\/");

@@ -1,7 +1,8 @@
 //! The demo partner receiver: what a UCP platform (Google's order-lifecycle endpoint) does with the
 //! shop's webhooks, so the outbox can be shown and tested end to end.
 //!
-//! It checks the API key (`?key=`, `X-Goog-Api-Key` or `X-API-Key`), the required fields,
+//! It checks the partner id and its own API key (`?key=`, `X-Goog-Api-Key` or `X-API-Key`; an
+//! unknown partner id gets 404, another partner's key 401), the required fields,
 //! deduplicates by `Webhook-Id` (or the body's `event_id`), refuses an update older than the last
 //! one with 409 (Google's staleness rule), stores the body and answers `{"ucp": …}`. A switch makes
 //! it answer 503 for the next N requests, to show retries. It never calls back into the shop.
@@ -22,9 +23,11 @@ use crate::input::JsonBody;
 use crate::ucp::{CAPABILITY, REQUIRED_FIELDS, V_2026_01_23};
 use crate::AppState;
 
-/// The receiver's runtime switches.
+/// The receiver's keys and runtime switches.
 #[derive(Debug, Default)]
 pub struct Receiver {
+    /// `(partner_id, api_key)`: the partners this receiver plays, each with its own key.
+    pub keys: Vec<(String, String)>,
     /// Requests still to refuse with 503.
     pub fail_next: AtomicU32,
 }
@@ -37,19 +40,33 @@ pub struct KeyQuery {
     pub key: Option<String>,
 }
 
-fn check_key(state: &AppState, query: &KeyQuery, headers: &HeaderMap) -> ApiResult<()> {
+/// Checks the key against `partner_id`'s own key: 404 for a partner id the receiver does not
+/// know, 401 for a missing key or another partner's.
+fn check_key(
+    state: &AppState,
+    partner_id: &str,
+    query: &KeyQuery,
+    headers: &HeaderMap,
+) -> ApiResult<()> {
     let header = |n: &str| {
         headers
             .get(n)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
+    let expected = state
+        .receiver
+        .keys
+        .iter()
+        .find(|(id, _)| id == partner_id)
+        .map(|(_, key)| key.as_str())
+        .ok_or_else(|| ApiError::not_found("partner"))?;
     let given = query
         .key
         .clone()
         .or_else(|| header("x-goog-api-key"))
         .or_else(|| header("x-api-key"));
-    if given.as_deref() == Some(state.settings.partner_receiver_key.as_str()) {
+    if given.as_deref() == Some(expected) {
         Ok(())
     } else {
         Err(ApiError::new(
@@ -67,7 +84,7 @@ pub async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    check_key(&state, &query, &headers)?;
+    check_key(&state, &partner_id, &query, &headers)?;
     let failing = state
         .receiver
         .fail_next
@@ -150,7 +167,7 @@ pub async fn last_snapshot(
     Query(query): Query<KeyQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    check_key(&state, &query, &headers)?;
+    check_key(&state, &partner_id, &query, &headers)?;
     let order_id = if order_id.starts_with("order_") {
         order_id
     } else {
@@ -187,11 +204,12 @@ pub struct Mode {
 /// `POST /partner/{partner_id}/mode?key=`: sets the failure switch.
 pub async fn set_mode(
     State(state): State<AppState>,
+    Path(partner_id): Path<String>,
     Query(query): Query<KeyQuery>,
     headers: HeaderMap,
     JsonBody(mode): JsonBody<Mode>,
 ) -> ApiResult<Json<Value>> {
-    check_key(&state, &query, &headers)?;
+    check_key(&state, &partner_id, &query, &headers)?;
     state
         .receiver
         .fail_next

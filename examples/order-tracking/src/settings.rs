@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use clap::Parser;
 use vestnik_sdk::{Config, Scheme};
 
+use crate::limits::OUTBOX_GIVE_UP_SECS;
+
 /// Settings of the order-tracking shop.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -87,14 +89,23 @@ pub struct Settings {
         default_value = "demo-partner|self|demo-partner-key|2026-01-23"
     )]
     pub partners: String,
-    /// The API key the demo partner receiver accepts.
+    /// The demo partner receiver's keys, one per partner id: `partner_id|api_key`, comma
+    /// separated. A key opens only its own partner's path; an id not listed gets 404.
     #[arg(
         long,
-        env = "SHOP_PARTNER_RECEIVER_KEY",
-        default_value = "demo-partner-key",
+        env = "SHOP_PARTNER_RECEIVER_KEYS",
+        default_value = "demo-partner|demo-partner-key",
         hide_env_values = true
     )]
-    pub partner_receiver_key: String,
+    pub partner_receiver_keys: String,
+    /// How long the outbox keeps retrying a row, in seconds from its commit, before parking it as
+    /// failed with its last error (order-specs §6.2: give up after 24 hours).
+    #[arg(long, env = "SHOP_OUTBOX_GIVE_UP_SECS", default_value_t = OUTBOX_GIVE_UP_SECS)]
+    pub outbox_give_up_secs: u64,
+    /// The TLS settings for `https://` partners. `None` (the only value flags can give) trusts the
+    /// Mozilla roots (webpki-roots); embedders and tests set it to trust a private CA.
+    #[arg(skip)]
+    pub partner_tls: Option<rustls::ClientConfig>,
 }
 
 fn parse_scheme(s: &str) -> Result<Scheme, String> {
@@ -131,6 +142,21 @@ impl Settings {
             secret: self.pusher_secret.clone(),
             ..Config::local(&self.pusher_app_id, &self.pusher_key, &self.pusher_secret)
         }
+    }
+
+    /// The demo receiver's `(partner_id, api_key)` pairs.
+    pub fn receiver_keys(&self) -> Result<Vec<(String, String)>, String> {
+        self.partner_receiver_keys
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| match p.split_once('|') {
+                Some((id, key)) if !id.trim().is_empty() && !key.trim().is_empty() => {
+                    Ok((id.trim().to_owned(), key.trim().to_owned()))
+                }
+                _ => Err(format!("receiver key {p:?} must be partner_id|api_key")),
+            })
+            .collect()
     }
 
     /// The configured partners.
@@ -193,5 +219,22 @@ mod tests {
         s.partners = String::new();
         assert!(s.partner_list().unwrap().is_empty());
         assert!(Settings::try_parse_from(["order-tracking", "--pusher-scheme", "ftp"]).is_err());
+    }
+
+    #[test]
+    fn receiver_keys_are_per_partner() {
+        let mut s = Settings::defaults();
+        assert_eq!(
+            s.receiver_keys().unwrap(),
+            [("demo-partner".to_owned(), "demo-partner-key".to_owned())]
+        );
+        assert_eq!(s.outbox_give_up_secs, 24 * 3600);
+        s.partner_receiver_keys = "a|k1, b | k2".into();
+        assert_eq!(s.receiver_keys().unwrap()[1], ("b".into(), "k2".into()));
+        s.partner_receiver_keys = "a|".into();
+        assert!(s
+            .receiver_keys()
+            .unwrap_err()
+            .contains("partner_id|api_key"));
     }
 }

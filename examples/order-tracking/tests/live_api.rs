@@ -368,6 +368,23 @@ async fn channel_and_user_auth() {
         )
         .await;
     assert_eq!(stale.status, 401);
+    // The session is checked before the form: no session is 401 even with a broken form, and a
+    // signed-in caller with a broken form gets the 400.
+    for (path, body) in [
+        ("/pusher/auth", "channel_name=private-user-1"),
+        ("/pusher/auth", ""),
+        ("/pusher/user-auth", ""),
+    ] {
+        let r = shop.form(path, None, body).await;
+        assert_eq!(
+            (r.status, &r.json),
+            (401, &json!({"error": "Unauthorized"})),
+            "{path} {body:?}"
+        );
+        let r = shop.form(path, Some(&alice), body).await;
+        assert_eq!(r.status, 400, "{path} {body:?}: {}", r.body);
+        assert!(r.json["error"].is_string());
+    }
 
     // The user sign-in signature is accepted by the broker.
     let mut ws = WsClient::connect(&shop.broker.ws_url("shop-key")).await;
@@ -517,5 +534,59 @@ async fn broker_webhooks_mark_customers_online_for_the_manager() {
     assert!(
         online(&list().await.json).is_empty(),
         "refused webhooks change nothing"
+    );
+}
+
+/// The map config in an order page: `{"lat":…,"lng":…}` or null.
+fn map_center(html: &str) -> Value {
+    let start = html
+        .find(r#"<script id="config" type="application/json">"#)
+        .unwrap();
+    let rest = &html[start..];
+    let json = &rest[rest.find('>').unwrap() + 1..rest.find("</script>").unwrap()];
+    serde_json::from_str::<Value>(json).unwrap()["mapCenter"].clone()
+}
+
+#[tokio::test]
+async fn the_order_page_map_is_centred_on_the_destination() {
+    let shop = Shop::start().await;
+    for (user, order, lat, lng) in [
+        (ALICE, 1001, 55.7596, 37.61),
+        (BOB, 1002, 59.9357, 30.328),
+        (VERA, 1004, 55.7963, 49.1088),
+    ] {
+        let cookie = shop.login(user).await;
+        let page = shop
+            .call(
+                "GET",
+                &format!("/orders/{order}"),
+                &[("Cookie", &cookie)],
+                "",
+            )
+            .await;
+        assert_eq!(page.status, 200);
+        assert_eq!(
+            map_center(&page.body),
+            json!({"lat": lat, "lng": lng}),
+            "order {order}"
+        );
+    }
+    // A new order goes to the customer's last address, and its point comes along.
+    let created = shop
+        .admin(
+            "POST",
+            "/admin/orders.json",
+            &json!({"order": {"client_id": BOB, "order_lines_attributes": [{"product_id": 2, "quantity": 1}]}}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.json["id"].as_i64().unwrap();
+    let bob = shop.login(BOB).await;
+    let page = shop
+        .call("GET", &format!("/orders/{id}"), &[("Cookie", &bob)], "")
+        .await;
+    assert_eq!(
+        map_center(&page.body),
+        json!({"lat": 59.9357, "lng": 30.328})
     );
 }

@@ -66,6 +66,47 @@ async fn the_secret_is_required() {
         )
         .await;
     assert_eq!(not_json.status, 400);
+    // The secret is checked before the body: without it, a wrong content type or broken JSON is
+    // still 401 on every hook; with it, they get 415 and 400.
+    for path in [
+        "/mobile/order-history",
+        "/mobile/order-status",
+        "/mobile/rating",
+    ] {
+        for (headers, body) in [
+            (vec![("Content-Type", "text/plain")], r#"{"id": "1001"}"#),
+            (vec![("Content-Type", "application/json")], "{"),
+            (vec![], ""),
+            (
+                vec![
+                    ("Content-Type", "text/plain"),
+                    ("Authorization", "Bearer wrong"),
+                ],
+                "{",
+            ),
+        ] {
+            let r = shop.call("POST", path, &headers, body).await;
+            assert_eq!(
+                (r.status, &r.json),
+                (401, &json!({"error": "Unauthorized"})),
+                "{path} {headers:?} {body:?}"
+            );
+        }
+        let auth = [
+            ("Content-Type", "text/plain"),
+            ("Authorization", "Bearer mobile-secret"),
+        ];
+        let wrong_type = shop.call("POST", path, &auth, r#"{"id": "1001"}"#).await;
+        assert_eq!(wrong_type.status, 415, "{path}: {}", wrong_type.body);
+        assert!(wrong_type.json["error"].is_string());
+        let auth = [
+            ("Content-Type", "application/json"),
+            ("Authorization", "Bearer mobile-secret"),
+        ];
+        let broken = shop.call("POST", path, &auth, "{").await;
+        assert_eq!(broken.status, 400, "{path}: {}", broken.body);
+        assert!(broken.json["error"].is_string());
+    }
 }
 
 #[tokio::test]
@@ -300,4 +341,182 @@ async fn cancel_and_rate_from_the_app() {
         ),
         (json!(5), json!("Быстро"), json!(false))
     );
+}
+
+#[tokio::test]
+async fn a_line_removed_before_shipping_shows_as_removed() {
+    let shop = Shop::start().await;
+    let manager = shop.login(MANAGER).await;
+    let alice = shop.login(ALICE).await;
+    let lines: Vec<(i64, String)> = shop
+        .query(|c| {
+            c.prepare("SELECT id, title FROM order_lines WHERE order_id = ?1 ORDER BY id")?
+                .query_map([1001], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })
+        .await;
+    let (pizza, drink) = (lines[0].0, lines[1].0);
+    let foreign_line: i64 = shop
+        .query(|c| {
+            c.query_row(
+                "SELECT MIN(id) FROM order_lines WHERE order_id = 1002",
+                [],
+                |r| r.get(0),
+            )
+        })
+        .await;
+    let path = |line: i64| format!("/api/manager/orders/1001/lines/{line}");
+
+    // Refusals: who, which line, which quantity.
+    let anon = shop
+        .json("POST", &path(drink), None, &json!({"quantity": 0}))
+        .await;
+    assert_eq!(anon.status, 401);
+    let customer = shop
+        .json("POST", &path(drink), Some(&alice), &json!({"quantity": 0}))
+        .await;
+    assert_eq!(customer.status, 403);
+    let foreign = shop
+        .json(
+            "POST",
+            &path(foreign_line),
+            Some(&manager),
+            &json!({"quantity": 0}),
+        )
+        .await;
+    assert_eq!(
+        (foreign.status, &foreign.json),
+        (404, &json!({"error": "line not found"}))
+    );
+    let too_many = shop
+        .json(
+            "POST",
+            &path(drink),
+            Some(&manager),
+            &json!({"quantity": 3}),
+        )
+        .await;
+    assert_eq!(too_many.status, 400, "{}", too_many.body);
+    let negative = shop
+        .json(
+            "POST",
+            &path(drink),
+            Some(&manager),
+            &json!({"quantity": -1}),
+        )
+        .await;
+    assert_eq!(negative.status, 400);
+
+    // The lemonade goes, one pizza of two goes.
+    let removed = shop
+        .json(
+            "POST",
+            &path(drink),
+            Some(&manager),
+            &json!({"quantity": 0}),
+        )
+        .await;
+    assert_eq!(removed.status, 200, "{}", removed.body);
+    assert_eq!(removed.json["changed"], true);
+    let fewer = shop
+        .json(
+            "POST",
+            &path(pizza),
+            Some(&manager),
+            &json!({"quantity": 1}),
+        )
+        .await;
+    assert_eq!(fewer.status, 200, "{}", fewer.body);
+
+    let page = history(&shop, json!({"userIdentifier": "1", "page": 1})).await;
+    let order = page.json["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["id"] == "1001")
+        .unwrap()
+        .clone();
+    let items = order["items"].as_array().unwrap();
+    let shape: Vec<(String, i64, bool)> = items
+        .iter()
+        .map(|i| {
+            (
+                i["name"].as_str().unwrap().to_owned(),
+                i["quantity"].as_i64().unwrap(),
+                i["removed"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("Пицца Маргарита".to_owned(), 1, false),
+            ("Пицца Маргарита".to_owned(), 1, true),
+            ("Лимонад".to_owned(), 2, true),
+        ]
+    );
+    assert_eq!(order["itemsPrice"], 590.0, "only what is kept is charged");
+    assert_eq!(
+        order["statusMessage"],
+        "Количество изменено: Пицца Маргарита — 1 шт."
+    );
+
+    // Each edit wrote history and sent partners the new full order.
+    let comments: Vec<Option<String>> = shop
+        .query(|c| {
+            c.prepare("SELECT comment FROM order_history WHERE order_id = 1001 ORDER BY id")?
+                .query_map([], |r| r.get(0))?
+                .collect()
+        })
+        .await;
+    assert_eq!(comments.len(), 3, "{comments:?}");
+    assert_eq!(comments[1].as_deref(), Some("Позиция удалена: Лимонад"));
+    let got = eventually(
+        "both edits at the partner",
+        std::time::Duration::from_secs(20),
+        || async {
+            let r = shop
+                .json(
+                    "GET",
+                    &format!("/partner/demo-partner/orders/1001?key={PARTNER_KEY}"),
+                    None,
+                    &Value::Null,
+                )
+                .await;
+            (r.status == 200 && r.json["count"] == 2).then_some(r.json)
+        },
+    )
+    .await;
+    let partner_lines = got["last"]["line_items"].as_array().unwrap();
+    assert_eq!(partner_lines[0]["quantity"]["total"], 1);
+    assert_eq!(
+        partner_lines[1]["quantity"],
+        json!({"total": 0, "fulfilled": 0, "original": 2})
+    );
+
+    // Once shipped, lines are fixed.
+    for status in ["confirmed", "preparing", "shipped"] {
+        let r = shop
+            .json(
+                "POST",
+                "/api/manager/orders/1001/status",
+                Some(&manager),
+                &json!({"status": status}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let late = shop
+        .json(
+            "POST",
+            &path(pizza),
+            Some(&manager),
+            &json!({"quantity": 0}),
+        )
+        .await;
+    assert_eq!(late.status, 409, "{}", late.body);
+    assert!(late.json["error"]
+        .as_str()
+        .unwrap()
+        .contains("before the order ships"));
 }

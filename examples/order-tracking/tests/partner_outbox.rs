@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use rusqlite::OptionalExtension;
 use serde_json::{json, Value};
 
 const WAIT_DELIVERY: Duration = Duration::from_secs(20);
@@ -192,6 +193,8 @@ async fn refused_partners_are_parked_and_unreachable_ones_retried() {
     let shop = Shop::start_with(&[
         "--partners",
         "demo-partner|self|demo-partner-key,bad-key|self|wrong-key,gone|http://127.0.0.1:9|k,v2|self|demo-partner-key|2026-04-08",
+        "--partner-receiver-keys",
+        "demo-partner|demo-partner-key,bad-key|demo-partner-key,v2|demo-partner-key",
     ])
     .await;
     let manager = shop.login(MANAGER).await;
@@ -271,7 +274,13 @@ async fn refused_partners_are_parked_and_unreachable_ones_retried() {
 
 #[tokio::test]
 async fn the_receiver_checks_key_fields_duplicates_and_staleness() {
-    let shop = Shop::start_with(&["--partners", ""]).await;
+    let shop = Shop::start_with(&[
+        "--partners",
+        "",
+        "--partner-receiver-keys",
+        "p1|demo-partner-key,p2|p2-key",
+    ])
+    .await;
     let path = "/webhooks/partners/p1/events/order";
     let body = json!({"id": "order_1", "checkout_id": "c", "line_items": [], "fulfillment": {}, "totals": [], "permalink_url": "u"}).to_string();
     let send = |headers: Vec<(&'static str, String)>, body: String, query: &'static str| {
@@ -345,6 +354,250 @@ async fn the_receiver_checks_key_fields_duplicates_and_staleness() {
         .json("GET", "/partner/p1/orders/order_1", None, &Value::Null)
         .await;
     assert_eq!(anon.status, 401);
+
+    // Each key opens only its own partner id; an id the receiver does not know is 404.
+    let other_partners_key = send(hdr("p2-key", "f", 104), body.clone(), "").await;
+    assert_eq!(other_partners_key.status, 401, "p2's key does not open p1");
+    let h: Vec<(&str, String)> = hdr("p2-key", "f", 104);
+    let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let own = shop
+        .call("POST", "/webhooks/partners/p2/events/order", &h, &body)
+        .await;
+    assert_eq!(own.status, 200, "{}", own.body);
+    for key in [PARTNER_KEY, "p2-key"] {
+        let h = hdr(key, "g", 105);
+        let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let unknown = shop
+            .call("POST", "/webhooks/partners/p3/events/order", &h, &body)
+            .await;
+        assert_eq!(
+            (unknown.status, &unknown.json),
+            (404, &json!({"error": "partner not found"})),
+            "an unknown partner id, key {key}"
+        );
+    }
+    let unknown_read = shop
+        .json(
+            "GET",
+            &format!("/partner/p3/orders/order_1?key={PARTNER_KEY}"),
+            None,
+            &Value::Null,
+        )
+        .await;
+    assert_eq!(unknown_read.status, 404);
+    let foreign_mode = shop
+        .json(
+            "POST",
+            "/partner/p1/mode?key=p2-key",
+            None,
+            &json!({"fail_next": 1}),
+        )
+        .await;
+    assert_eq!(foreign_mode.status, 401);
+}
+
+#[tokio::test]
+async fn retries_stop_after_the_give_up_window() {
+    // An unreachable partner and a one-second window: the row is retried, then parked as failed
+    // with its last error, and the order's next row is sent after it.
+    let down = free_port();
+    let shop = Shop::start_with(&[
+        "--partners",
+        &format!("gone|http://127.0.0.1:{down}|k"),
+        "--outbox-give-up-secs",
+        "1",
+    ])
+    .await;
+    let manager = shop.login(MANAGER).await;
+    for status in ["confirmed", "preparing"] {
+        let r = shop
+            .json(
+                "POST",
+                "/api/manager/orders/1001/status",
+                Some(&manager),
+                &json!({"status": status}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let rows = eventually("both rows given up", WAIT_DELIVERY, || async {
+        let rows = shop
+            .query(|c| {
+                c.prepare("SELECT attempts, parked, delivered_at IS NULL, last_status, last_error FROM outbox WHERE partner_id = 'gone' ORDER BY id")?
+                    .query_map([], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, bool>(1)?,
+                            r.get::<_, bool>(2)?,
+                            r.get::<_, Option<i64>>(3)?,
+                            r.get::<_, Option<String>>(4)?,
+                        ))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await;
+        (rows.len() == 2 && rows.iter().all(|r| r.1)).then_some(rows)
+    })
+    .await;
+    for (attempts, _, undelivered, status, error) in rows {
+        assert!(undelivered);
+        assert!(attempts >= 1);
+        assert_eq!(status, None, "a transport error has no status");
+        let error = error.expect("the last error is kept");
+        assert!(
+            error.starts_with("gave up after 1 s of retries: "),
+            "{error}"
+        );
+        assert!(
+            error.len() > "gave up after 1 s of retries: ".len(),
+            "{error}"
+        );
+    }
+}
+
+/// A TLS front for the shop's own receiver, with the test CA's certificate for `localhost`
+/// (the SDK's https test material): what an `https://` partner looks like.
+async fn tls_receiver(backend: u16) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let certs = vec![CertificateDer::from_pem_slice(TLS_CERT).expect("test cert")];
+    let key = PrivateKeyDer::from_pem_slice(TLS_KEY).expect("test key");
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("cert and key match");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                if let Ok(mut plain) = tokio::net::TcpStream::connect(("127.0.0.1", backend)).await
+                {
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+const TLS_CA: &[u8] = include_bytes!("../../../crates/vestnik-sdk/tests/tls/ca.pem");
+const TLS_CERT: &[u8] = include_bytes!("../../../crates/vestnik-sdk/tests/tls/server.pem");
+const TLS_KEY: &[u8] = include_bytes!("../../../crates/vestnik-sdk/tests/tls/server.key");
+
+#[tokio::test]
+async fn https_partners_get_their_webhooks() {
+    let port = free_port();
+    let front = tls_receiver(port).await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(
+            <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::from_pem_slice(
+                TLS_CA,
+            )
+            .expect("test CA"),
+        )
+        .unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let partners =
+        format!("secure|https://localhost:{front}|demo-partner-key,plain|self|demo-partner-key");
+    let shop = Shop::start_custom(
+        &format!("127.0.0.1:{port}"),
+        &[
+            "--partners",
+            &partners,
+            "--partner-receiver-keys",
+            "secure|demo-partner-key,plain|demo-partner-key",
+        ],
+        |s| s.partner_tls = Some(tls),
+    )
+    .await;
+    let manager = shop.login(MANAGER).await;
+    let r = shop
+        .json(
+            "POST",
+            "/api/manager/orders/1002/status",
+            Some(&manager),
+            &json!({"status": "confirmed"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let secure = received_count(&shop, "secure", 1002, 1).await;
+    let plain = received_count(&shop, "plain", 1002, 1).await;
+    assert_eq!(secure["webhook_ids"], plain["webhook_ids"]);
+    assert_eq!(secure["last"]["id"], "order_1002");
+    let row = shop
+        .query(|c| {
+            c.query_row(
+                "SELECT attempts, last_status FROM outbox WHERE partner_id = 'secure'",
+                [],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)),
+            )
+        })
+        .await;
+    assert_eq!(
+        row,
+        (1, Some(200)),
+        "delivered over TLS at the first attempt"
+    );
+}
+
+#[tokio::test]
+async fn https_partners_are_checked_against_the_trusted_roots() {
+    // The production default trusts only the public roots: the test CA's partner is refused at
+    // the handshake, retried (a transport error), never delivered.
+    let port = free_port();
+    let front = tls_receiver(port).await;
+    let partners = format!("secure|https://localhost:{front}|demo-partner-key");
+    let shop = Shop::start_custom(
+        &format!("127.0.0.1:{port}"),
+        &[
+            "--partners",
+            &partners,
+            "--partner-receiver-keys",
+            "secure|demo-partner-key",
+        ],
+        |_| {},
+    )
+    .await;
+    let manager = shop.login(MANAGER).await;
+    let r = shop
+        .json(
+            "POST",
+            "/api/manager/orders/1002/status",
+            Some(&manager),
+            &json!({"status": "confirmed"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let error = eventually("a refused handshake", WAIT_DELIVERY, || async {
+        shop.query(|c| {
+            c.query_row(
+                "SELECT last_error FROM outbox WHERE partner_id = 'secure' AND delivered_at IS NULL AND attempts >= 1",
+                [],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()
+        })
+        .await
+        .flatten()
+    })
+    .await;
+    assert!(error.to_lowercase().contains("certificate"), "{error}");
 }
 
 #[tokio::test]
@@ -383,7 +636,12 @@ async fn pending_rows_survive_a_crash_and_are_sent_after_restart() {
 
     // The shop dies; the partner comes back (as this shop's own receiver); the row is sent.
     let shop = shop
-        .restart(&["--partners", "late|self|demo-partner-key"])
+        .restart(&[
+            "--partners",
+            "late|self|demo-partner-key",
+            "--partner-receiver-keys",
+            "late|demo-partner-key",
+        ])
         .await;
     let got = received_count(&shop, "late", 1001, 1).await;
     assert_eq!(got["webhook_ids"], json!([webhook_id]));

@@ -15,6 +15,7 @@ import { adminAuth, sessionCookie, shopCall, startShop } from '../shop.js';
 
 const ALICE = 1;
 const BOB = 2;
+const VERA = 3; // order 1004, in Kazan
 const MANAGER = 10;
 const COURIER = 20; // assigned to orders 1001 and 1002
 const OTHER_COURIER = 21;
@@ -24,9 +25,9 @@ let shop;
 let browser;
 const cookies = {};
 
-async function openOrderPage(userId, orderId) {
+async function openOrderPage(userId, orderId, { notifications = true } = {}) {
   const context = await browser.newContext({ viewport: { width: 900, height: 1100 }, locale: 'ru-RU' });
-  await context.grantPermissions(['notifications'], { origin: shop.url });
+  if (notifications) await context.grantPermissions(['notifications'], { origin: shop.url });
   const [name, value] = cookies[userId].split('=');
   await context.addCookies([{ name, value, url: shop.url }]);
   const page = await context.newPage();
@@ -53,7 +54,7 @@ const events = (page) => page.evaluate(() => window.__orderEvents);
 before(async () => {
   broker = await startBroker();
   shop = await startShop(broker);
-  for (const id of [ALICE, BOB, MANAGER, COURIER, OTHER_COURIER]) cookies[id] = await sessionCookie(shop, id);
+  for (const id of [ALICE, BOB, VERA, MANAGER, COURIER, OTHER_COURIER]) cookies[id] = await sessionCookie(shop, id);
   browser = await launchChromium();
 });
 
@@ -74,6 +75,7 @@ describe('order tracking in the browser', () => {
     assert.deepEqual(await stepStates(alice.page), ['active', 'pending', 'pending', 'pending', 'pending', 'pending']);
     assert.equal(await alice.page.locator('#lines li').count(), 2);
     assert.equal(await alice.page.locator('#map-card').isHidden(), true, 'no map before shipping');
+    assert.equal(await alice.page.locator('#enable-notifications').isHidden(), true, 'permission already granted: no button');
   });
 
   it('2-3. the manager API changes the status; the page updates without reload, moves the timeline, toasts', async () => {
@@ -133,6 +135,16 @@ describe('order tracking in the browser', () => {
     const first = await marker.getAttribute('transform');
     assert.notEqual(first, before);
 
+    // The map is centred on the order's destination (Тверская, 7): the house is in the middle, and
+    // a courier at the door is drawn on it.
+    const center = await alice.page.evaluate(() => JSON.parse(document.getElementById('config').textContent).mapCenter);
+    assert.deepEqual(center, { lat: 55.7596, lng: 37.61 });
+    assert.equal(await alice.page.locator('#home').getAttribute('transform'), 'translate(200 120)');
+    const door = await shopCall(shop, cookies[COURIER], 'POST', '/api/courier/orders/1001/location', center);
+    assert.equal(door.status, 200);
+    await waitFor(async () => (await marker.getAttribute('data-lat')) === '55.7596', 5000, 'marker at the door');
+    assert.equal(await marker.getAttribute('transform'), 'translate(200.0 120.0)');
+
     const again = await shopCall(shop, cookies[COURIER], 'POST', '/api/courier/orders/1001/location', { lat: 55.7531, lng: 37.6084 });
     assert.equal(again.status, 200);
     await waitFor(async () => (await marker.getAttribute('data-lat')) === '55.7531', 5000, 'marker at the second fix');
@@ -170,6 +182,24 @@ describe('order tracking in the browser', () => {
         }),
     );
     assert.equal(refused, 403);
+  });
+
+  it('a page without notification permission offers a button; a click asks, and granted notifications follow', async () => {
+    const page = await openOrderPage(VERA, 1004, { notifications: false });
+    const button = page.page.locator('#enable-notifications');
+    assert.equal(await page.page.evaluate(() => Notification.permission), 'default');
+    assert.equal(await button.isVisible(), true, 'the choice is open: the button shows');
+    assert.equal((await events(page.page)).permissionRequests, undefined, 'nothing is asked before a click');
+    // The user accepts the browser's prompt (playwright answers it through the permission grant).
+    await page.context.grantPermissions(['notifications'], { origin: shop.url });
+    await button.click();
+    await waitFor(() => button.isHidden(), 5000, 'the button goes once permission is granted');
+    assert.equal((await events(page.page)).permissionRequests, 1);
+    const r = await shopCall(shop, cookies[MANAGER], 'POST', '/api/manager/orders/1004/status', { status: 'confirmed' });
+    assert.equal(r.status, 200);
+    await waitFor(async () => (await events(page.page)).notifications === 1, 5000, 'a browser notification after the grant');
+    assert.deepEqual(page.errors, []);
+    await page.context.close();
   });
 
   it('the pages raised no errors besides the refused subscription', async () => {

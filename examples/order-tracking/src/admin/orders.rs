@@ -23,6 +23,11 @@ use crate::{live, outbox, AppState};
 
 const INCOMPATIBLE: &str = "incompatible fulfillment and custom statuses";
 
+/// Where an order goes when its customer has no earlier address: the demo shop's own address
+/// (street, city, postal code, and its point on the map).
+const SHOP_ADDRESS: (&str, &str, &str, (f64, f64)) =
+    ("ул. Тверская, 1", "Москва", "125009", (55.7570, 37.6136));
+
 /// An order in the admin API's shape.
 pub fn order_json(c: &Connection, o: &Order) -> rusqlite::Result<Value> {
     let lines = orders::lines(c, o.id)?;
@@ -320,21 +325,27 @@ pub async fn create_order(
                 user.ok_or_else(|| ApiError::bad_request("client_id is not a customer"))?;
             let t = now();
             let next: i64 = tx.query_row("SELECT COALESCE(MAX(id), 1000) + 1 FROM orders", [], |r| r.get(0))?;
-            let (street, city, postal): (String, String, String) = tx
+            // The customer's last address and its point, or the shop's own pick-up address.
+            type Address = (String, String, String, Option<f64>, Option<f64>);
+            let (street, city, postal, lat, lng): Address = tx
                 .query_row(
-                    "SELECT street_address, address_locality, postal_code FROM orders WHERE user_id = ?1 ORDER BY id DESC LIMIT 1",
+                    "SELECT street_address, address_locality, postal_code, destination_lat, destination_lng
+                     FROM orders WHERE user_id = ?1 ORDER BY id DESC LIMIT 1",
                     [o.client_id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
                 )
                 .optional()?
-                .unwrap_or_else(|| ("ул. Тверская, 1".into(), "Москва".into(), "125009".into()));
+                .unwrap_or_else(|| {
+                    let (street, city, postal, (lat, lng)) = SHOP_ADDRESS;
+                    (street.into(), city.into(), postal.into(), Some(lat), Some(lng))
+                });
             tx.execute(
                 "INSERT INTO orders (id, public_id, user_id, fulfillment_status, custom_status_permalink, financial_status,
                    delivery_price_minor, street_address, address_locality, postal_code, buyer_name, buyer_phone, buyer_email,
-                   created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)",
+                   created_at, updated_at, destination_lat, destination_lng)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15, ?16)",
                 params![next, format!("M-{next}"), o.client_id, target.0, target.1, financial,
-                        (delivery * 100.0).round() as i64, street, city, postal, name, phone, email, t],
+                        (delivery * 100.0).round() as i64, street, city, postal, name, phone, email, t, lat, lng],
             )?;
             for l in &o.order_lines_attributes {
                 let n = tx.execute(

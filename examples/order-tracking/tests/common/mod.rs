@@ -36,6 +36,16 @@ async fn start_shop_on(
     listen: &str,
     extra: &[&str],
 ) -> Running {
+    start_shop_custom(broker, dir, listen, extra, |_| {}).await
+}
+
+async fn start_shop_custom(
+    broker: &BrokerProcess,
+    dir: &tempfile::TempDir,
+    listen: &str,
+    extra: &[&str],
+    customise: impl FnOnce(&mut Settings),
+) -> Running {
     let db = dir.path().join("shop.sqlite3");
     let port = broker.port.to_string();
     let mut args = vec![
@@ -54,7 +64,8 @@ async fn start_shop_on(
         "shop-secret",
     ];
     args.extend_from_slice(extra);
-    let settings = Settings::try_parse_from(args).expect("valid settings");
+    let mut settings = Settings::try_parse_from(args).expect("valid settings");
+    customise(&mut settings);
     start(settings).await.expect("shop starts")
 }
 
@@ -75,6 +86,22 @@ impl Shop {
         let broker = BrokerProcess::spawn(&broker_binary(), APPS);
         let dir = tempfile::tempdir().unwrap();
         let running = start_shop(&broker, &dir, extra).await;
+        Self {
+            running,
+            broker,
+            _dir: dir,
+        }
+    }
+
+    /// A shop on `listen` with extra flags and settings that flags cannot give (a TLS config).
+    pub async fn start_custom(
+        listen: &str,
+        extra: &[&str],
+        customise: impl FnOnce(&mut Settings),
+    ) -> Self {
+        let broker = BrokerProcess::spawn(&broker_binary(), APPS);
+        let dir = tempfile::tempdir().unwrap();
+        let running = start_shop_custom(&broker, &dir, listen, extra, customise).await;
         Self {
             running,
             broker,
@@ -245,6 +272,16 @@ pub fn data(frame: &Value) -> Value {
 }
 
 /// Waits up to `timeout` for `f` to return `Some`.
+/// A free local port (bound, read, released), for a shop whose address must be known before it
+/// starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
 where
     F: FnMut() -> Fut,
