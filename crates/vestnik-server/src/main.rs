@@ -195,7 +195,8 @@ fn webhooks_command(data_dir: Option<PathBuf>, action: WebhooksAction) -> anyhow
 
 #[derive(Debug, Subcommand)]
 enum ConfigAction {
-    /// Validate a config file: unknown keys, bad values and the line where each is.
+    /// Validate a config file: unknown keys, bad values and the line where each is. Every bad value is
+    /// reported, and the TLS certificate and key are loaded as the server would.
     Check {
         /// The TOML file.
         file: PathBuf,
@@ -327,7 +328,8 @@ fn main() -> ExitCode {
         Some(Command::Config {
             action: ConfigAction::Check { file },
         }) => {
-            return match Config::from_file(&file) {
+            // Also loads the TLS files, as the server will, so a bad PEM is caught here.
+            return match Config::check_file(&file) {
                 Ok(c) => {
                     println!("{}: OK ({} app(s))", file.display(), c.apps.len());
                     ExitCode::SUCCESS
