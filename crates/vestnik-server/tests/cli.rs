@@ -272,3 +272,46 @@ fn metrics_on_the_main_port_is_refused_unless_metrics_are_off() {
     let _ = std::fs::remove_file(clash);
     let _ = std::fs::remove_file(off);
 }
+
+#[tokio::test]
+async fn boolean_variables_take_1_0_yes_no_on_off() {
+    use common::{raw_http, BrokerProcess, WsClient};
+    for (value, disabled) in [
+        ("1", true),
+        ("yes", true),
+        ("on", true),
+        ("true", true),
+        ("0", false),
+        ("no", false),
+        ("off", false),
+        ("false", false),
+    ] {
+        let b = BrokerProcess::spawn_with(
+            common::bin(),
+            "",
+            &[("VESTNIK_NO_CONSOLE", value), ("VESTNIK_NO_METRICS", "1")],
+        );
+        let status = raw_http(b.port, "GET", "/console", "").await.status;
+        assert_eq!(
+            status == 404,
+            disabled,
+            "VESTNIK_NO_CONSOLE={value}: /console answered {status}"
+        );
+    }
+    // A value-taking boolean: client events off for the first app.
+    let b = BrokerProcess::spawn_with(
+        common::bin(),
+        "",
+        &[
+            ("VESTNIK_CLIENT_EVENTS", "no"),
+            ("VESTNIK_NO_METRICS", "yes"),
+        ],
+    );
+    let mut c = WsClient::connect(&b.ws_url("app-key")).await;
+    let auth = common::channel_auth("app-key", "app-secret", &c.socket_id, "private-b", None);
+    c.subscribe(serde_json::json!({"channel": "private-b", "auth": auth}))
+        .await;
+    c.send(&serde_json::json!({"event": "client-x", "channel": "private-b", "data": {}}))
+        .await;
+    assert_eq!(c.expect_event("pusher:error").await["data"]["code"], 4301);
+}
