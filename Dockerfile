@@ -14,7 +14,10 @@ USER vestnik
 WORKDIR /var/lib/vestnik
 EXPOSE 6001 9601
 # Liveness only: plain HTTP, or HTTPS when native TLS is on (-k: the certificate names the public
-# host, not 127.0.0.1). Readiness is /ready (docs/deployment.md).
+# host, not 127.0.0.1). Shell form, so the port follows VESTNIK_PORT (6001 when unset). Readiness is
+# /ready (docs/deployment.md).
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
-  CMD curl -fsS http://127.0.0.1:6001/up || curl -fsSk https://127.0.0.1:6001/up || exit 1
+  CMD curl -fsS "http://127.0.0.1:${VESTNIK_PORT:-6001}/up" \
+   || curl -fsSk "https://127.0.0.1:${VESTNIK_PORT:-6001}/up" \
+   || exit 1
 ENTRYPOINT ["/usr/local/bin/vestnik"]

@@ -2,7 +2,8 @@
 //!
 //! Precedence, lowest first: built-in defaults, the `--config` file, `VESTNIK_*` environment variables,
 //! command-line flags (clap resolves the last two: a flag beats its variable). Unknown keys in the file
-//! are errors, reported with their line. This module must never start anything.
+//! are errors, reported with their line; values that cannot be served are all reported, each with the
+//! line of its key (see [`validate`] and [`lines`]). This module must never start anything.
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +12,13 @@ use std::time::Duration;
 use serde::Deserialize;
 use vestnik_broker::App;
 use vestnik_protocol::limits;
-use vestnik_webhooks::{ValidateTarget, WebhookSettings};
+use vestnik_webhooks::WebhookSettings;
+
+mod lines;
+mod validate;
+
+pub use lines::line_of;
+pub use validate::Problem;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -201,48 +208,6 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    /// Checks the operational settings: timeouts, the drain, TLS files and the per-IP window.
-    fn validate(&self) -> Result<(), String> {
-        if self.handshake_timeout == 0 || self.tls_handshake_timeout == 0 {
-            return Err(
-                "server.handshake_timeout and server.tls_handshake_timeout must be at least 1 \
-                 (0 would let slow clients hold sockets forever)"
-                    .into(),
-            );
-        }
-        if self.drain_window_ms > limits::MAX_DRAIN_WINDOW_MS {
-            return Err(format!(
-                "server.drain_window_ms is at most {} (an orchestrator kills a node that drains longer)",
-                limits::MAX_DRAIN_WINDOW_MS
-            ));
-        }
-        match (&self.tls_cert, &self.tls_key) {
-            (Some(_), None) | (None, Some(_)) => {
-                return Err(
-                    "server.tls_cert and server.tls_key go together: set both or neither".into(),
-                )
-            }
-            (Some(cert), Some(key)) => {
-                for (what, path) in [("tls_cert", cert), ("tls_key", key)] {
-                    if !path.is_file() {
-                        return Err(format!(
-                            "server.{what}: {} is not a readable file",
-                            path.display()
-                        ));
-                    }
-                }
-            }
-            (None, None) => {}
-        }
-        if self.ip_connection_rate > 0 && self.ip_connection_window == 0 {
-            return Err(
-                "server.ip_connection_window must be at least 1 when ip_connection_rate is set"
-                    .into(),
-            );
-        }
-        Ok(())
-    }
-
     /// The drain's grace before the first close.
     pub fn drain_grace(&self) -> Duration {
         Duration::from_millis(self.drain_grace_ms)
@@ -280,14 +245,34 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
-    /// The values are individually fine but do not make a servable set.
-    #[error("{path}: {message}")]
+    /// The values are individually fine but do not make a servable set: every problem found.
+    #[error("{}", render_invalid(.path, .problems))]
     Invalid {
         /// The file.
         path: String,
-        /// What is wrong.
-        message: String,
+        /// Each problem, with the line of its key when the file has it.
+        problems: Vec<Located>,
     },
+}
+
+/// A [`Problem`] placed in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    /// 1-based line of the key (or of its table), when the file has it.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn render_invalid(path: &str, problems: &[Located]) -> String {
+    problems
+        .iter()
+        .map(|p| match p.line {
+            Some(line) => format!("{path}:{line}: {}", p.message),
+            None => format!("{path}: {}", p.message),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl Config {
@@ -301,8 +286,23 @@ impl Config {
         Self::from_toml(&text, &shown)
     }
 
+    /// Reads and validates a TOML file as `vestnik config check` does: like [`Config::from_file`],
+    /// and also loads the TLS certificate and key with the server's loader.
+    pub fn check_file(path: &Path) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Self::parse(&text, &shown, true)
+    }
+
     /// Parses and validates TOML text; `path` only labels errors.
     pub fn from_toml(text: &str, path: &str) -> Result<Self, ConfigError> {
+        Self::parse(text, path, false)
+    }
+
+    fn parse(text: &str, path: &str, load_tls: bool) -> Result<Self, ConfigError> {
         let mut config: Config = toml::from_str(text).map_err(|e| {
             let line = e.span().map_or(1, |span| {
                 text[..span.start.min(text.len())].matches('\n').count() + 1
@@ -316,58 +316,26 @@ impl Config {
         if config.apps.is_empty() {
             config.apps.push(App::default());
         }
-        config.validate().map_err(|message| ConfigError::Invalid {
+        let mut problems = config.problems();
+        if load_tls {
+            problems.extend(config.tls_problems());
+        }
+        if problems.is_empty() {
+            return Ok(config);
+        }
+        let mut located: Vec<Located> = problems
+            .into_iter()
+            .map(|p| Located {
+                line: line_of(text, &p.key),
+                message: p.message,
+            })
+            .collect();
+        // In file order; problems without a line (defaults) first, as they were found.
+        located.sort_by_key(|p| p.line.unwrap_or(0));
+        Err(ConfigError::Invalid {
             path: path.into(),
-            message,
-        })?;
-        Ok(config)
-    }
-
-    /// Checks what serde cannot: credentials, uniqueness and sane limits.
-    pub fn validate(&self) -> Result<(), String> {
-        vestnik_broker::StaticAppStore::new(self.apps.clone()).map_err(|e| e.to_string())?;
-        if self.server.activity_timeout == 0 {
-            return Err("server.activity_timeout must be at least 1 (pusher-js refuses 0)".into());
-        }
-        if self.server.outbox_capacity == 0 {
-            return Err("server.outbox_capacity must be at least 1".into());
-        }
-        if self.server.max_message_bytes < 1024 {
-            return Err("server.max_message_bytes must be at least 1024".into());
-        }
-        self.server.validate()?;
-        self.webhooks.validate().map_err(|e| e.to_string())?;
-        let c = &self.cluster;
-        if c.heartbeat_interval_ms == 0 || c.node_timeout_ms <= c.heartbeat_interval_ms {
-            return Err("cluster.node_timeout_ms must be larger than cluster.heartbeat_interval_ms, which must be positive".into());
-        }
-        if c.node_timeout_ms > 30_000 {
-            return Err("cluster.node_timeout_ms is at most 30000: a dead node's members must go within 30 s".into());
-        }
-        let console = &self.console;
-        if console.session_ttl_secs == 0
-            || console.stream_capacity == 0
-            || console.stats_interval_ms == 0
-        {
-            return Err(
-                "console.session_ttl_secs, console.stream_capacity and console.stats_interval_ms must be at least 1"
-                    .into(),
-            );
-        }
-        for app in &self.apps {
-            for target in &app.webhooks {
-                target
-                    .validate()
-                    .map_err(|e| format!("app {:?}: {e}", app.id))?;
-            }
-            if app.max_channels_per_trigger == 0 || app.max_batch_events == 0 {
-                return Err(format!(
-                    "app {:?}: max_channels_per_trigger and max_batch_events must be at least 1",
-                    app.id
-                ));
-            }
-        }
-        Ok(())
+            problems: located,
+        })
     }
 
     /// Whether the default app still has the public development credentials.
@@ -428,7 +396,7 @@ mod tests {
             (50, 0)
         );
         let invalid = |toml: &str| match Config::from_toml(toml, "x.toml") {
-            Err(ConfigError::Invalid { message, .. }) => message,
+            Err(e @ ConfigError::Invalid { .. }) => e.to_string(),
             other => panic!("{toml}: {other:?}"),
         };
         assert!(invalid("[server]\nhandshake_timeout = 0\n").contains("handshake_timeout"));

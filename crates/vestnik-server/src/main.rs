@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::builder::BoolishValueParser;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use vestnik_server::config::Config;
@@ -15,7 +16,8 @@ use vestnik_server::{server, shutdown::Shutdown};
 ///
 /// With no arguments it serves one development app (id `app-id`, key `app-key`, secret `app-secret`)
 /// on 0.0.0.0:6001. Settings come from the defaults, then `--config FILE`, then `VESTNIK_*` variables,
-/// then flags. Logs go to stderr; set `RUST_LOG` (for example `RUST_LOG=vestnik=debug`).
+/// then flags. Boolean variables take true/false, 1/0, yes/no or on/off. Logs go to stderr; set
+/// `RUST_LOG` (for example `RUST_LOG=vestnik=debug`).
 #[derive(Debug, Parser)]
 #[command(name = "vestnik", version, about, long_about)]
 struct Cli {
@@ -43,8 +45,8 @@ struct Cli {
     /// Secret of the first app.
     #[arg(long, env = "VESTNIK_APP_SECRET")]
     app_secret: Option<String>,
-    /// Whether the first app accepts client events (true or false).
-    #[arg(long, env = "VESTNIK_CLIENT_EVENTS")]
+    /// Whether the first app accepts client events (true/false, also 1/0, yes/no, on/off).
+    #[arg(long, env = "VESTNIK_CLIENT_EVENTS", value_parser = BoolishValueParser::new())]
     client_events: Option<bool>,
     /// Send every webhook event of the first app to this URL (quick start; see docs/webhooks.md).
     #[arg(long, env = "VESTNIK_WEBHOOK_URL", value_name = "URL")]
@@ -53,10 +55,10 @@ struct Cli {
     #[arg(long, env = "VESTNIK_METRICS_PORT")]
     metrics_port: Option<u16>,
     /// Do not serve metrics.
-    #[arg(long, env = "VESTNIK_NO_METRICS")]
+    #[arg(long, env = "VESTNIK_NO_METRICS", value_parser = BoolishValueParser::new())]
     no_metrics: bool,
     /// Do not serve the debug console at /console.
-    #[arg(long, env = "VESTNIK_NO_CONSOLE")]
+    #[arg(long, env = "VESTNIK_NO_CONSOLE", value_parser = BoolishValueParser::new())]
     no_console: bool,
     /// Cluster backbone: local (one node), redis or nats.
     #[arg(long, env = "VESTNIK_ADAPTER", value_enum)]
@@ -89,7 +91,7 @@ struct Cli {
     #[arg(long, env = "VESTNIK_TLS_HANDSHAKE_TIMEOUT", value_name = "SECS")]
     tls_handshake_timeout: Option<u64>,
     /// Take the client IP from the right-most X-Forwarded-For entry (only behind your own proxy).
-    #[arg(long, env = "VESTNIK_TRUST_PROXY")]
+    #[arg(long, env = "VESTNIK_TRUST_PROXY", value_parser = BoolishValueParser::new())]
     trust_proxy: bool,
     /// New sockets per client IP per --ip-connection-window; over it: HTTP 429 [default: 0, off].
     #[arg(long, env = "VESTNIK_IP_CONNECTION_RATE", value_name = "N")]
@@ -195,7 +197,8 @@ fn webhooks_command(data_dir: Option<PathBuf>, action: WebhooksAction) -> anyhow
 
 #[derive(Debug, Subcommand)]
 enum ConfigAction {
-    /// Validate a config file: unknown keys, bad values and the line where each is.
+    /// Validate a config file: unknown keys, bad values and the line where each is. Every bad value is
+    /// reported, and the TLS certificate and key are loaded as the server would.
     Check {
         /// The TOML file.
         file: PathBuf,
@@ -327,7 +330,8 @@ fn main() -> ExitCode {
         Some(Command::Config {
             action: ConfigAction::Check { file },
         }) => {
-            return match Config::from_file(&file) {
+            // Also loads the TLS files, as the server will, so a bad PEM is caught here.
+            return match Config::check_file(&file) {
                 Ok(c) => {
                     println!("{}: OK ({} app(s))", file.display(), c.apps.len());
                     ExitCode::SUCCESS

@@ -7,12 +7,13 @@
 //! never block a socket or the API.
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::Full;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics::{counter, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
@@ -25,11 +26,13 @@ pub fn install() -> Option<PrometheusHandle> {
     let buckets = [
         0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
     ];
+    // Either failure leaves /metrics unserved, so say why instead of silently serving nothing.
     PrometheusBuilder::new()
         .set_buckets(&buckets)
+        .map_err(|e| warn!("metrics not served: bad histogram buckets: {e}"))
         .ok()?
         .install_recorder()
-        .map_err(|e| warn!("metrics recorder not installed: {e}"))
+        .map_err(|e| warn!("metrics not served: recorder not installed: {e}"))
         .ok()
 }
 
@@ -73,7 +76,7 @@ fn refresh(state: &AppState) {
         } else {
             0.0
         });
-        gauge!("vestnik_cluster_peers").set(c.peers().len() as f64);
+        gauge!("vestnik_cluster_peers", "adapter" => a).set(c.peers().len() as f64);
     }
     process_figures();
 }
@@ -107,11 +110,13 @@ fn process_figures() {
     }
 }
 
-/// Serves `GET /metrics` on `listener` until shutdown.
+/// Serves `GET /metrics` on `listener` until shutdown. Request headers are bounded by
+/// `handshake_timeout`, like on the main listener, so a slow client cannot hold a connection.
 pub async fn serve(listener: TcpListener, handle: PrometheusHandle, state: AppState) {
     if let Ok(addr) = listener.local_addr() {
         info!("metrics on http://{addr}/metrics");
     }
+    let header_timeout = Duration::from_secs(state.config.server.handshake_timeout);
     let token = state.shutdown.finish_token().clone();
     loop {
         let accepted = tokio::select! {
@@ -141,6 +146,8 @@ pub async fn serve(listener: TcpListener, handle: PrometheusHandle, state: AppSt
                 }
             });
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
         });

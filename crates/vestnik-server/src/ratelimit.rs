@@ -5,7 +5,9 @@
 //!   `ip_connection_window` seconds). Over it, the upgrade is answered 429 with `Retry-After` before
 //!   anything is allocated for the socket, so a flood costs as little as possible; clients that
 //!   follow Pusher's reconnect rules retry after a backoff. Expired windows are dropped once per
-//!   window, so the map holds at most the IPs seen in the last window.
+//!   window, so the map holds at most the IPs seen in the last window. IPv6 clients are counted by
+//!   their /64 (see [`client_key`]): one host usually holds a whole /64, so keying on the full
+//!   address would let it open a fresh budget per address.
 //! - [`ApiLimiter`]: a token bucket per app holding one second's worth of `api_rate_limit`. Over it,
 //!   429 with `Retry-After`. It is checked after the signature, so nobody can spend an app's budget
 //!   without its secret.
@@ -24,6 +26,26 @@ pub struct RetryAfter(pub u64);
 fn whole_seconds(d: Duration) -> u64 {
     let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
     secs.max(1)
+}
+
+/// Bits of an IPv6 address that name one site or host: a /64 is the smallest prefix an ISP hands
+/// out and the subnet SLAAC addresses live in (RFC 4291 section 2.5.1, RFC 6177), so one client can
+/// pick any address in it at will.
+const IPV6_CLIENT_PREFIX_BITS: u32 = 64;
+
+/// The key a client IP is counted under: an IPv4 address as it is (an IPv4-mapped IPv6 address as its
+/// IPv4 address), an IPv6 address by its /64 with the host bits zeroed.
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mask = u128::MAX << (128 - IPV6_CLIENT_PREFIX_BITS);
+                IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & mask))
+            }
+        },
+    }
 }
 
 #[derive(Debug)]
@@ -53,11 +75,13 @@ impl IpConnectionLimiter {
         }
     }
 
-    /// Counts a new socket from `ip` at `now`, or says how long until its window ends.
+    /// Counts a new socket from `ip` (IPv6 by its /64, see [`client_key`]) at `now`, or says how
+    /// long until its window ends.
     pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), RetryAfter> {
         if self.rate == 0 {
             return Ok(());
         }
+        let ip = client_key(ip);
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if now.saturating_duration_since(inner.last_prune) >= self.window {
             let window = self.window;
@@ -141,6 +165,33 @@ mod tests {
         assert!(IpConnectionLimiter::new(0, Duration::from_secs(1))
             .check(a, t)
             .is_ok());
+    }
+
+    #[test]
+    fn ipv6_clients_share_the_budget_of_their_64() {
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        assert_eq!(
+            client_key(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
+            ip("2001:db8:1:2::")
+        );
+        assert_eq!(client_key(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(client_key(ip("192.0.2.7")), ip("192.0.2.7"));
+        let l = IpConnectionLimiter::new(2, Duration::from_secs(10));
+        let t = Instant::now();
+        assert!(l.check(ip("2001:db8:1:2::1"), t).is_ok());
+        assert!(l.check(ip("2001:db8:1:2:ffff::9"), t).is_ok());
+        assert!(
+            l.check(ip("2001:db8:1:2:1234:5678:9abc:def0"), t).is_err(),
+            "a third address in the same /64 is over the rate"
+        );
+        assert!(
+            l.check(ip("2001:db8:1:3::1"), t).is_ok(),
+            "the next /64 has its own budget"
+        );
+        // An IPv4 client reaching a dual-stack socket counts as itself.
+        assert!(l.check(ip("192.0.2.7"), t).is_ok());
+        assert!(l.check(ip("::ffff:192.0.2.7"), t).is_ok());
+        assert!(l.check(ip("192.0.2.7"), t).is_err());
     }
 
     #[test]

@@ -11,15 +11,6 @@ use common::*;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const LIMITED_APPS: &str = r#"
-[[apps]]
-id = "limited"
-key = "key-limited"
-secret = "secret-limited"
-api_rate_limit = 3
-max_channels_per_socket = 2
-"#;
-
 fn refused_for_rate(r: &HttpResponse) {
     assert_eq!(r.status, 429, "{}", r.body);
     let retry: u64 = r

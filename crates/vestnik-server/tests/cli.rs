@@ -125,3 +125,193 @@ fn a_certificate_that_is_not_pem_stops_the_broker_with_a_clear_error() {
     );
     let _ = std::fs::remove_file(junk);
 }
+
+/// `vestnik config check FILE`: exit status and stderr.
+fn check(file: &std::path::Path) -> (bool, String) {
+    let out = Command::new(common::bin())
+        .args(["config", "check"])
+        .arg(file)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A self-signed EC certificate and its key, made with openssl in `dir`.
+fn self_signed(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl is installed (scripts/test.sh)");
+    assert!(status.success(), "openssl could not make a certificate");
+    (cert, key)
+}
+
+#[test]
+fn config_check_loads_the_tls_files_like_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(dir.path(), "a");
+    let (_, other_key) = self_signed(dir.path(), "b");
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate\n").unwrap();
+    let file = |cert: &std::path::Path, key: &std::path::Path| {
+        let p = dir.path().join("vestnik.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "[server]\nport = 7000\ntls_cert = {:?}\ntls_key = {:?}\n",
+                cert.display().to_string(),
+                key.display().to_string()
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let (ok, err) = check(&file(&cert, &key));
+    assert!(ok, "a good pair passes: {err}");
+
+    let (ok, err) = check(&file(&junk, &key));
+    assert!(
+        !ok && err.contains(":3:")
+            && err.contains("tls_cert")
+            && err.contains("no PEM certificate"),
+        "{err}"
+    );
+    let (ok, err) = check(&file(&cert, &junk));
+    assert!(
+        !ok && err.contains(":4:") && err.contains("tls_key") && err.contains("PEM private key"),
+        "{err}"
+    );
+    let (ok, err) = check(&file(&cert, &other_key));
+    assert!(
+        !ok && err.contains(":3:") && err.contains("do not make a usable pair"),
+        "{err}"
+    );
+}
+
+#[test]
+fn config_check_reports_every_bad_value_on_its_line() {
+    let bad = write(
+        "many-bad",
+        "[server]\n\
+         host = \"0.0.0.0:6001\"\n\
+         port = 7000\n\
+         metrics_port = 7000\n\
+         handshake_timeout = 0\n\
+         \n\
+         [[apps]]\n\
+         id = \"1\"\n\
+         key = \"k\"\n\
+         secret = \"s\"\n\
+         \n\
+         [[apps]]\n\
+         id = \"2\"\n\
+         key = \"k2\"\n\
+         secret = \"s2\"\n\
+         max_batch_events = 0\n\
+         \n\
+         [webhooks]\n\
+         batch_max = 500\n",
+    );
+    let (ok, err) = check(&bad);
+    assert!(!ok);
+    let lines: Vec<&str> = err.lines().collect();
+    let expect = [
+        (":2:", "server.host"),
+        (":4:", "server.metrics_port"),
+        (":5:", "server.handshake_timeout"),
+        (":16:", "max_batch_events"),
+        (":19:", "batch_max"),
+    ];
+    assert_eq!(lines.len(), expect.len(), "{err}");
+    for ((at, key), line) in expect.iter().zip(&lines) {
+        assert!(line.contains(at) && line.contains(key), "{line} in\n{err}");
+    }
+    // The broker itself refuses the same file, with every problem.
+    let out = Command::new(common::bin())
+        .arg("--config")
+        .arg(&bad)
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("server.metrics_port") && err.contains("server.host"),
+        "{err}"
+    );
+    let _ = std::fs::remove_file(bad);
+}
+
+#[test]
+fn metrics_on_the_main_port_is_refused_unless_metrics_are_off() {
+    let clash = write("clash", "[server]\nport = 7001\nmetrics_port = 7001\n");
+    let (ok, err) = check(&clash);
+    assert!(
+        !ok && err.contains(":3:") && err.contains("metrics need a port of their own"),
+        "{err}"
+    );
+    let off = write(
+        "clash-off",
+        "[server]\nport = 7001\nmetrics_port = 7001\nmetrics = false\n",
+    );
+    let (ok, err) = check(&off);
+    assert!(ok, "{err}");
+    let _ = std::fs::remove_file(clash);
+    let _ = std::fs::remove_file(off);
+}
+
+#[tokio::test]
+async fn boolean_variables_take_1_0_yes_no_on_off() {
+    use common::{raw_http, BrokerProcess, WsClient};
+    for (value, disabled) in [
+        ("1", true),
+        ("yes", true),
+        ("on", true),
+        ("true", true),
+        ("0", false),
+        ("no", false),
+        ("off", false),
+        ("false", false),
+    ] {
+        let b = BrokerProcess::spawn_with(
+            common::bin(),
+            "",
+            &[("VESTNIK_NO_CONSOLE", value), ("VESTNIK_NO_METRICS", "1")],
+        );
+        let status = raw_http(b.port, "GET", "/console", "").await.status;
+        assert_eq!(
+            status == 404,
+            disabled,
+            "VESTNIK_NO_CONSOLE={value}: /console answered {status}"
+        );
+    }
+    // A value-taking boolean: client events off for the first app.
+    let b = BrokerProcess::spawn_with(
+        common::bin(),
+        "",
+        &[
+            ("VESTNIK_CLIENT_EVENTS", "no"),
+            ("VESTNIK_NO_METRICS", "yes"),
+        ],
+    );
+    let mut c = WsClient::connect(&b.ws_url("app-key")).await;
+    let auth = common::channel_auth("app-key", "app-secret", &c.socket_id, "private-b", None);
+    c.subscribe(serde_json::json!({"channel": "private-b", "auth": auth}))
+        .await;
+    c.send(&serde_json::json!({"event": "client-x", "channel": "private-b", "data": {}}))
+        .await;
+    assert_eq!(c.expect_event("pusher:error").await["data"]["code"], 4301);
+}

@@ -59,6 +59,26 @@ max_channels_per_trigger = 3
 max_batch_events = 2
 "#;
 
+/// An app with small abuse limits: 3 signed API calls per second, 2 channels per socket.
+pub const LIMITED_APPS: &str = r#"
+[[apps]]
+id = "limited"
+key = "key-limited"
+secret = "secret-limited"
+api_rate_limit = 3
+max_channels_per_socket = 2
+"#;
+
+/// Panics with a clear message when the shared Redis on 127.0.0.1:6379 is not running.
+pub fn require_redis() {
+    if std::net::TcpStream::connect("127.0.0.1:6379").is_err() {
+        panic!(
+            "this test needs Redis on 127.0.0.1:6379: start one with \
+             `redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no`"
+        );
+    }
+}
+
 pub fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_vestnik"))
 }
@@ -88,6 +108,26 @@ pub async fn metrics_port(b: &BrokerProcess) -> u16 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("no metrics line in the log: {seen:?}");
+}
+
+/// One scrape of `/metrics` on `port`, asserting it answers 200.
+pub async fn scrape(port: u16) -> String {
+    let r = raw_http(port, "GET", "/metrics", "").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+}
+
+/// The value of the first sample of `family` whose labels include every one of `labels` (each
+/// written `name="value"`), in any order; `None` when there is none.
+pub fn sample(body: &str, family: &str, labels: &[&str]) -> Option<f64> {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| {
+            let (name, rest) = l.split_once(['{', ' ']).unwrap_or((l, ""));
+            name == family && labels.iter().all(|label| rest.contains(label))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }
 
 /// The value of the first sample of `series` in a Prometheus scrape.
