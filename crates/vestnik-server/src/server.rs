@@ -343,8 +343,9 @@ fn start_accepting(listener: TcpListener, tls: Option<TlsAcceptor>, state: &AppS
     let scheme = if tls.is_some() { "https" } else { "http" };
     let joining = state.config.cluster.adapter != crate::config::AdapterKind::Local;
     match addr {
+        // The address ends the line, where tools (and the test kit) read the port.
         Some(addr) if joining => info!(
-            "accepting on {scheme}://{addr}; joining the cluster (/ready answers 503 until joined)"
+            "joining the cluster (/ready answers 503 until joined); accepting on {scheme}://{addr}"
         ),
         Some(addr) => info!("accepting on {scheme}://{addr}"),
         None => info!("accepting"),
