@@ -5,7 +5,10 @@
 //! One task per socket, not a reader/writer pair: a task pair doubles the per-socket memory for no gain,
 //! since the writer only needs to run when the outbox wakes it. Every frame the server sends, replies
 //! included, goes through the outbox, so the order a socket sees is the order the broker decided.
-//! This module must never block the broker: it only drains what the broker queued.
+//! Every write (frames, pongs, errors, the close) is bounded by `write_timeout_ms`: a client that
+//! stops reading is dropped and counted as a slow consumer instead of holding its session, its
+//! timers and its queued close for ever. This module must never block the broker: it only drains what
+//! the broker queued.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
