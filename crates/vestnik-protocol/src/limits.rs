@@ -90,6 +90,14 @@ pub const DRAIN_GRACE_MS: u64 = 1_000;
 /// `client_header_timeout` defaults to 60 s, Go's servers commonly use 5-10 s).
 pub const HANDSHAKE_TIMEOUT_SECS: u64 = 10;
 
+/// Milliseconds one write to a socket may take before its client counts as one that stopped reading:
+/// the socket is then dropped without a close handshake and counted as a slow consumer (4100). A
+/// write hands the kernel at most the socket's write buffer plus one frame, which a reading client
+/// takes in milliseconds; 5 s rides out the stalls of a mobile link changing cells (typically 1-3 s)
+/// while bounding how long a client that stopped reading keeps its queue, its memberships, and its
+/// session's pings and reads stuck behind the write.
+pub const WRITE_TIMEOUT_MS: u64 = 5_000;
+
 /// Seconds of the per-IP connection-rate window by default (counted as a fixed window per IP).
 pub const IP_CONNECTION_WINDOW_SECS: u64 = 60;
 

@@ -161,9 +161,13 @@ pub struct ServerConfig {
     /// Milliseconds over which a drain spreads the 4200 closes of its sockets, so that clients
     /// reconnect to the other nodes gradually instead of all at once. 0 closes them together.
     pub drain_window_ms: u64,
-    /// Seconds a client has to send its request headers (WebSocket upgrade included); slowloris
-    /// protection.
+    /// Seconds a client has to send its request headers (WebSocket upgrade included), and then its
+    /// request body; slowloris protection.
     pub handshake_timeout: u64,
+    /// Milliseconds one write to a socket (a batch of frames, a close) may take; a client that reads
+    /// nothing for that long is dropped as a slow consumer (4100). See
+    /// [`limits::WRITE_TIMEOUT_MS`].
+    pub write_timeout_ms: u64,
     /// Seconds a client has to finish the TLS handshake when TLS is on.
     pub tls_handshake_timeout: u64,
     /// PEM certificate chain; with `tls_key`, the port serves `wss://` and `https://` only.
@@ -197,6 +201,7 @@ impl Default for ServerConfig {
             drain_grace_ms: limits::DRAIN_GRACE_MS,
             drain_window_ms: limits::DRAIN_WINDOW_MS,
             handshake_timeout: limits::HANDSHAKE_TIMEOUT_SECS,
+            write_timeout_ms: limits::WRITE_TIMEOUT_MS,
             tls_handshake_timeout: limits::HANDSHAKE_TIMEOUT_SECS,
             tls_cert: None,
             tls_key: None,
@@ -208,6 +213,16 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
+    /// How long one write to a socket may take.
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_timeout_ms)
+    }
+
+    /// How long a client has to send a request body once its headers are in.
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout)
+    }
+
     /// The drain's grace before the first close.
     pub fn drain_grace(&self) -> Duration {
         Duration::from_millis(self.drain_grace_ms)
@@ -401,6 +416,7 @@ mod tests {
         };
         assert!(invalid("[server]\nhandshake_timeout = 0\n").contains("handshake_timeout"));
         assert!(invalid("[server]\ndrain_window_ms = 9999999\n").contains("drain_window_ms"));
+        assert!(invalid("[server]\nwrite_timeout_ms = 0\n").contains("write_timeout_ms"));
         assert!(invalid("[server]\ntls_cert = \"/etc/hostname\"\n").contains("go together"));
         assert!(invalid(
             "[server]\ntls_cert = \"/nonexistent.pem\"\ntls_key = \"/nonexistent.key\"\n"

@@ -84,9 +84,14 @@ struct Cli {
     /// PEM private key for --tls-cert.
     #[arg(long, env = "VESTNIK_TLS_KEY", value_name = "FILE")]
     tls_key: Option<PathBuf>,
-    /// Seconds a client has to send its request headers (upgrade included) [default: 10].
+    /// Seconds a client has to send its request headers (upgrade included), and as long again for
+    /// a request body [default: 10].
     #[arg(long, env = "VESTNIK_HANDSHAKE_TIMEOUT", value_name = "SECS")]
     handshake_timeout: Option<u64>,
+    /// Milliseconds one write to a socket may take before the client counts as stuck and is dropped
+    /// (4100) [default: 5000].
+    #[arg(long, env = "VESTNIK_WRITE_TIMEOUT_MS", value_name = "MS")]
+    write_timeout_ms: Option<u64>,
     /// Seconds a client has to finish the TLS handshake [default: 10].
     #[arg(long, env = "VESTNIK_TLS_HANDSHAKE_TIMEOUT", value_name = "SECS")]
     tls_handshake_timeout: Option<u64>,
@@ -247,6 +252,9 @@ impl Cli {
         }
         if let Some(v) = self.handshake_timeout {
             s.handshake_timeout = v;
+        }
+        if let Some(v) = self.write_timeout_ms {
+            s.write_timeout_ms = v;
         }
         if let Some(v) = self.tls_handshake_timeout {
             s.tls_handshake_timeout = v;

@@ -1,6 +1,11 @@
 //! Binds the listener, serves HTTP/1.1 with upgrades (over TLS when configured) on every accepted
 //! socket, and hands shutdown to [`crate::drain`].
 //!
+//! The node accepts as soon as it is bound, before it has joined its cluster, so that probes get an
+//! answer while it starts: `/up` 200, `/ready` 503, upgrades and API calls 503 (an event could not
+//! reach the other nodes yet) until it has joined or `join_timeout_ms` passed. One accept loop serves
+//! the whole life of the process, starting and draining included, and one shutdown path ends it.
+//!
 //! Each accepted TCP connection becomes one task on the shutdown tracker: the TLS handshake (bounded
 //! by `tls_handshake_timeout`), then one hyper connection (request headers bounded by
 //! `handshake_timeout`, so slowloris does not hold sockets). A request with a WebSocket upgrade becomes
@@ -31,6 +36,15 @@ use crate::ws::live::LiveSockets;
 /// How often expired cache entries are dropped.
 const CACHE_PURGE_INTERVAL_SECS: u64 = 60;
 
+/// First wait before connecting to an unreachable backbone again at start; doubled after each
+/// failure up to [`JOIN_RETRY_MAX`]. A backbone started together with the node (one compose file,
+/// one pod) comes up within a second or two, so the first retries are quick.
+const JOIN_RETRY_MIN: Duration = Duration::from_millis(100);
+
+/// Longest wait between two connection attempts at start, so a backbone that comes up is found
+/// within a second.
+const JOIN_RETRY_MAX: Duration = Duration::from_secs(1);
+
 /// What every request handler can reach.
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -45,7 +59,7 @@ pub struct AppState {
     /// The webhook sender, when some app has targets.
     pub webhooks: Option<Webhooks>,
     /// Whether the node accepts traffic: false while starting and once draining (`/ready`, and new
-    /// upgrades are refused).
+    /// upgrades are refused). See [`AppState::is_starting`].
     pub serving: Arc<std::sync::atomic::AtomicBool>,
     /// The sockets open on this node, for the drain.
     pub sockets: LiveSockets,
@@ -53,6 +67,15 @@ pub struct AppState {
     pub ip_limiter: IpConnectionLimiter,
     /// Signed API requests per app.
     pub api_limiter: ApiLimiter,
+}
+
+impl AppState {
+    /// Whether the node is still starting: not serving yet, and not draining either (the drain turns
+    /// `serving` off only after shutdown started). Upgrades and API calls are refused meanwhile.
+    pub fn is_starting(&self) -> bool {
+        !self.serving.load(std::sync::atomic::Ordering::Relaxed)
+            && !self.shutdown.token().is_cancelled()
+    }
 }
 
 /// Why the server could not run.
@@ -163,6 +186,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), ServerError> 
             (None, Ok(_)) => {}
         }
     }
+    let acceptor = start_accepting(listener, tls, &state);
     let cluster_stop = CancellationToken::new();
     let cluster_task = join_cluster(&state, &cluster_config, cluster_stop.clone()).await?;
     let cluster = Service {
@@ -173,35 +197,42 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), ServerError> 
         stop: hooks_stop,
         task: sender,
     };
-    serve(listener, tls, state, cluster, webhooks).await;
+    if !state.shutdown.token().is_cancelled() {
+        state
+            .serving
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(addr) = acceptor.addr {
+            info!("listening on {}://{addr}", acceptor.scheme);
+        }
+    }
+    state.shutdown.started().await;
+    crate::drain::run(&state, cluster, webhooks).await;
+    let _ = acceptor.task.await;
     Ok(())
 }
 
-/// Connects the configured backbone and joins the cluster, waiting (up to `join_timeout_ms`) until
-/// this node has heard the others, so it is fully part of the cluster when it accepts sockets.
-/// Returns the cluster task, or `None` for a single node.
+/// Connects the configured backbone and joins the cluster, waiting until this node has heard the
+/// others, so it is fully part of the cluster when it serves sockets. An unreachable backbone is
+/// tried again until `join_timeout_ms`, then stops the node (a misconfigured backbone should fail
+/// at boot, not leave the node silently alone); a reachable one that stays quiet only delays
+/// serving until then. Returns early, with whatever task it started, once shutdown starts. Returns
+/// the cluster task, or `None` for a single node.
 pub async fn join_cluster(
     state: &AppState,
     config: &crate::config::ClusterConfig,
     stop: CancellationToken,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, ServerError> {
     use crate::config::AdapterKind;
-    use vestnik_broker::adapter::Adapter;
     use vestnik_broker::cluster::{new_node_id, ClusterSettings};
 
+    if config.adapter == AdapterKind::Local {
+        return Ok(None);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(config.join_timeout_ms);
     let node = new_node_id();
-    let adapter: Arc<dyn Adapter> = match config.adapter {
-        AdapterKind::Local => return Ok(None),
-        AdapterKind::Redis => {
-            vestnik_redis::RedisAdapter::connect(&config.redis_url, &config.prefix, node)
-                .await
-                .map_err(|e| ServerError::Backbone(format!("redis: {e}")))?
-        }
-        AdapterKind::Nats => {
-            vestnik_nats::NatsAdapter::connect(&config.nats_url, &config.prefix, node)
-                .await
-                .map_err(|e| ServerError::Backbone(format!("nats: {e}")))?
-        }
+    let adapter = tokio::select! {
+        adapter = connect_backbone(config, node, deadline) => adapter?,
+        () = state.shutdown.started() => return Ok(None),
     };
     let settings = ClusterSettings {
         heartbeat_interval: Duration::from_millis(config.heartbeat_interval_ms),
@@ -219,25 +250,87 @@ pub async fn join_cluster(
         .broker
         .cluster()
         .expect("join_cluster sets the cluster link");
-    if !link
-        .ready(Duration::from_millis(config.join_timeout_ms))
-        .await
-    {
-        warn!("the cluster did not answer in time; serving anyway and catching up as it does");
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    tokio::select! {
+        joined = link.ready(left) => if !joined {
+            warn!("the cluster did not answer in time; serving anyway and catching up as it does");
+        },
+        () = state.shutdown.started() => {}
     }
     Ok(Some(handle))
 }
 
-/// Serves an already-bound listener (over TLS when `tls` is given) until shutdown starts, then runs
-/// the drain, which stops `cluster` and `webhooks` once the sockets are closed; returns after it.
-pub async fn serve(
-    listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    state: AppState,
-    cluster: Service,
-    webhooks: Service,
-) {
-    let local = listener.local_addr().ok();
+/// Connects the configured adapter, trying again (with a doubling wait) while the backbone cannot be
+/// reached, until `deadline`. Configuration errors (URL, prefix) fail at once.
+async fn connect_backbone(
+    config: &crate::config::ClusterConfig,
+    node: vestnik_broker::adapter::NodeId,
+    deadline: tokio::time::Instant,
+) -> Result<Arc<dyn vestnik_broker::adapter::Adapter>, ServerError> {
+    use crate::config::AdapterKind;
+    let mut wait = JOIN_RETRY_MIN;
+    let mut logged = false;
+    loop {
+        let attempt = async {
+            match config.adapter {
+                AdapterKind::Local => unreachable!("a single node has no backbone"),
+                AdapterKind::Redis => {
+                    vestnik_redis::RedisAdapter::connect(&config.redis_url, &config.prefix, node)
+                        .await
+                        .map(|a| a as Arc<dyn vestnik_broker::adapter::Adapter>)
+                        .map_err(|e| {
+                            let retry = matches!(
+                                e,
+                                vestnik_redis::Error::Redis(_) | vestnik_redis::Error::Timeout(_)
+                            );
+                            (format!("redis: {e}"), retry)
+                        })
+                }
+                AdapterKind::Nats => {
+                    vestnik_nats::NatsAdapter::connect(&config.nats_url, &config.prefix, node)
+                        .await
+                        .map(|a| a as Arc<dyn vestnik_broker::adapter::Adapter>)
+                        .map_err(|e| {
+                            let retry = matches!(
+                                e,
+                                vestnik_nats::Error::Connect(_)
+                                    | vestnik_nats::Error::Subscribe(_)
+                                    | vestnik_nats::Error::Timeout(_)
+                            );
+                            (format!("nats: {e}"), retry)
+                        })
+                }
+            }
+        };
+        let (error, retry) = match tokio::time::timeout_at(deadline, attempt).await {
+            Ok(Ok(adapter)) => return Ok(adapter),
+            Ok(Err(failure)) => failure,
+            Err(_) => ("not connected within join_timeout_ms".to_owned(), false),
+        };
+        let now = tokio::time::Instant::now();
+        if !retry || now + wait >= deadline {
+            return Err(ServerError::Backbone(error));
+        }
+        if !logged {
+            warn!("cluster backbone not reachable yet ({error}); retrying until join_timeout_ms, /ready answers 503 meanwhile");
+            logged = true;
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(JOIN_RETRY_MAX);
+    }
+}
+
+/// The accept loop, started before the node joins its cluster.
+struct Acceptor {
+    task: tokio::task::JoinHandle<()>,
+    addr: Option<SocketAddr>,
+    scheme: &'static str,
+}
+
+/// Logs what is served and starts the one accept loop (over TLS when `tls` is given). The node is
+/// still starting: it answers probes, and refuses upgrades and API calls, until `serving` is set.
+fn start_accepting(listener: TcpListener, tls: Option<TlsAcceptor>, state: &AppState) -> Acceptor {
+    let addr = listener.local_addr().ok();
     if state.config.uses_development_credentials() {
         warn!(
             "!!! DEVELOPMENT CREDENTIALS: an app uses the public secret `app-secret`. Anyone can sign \
@@ -248,18 +341,21 @@ pub async fn serve(
         info!(app_id = %app.id, key = %app.key, enabled = app.enabled, "serving app");
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
-    match local {
-        Some(addr) => info!("listening on {scheme}://{addr}"),
-        None => info!("listening"),
+    let joining = state.config.cluster.adapter != crate::config::AdapterKind::Local;
+    match addr {
+        // The address ends the line, where tools (and the test kit) read the port.
+        Some(addr) if joining => info!(
+            "joining the cluster (/ready answers 503 until joined); accepting on {scheme}://{addr}"
+        ),
+        Some(addr) => info!("accepting on {scheme}://{addr}"),
+        None => info!("accepting"),
     }
-    spawn_cache_purge(&state);
-    state
-        .serving
-        .store(true, std::sync::atomic::Ordering::Relaxed);
-    let acceptor = tokio::spawn(accept_loop(listener, tls, state.clone()));
-    state.shutdown.started().await;
-    crate::drain::run(&state, cluster, webhooks).await;
-    let _ = acceptor.await;
+    spawn_cache_purge(state);
+    Acceptor {
+        task: tokio::spawn(accept_loop(listener, tls, state.clone())),
+        addr,
+        scheme,
+    }
 }
 
 /// Accepts connections until the drain is over. It keeps accepting while the drain runs, so that

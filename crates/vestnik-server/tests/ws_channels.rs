@@ -350,7 +350,9 @@ async fn oversized_message_gets_an_error_and_a_close_without_touching_others() {
 
 #[tokio::test]
 async fn slow_consumer_is_closed_with_4100_and_others_get_everything() {
-    let b = spawn_with_server("outbox_capacity = 16");
+    // A long write timeout, so that only the full outbox can end the socket (a stalled write is
+    // tested in slow_clients.rs).
+    let b = spawn_with_server("outbox_capacity = 16\nwrite_timeout_ms = 60000");
     // A socket that never reads: the kernel buffers fill, then its outbox, then it is closed.
     let mut slow = WsClient::connect(&b.ws_url(KEY)).await;
     slow.subscribe(json!({"channel": "firehose"})).await;

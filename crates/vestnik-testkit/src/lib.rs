@@ -80,6 +80,17 @@ impl BrokerProcess {
 
     /// Like [`spawn`](Self::spawn), with extra arguments and environment.
     pub fn spawn_with(bin: &Path, config_toml: &str, env: &[(&str, &str)]) -> Self {
+        Self::spawn_until(bin, config_toml, env, "listening on http")
+    }
+
+    /// Like [`spawn_with`](Self::spawn_with), but returns as soon as the broker accepts
+    /// connections, before it has joined its cluster (it logs `accepting on` first, and `listening
+    /// on` once it serves): for tests of a node that is still starting.
+    pub fn spawn_starting(bin: &Path, config_toml: &str, env: &[(&str, &str)]) -> Self {
+        Self::spawn_until(bin, config_toml, env, "accepting on http")
+    }
+
+    fn spawn_until(bin: &Path, config_toml: &str, env: &[(&str, &str)], marker: &str) -> Self {
         let path = std::env::temp_dir().join(format!(
             "vestnik-test-{}-{}.toml",
             std::process::id(),
@@ -120,7 +131,7 @@ impl BrokerProcess {
             match rx.recv_timeout(left) {
                 Ok(line) => {
                     let port = line
-                        .split("listening on http")
+                        .split(marker)
                         .nth(1)
                         .and_then(|rest| rest.split_once("://"))
                         .map(|(_, addr)| {
@@ -131,7 +142,7 @@ impl BrokerProcess {
                         break port.expect("the listen line ends with a port");
                     }
                 }
-                Err(_) => panic!("broker did not report a listening port within 20 s"),
+                Err(_) => panic!("broker did not log `{marker}` and its port within 20 s"),
             }
         };
         Self {

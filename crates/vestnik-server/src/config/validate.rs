@@ -222,6 +222,14 @@ impl ServerConfig {
                 );
             }
         }
+        if self.write_timeout_ms == 0 {
+            bad(
+                "server.write_timeout_ms",
+                "server.write_timeout_ms must be at least 1 (0 would let a client that stops \
+                 reading hold its socket forever)"
+                    .into(),
+            );
+        }
         if self.drain_window_ms > limits::MAX_DRAIN_WINDOW_MS {
             bad(
                 "server.drain_window_ms",

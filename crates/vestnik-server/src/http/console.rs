@@ -133,8 +133,9 @@ fn session(req: &Request<Incoming>, state: &AppState) -> Result<Arc<App>, ApiErr
         .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))
 }
 
-/// Reads a JSON request body of at most [`MAX_BODY_BYTES`]; 415 for anything but JSON.
-async fn json_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
+/// Reads a JSON request body of at most [`MAX_BODY_BYTES`] within the body timeout; 415 for
+/// anything but JSON.
+async fn json_body(req: Request<Incoming>, state: &AppState) -> Result<Bytes, ApiError> {
     let is_json = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -150,7 +151,12 @@ async fn json_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
             "Send the request as Content-Type: application/json",
         ));
     }
-    super::read_body(req.into_body(), MAX_BODY_BYTES).await
+    super::read_body(
+        req.into_body(),
+        MAX_BODY_BYTES,
+        state.config.server.body_timeout(),
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -164,7 +170,7 @@ async fn sign_in(req: Request<Incoming>, state: &AppState) -> Result<Response<Bo
     let server = &state.config.server;
     let secure =
         crate::peer::is_https(req.headers(), server.tls_cert.is_some(), server.trust_proxy);
-    let body = json_body(req).await?;
+    let body = json_body(req, state).await?;
     let SignIn { app_id, secret } = parse_json(&body)?;
     let app =
         state.broker.apps().by_id(&app_id).ok_or_else(|| {
@@ -214,7 +220,7 @@ async fn send_event(
     state: &AppState,
     app: &App,
 ) -> Result<Response<Body>, ApiError> {
-    let body = json_body(req).await?;
+    let body = json_body(req, state).await?;
     let raw: RawEvent<'_> = parse_json(&body)?;
     let ev = validate(app, raw, true)?;
     if serde_json::from_str::<serde::de::IgnoredAny>(&ev.data).is_err() {

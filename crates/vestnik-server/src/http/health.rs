@@ -18,15 +18,32 @@ pub fn up() -> http::Response<Body> {
 }
 
 /// `GET /ready`.
+/// 200 `{"status": "ready"}`, or 503 with the state (`starting`, `draining`, `backbone_down`) and
+/// an `error` that says what it means.
 pub fn ready(state: &AppState) -> http::Response<Body> {
     let serving = state.serving.load(Ordering::Relaxed);
     let backbone = state.broker.cluster().is_none_or(|c| c.is_connected());
-    let (status, reason) = match (serving, backbone) {
-        (true, true) => (StatusCode::OK, "ready"),
-        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "starting or draining"),
-        (true, false) => (StatusCode::SERVICE_UNAVAILABLE, "cluster backbone down"),
+    let not_ready = |status: &str, error: &str| {
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": status, "error": error}),
+        )
     };
-    json_response(status, &json!({"status": reason}))
+    if state.is_starting() {
+        not_ready(
+            "starting",
+            "starting: joining the cluster; sockets and API calls are refused until then",
+        )
+    } else if !serving {
+        not_ready("draining", "draining: closing sockets before shutting down")
+    } else if !backbone {
+        not_ready(
+            "backbone_down",
+            "cluster backbone down: sockets here would miss other nodes' events",
+        )
+    } else {
+        json_response(StatusCode::OK, &json!({"status": "ready"}))
+    }
 }
 
 /// Resident memory of this process, from `/proc/self/status` (Linux); `None` elsewhere.

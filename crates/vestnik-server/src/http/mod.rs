@@ -16,6 +16,7 @@ pub mod users;
 pub mod webhooks;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
@@ -24,6 +25,14 @@ use hyper::body::Incoming;
 
 use crate::server::AppState;
 use signed::SignedCall;
+
+/// The `app_id` label of a metric about a request or socket whose app is not known: a label never
+/// carries a value the client chose, so that nobody can grow the series without bound.
+pub const UNKNOWN_APP: &str = "unknown";
+
+/// Seconds a caller refused by a starting node is told to wait: a node joins its cluster within a
+/// few hundred milliseconds once the backbone answers (`join_timeout_ms` bounds it, 5 s by default).
+const STARTING_RETRY_AFTER_SECS: u64 = 1;
 
 /// The response body type of every handler.
 pub type Body = Full<Bytes>;
@@ -65,6 +74,13 @@ impl ApiError {
     pub fn into_response(self) -> Response<Body> {
         let body = serde_json::json!({"error": self.message, "code": self.status.as_u16()});
         let mut resp = json_response(self.status, &body);
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of the request never came, so the connection cannot carry another one.
+            resp.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+        }
         if let Some(secs) = self.retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
@@ -84,12 +100,19 @@ pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<B
     resp
 }
 
-/// Reads a whole request body of at most `limit` bytes: 413 over it, 400 when it cannot be read.
-pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
+/// Reads a whole request body of at most `limit` bytes within `timeout`: 413 over the limit, 408
+/// when it does not arrive in time (hyper bounds only the headers, so without this a client could
+/// hold a connection and its task by sending a body byte by byte), 400 when it cannot be read.
+pub async fn read_body(body: Incoming, limit: usize, timeout: Duration) -> Result<Bytes, ApiError> {
     use http_body_util::{BodyExt, LengthLimitError, Limited};
-    Limited::new(body, limit)
-        .collect()
+    tokio::time::timeout(timeout, Limited::new(body, limit).collect())
         .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("Request body not received within {timeout:?}"),
+            )
+        })?
         .map(|collected| collected.to_bytes())
         .map_err(|e| {
             if e.downcast_ref::<LengthLimitError>().is_some() {
@@ -176,22 +199,70 @@ async fn route_api(req: Request<Incoming>, state: AppState, peer: SocketAddr) ->
     result.unwrap_or_else(ApiError::into_response)
 }
 
-/// A signed API call under `/apps/{app}` (or the Python SDK's bare `/users/...`).
+/// A signed API call under `/apps/{app}` (or the Python SDK's bare `/users/...`), counted in
+/// `vestnik_http_requests_total` whatever its outcome.
 async fn api(
     req: Request<Incoming>,
     state: AppState,
     app_segment: Option<String>,
     rest: Vec<String>,
 ) -> Result<Response<Body>, ApiError> {
-    let call = signed::verify(req, &state, app_segment.as_deref()).await?;
     let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+    let route = route_name(req.method(), &rest);
+    let app_id = app_label(&state, app_segment.as_deref(), req.uri().query());
+    let result = signed_call(req, &state, app_segment.as_deref(), &rest).await;
+    let status = match &result {
+        Ok(r) => r.status(),
+        Err(e) => e.status,
+    };
+    metrics::counter!(
+        "vestnik_http_requests_total",
+        "app_id" => app_id,
+        "route" => route,
+        "status" => status.as_u16().to_string()
+    )
+    .increment(1);
+    result
+}
+
+/// The `app_id` label of an API call: the configured app the path (or, without one, `auth_key`)
+/// names, the same one [`signed::verify`] resolves, or [`UNKNOWN_APP`].
+fn app_label(state: &AppState, app_segment: Option<&str>, query: Option<&str>) -> String {
+    let apps = state.broker.apps();
+    let app = match app_segment {
+        Some(seg) => apps.by_id(seg).or_else(|| apps.by_key(seg)),
+        None => vestnik_protocol::auth::parse_query(query.unwrap_or(""))
+            .into_iter()
+            .find(|(k, _)| k == "auth_key")
+            .and_then(|(_, key)| apps.by_key(&key)),
+    };
+    app.map_or_else(|| UNKNOWN_APP.to_owned(), |a| a.id.clone())
+}
+
+/// Refuses while the node is starting, verifies the signature, applies the app's rate limit and
+/// dispatches.
+async fn signed_call(
+    req: Request<Incoming>,
+    state: &AppState,
+    app_segment: Option<&str>,
+    rest: &[&str],
+) -> Result<Response<Body>, ApiError> {
+    if state.is_starting() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "This node is starting: it has not joined its cluster yet, so an event could not reach \
+             the other nodes; retry shortly",
+        )
+        .retry_after(STARTING_RETRY_AFTER_SECS));
+    }
+    let call = signed::verify(req, state, app_segment).await?;
     let limited = state.api_limiter.check(
         &call.app.id,
         call.app.api_rate_limit,
         std::time::Instant::now(),
     );
-    let result = match limited {
-        Ok(()) => dispatch(&state, &call, &rest).await,
+    match limited {
+        Ok(()) => dispatch(state, &call, rest).await,
         Err(retry) => {
             metrics::counter!("vestnik_rate_limited_total", "limit" => "api", "app_id" => call.app.id.clone())
                 .increment(1);
@@ -204,19 +275,7 @@ async fn api(
             )
             .retry_after(retry.0))
         }
-    };
-    let status = match &result {
-        Ok(r) => r.status(),
-        Err(e) => e.status,
-    };
-    metrics::counter!(
-        "vestnik_http_requests_total",
-        "app_id" => call.app.id.clone(),
-        "route" => route_name(&call.method, &rest),
-        "status" => status.as_u16().to_string()
-    )
-    .increment(1);
-    result
+    }
 }
 
 /// A route's name for metrics: the path pattern, never the values in it.

@@ -95,7 +95,7 @@ pub async fn verify(
         Some(_) => {}
     }
     let limit = MIN_BODY_LIMIT.max(app.max_event_bytes * app.max_batch_events * 2);
-    let body = super::read_body(body, limit).await?;
+    let body = super::read_body(body, limit, state.config.server.body_timeout()).await?;
     let path = parts.uri.path().to_owned();
     let signed = SignedRequest {
         method: parts.method.as_str(),

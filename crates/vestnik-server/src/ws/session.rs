@@ -5,7 +5,10 @@
 //! One task per socket, not a reader/writer pair: a task pair doubles the per-socket memory for no gain,
 //! since the writer only needs to run when the outbox wakes it. Every frame the server sends, replies
 //! included, goes through the outbox, so the order a socket sees is the order the broker decided.
-//! This module must never block the broker: it only drains what the broker queued.
+//! Every write (frames, pongs, errors, the close) is bounded by `write_timeout_ms`: a client that
+//! stops reading is dropped and counted as a slow consumer instead of holding its session, its
+//! timers and its queued close for ever. This module must never block the broker: it only drains what
+//! the broker queued.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -34,21 +37,64 @@ pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
 /// How long to wait for the client's close reply before dropping the connection.
 const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Why a write to the socket did not finish.
+#[derive(Debug)]
+enum WriteFailure {
+    /// It took longer than `write_timeout_ms`: the client stopped reading.
+    Stalled,
+    /// The transport failed or the client went away.
+    Failed,
+}
+
+/// Runs one write, flush or close on the socket, for at most `limit`. Every write of a session goes
+/// through here: an unbounded write to a client that stopped reading would block its session for
+/// ever (TCP keeps a full window open indefinitely), and with it the close queued behind it.
+async fn bounded<T>(
+    limit: Duration,
+    op: impl std::future::Future<Output = Result<T, WsError>>,
+) -> Result<T, WriteFailure> {
+    match tokio::time::timeout(limit, op).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(_)) => Err(WriteFailure::Failed),
+        Err(_) => Err(WriteFailure::Stalled),
+    }
+}
+
 /// Sends `pusher:error` with `code`, closes with the same code, and waits briefly for the reply.
-pub async fn refuse(mut ws: Socket, code: PusherCode, message: &str) {
+/// Counts the refusal in `vestnik_sockets_refused_total` under `app_id` (the app the key named, or
+/// `unknown`: never a value the client chose).
+pub async fn refuse(
+    mut ws: Socket,
+    app_id: &str,
+    code: PusherCode,
+    message: &str,
+    write_timeout: Duration,
+) {
+    metrics::counter!(
+        "vestnik_sockets_refused_total",
+        "app_id" => app_id.to_owned(),
+        "code" => code.code().to_string()
+    )
+    .increment(1);
     let frame = ServerMessage::Error {
         code: Some(code),
         message,
     }
     .encode();
     if let Ok(text) = Utf8Bytes::try_from(frame) {
-        let _ = ws.feed(Message::Text(text)).await;
+        if bounded(write_timeout, ws.feed(Message::Text(text)))
+            .await
+            .is_err()
+        {
+            return;
+        }
     }
-    close(&mut ws, code.code(), message).await;
+    close(&mut ws, code.code(), message, write_timeout).await;
 }
 
-/// Closes with `code` and `reason`, then waits (bounded) for the client's close reply.
-async fn close(ws: &mut Socket, code: u16, reason: &str) {
+/// Closes with `code` and `reason` (the write bounded by `write_timeout`), then waits (bounded) for
+/// the client's close reply.
+async fn close(ws: &mut Socket, code: u16, reason: &str, write_timeout: Duration) {
     // Close reasons are limited to 123 bytes by RFC 6455.
     let mut end = reason.len().min(123);
     while !reason.is_char_boundary(end) {
@@ -58,7 +104,7 @@ async fn close(ws: &mut Socket, code: u16, reason: &str) {
         code: CloseCode::from(code),
         reason: Utf8Bytes::from(&reason[..end]),
     };
-    if ws.close(Some(frame)).await.is_err() {
+    if bounded(write_timeout, ws.close(Some(frame))).await.is_err() {
         return;
     }
     let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, async {
@@ -69,9 +115,11 @@ async fn close(ws: &mut Socket, code: u16, reason: &str) {
 
 /// Runs an admitted socket: asks the broker to connect it, then drives it until it ends.
 pub async fn run(mut ws: Socket, state: AppState, app: Arc<App>, peer: IpAddr) {
+    let write_timeout = state.config.server.write_timeout();
+    let app_id = app.id.clone();
     let conn = match state.broker.connect(app) {
         Ok(c) => c,
-        Err(e) => return refuse(ws, e.code(), &e.to_string()).await,
+        Err(e) => return refuse(ws, &app_id, e.code(), &e.to_string(), write_timeout).await,
     };
     // Listed for the drain until this function returns, however it returns.
     let _live = state.sockets.register(&conn);
@@ -84,22 +132,27 @@ pub async fn run(mut ws: Socket, state: AppState, app: Arc<App>, peer: IpAddr) {
         }
         .encode(),
     );
-    let app_id = conn.app().id.clone();
     metrics::counter!("vestnik_sockets_opened_total", "app_id" => app_id.clone()).increment(1);
     let end = drive(&mut ws, &state, &conn).await;
     state.broker.disconnect(&conn);
     let code = match &end {
         End::Close(code, _) => code.to_string(),
+        End::Stalled => PusherCode::OverCapacity.code().to_string(),
         End::Gone => "client".to_owned(),
     };
-    if matches!(end, End::Close(4100, _)) {
+    if matches!(end, End::Stalled)
+        || matches!(end, End::Close(c, _) if c == PusherCode::OverCapacity.code())
+    {
         metrics::counter!("vestnik_slow_consumer_disconnects_total", "app_id" => app_id.clone())
             .increment(1);
     }
     metrics::counter!("vestnik_sockets_closed_total", "app_id" => app_id, "code" => code)
         .increment(1);
     match end {
-        End::Close(code, reason) => close(&mut ws, code, &reason).await,
+        End::Close(code, reason) => close(&mut ws, code, &reason, write_timeout).await,
+        End::Stalled => {
+            tracing::debug!(%peer, socket_id, "dropped: a write stalled for {write_timeout:?}");
+        }
         End::Gone => {}
     }
     tracing::debug!(%peer, socket_id, "socket closed");
@@ -109,8 +162,20 @@ pub async fn run(mut ws: Socket, state: AppState, app: Arc<App>, peer: IpAddr) {
 enum End {
     /// The server closes with this code and reason.
     Close(u16, String),
+    /// A write stalled past `write_timeout_ms`: the client stopped reading. Counted as a slow
+    /// consumer (4100) and dropped without a close frame, since nothing more can be written.
+    Stalled,
     /// The client left or the transport failed; nothing more to send.
     Gone,
+}
+
+impl From<WriteFailure> for End {
+    fn from(f: WriteFailure) -> Self {
+        match f {
+            WriteFailure::Stalled => End::Stalled,
+            WriteFailure::Failed => End::Gone,
+        }
+    }
 }
 
 /// Liveness bookkeeping: when to ping, when to give up, when sign-in is due.
@@ -163,6 +228,7 @@ impl Counters {
 
 async fn drive(ws: &mut Socket, state: &AppState, conn: &ConnectionHandle) -> End {
     let server = &state.config.server;
+    let write_timeout = server.write_timeout();
     let counters = Counters::new(&conn.app().id);
     let now = Instant::now();
     let mut live = Liveness {
@@ -184,8 +250,8 @@ async fn drive(ws: &mut Socket, state: &AppState, conn: &ConnectionHandle) -> En
             drained = conn.outbox().next_batch(&mut out) => {
                 counters.messages_out.increment(out.len() as u64);
                 counters.bytes_out.increment(out.iter().map(|f| f.len() as u64).sum());
-                if write_batch(ws, &mut out).await.is_err() {
-                    return End::Gone;
+                if let Err(f) = write_batch(ws, &mut out, write_timeout).await {
+                    return f.into();
                 }
                 if let Some(queued) = drained.queued_at {
                     counters.publish_to_write.record(queued.elapsed().as_secs_f64());
@@ -210,18 +276,22 @@ async fn drive(ws: &mut Socket, state: &AppState, conn: &ConnectionHandle) -> En
                     ),
                     Some(Ok(Message::Ping(_))) => {
                         // tungstenite queued the pong; push it out now.
-                        if ws.flush().await.is_err() {
-                            return End::Gone;
+                        if let Err(f) = bounded(write_timeout, ws.flush()).await {
+                            return f.into();
                         }
                     }
                     Some(Ok(Message::Pong(_) | Message::Frame(_))) => {}
                     Some(Ok(Message::Close(_))) => {
-                        let _ = ws.flush().await;
+                        let _ = bounded(write_timeout, ws.flush()).await;
                         return End::Gone;
                     }
                     Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
                         let message = format!("Message of {size} bytes is over the limit of {max_size} bytes");
-                        let _ = write_error(ws, PusherCode::InvalidMessage, &message).await;
+                        if let Err(WriteFailure::Stalled) =
+                            write_error(ws, PusherCode::InvalidMessage, &message, write_timeout).await
+                        {
+                            return End::Stalled;
+                        }
                         return End::Close(PusherCode::InvalidMessage.code(), message);
                     }
                     Some(Err(e)) => {
@@ -258,12 +328,18 @@ async fn drive(ws: &mut Socket, state: &AppState, conn: &ConnectionHandle) -> En
 }
 
 /// Writes every drained frame, then flushes once: one syscall for the whole batch when it fits the
-/// write buffer.
-async fn write_batch(ws: &mut Socket, out: &mut VecDeque<Bytes>) -> Result<(), WsError> {
+/// write buffer. Each feed and the flush is bounded by `limit` on its own: a feed only waits when the
+/// write buffer is full, so each step moves at most a buffer's worth, and a slow but reading client
+/// keeps up while one that stopped reading is found within `limit`.
+async fn write_batch(
+    ws: &mut Socket,
+    out: &mut VecDeque<Bytes>,
+    limit: Duration,
+) -> Result<(), WriteFailure> {
     for frame in out.drain(..) {
         // Frames come from ServerMessage::encode, which only produces UTF-8 JSON.
         match Utf8Bytes::try_from(frame) {
-            Ok(text) => ws.feed(Message::Text(text)).await?,
+            Ok(text) => bounded(limit, ws.feed(Message::Text(text))).await?,
             Err(_) => tracing::error!("dropped a non-UTF-8 frame; this is a bug in encoding"),
         }
     }
@@ -271,17 +347,22 @@ async fn write_batch(ws: &mut Socket, out: &mut VecDeque<Bytes>) -> Result<(), W
     if out.capacity() > 64 {
         out.shrink_to(8);
     }
-    ws.flush().await
+    bounded(limit, ws.flush()).await
 }
 
-async fn write_error(ws: &mut Socket, code: PusherCode, message: &str) -> Result<(), WsError> {
+async fn write_error(
+    ws: &mut Socket,
+    code: PusherCode,
+    message: &str,
+    limit: Duration,
+) -> Result<(), WriteFailure> {
     let frame = ServerMessage::Error {
         code: Some(code),
         message,
     }
     .encode();
     match Utf8Bytes::try_from(frame) {
-        Ok(text) => ws.send(Message::Text(text)).await,
+        Ok(text) => bounded(limit, ws.send(Message::Text(text))).await,
         Err(_) => Ok(()),
     }
 }

@@ -3,10 +3,11 @@
 //! allowed origin). A socket refused for what it asked gets upgraded, so that the client sees a
 //! `pusher:error` and a close code it understands instead of an HTTP error it cannot read.
 //!
-//! Two refusals are about the node, not the request, and stay plain HTTP so they cost nothing: a
-//! draining node answers 503 (the client's retry lands on another node), and a client IP over its
-//! connection rate gets 429 with `Retry-After` (see [`crate::ratelimit`]). Both carry a JSON
-//! `{"error": ...}` body.
+//! Refusals about the node, not the request, stay plain HTTP so they cost nothing: a starting node
+//! (not yet joined to its cluster) and a draining one answer 503 (the client's retry lands on another
+//! node, or on this one once it has joined), and a client IP over its connection rate gets 429 with
+//! `Retry-After` (see [`crate::ratelimit`]). All carry a JSON `{"error": ...}` body. Sockets refused
+//! after the upgrade are counted in `vestnik_sockets_refused_total` by [`session::refuse`].
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -24,11 +25,29 @@ use vestnik_protocol::limits::SUPPORTED_PROTOCOLS;
 use vestnik_protocol::PusherCode;
 
 use super::session;
-use crate::http::{ApiError, Body};
+use crate::http::{ApiError, Body, UNKNOWN_APP};
 use crate::server::AppState;
 
-/// Why a socket is refused before it reaches the broker: the code and message it is closed with.
-pub type Refusal = (PusherCode, String);
+/// Why a socket is refused before it reaches the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The app the key named, when it named one: the only app id a refusal is counted under.
+    pub app_id: Option<String>,
+    /// The code it is closed with.
+    pub code: PusherCode,
+    /// The message sent with the `pusher:error` and the close.
+    pub message: String,
+}
+
+impl Refusal {
+    fn new(app: Option<&App>, code: PusherCode, message: String) -> Self {
+        Self {
+            app_id: app.map(|a| a.id.clone()),
+            code,
+            message,
+        }
+    }
+}
 
 /// Decides whether a socket at `path?query` from `origin` may connect.
 pub fn admit(
@@ -43,36 +62,39 @@ pub fn admit(
         .map(|(_, key)| key)
         .filter(|k| !k.is_empty() && !k.contains('/'))
         .ok_or_else(|| {
-            (
+            Refusal::new(
+                None,
                 PusherCode::PathNotFound,
                 format!("Path not found: {path}; connect to /app/{{key}}"),
             )
         })?;
     let app = state.broker.apps().by_key(key).ok_or_else(|| {
-        (
+        Refusal::new(
+            None,
             PusherCode::AppNotFound,
             format!("App key {key} does not exist."),
         )
     })?;
+    let refuse = |code, message| Refusal::new(Some(&app), code, message);
     let params = vestnik_protocol::auth::parse_query(query.unwrap_or(""));
     let protocol = params
         .iter()
         .find(|(k, _)| k == "protocol")
         .map(|(_, v)| v.as_str())
         .ok_or_else(|| {
-            (
+            refuse(
                 PusherCode::NoProtocol,
                 "No protocol version supplied".to_owned(),
             )
         })?;
     let version: u32 = protocol.parse().map_err(|_| {
-        (
+        refuse(
             PusherCode::InvalidVersion,
             format!("Invalid version string format: {protocol:?}"),
         )
     })?;
     if !SUPPORTED_PROTOCOLS.contains(&version) {
-        return Err((
+        return Err(refuse(
             PusherCode::UnsupportedProtocol,
             format!(
                 "Unsupported protocol version {version}; supported: {}-{}",
@@ -82,7 +104,7 @@ pub fn admit(
         ));
     }
     if !app.origin_allowed(origin) {
-        return Err((
+        return Err(refuse(
             PusherCode::Unauthorized,
             format!(
                 "Origin {} is not allowed for this app",
@@ -96,6 +118,13 @@ pub fn admit(
 /// Answers the upgrade and spawns the session (or the refusal) on the shutdown tracker.
 pub fn upgrade(req: Request<Incoming>, state: AppState, peer: SocketAddr) -> Response<Body> {
     let headers = req.headers();
+    if state.is_starting() {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "This node is starting (joining its cluster) and accepts no sockets yet; retry shortly",
+        )
+        .into_response();
+    }
     if !state.serving.load(Ordering::Relaxed) {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -140,6 +169,7 @@ pub fn upgrade(req: Request<Incoming>, state: AppState, peer: SocketAddr) -> Res
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     let admission = admit(&state, req.uri().path(), req.uri().query(), origin);
     let ws_config = super::websocket_config(&state.config.server);
+    let write_timeout = state.config.server.write_timeout();
     let tracker = state.shutdown.tracker().clone();
     tracker.spawn(async move {
         let upgraded = match hyper::upgrade::on(req).await {
@@ -154,9 +184,10 @@ pub fn upgrade(req: Request<Incoming>, state: AppState, peer: SocketAddr) -> Res
                 .await;
         match admission {
             Ok(app) => session::run(ws, state, app, peer).await,
-            Err((code, message)) => {
-                tracing::debug!(%peer, code = code.code(), "refused socket: {message}");
-                session::refuse(ws, code, &message).await;
+            Err(r) => {
+                tracing::debug!(%peer, code = r.code.code(), "refused socket: {}", r.message);
+                let app_id = r.app_id.as_deref().unwrap_or(UNKNOWN_APP);
+                session::refuse(ws, app_id, r.code, &r.message, write_timeout).await;
             }
         }
     });
