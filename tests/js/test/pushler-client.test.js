@@ -1,9 +1,12 @@
 // The Pushler-compatible JS client (clients/js) in Node against the real broker: the API surface
-// (connected, subscribe, channel.on, unsubscribe, disconnect, state events), private and presence
-// authorization, `pushler:` presence events, client events, the mapping of Pusher error codes, the
-// reconnect with resubscription after a broker restart on the same port, the ping / pong watchdog
-// against a frozen (SIGSTOP) broker, /pushler.js as the broker serves it, and the TypeScript types.
-// The browser side (cookbook pages, Vue) is in pushler-cookbook.test.js.
+// (connected, subscribe, channel.on, getChannel/getChannels, unsubscribe, disconnect, stateChanged,
+// failed; none of pusher-js's names), private and presence authorization through `authorize` and
+// through a real HTTP authEndpoint (authHeaders, authParams), `pushler:` presence events, client
+// events, the mapping of Pusher error codes, the reconnect with resubscription after a broker restart
+// on the same port, the reconnect backoff measured against a killed broker, the ping / pong watchdog
+// against a frozen (SIGSTOP) broker, /pushler.js as the broker serves it, resolution of
+// @vestnik/pushler through package.json `exports`, and the TypeScript types. The browser side
+// (cookbook pages, Vue) is in pushler-cookbook.test.js.
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
