@@ -9,7 +9,8 @@
  * connection whose pong does not come, and maps Pusher's close and error codes onto the `error`,
  * `disconnected` and `failed` events (`failed`: a 4000-4099 refusal, after which it does not retry).
  * It never exposes pusher-js's API names (bind, trigger, connection.bind, channel(), allChannels(),
- * authorizer, auth: {headers, params}, activityTimeout, pongTimeout, state_change) and never logs a
+ * authorizer, auth: {headers, params}, activityTimeout, pongTimeout, state_change; only the connection
+ * options wsHost, wsPort, wsPath and forceTLS keep their names, as issue 8 asks) and never logs a
  * payload or an auth signature.
  */
 (function (root, factory) {
