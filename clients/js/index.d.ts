@@ -20,16 +20,14 @@ export interface PushlerOptions {
   authEndpoint?: string;
   /** Extra headers for the auth request (e.g. a CSRF token or a bearer token). */
   authHeaders?: Record<string, string>;
-  /** Extra form fields for the auth request. */
+  /** Extra form fields for the auth request (`socket_id` and `channel_name` always win). */
   authParams?: Record<string, string>;
-  /** Same as `authHeaders` / `authParams`, in the nested form. */
-  auth?: { headers?: Record<string, string>; params?: Record<string, string> };
   /** Replaces the HTTP call to `authEndpoint`: resolve with the auth endpoint's JSON answer. */
-  authorizer?: (request: { socketId: string; channelName: string }) => ChannelAuth | Promise<ChannelAuth>;
+  authorize?: (request: { socketId: string; channelName: string }) => ChannelAuth | Promise<ChannelAuth>;
   /** Milliseconds of silence before the client pings (the server may ask for less). Default 120000. */
-  activityTimeout?: number;
+  heartbeatIdle?: number;
   /** Milliseconds to wait for the pong before the connection is abandoned and reopened. Default 30000. */
-  pongTimeout?: number;
+  heartbeatTimeout?: number;
   /** First reconnect delay in milliseconds (doubled per failed attempt, with jitter). Default 1000. */
   minReconnectDelay?: number;
   /** Largest reconnect delay in milliseconds. Default 30000. */
@@ -38,6 +36,11 @@ export interface PushlerOptions {
   autoConnect?: boolean;
   /** A WebSocket constructor where there is no global one (Node < 22: the `ws` package). */
   WebSocket?: new (url: string) => WebSocketLike;
+  /** pusher-js names, refused with a TypeError: use `authorize`, `authHeaders`/`authParams`, `heartbeatIdle`, `heartbeatTimeout`. */
+  authorizer?: never;
+  auth?: never;
+  activityTimeout?: never;
+  pongTimeout?: never;
 }
 
 /** What the auth endpoint answers (`PushlerClient::authorizeChannel` / `authorizePresenceChannel` in PHP). */
@@ -76,8 +79,11 @@ export interface ClientEvents {
   reconnected: { socketId: string };
   connecting: Record<string, never>;
   disconnected: DisconnectedEvent;
+  /** A refusal (close codes 4000-4099, e.g. 4001 unknown key): state `failed`, no retry until `connect()`. */
+  failed: { code: number; reason: string };
   error: PushlerError;
-  state_change: { previous: ConnectionState; current: ConnectionState };
+  /** Every change of `state`. */
+  stateChanged: { previous: ConnectionState; current: ConnectionState };
 }
 
 export interface Member<Info = unknown> {
@@ -130,7 +136,12 @@ export interface Channel {
 declare class PushlerClient {
   constructor(options: PushlerOptions);
   static readonly VERSION: string;
-  readonly options: Readonly<Required<Omit<PushlerOptions, 'key' | 'auth' | 'authorizer' | 'autoConnect'>>>;
+  /** The options in effect (defaults filled in); `authorize` is null when not given. */
+  readonly options: Readonly<
+    Required<Omit<PushlerOptions, 'key' | 'authorize' | 'autoConnect' | 'authorizer' | 'auth' | 'activityTimeout' | 'pongTimeout'>> & {
+      authorize: NonNullable<PushlerOptions['authorize']> | null;
+    }
+  >;
   readonly state: ConnectionState;
   /** The connection's socket id while connected, else null. */
   readonly socketId: string | null;
@@ -141,8 +152,10 @@ declare class PushlerClient {
   disconnect(): this;
   subscribe(name: string): Channel;
   unsubscribe(name: string): void;
-  channel(name: string): Channel | null;
-  allChannels(): Channel[];
+  /** The subscription to `name`, or null. */
+  getChannel(name: string): Channel | null;
+  /** Every current subscription. */
+  getChannels(): Channel[];
 }
 
 export { PushlerClient };

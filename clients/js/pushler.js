@@ -5,10 +5,13 @@
  *
  * One readable file with no dependencies and no build step. Loaded with a <script> tag it defines the
  * global `PushlerClient`; under CommonJS it is `module.exports`; the ES entry (index.js) re-exports it.
- * It reconnects with backoff and resubscribes every channel, pings after a quiet activity timeout and
- * abandons a connection whose pong does not come, and maps Pusher's close and error codes onto the
- * `error`, `disconnected` and `failed` events. It never exposes pusher-js's names (bind, trigger,
- * connection.bind) and never logs a payload or an auth signature.
+ * It reconnects with backoff and resubscribes every channel, pings after a quiet spell and abandons a
+ * connection whose pong does not come, and maps Pusher's close and error codes onto the `error`,
+ * `disconnected` and `failed` events (`failed`: a 4000-4099 refusal, after which it does not retry).
+ * It never exposes pusher-js's API names (bind, trigger, connection.bind, channel(), allChannels(),
+ * authorizer, auth: {headers, params}, activityTimeout, pongTimeout, state_change; only the connection
+ * options wsHost, wsPort, wsPath and forceTLS keep their names, as issue 8 asks) and never logs a
+ * payload or an auth signature.
  */
 (function (root, factory) {
   'use strict';
@@ -27,11 +30,11 @@
   var DEFAULTS = {
     // Vestnik's default listen port (`vestnik` with no flags).
     wsPort: 6001,
-    // pusher-js defaults.ts activityTimeout: ping after this much silence unless the server's
-    // connection_established asks for less.
-    activityTimeout: 120000,
-    // pusher-js defaults.ts pongTimeout: give up on a connection whose pong takes longer.
-    pongTimeout: 30000,
+    // Ping after this much silence unless the server's connection_established asks for less (the
+    // value of pusher-js defaults.ts activityTimeout, and the protocol's 120 s activity_timeout).
+    heartbeatIdle: 120000,
+    // Give up on a connection whose pong takes longer (the value of pusher-js defaults.ts pongTimeout).
+    heartbeatTimeout: 30000,
     // Protocol: 4100-4199 "reconnect after at least 1 s"; back off exponentially up to half a minute.
     minReconnectDelay: 1000,
     maxReconnectDelay: 30000,
@@ -218,10 +221,24 @@
   // --------------------------------------------------------------------------------------------
   // The client
 
+  /**
+   * pusher-js option names this client does not take, with the ones to use instead: passing one is a
+   * TypeError rather than an option silently ignored.
+   */
+  var RENAMED_OPTIONS = {
+    authorizer: 'authorize',
+    auth: 'authHeaders / authParams',
+    activityTimeout: 'heartbeatIdle',
+    pongTimeout: 'heartbeatTimeout',
+  };
+
   function PushlerClient(options) {
     if (!(this instanceof PushlerClient)) throw new TypeError('PushlerClient is a constructor: use new PushlerClient({...})');
     Emitter.call(this);
     var o = options || {};
+    Object.keys(RENAMED_OPTIONS).forEach(function (name) {
+      if (o[name] !== undefined) throw new TypeError('PushlerClient has no option ' + name + ' (a pusher-js name): use ' + RENAMED_OPTIONS[name]);
+    });
     var appKey = o.appKey || o.key;
     if (!appKey || typeof appKey !== 'string') throw new TypeError('PushlerClient needs options.appKey');
     var origin = scriptOrigin || {};
@@ -234,11 +251,11 @@
       wsPath: o.wsPath || '',
       forceTLS: forceTLS,
       authEndpoint: o.authEndpoint || '/pushler/auth',
-      authHeaders: o.authHeaders || (o.auth && o.auth.headers) || {},
-      authParams: o.authParams || (o.auth && o.auth.params) || {},
-      authorizer: o.authorizer || null,
-      activityTimeout: o.activityTimeout || DEFAULTS.activityTimeout,
-      pongTimeout: o.pongTimeout || DEFAULTS.pongTimeout,
+      authHeaders: o.authHeaders || {},
+      authParams: o.authParams || {},
+      authorize: o.authorize || null,
+      heartbeatIdle: o.heartbeatIdle || DEFAULTS.heartbeatIdle,
+      heartbeatTimeout: o.heartbeatTimeout || DEFAULTS.heartbeatTimeout,
       minReconnectDelay: o.minReconnectDelay !== undefined ? o.minReconnectDelay : DEFAULTS.minReconnectDelay,
       maxReconnectDelay: o.maxReconnectDelay !== undefined ? o.maxReconnectDelay : DEFAULTS.maxReconnectDelay,
       WebSocket: o.WebSocket || root.WebSocket,
@@ -333,12 +350,12 @@
   };
 
   /** The subscription to `name`, or null. */
-  PushlerClient.prototype.channel = function (name) {
+  PushlerClient.prototype.getChannel = function (name) {
     return this._channels.get(name) || null;
   };
 
   /** Every current subscription. */
-  PushlerClient.prototype.allChannels = function () {
+  PushlerClient.prototype.getChannels = function () {
     return Array.from(this._channels.values());
   };
 
@@ -353,7 +370,7 @@
     var previous = this.state;
     if (previous === next) return;
     this.state = next;
-    this._emit('state_change', { previous: previous, current: next });
+    this._emit('stateChanged', { previous: previous, current: next });
     if (next === 'connecting') this._emit('connecting', {});
   };
 
@@ -480,21 +497,22 @@
     );
   };
 
-  /** Resolves with `{auth, channel_data?}` from the authorizer or the authEndpoint. */
+  /** Resolves with `{auth, channel_data?}` from the `authorize` option or the authEndpoint. */
   PushlerClient.prototype._authorize = function (channelName) {
     var o = this.options;
     var socketId = this.socketId;
-    if (o.authorizer) {
+    if (o.authorize) {
       return Promise.resolve().then(function () {
-        return o.authorizer({ socketId: socketId, channelName: channelName });
+        return o.authorize({ socketId: socketId, channelName: channelName });
       }).then(checkAuth);
     }
     var params = new URLSearchParams();
-    params.set('socket_id', socketId);
-    params.set('channel_name', channelName);
     Object.keys(o.authParams).forEach(function (k) {
       params.set(k, o.authParams[k]);
     });
+    // Last, so that an extra field can never replace what the endpoint signs.
+    params.set('socket_id', socketId);
+    params.set('channel_name', channelName);
     var headers = { 'Content-Type': 'application/x-www-form-urlencoded' };
     Object.keys(o.authHeaders).forEach(function (k) {
       headers[k] = o.authHeaders[k];
@@ -543,6 +561,8 @@
       if (this._lastErrorCode !== code) this._emit('error', { code: code, message: reason || 'connection refused' });
       this._emit('disconnected', { code: code, reason: reason, willReconnect: false });
       this._setState('failed');
+      // Terminal: no retry until the app calls connect() again.
+      this._emit('failed', { code: code, reason: reason || 'connection refused' });
       return;
     }
     // 4200-4299: reconnect at once (the first time); everything else backs off.
@@ -579,7 +599,7 @@
     var self = this;
     this._stopTimers();
     if (this.state !== 'connected') return;
-    var quiet = Math.min(this.options.activityTimeout, this._serverActivityTimeout || Infinity);
+    var quiet = Math.min(this.options.heartbeatIdle, this._serverActivityTimeout || Infinity);
     this._activityTimer = setTimeout(function () {
       self._send({ event: 'pusher:ping', data: {} });
       self._pongTimer = setTimeout(function () {
@@ -592,7 +612,7 @@
           /* already closed */
         }
         self._closed(4201, 'pong not received');
-      }, self.options.pongTimeout);
+      }, self.options.heartbeatTimeout);
     }, quiet);
   };
 

@@ -59,14 +59,14 @@ export function usePushlerChannel(client, name, handlers = {}) {
       state.value = current;
       if (current !== 'connected') subscribed.value = false;
     };
-    c.on('state_change', onState);
+    c.on('stateChanged', onState);
     state.value = c.state;
     subscribed.value = ch.subscribed;
     syncMembers();
     channel.value = ch;
     return () => {
       for (const [event, fn] of bound) ch.off(event, fn);
-      c.off('state_change', onState);
+      c.off('stateChanged', onState);
       if (hold(c, channelName, -1) === 0) c.unsubscribe(channelName);
       channel.value = null;
       subscribed.value = false;

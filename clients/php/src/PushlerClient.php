@@ -23,8 +23,14 @@ class PushlerClient
     /** Seconds an API call may take before curl gives up. */
     public const DEFAULT_TIMEOUT = 10;
 
-    /** Channel names as the Pusher SDKs accept them (pusher-http-php `validate_channel`). */
-    private const CHANNEL_RE = '/\A#?[-a-zA-Z0-9_=@,.;]+\z/';
+    /**
+     * Channel names by the Pusher rule (docs/protocol.md "Channels"): the charset
+     * `[A-Za-z0-9_\-=@,.;]`, and `#` only as the reserved `#server-to-user-{id}` prefix.
+     */
+    private const CHANNEL_RE = '/\A(?:#server-to-user-)?[-a-zA-Z0-9_=@,.;]+\z/';
+
+    /** Longest channel name (Pusher's limit, `MAX_CHANNEL_NAME_LEN` in vestnik-protocol limits.rs). */
+    private const MAX_CHANNEL_NAME_LEN = 200;
 
     /** Socket ids as every official SDK accepts them (pusher-http-php `validate_socket_id`). */
     private const SOCKET_ID_RE = '/\A\d+\.\d+\z/';
@@ -203,7 +209,7 @@ class PushlerClient
     public function getChannelInfo(string $channel, array $params = []): array
     {
         $this->validateChannel($channel);
-        return $this->get('/channels/' . $channel, $params);
+        return $this->get('/channels/' . rawurlencode($channel), $params);
     }
 
     /**
@@ -212,7 +218,7 @@ class PushlerClient
     public function getPresenceUsers(string $channel): array
     {
         $this->validateChannel($channel);
-        $answer = $this->get('/channels/' . $channel . '/users', []);
+        $answer = $this->get('/channels/' . rawurlencode($channel) . '/users', []);
         return $answer['users'] ?? [];
     }
 
@@ -269,13 +275,17 @@ class PushlerClient
     // Signing
 
     /**
-     * The query parameters of a signed request, `auth_signature` included. Public so that tests can
-     * check it against the documented vectors with a fixed timestamp.
+     * The query parameters of a signed request, `auth_signature` included: the normalised `$params`
+     * (see normaliseQuery) plus the auth parameters, exactly the strings that were signed, so the
+     * caller sends these and nothing else. Public so that tests can check it against the documented
+     * vectors with a fixed timestamp.
      *
-     * @param string $path the full signed path, e.g. `/apps/3/events`
+     * @param string $path the full signed path as it is sent (percent-encoded), e.g. `/apps/3/events`
+     * @return array<string, string>
      */
     public function signedQuery(string $method, string $path, array $params, string $body, ?int $timestamp = null): array
     {
+        $params = self::normaliseQuery($params);
         $params['auth_key'] = $this->key;
         $params['auth_timestamp'] = (string) ($timestamp ?? time());
         $params['auth_version'] = '1.0';
@@ -286,7 +296,7 @@ class PushlerClient
         ksort($params);
         $pairs = [];
         foreach ($params as $k => $v) {
-            $pairs[] = $k . '=' . (is_array($v) ? implode(',', $v) : (string) $v);
+            $pairs[] = $k . '=' . $v;
         }
         $params['auth_signature'] = $this->hmac(strtoupper($method) . "\n" . $path . "\n" . implode('&', $pairs));
         return $params;
@@ -296,6 +306,32 @@ class PushlerClient
     public function appPath(): string
     {
         return '/apps/' . rawurlencode($this->options['app_id'] ?? $this->key);
+    }
+
+    /**
+     * The query as it is both signed and sent: lower-case keys (the broker lower-cases them before
+     * checking the signature), a list such as `info => ['user_count', 'subscription_count']` joined
+     * with commas (the API's form, `info=user_count,subscription_count`), booleans as `true`/`false`,
+     * every other value as a string, nulls dropped. Sending the raw array instead would put
+     * `info[0]=…` on the wire, which is not what was signed.
+     *
+     * @return array<string, string>
+     */
+    public static function normaliseQuery(array $params): array
+    {
+        $out = [];
+        foreach ($params as $k => $v) {
+            if ($v === null) {
+                continue;
+            }
+            if (is_array($v)) {
+                $v = implode(',', array_map('strval', $v));
+            } elseif (is_bool($v)) {
+                $v = $v ? 'true' : 'false';
+            }
+            $out[strtolower((string) $k)] = (string) $v;
+        }
+        return $out;
     }
 
     // ------------------------------------------------------------------------------------------
@@ -342,7 +378,7 @@ class PushlerClient
 
     private function validateChannel($channel): void
     {
-        if (!is_string($channel) || !preg_match(self::CHANNEL_RE, $channel)) {
+        if (!is_string($channel) || strlen($channel) > self::MAX_CHANNEL_NAME_LEN || !preg_match(self::CHANNEL_RE, $channel)) {
             throw new \InvalidArgumentException('Invalid channel name ' . json_encode($channel));
         }
     }
@@ -367,6 +403,8 @@ class PushlerClient
 
     private function request(string $method, string $subPath, array $params, string $body): array
     {
+        // $subPath comes with its variable segments already rawurlencoded: the broker checks the
+        // signature over the path as sent, and decodes the segments itself.
         $path = $this->appPath() . $subPath;
         $query = http_build_query($this->signedQuery($method, $path, $params, $body), '', '&', PHP_QUERY_RFC3986);
         $o = $this->options;

@@ -132,6 +132,17 @@ test('bad socket ids and channel names are refused before signing (pusher-http-p
     assertThrows(\InvalidArgumentException::class, fn () => $c->triggerBatch([['channel' => 'ok']]), 'batch without name');
 });
 
+test('channel names follow the Pusher rule: charset, 200 characters, # only in #server-to-user-', function () {
+    $c = new PushlerClient('key', 'secret');
+    foreach (['#server-to-user-42', '-azAZ9_=@,.;', str_repeat('a', 200), 'presence-room@1'] as $ok) {
+        assertSame('key:', substr($c->authorizeChannel($ok, '1.1')['auth'], 0, 4), $ok);
+    }
+    foreach (['#orders', 'a#b', '#server-to-user-', '#server-to-user-a b', str_repeat('a', 201), 'a/b', 'é', "a\0b"] as $bad) {
+        assertThrows(\InvalidArgumentException::class, fn () => $c->authorizeChannel($bad, '1.1'), json_encode($bad));
+        assertThrows(\InvalidArgumentException::class, fn () => $c->getChannelInfo($bad), 'getChannelInfo ' . json_encode($bad));
+    }
+});
+
 test('authorizeChannel returns the array the cookbook json_encodes into {"auth": ...}', function () {
     $c = new PushlerClient('key_orders', 'secret_orders');
     $auth = $c->authorizeChannel('private-user-67890', '123.456');
@@ -149,6 +160,12 @@ test('signedQuery lower-level rules: sorted keys, no body_md5 for GET, arrays jo
     assertSame(false, isset($q['body_md5']), 'no body_md5');
     $toSign = "GET\n/apps/key/channels\nauth_key=key&auth_timestamp=1000&auth_version=1.0&filter_by_prefix=presence-&info=user_count";
     assertSame(hash_hmac('sha256', $toSign, 'secret'), $q['auth_signature']);
+    // What is signed is what is sent: the array is already the comma-joined string in the result.
+    assertSame('user_count', $q['info'], 'info normalised');
+    $multi = $c->signedQuery('GET', '/apps/key/channels/x', ['INFO' => ['user_count', 'subscription_count'], 'skip' => null], '', 1000);
+    assertSame('user_count,subscription_count', $multi['info'], 'lower-cased key, joined list');
+    assertSame(false, array_key_exists('skip', $multi), 'null dropped');
+    assertSame(false, strpos(http_build_query($multi), '%5B') !== false, 'no info[0]= on the wire');
     // The Python SDK's POST vector (pusher_tests/test_request.py), same rules.
     $p = $c->signedQuery('POST', '/some/obscure/api', [], '{"foo": "bar"}', 1000);
     assertSame('94232c5b8fc9272f6f73a1e36eb68fcf', $p['body_md5']);

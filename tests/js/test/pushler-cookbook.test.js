@@ -11,11 +11,12 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { launchChromium, watchPageErrors } from '../browser.js';
-import { APPS, hmacHex, serverSdk, startBroker, waitFor } from '../helpers.js';
-import { compileVueSfc, cookbookFile, postForm, runPhpClient, startPhp } from '../pushler-helpers.js';
+import { APPS, hmacHex, openRaw, serverSdk, startBroker, waitFor } from '../helpers.js';
+import { COOKBOOK_DIR, compileVueSfc, cookbookFile, postForm, runPhpClient, startPhp } from '../pushler-helpers.js';
 
 const APP = APPS.main;
 const USER = 67890;
@@ -54,10 +55,14 @@ async function channelOccupied(name) {
   return (await res.json()).occupied;
 }
 
-function phpDbCount(sql) {
-  const code = `$p = new PDO('sqlite:' . getenv('DB')); echo $p->query(${JSON.stringify(sql)})->fetchColumn();`;
-  return Number(execFileSync('php', ['-r', code], { env: { ...process.env, DB: `${php.dir}/cookbook.sqlite` } }).toString());
+/** One value from the cookbook's database, opened as the cookbook's PHP opens it (tables created on first use). */
+function phpDbValue(sql) {
+  const code = `require getenv('STUBS'); echo getDbConnection()->query(${JSON.stringify(sql)})->fetchColumn();`;
+  const env = { ...process.env, COOKBOOK_DB: `${php.dir}/cookbook.sqlite`, STUBS: join(COOKBOOK_DIR, 'vendor', 'cookbook-stubs.php') };
+  return execFileSync('php', ['-r', code], { env }).toString();
 }
+
+const phpDbCount = (sql) => Number(phpDbValue(sql));
 
 describe('cookbook PHP', () => {
   test('auth.php: 401 without a user, 403 for another user\'s channel, else the json_encode of authorizeChannel', async () => {
@@ -73,9 +78,24 @@ describe('cookbook PHP', () => {
   });
 
   test('update_order.php refuses an unknown status with 400 and triggers nothing', async () => {
+    // The order's owner listens where update_order.php triggers (private-user-{user_id}).
+    const raw = await openRaw(broker);
+    const channel = `private-user-${USER}`;
+    assert.equal((await raw.subscribeSigned(serverSdk(broker), channel)).event, 'pusher_internal:subscription_succeeded');
+    const historyBefore = phpDbCount(`SELECT COUNT(*) FROM order_history WHERE order_id = ${ORDER}`);
+    const statusBefore = phpDbValue(`SELECT status FROM orders WHERE id = ${ORDER}`);
+
     const r = await updateOrder({ status: 'lost' });
     assert.equal(r.status, 400);
     assert.deepEqual(r.json, { error: 'Invalid status' });
+
+    // Ordering marker: an event sent after the refused call arrives; nothing came before it.
+    await serverSdk(broker).trigger(channel, 'marker', {});
+    await raw.waitEvent('marker', channel);
+    assert.deepEqual(raw.find((f) => f.channel === channel && f.event !== 'marker' && !f.event.startsWith('pusher')), []);
+    assert.equal(phpDbCount(`SELECT COUNT(*) FROM order_history WHERE order_id = ${ORDER}`), historyBefore, 'no history row');
+    assert.equal(phpDbValue(`SELECT status FROM orders WHERE id = ${ORDER}`), statusBefore, 'order unchanged');
+    raw.close();
   });
 });
 

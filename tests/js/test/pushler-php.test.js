@@ -111,6 +111,36 @@ describe('authorization accepted by the broker', () => {
     assert.equal(empty.occupied, false);
   });
 
+  test('getChannels and getChannelInfo with info as an array: signed and sent the same way', async () => {
+    const channel = uniq('presence-arr-');
+    const raw = await openRaw(broker);
+    const auth = (await call('authorizePresenceChannel', [channel, raw.socketId, 'arr-1'])).result;
+    await raw.subscribeOk(channel, { auth: auth.auth, channel_data: auth.channel_data });
+    const list = await call('getChannels', [{ filter_by_prefix: channel, info: ['user_count'] }]);
+    assert.deepEqual(list, { result: { channels: { [channel]: { user_count: 1 } } } });
+    const info = await call('getChannelInfo', [channel, { info: ['user_count', 'subscription_count'] }]);
+    assert.deepEqual(info, { result: { occupied: true, user_count: 1, subscription_count: 1 } });
+  });
+
+  test('channel names with reserved characters and #server-to-user- are percent-encoded in paths', async () => {
+    const odd = uniq('room@a=b,c;d.e-');
+    const pub = await subscriber(odd);
+    const info = await call('getChannelInfo', [odd, { info: 'subscription_count' }]);
+    assert.deepEqual(info, { result: { occupied: true, subscription_count: 1 } });
+
+    const presence = uniq('presence-x@y=z;');
+    const auth = (await call('authorizePresenceChannel', [presence, pub.socketId, 'odd-1'])).result;
+    await pub.subscribeOk(presence, { auth: auth.auth, channel_data: auth.channel_data });
+    assert.deepEqual((await call('getPresenceUsers', [presence])).result, [{ id: 'odd-1' }]);
+
+    const user = uniq('php-s2u-');
+    const raw = await openRaw(broker);
+    await raw.signin(serverSdk(broker), { id: user });
+    await raw.subscribeOk(`#server-to-user-${user}`);
+    const s2u = await call('getChannelInfo', [`#server-to-user-${user}`]);
+    assert.deepEqual(s2u, { result: { occupied: true } });
+  });
+
   test('terminateUserConnections closes a signed-in user\'s socket', async () => {
     const raw = await openRaw(broker);
     await raw.signin(serverSdk(broker), { id: 'php-user-1' });
@@ -145,6 +175,10 @@ describe('errors', () => {
   test('invalid names are refused before anything is sent; an unreachable broker is PushlerException', async () => {
     const bad = await call('trigger', ['bad channel', 'e', {}]);
     assert.equal(bad.exception, 'InvalidArgumentException');
+    for (const name of ['#orders', 'a#b', 'x'.repeat(201)]) {
+      const refused = await call('getChannelInfo', [name]);
+      assert.equal(refused.exception, 'InvalidArgumentException', name);
+    }
     const down = await call('getChannels', [], client(APPS.main, { port: 9, timeout: 2 }));
     assert.equal(down.exception, 'PushlerRu\\PushlerException');
     assert.match(down.message, /failed/);
