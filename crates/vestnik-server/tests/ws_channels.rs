@@ -269,6 +269,28 @@ async fn server_to_user_channel_is_only_for_that_user() {
 }
 
 #[tokio::test]
+async fn terminate_finds_a_user_whose_id_is_percent_encoded_in_the_path() {
+    let b = spawn();
+    let mut a = client(&b).await;
+    let user_data = r#"{"id":"user@x y"}"#;
+    let auth = vestnik_protocol::auth::sign_user(KEY, SECRET, &a.socket_id, user_data);
+    a.send(&json!({"event": "pusher:signin", "data": {"auth": auth, "user_data": user_data}}))
+        .await;
+    a.expect_event("pusher:signin_success").await;
+    let r = api(&b)
+        .call(
+            "POST",
+            "/users/user%40x%20y/terminate_connections",
+            &[],
+            "{}",
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (code, _) = a.expect_close(WAIT).await;
+    assert_eq!(code, Some(4009), "the decoded id named the signed-in user");
+}
+
+#[tokio::test]
 async fn bad_signin_closes_with_4009() {
     let b = spawn();
     let mut a = client(&b).await;

@@ -13,16 +13,9 @@ use super::{ok, ApiError, Body};
 use crate::server::AppState;
 
 fn channel_name(name: &str) -> Result<ChannelName, ApiError> {
-    let decoded = percent_decode(name);
+    let decoded = super::path_segment(name)?;
     ChannelName::parse(&decoded)
         .map_err(|e| ApiError::bad_request(format!("Invalid channel name {decoded:?}: {e}")))
-}
-
-fn percent_decode(s: &str) -> String {
-    vestnik_protocol::auth::parse_query(&format!("x={s}"))
-        .pop()
-        .map(|(_, v)| v)
-        .unwrap_or_default()
 }
 
 /// `GET /apps/{id}/channels?filter_by_prefix=..&info=user_count`.

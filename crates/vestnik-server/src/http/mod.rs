@@ -100,6 +100,18 @@ pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<B
     resp
 }
 
+/// Decodes one percent-encoded path segment (`/channels/{name}`, `/users/{user_id}`): SDKs encode
+/// names with `@`, `,`, `;`, `#` or spaces. Unlike a query value, `+` stays `+` in a path. A segment
+/// that is not valid UTF-8 once decoded is a 400.
+pub fn path_segment(raw: &str) -> Result<String, ApiError> {
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|_| {
+            ApiError::bad_request(format!("Path segment {raw:?} is not UTF-8 once decoded"))
+        })
+}
+
 /// Reads a whole request body of at most `limit` bytes within `timeout`: 413 over the limit, 408
 /// when it does not arrive in time (hyper bounds only the headers, so without this a client could
 /// hold a connection and its task by sending a body byte by byte), 400 when it cannot be read.
@@ -318,5 +330,24 @@ async fn dispatch(
             StatusCode::NOT_FOUND,
             format!("No API endpoint {} {}", call.method, call.path),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_are_percent_decoded_but_plus_stays() {
+        assert_eq!(path_segment("user%40x%20y").unwrap(), "user@x y");
+        assert_eq!(path_segment("a+b").unwrap(), "a+b");
+        assert_eq!(
+            path_segment("%23server-to-user-7").unwrap(),
+            "#server-to-user-7"
+        );
+        assert_eq!(
+            path_segment("%FF").unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
     }
 }

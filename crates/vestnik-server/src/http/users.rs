@@ -14,10 +14,12 @@ pub fn terminate(
     call: &SignedCall,
     user_id: &str,
 ) -> Result<Response<Body>, ApiError> {
+    // SDKs percent-encode the id in the path (the PHP client does), so `user@x` arrives as `user%40x`.
+    let user_id = super::path_segment(user_id)?;
     if user_id.is_empty() {
         return Err(ApiError::bad_request("Missing user id"));
     }
-    let closed = state.broker.terminate_user(&call.app, user_id);
+    let closed = state.broker.terminate_user(&call.app, &user_id);
     tracing::info!(app_id = %call.app.id, user_id, closed, "terminated user connections");
     Ok(ok(&json!({})))
 }
