@@ -9,6 +9,7 @@
 //! - [`WsClient`]: a raw WebSocket client that reads Pusher frames as JSON.
 //! - [`Api`]: a signed HTTP API client over a plain TCP stream.
 //! - [`conformance`]: the adapter conformance suite, run against MemoryHub, Redis and NATS.
+//! - [`tls`]: a TLS front with a test certificate, and a client configuration that trusts it.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -25,6 +26,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use vestnik_protocol::auth;
 
 pub mod conformance;
+pub mod tls;
 
 /// The default wait for anything expected to happen.
 pub const WAIT: Duration = Duration::from_secs(5);

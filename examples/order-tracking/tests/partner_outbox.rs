@@ -455,64 +455,13 @@ async fn retries_stop_after_the_give_up_window() {
     }
 }
 
-/// A TLS front for the shop's own receiver, with the test CA's certificate for `localhost`
-/// (the SDK's https test material): what an `https://` partner looks like.
-async fn tls_receiver(backend: u16) -> u16 {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let certs = vec![CertificateDer::from_pem_slice(TLS_CERT).expect("test cert")];
-    let key = PrivateKeyDer::from_pem_slice(TLS_KEY).expect("test key");
-    let server = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .expect("cert and key match");
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                if let Ok(mut plain) = tokio::net::TcpStream::connect(("127.0.0.1", backend)).await
-                {
-                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
-                }
-            });
-        }
-    });
-    port
-}
-
-const TLS_CA: &[u8] = include_bytes!("../../../crates/vestnik-sdk/tests/tls/ca.pem");
-const TLS_CERT: &[u8] = include_bytes!("../../../crates/vestnik-sdk/tests/tls/server.pem");
-const TLS_KEY: &[u8] = include_bytes!("../../../crates/vestnik-sdk/tests/tls/server.key");
-
 #[tokio::test]
 async fn https_partners_get_their_webhooks() {
     let port = free_port();
-    let front = tls_receiver(port).await;
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(
-            <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::from_pem_slice(
-                TLS_CA,
-            )
-            .expect("test CA"),
-        )
-        .unwrap();
-    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    // The shop's own receiver behind TLS with the test certificate: what an `https://` partner
+    // looks like; the outbox is told to trust the test CA.
+    let front = vestnik_testkit::tls::front(port).await;
+    let tls = vestnik_testkit::tls::client_config();
     let partners =
         format!("secure|https://localhost:{front}|demo-partner-key,plain|self|demo-partner-key");
     let shop = Shop::start_custom(
@@ -561,7 +510,7 @@ async fn https_partners_are_checked_against_the_trusted_roots() {
     // The production default trusts only the public roots: the test CA's partner is refused at
     // the handshake, retried (a transport error), never delivered.
     let port = free_port();
-    let front = tls_receiver(port).await;
+    let front = vestnik_testkit::tls::front(port).await;
     let partners = format!("secure|https://localhost:{front}|demo-partner-key");
     let shop = Shop::start_custom(
         &format!("127.0.0.1:{port}"),
