@@ -113,6 +113,9 @@ pub struct ConsoleConfig {
     /// Milliseconds between the counts and channel list pushed to each console. A second reads as live
     /// without costing the broker more than one channel listing per console per second.
     pub stats_interval_ms: u64,
+    /// Sign-in attempts per client IP per minute; over it, 429 with `Retry-After`. Ten is plenty for
+    /// a person mistyping, and makes guessing a secret hopeless. 0 turns the limit off.
+    pub signin_attempts: u32,
 }
 
 impl Default for ConsoleConfig {
@@ -122,6 +125,7 @@ impl Default for ConsoleConfig {
             session_ttl_secs: 3_600,
             stream_capacity: 1_024,
             stats_interval_ms: 1_000,
+            signin_attempts: 10,
         }
     }
 }

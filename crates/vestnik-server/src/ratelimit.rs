@@ -1,8 +1,9 @@
-//! The abuse limits that need state at the edge: new sockets per client IP, and signed API requests
-//! per app.
+//! The abuse limits that need state at the edge: new sockets and console sign-ins per client IP, and
+//! signed API requests per app.
 //!
-//! - [`IpConnectionLimiter`]: a fixed window per IP (`ip_connection_rate` sockets per
-//!   `ip_connection_window` seconds). Over it, the upgrade is answered 429 with `Retry-After` before
+//! - [`IpRateLimiter`]: a fixed window per IP, used twice: new sockets (`ip_connection_rate` per
+//!   `ip_connection_window` seconds) and console sign-in attempts (`console.signin_attempts` per
+//!   minute, so a secret cannot be guessed at speed). Over it, the upgrade is answered 429 with `Retry-After` before
 //!   anything is allocated for the socket, so a flood costs as little as possible; clients that
 //!   follow Pusher's reconnect rules retry after a backoff. Expired windows are dropped once per
 //!   window, so the map holds at most the IPs seen in the last window. IPv6 clients are counted by
@@ -54,15 +55,15 @@ struct IpWindows {
     last_prune: Instant,
 }
 
-/// New sockets per client IP per window.
+/// Attempts (new sockets, console sign-ins) per client IP per window.
 #[derive(Debug, Clone)]
-pub struct IpConnectionLimiter {
+pub struct IpRateLimiter {
     rate: u32,
     window: Duration,
     inner: Arc<Mutex<IpWindows>>,
 }
 
-impl IpConnectionLimiter {
+impl IpRateLimiter {
     /// `rate` sockets per `window`; a rate of 0 admits everything.
     pub fn new(rate: u32, window: Duration) -> Self {
         Self {
@@ -148,7 +149,7 @@ mod tests {
 
     #[test]
     fn ip_window_counts_per_ip_and_resets() {
-        let l = IpConnectionLimiter::new(2, Duration::from_secs(10));
+        let l = IpRateLimiter::new(2, Duration::from_secs(10));
         let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
         let t = Instant::now();
         assert!(l.check(a, t).is_ok());
@@ -162,7 +163,7 @@ mod tests {
             l.check(a, t + Duration::from_secs(10)).is_ok(),
             "a new window"
         );
-        assert!(IpConnectionLimiter::new(0, Duration::from_secs(1))
+        assert!(IpRateLimiter::new(0, Duration::from_secs(1))
             .check(a, t)
             .is_ok());
     }
@@ -176,7 +177,7 @@ mod tests {
         );
         assert_eq!(client_key(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
         assert_eq!(client_key(ip("192.0.2.7")), ip("192.0.2.7"));
-        let l = IpConnectionLimiter::new(2, Duration::from_secs(10));
+        let l = IpRateLimiter::new(2, Duration::from_secs(10));
         let t = Instant::now();
         assert!(l.check(ip("2001:db8:1:2::1"), t).is_ok());
         assert!(l.check(ip("2001:db8:1:2:ffff::9"), t).is_ok());
@@ -196,7 +197,7 @@ mod tests {
 
     #[test]
     fn ip_windows_are_pruned() {
-        let l = IpConnectionLimiter::new(1, Duration::from_secs(1));
+        let l = IpRateLimiter::new(1, Duration::from_secs(1));
         let t = Instant::now();
         for i in 0..100u8 {
             l.check(IpAddr::from([10, 0, 0, i]), t).unwrap();

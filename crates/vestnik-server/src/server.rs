@@ -29,7 +29,7 @@ use vestnik_webhooks::Webhooks;
 use crate::config::Config;
 use crate::drain::Service;
 use crate::hooks::{app_hooks, WebhookSink};
-use crate::ratelimit::{ApiLimiter, IpConnectionLimiter};
+use crate::ratelimit::{ApiLimiter, IpRateLimiter};
 use crate::shutdown::Shutdown;
 use crate::ws::live::LiveSockets;
 
@@ -64,7 +64,9 @@ pub struct AppState {
     /// The sockets open on this node, for the drain.
     pub sockets: LiveSockets,
     /// New sockets per client IP.
-    pub ip_limiter: IpConnectionLimiter,
+    pub ip_limiter: IpRateLimiter,
+    /// Console sign-in attempts per client IP per minute.
+    pub signin_limiter: IpRateLimiter,
     /// Signed API requests per app.
     pub api_limiter: ApiLimiter,
 }
@@ -129,9 +131,13 @@ pub fn build_state(
         },
         events,
     );
-    let ip_limiter = IpConnectionLimiter::new(
+    let ip_limiter = IpRateLimiter::new(
         config.server.ip_connection_rate,
         Duration::from_secs(config.server.ip_connection_window),
+    );
+    let signin_limiter = IpRateLimiter::new(
+        config.console.signin_attempts,
+        Duration::from_secs(crate::http::console::SIGNIN_WINDOW_SECS),
     );
     Ok(AppState {
         broker,
@@ -142,6 +148,7 @@ pub fn build_state(
         serving: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         sockets: LiveSockets::default(),
         ip_limiter,
+        signin_limiter,
         api_limiter: ApiLimiter::default(),
     })
 }

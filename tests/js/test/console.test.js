@@ -22,7 +22,8 @@ let pageErrors;
 let sdk;
 
 before(async () => {
-  broker = await startBroker({ tables: { console: { stats_interval_ms: 200 } } });
+  // Sign-in attempts unlimited here: this file signs in many times a minute; the limit has its own test.
+  broker = await startBroker({ tables: { console: { stats_interval_ms: 200, signin_attempts: 0 } } });
   sdk = serverSdk(broker);
   browser = await launchChromium();
   const context = await browser.newContext({ viewport: { width: 1360, height: 900 } });
@@ -283,6 +284,26 @@ describe('console API errors (JSON, 4xx)', () => {
     const fine = await send({ channel: 'c', name: 'e', data: '{"ok":true}' });
     assert.deepEqual([fine.status, fine.json], [200, { sent: ['c'] }]);
     assert.equal((await call('GET', 'nothing-here')).status, 404);
+  });
+
+  it('sign-in attempts are limited per client IP: 429 with Retry-After, other IPs unaffected', async () => {
+    const limited = await startBroker({ args: ['--trust-proxy'], tables: { console: { signin_attempts: 3 } } });
+    try {
+      const attempt = (secret, ip) =>
+        fetch(`${limited.httpUrl}/console/api/session`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-forwarded-for': ip },
+          body: JSON.stringify({ app_id: APPS.main.id, secret }),
+        });
+      for (let i = 0; i < 3; i++) assert.equal((await attempt('guess', '203.0.113.7')).status, 401);
+      const refused = await attempt(APPS.main.secret, '203.0.113.7');
+      assert.equal(refused.status, 429, 'even the right secret waits once the budget is spent');
+      assert.match((await refused.json()).error, /Too many sign-in attempts/);
+      assert.ok(Number(refused.headers.get('retry-after')) >= 1);
+      assert.equal((await attempt(APPS.main.secret, '198.51.100.9')).status, 200, 'another IP signs in');
+    } finally {
+      await limited.stop();
+    }
   });
 
   it('the cookie is Secure only when the client came over TLS (here: a trusted proxy says so)', async () => {

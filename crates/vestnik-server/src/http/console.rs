@@ -41,13 +41,20 @@ pub type ConsoleBody = Either<Body, EventStream>;
 /// `max_event_bytes` again after parsing; this only bounds what is read.
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// The window of `console.signin_attempts`: attempts are counted per client IP per minute.
+pub const SIGNIN_WINDOW_SECS: u64 = 60;
+
 /// Whether `path` belongs to the console.
 pub fn owns(path: &str) -> bool {
     path == "/console" || path.starts_with("/console/")
 }
 
 /// Routes one console request (a path that [`owns`] accepted).
-pub async fn route(req: Request<Incoming>, state: AppState) -> Response<ConsoleBody> {
+pub async fn route(
+    req: Request<Incoming>,
+    state: AppState,
+    peer: std::net::SocketAddr,
+) -> Response<ConsoleBody> {
     if !state.config.console.enabled {
         let err = ApiError::new(
             StatusCode::NOT_FOUND,
@@ -69,7 +76,7 @@ pub async fn route(req: Request<Incoming>, state: AppState) -> Response<ConsoleB
         (&Method::GET | &Method::HEAD, ["console.js"]) => Ok(assets::script()),
         (&Method::GET | &Method::HEAD, ["console.css"]) => Ok(assets::style()),
         (&Method::GET, ["api", "apps"]) => Ok(apps(&state)),
-        (&Method::POST, ["api", "session"]) => sign_in(req, &state).await,
+        (&Method::POST, ["api", "session"]) => sign_in(req, &state, peer).await,
         // A question, not a gate: "not signed in" is a normal answer here, not an error.
         (&Method::GET, ["api", "session"]) => Ok(match session(&req, &state) {
             Ok(app) => ok(&json!({"signed_in": true, "app_id": app.id})),
@@ -166,8 +173,25 @@ struct SignIn {
 }
 
 /// `POST /console/api/session`: checks the secret and sets the session cookie.
-async fn sign_in(req: Request<Incoming>, state: &AppState) -> Result<Response<Body>, ApiError> {
+async fn sign_in(
+    req: Request<Incoming>,
+    state: &AppState,
+    peer: std::net::SocketAddr,
+) -> Result<Response<Body>, ApiError> {
     let server = &state.config.server;
+    let ip = crate::peer::client_ip(peer, req.headers(), server.trust_proxy);
+    if let Err(retry) = state.signin_limiter.check(ip, std::time::Instant::now()) {
+        tracing::warn!(%ip, "console sign-in refused: too many attempts");
+        metrics::counter!("vestnik_rate_limited_total", "limit" => "console_signin").increment(1);
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "Too many sign-in attempts from this address; try again in {} s",
+                retry.0
+            ),
+        )
+        .retry_after(retry.0));
+    }
     let secure =
         crate::peer::is_https(req.headers(), server.tls_cert.is_some(), server.trust_proxy);
     let body = json_body(req, state).await?;

@@ -164,7 +164,7 @@ pub async fn route(
     peer: SocketAddr,
 ) -> Response<console::ConsoleBody> {
     if !is_websocket_upgrade(&req) && console::owns(req.uri().path()) {
-        return console::route(req, state).await;
+        return console::route(req, state, peer).await;
     }
     route_api(req, state, peer)
         .await
