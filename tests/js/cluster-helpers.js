@@ -10,7 +10,7 @@
 import { spawn } from 'node:child_process';
 import { createConnection, createServer } from 'node:net';
 
-import { APPS, startBroker, waitFor } from './helpers.js';
+import { APPS, reapOnExit, startBroker, waitFor } from './helpers.js';
 
 export const ADAPTERS = ['redis', 'nats'];
 
@@ -102,7 +102,7 @@ export async function startBackbone(adapter) {
       adapter === 'redis'
         ? [REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']]
         : [NATS_SERVER, ['-a', '127.0.0.1', '-p', String(port)]];
-    const p = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = reapOnExit(spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
     const append = (d) => {
       output = (output + d).slice(-10000);
     };

@@ -18,6 +18,36 @@ import WebSocket from 'ws';
 const here = dirname(fileURLToPath(import.meta.url));
 export const REPO_ROOT = resolve(here, '..', '..');
 
+// ---------------------------------------------------------------------------------------------
+// Child processes die with the test file
+
+const children = new Set();
+let reaperInstalled = false;
+
+/**
+ * Kills `proc` (a broker, shop or php -S) when this test file's process ends, however it ends: a
+ * normal exit, or the SIGTERM/SIGINT node's test runner sends a file that ran out of time. Without
+ * it such a file leaves its servers running. Returns `proc`.
+ */
+export function reapOnExit(proc) {
+  children.add(proc);
+  proc.on('exit', () => children.delete(proc));
+  if (!reaperInstalled) {
+    reaperInstalled = true;
+    const killAll = () => {
+      for (const child of children) child.kill('SIGKILL');
+    };
+    process.on('exit', killAll);
+    for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]]) {
+      process.on(signal, () => {
+        killAll();
+        process.exit(code);
+      });
+    }
+  }
+  return proc;
+}
+
 export const SOCKET_ID_RE = /^\d+\.\d+$/;
 export const LISTENING_RE = /listening on https?:\/\/[^:]+:(\d+)/;
 // 32 bytes, base64: the master key the app would use for private-encrypted- channels.
@@ -144,10 +174,12 @@ export async function startBroker({ apps = Object.values(APPS), server = {}, tab
   const configPath = join(dir, 'vestnik.toml');
   writeFileSync(configPath, configToml(apps, server, tables));
 
-  const proc = spawn(bin, ['--config', configPath, '--host', '127.0.0.1', '--port', String(fixedPort), ...args], {
-    env: { RUST_LOG: 'info', ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const proc = reapOnExit(
+    spawn(bin, ['--config', configPath, '--host', '127.0.0.1', '--port', String(fixedPort), ...args], {
+      env: { RUST_LOG: 'info', ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
   let stderr = '';
   let stdout = '';
   const exited = new Promise((res) => {

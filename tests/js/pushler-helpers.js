@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import ts from 'typescript';
 import { compileScript, compileStyle, parse } from 'vue/compiler-sfc';
 
-import { REPO_ROOT } from './helpers.js';
+import { REPO_ROOT, reapOnExit } from './helpers.js';
 
 export const COOKBOOK_DIR = join(REPO_ROOT, 'tests', 'pushler', 'cookbook');
 const PHP_STARTED_RE = /Development Server \(http:\/\/127\.0\.0\.1:(\d+)\) started/;
@@ -76,6 +76,7 @@ export async function startPhp(broker, app, { env = {}, compiledVue } = {}) {
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  reapOnExit(proc);
   let log = '';
   const exited = new Promise((r) => proc.on('exit', r));
   const port = await new Promise((resolve, reject) => {

@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { APPS, REPO_ROOT } from './helpers.js';
+import { APPS, REPO_ROOT, reapOnExit } from './helpers.js';
 
 export const SHOP_LISTENING_RE = /order-tracking listening on (http:\/\/[^\s]+)/;
 export const ADMIN = { login: 'shop-app', password: 'shop-admin-password' };
@@ -40,6 +40,7 @@ export async function startShop(broker, { env = {} } = {}) {
     },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
+  reapOnExit(proc);
   let stderr = '';
   const exited = new Promise((res) => proc.on('exit', (code, signal) => res({ code, signal })));
   const url = await new Promise((res, rej) => {

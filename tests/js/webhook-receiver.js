@@ -16,7 +16,7 @@ import { join } from 'node:path';
 
 import PusherServer from 'pusher';
 
-import { LISTENING_RE, brokerBinary, serverSdk, waitFor } from './helpers.js';
+import { LISTENING_RE, brokerBinary, reapOnExit, serverSdk, waitFor } from './helpers.js';
 
 /** A UUID version 7, as event ids are documented to be. */
 export const UUID_V7_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -233,6 +233,7 @@ export async function startWebhookBroker({ apps, webhooks, server, args = [], en
     stdio: ['ignore', 'pipe', 'pipe'],
     cwd: cfgDir, // a default ./vestnik-data would land here, not in the repo
   });
+  reapOnExit(proc);
   let stderr = '';
   let exitInfo = null;
   const exited = new Promise((res) => proc.on('exit', (code, signal) => res({ code, signal })));
