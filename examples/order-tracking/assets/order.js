@@ -8,6 +8,7 @@
   const cfg = JSON.parse(document.getElementById('config').textContent);
   const events = (window.__orderEvents = { received: [], ignored: [], toasts: 0, notifications: 0 });
   const $ = (id) => document.getElementById(id);
+  const MAX_TOASTS = 3;
   let timeline = [];
   let currentStatus = null;
 
@@ -110,6 +111,8 @@
     const div = document.createElement('div');
     div.className = 'toast';
     div.textContent = text;
+    // A burst of changes shows its latest few, not a column over the page.
+    while ($('toasts').children.length >= MAX_TOASTS) $('toasts').firstElementChild.remove();
     $('toasts').appendChild(div);
     setTimeout(() => div.remove(), 5000);
   }

@@ -7,6 +7,7 @@
   const cfg = JSON.parse(document.getElementById('config').textContent);
   const events = (window.__ordersEvents = { received: [], reloads: 0 });
   const $ = (id) => document.getElementById(id);
+  const MAX_TOASTS = 3;
 
   const rub = (minor) =>
     (minor / 100).toLocaleString('ru-RU', {
@@ -61,6 +62,8 @@
     const div = document.createElement('div');
     div.className = 'toast';
     div.textContent = text;
+    // A burst of changes shows its latest few, not a column over the page.
+    while ($('toasts').children.length >= MAX_TOASTS) $('toasts').firstElementChild.remove();
     $('toasts').appendChild(div);
     setTimeout(() => div.remove(), 5000);
   }
