@@ -1,8 +1,11 @@
 //! Part 1, live tracking: the manager's status change, courier positions, the channel and user
-//! auth endpoints, and the JSON the customer's and manager's pages load.
+//! auth endpoints, and the JSON the customer's pages ("my orders", the order page with its total
+//! broken down) and the manager's page load.
 //!
-//! Every broker call goes through `vestnik-sdk` after the database commit; a failed trigger is
-//! logged and never undoes the change (the page catches up on reload, partners through the
+//! Two channels carry the changes: the owner's `private-user-{id}` (`order:status`, the cookbook's
+//! event) and `private-managers` (`order:updated`, for the manager page; authorised for managers
+//! only). Every broker call goes through `vestnik-sdk` after the database commit; a failed trigger
+//! is logged and never undoes the change (the page catches up on reload, partners through the
 //! outbox). This module never signs anything itself.
 
 use axum::extract::{Query, State};
