@@ -8,10 +8,21 @@
   const cfg = JSON.parse(document.getElementById('config').textContent);
   const events = (window.__orderEvents = { received: [], ignored: [], toasts: 0, notifications: 0 });
   const $ = (id) => document.getElementById(id);
+  const MAX_TOASTS = 3;
   let timeline = [];
   let currentStatus = null;
 
-  const rub = (minor) => (minor / 100).toLocaleString('ru-RU', { style: 'currency', currency: 'RUB' });
+  // Whole roubles without kopecks ("1 480 ₽"), otherwise with them ("12,50 ₽").
+  const rub = (minor) =>
+    (minor / 100).toLocaleString('ru-RU', {
+      style: 'currency',
+      currency: 'RUB',
+      minimumFractionDigits: minor % 100 ? 2 : 0,
+      maximumFractionDigits: 2,
+    });
+  // Only the destination is a real place to measure the courier against; without it the map
+  // centres on the courier and no distance is shown.
+  const destination = cfg.mapCenter ? { ...cfg.mapCenter } : null;
 
   function renderTimeline(step) {
     const ol = $('timeline');
@@ -22,7 +33,11 @@
       li.className = `step ${state}`;
       li.dataset.step = String(t.step);
       li.dataset.state = state;
-      li.innerHTML = `<span class="dot">${state === 'done' ? '✓' : t.icon}</span><span class="label"></span>`;
+      // Done: a tick. Now: the step's icon. Not reached: its number on a grey dot, as the
+      // cookbook's Vue timeline draws it, so a step ahead never reads as done.
+      const mark = state === 'done' ? '✓' : state === 'active' ? t.icon : String(t.step + 1);
+      li.innerHTML = `<span class="dot"></span><span class="label"></span>`;
+      li.querySelector('.dot').textContent = mark;
       li.querySelector('.label').textContent = t.label;
       ol.appendChild(li);
     }
@@ -57,6 +72,28 @@
   // Map: the city block 0.02° around the order's destination (the house in the middle); no tile
   // server. An order without known coordinates centres on the courier's first position.
   const MAP = { w: 400, h: 240, span: 0.02 };
+  // What a shopper wants from the courier's position: how far and how long. The time assumes a
+  // city courier's average speed with stops and lights (20 km/h); closer than DOOR_M is "at the door".
+  const COURIER_SPEED_KMH = 20;
+  const DOOR_M = 50;
+  const EARTH_RADIUS_M = 6371000;
+
+  function distanceM(a, b) {
+    const rad = (d) => (d * Math.PI) / 180;
+    const dLat = rad(b.lat - a.lat);
+    const dLng = rad(b.lng - a.lng);
+    const h = Math.sin(dLat / 2) ** 2 + Math.cos(rad(a.lat)) * Math.cos(rad(b.lat)) * Math.sin(dLng / 2) ** 2;
+    return 2 * EARTH_RADIUS_M * Math.asin(Math.sqrt(h));
+  }
+
+  function courierDistanceText(lat, lng) {
+    if (!destination) return '';
+    const m = distanceM({ lat, lng }, destination);
+    if (m < DOOR_M) return 'Курьер у двери';
+    const minutes = Math.max(1, Math.round(m / 1000 / COURIER_SPEED_KMH * 60));
+    const away = m < 1000 ? `${Math.round(m / 10) * 10} м` : `${(m / 1000).toLocaleString('ru-RU', { maximumFractionDigits: 1 })} км`;
+    return `Курьер в ${minutes} мин · ${away} от вас`;
+  }
   function moveCourier(lat, lng) {
     if (!cfg.mapCenter) cfg.mapCenter = { lat, lng };
     const c = cfg.mapCenter;
@@ -66,7 +103,7 @@
     m.setAttribute('transform', `translate(${x.toFixed(1)} ${y.toFixed(1)})`);
     m.dataset.lat = String(lat);
     m.dataset.lng = String(lng);
-    $('courier-coords').textContent = `Курьер: ${lat.toFixed(5)}, ${lng.toFixed(5)}`;
+    $('courier-distance').textContent = courierDistanceText(lat, lng);
   }
 
   function toast(text) {
@@ -74,6 +111,8 @@
     const div = document.createElement('div');
     div.className = 'toast';
     div.textContent = text;
+    // A burst of changes shows its latest few, not a column over the page.
+    while ($('toasts').children.length >= MAX_TOASTS) $('toasts').firstElementChild.remove();
     $('toasts').appendChild(div);
     setTimeout(() => div.remove(), 5000);
   }
@@ -144,13 +183,24 @@
     $('lines').innerHTML = '';
     for (const l of state.lines) {
       const li = document.createElement('li');
-      li.innerHTML = '<img alt=""><span class="t"></span><span class="q"></span>';
+      li.innerHTML = '<img alt=""><span class="t"></span><span class="q"></span><span class="sum"></span>';
       li.querySelector('img').src = l.image_url;
       li.querySelector('.t').textContent = l.title;
       li.querySelector('.q').textContent = `${l.quantity_total} × ${rub(l.unit_price_minor)}`;
+      li.querySelector('.sum').textContent = rub(l.quantity_total * l.unit_price_minor);
+      if (l.quantity_total === 0) li.classList.add('removed');
       $('lines').appendChild(li);
     }
-    $('total').textContent = rub(state.total_minor);
+    // The total broken down: lines − discounts − bonuses + delivery = total.
+    const b = state.breakdown;
+    $('items-sum').textContent = rub(b.items_minor);
+    $('discount').textContent = `−${rub(b.discount_minor)}`;
+    $('bonuses').textContent = `−${rub(b.used_bonuses_minor)}`;
+    $('delivery').textContent = b.delivery_price_minor ? rub(b.delivery_price_minor) : 'бесплатно';
+    $('total').textContent = rub(b.total_minor);
+    for (const [part, minor] of [['discount', b.discount_minor], ['bonuses', b.used_bonuses_minor]]) {
+      document.querySelector(`#breakdown [data-part="${part}"]`).hidden = minor === 0;
+    }
     if (state.courier_position) moveCourier(state.courier_position.lat, state.courier_position.lng);
 
     const options = {

@@ -13,12 +13,16 @@ use rusqlite::Connection;
 use crate::error::ApiError;
 
 /// The migrations, in order. Each runs once, in its own transaction.
-const MIGRATIONS: [(&str, &str); 3] = [
+const MIGRATIONS: [(&str, &str); 4] = [
     ("001_schema", include_str!("../migrations/001_schema.sql")),
     ("002_seed", include_str!("../migrations/002_seed.sql")),
     (
         "003_destinations",
         include_str!("../migrations/003_destinations.sql"),
+    ),
+    (
+        "004_payment_bonuses_titles",
+        include_str!("../migrations/004_payment_bonuses_titles.sql"),
     ),
 ];
 
@@ -35,8 +39,13 @@ impl std::fmt::Debug for Db {
 }
 
 impl Db {
-    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    /// Opens (creating it and its directory if needed) the database at `path` and brings its schema
+    /// up to date.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+        }
         let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -117,6 +126,41 @@ mod tests {
         assert_eq!(iso(0), "1970-01-01T00:00:00Z");
         assert_eq!(iso(1_767_225_600), "2026-01-01T00:00:00Z");
         assert_eq!(iso(951_782_400 + 3661), "2000-02-29T01:01:01Z");
+    }
+
+    #[test]
+    fn the_database_directory_is_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("order-tracking-data").join("shop.sqlite3");
+        Db::open(&path).expect("opens under a directory that does not exist yet");
+        assert!(path.is_file());
+    }
+
+    #[test]
+    fn seeded_statuses_have_russian_titles_and_orders_their_payment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shop.sqlite3");
+        Db::open(&path).unwrap();
+        let conn = Connection::open(&path).unwrap();
+        let title = |p: &str| -> String {
+            conn.query_row(
+                "SELECT title FROM custom_statuses WHERE permalink = ?1",
+                [p],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert_eq!(title("pending"), "Ожидает подтверждения");
+        assert_eq!(title("shipped"), "В доставке");
+        assert_eq!(title("cancelled"), "Отменён");
+        let (method, bonuses): (String, i64) = conn
+            .query_row(
+                "SELECT payment_method, used_bonuses_minor FROM orders WHERE id = 1003",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((method.as_str(), bonuses), ("card_online", 3000));
     }
 
     #[test]

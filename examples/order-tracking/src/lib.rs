@@ -78,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .route("/static/img/{name}", get(pages::product_image))
         .route("/favicon.ico", get(pages::favicon))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/api/orders", get(live::my_orders))
         .route("/api/orders/{id}", get(live::order_state))
         .route("/api/manager/orders", get(live::manager_orders))
         .route(
@@ -108,6 +109,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/admin/custom_statuses.json",
             get(admin::list_custom_statuses).post(admin::create_custom_status),
+        )
+        .route(
+            "/admin/custom_statuses.xml",
+            get(admin::list_custom_statuses_xml).post(admin::create_custom_status_xml),
         )
         .route(
             "/admin/custom_statuses/{file}",

@@ -4,7 +4,8 @@
 //!
 //! An edit updates the line, appends an `order_history` row (status unchanged, the edit as its
 //! comment) and writes one outbox row per partner with the new full order, all in one
-//! transaction, like a status change. This module never talks to the broker or to partners.
+//! transaction, like a status change; the handler then tells the managers' channel. This module
+//! never talks to partners.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -102,5 +103,9 @@ pub async fn set_quantity(
         })
         .await?;
     state.outbox_wake.notify_one();
+    if v["changed"] == true {
+        crate::live::notify_managers(&state, &json!({"order_id": order_id, "line_id": line_id}))
+            .await;
+    }
     Ok(Json(v))
 }

@@ -1,8 +1,11 @@
 //! Part 1, live tracking: the manager's status change, courier positions, the channel and user
-//! auth endpoints, and the JSON the customer's and manager's pages load.
+//! auth endpoints, and the JSON the customer's pages ("my orders", the order page with its total
+//! broken down) and the manager's page load.
 //!
-//! Every broker call goes through `vestnik-sdk` after the database commit; a failed trigger is
-//! logged and never undoes the change (the page catches up on reload, partners through the
+//! Two channels carry the changes: the owner's `private-user-{id}` (`order:status`, the cookbook's
+//! event) and `private-managers` (`order:updated`, for the manager page; authorised for managers
+//! only). Every broker call goes through `vestnik-sdk` after the database commit; a failed trigger
+//! is logged and never undoes the change (the page catches up on reload, partners through the
 //! outbox). This module never signs anything itself.
 
 use axum::extract::{Query, State};
@@ -26,15 +29,38 @@ pub fn user_channel(user_id: i64) -> String {
     format!("private-user-{user_id}")
 }
 
-/// Triggers `order:status` for a committed change; failures are logged, not returned.
+/// The managers' channel: every change to any order is announced there, so the manager page stays
+/// live. Only managers may subscribe (the auth endpoint refuses everyone else).
+pub const MANAGERS_CHANNEL: &str = "private-managers";
+
+/// The event on [`MANAGERS_CHANNEL`]: `{order_id, …}` of what changed; the page reloads its list.
+pub const MANAGERS_EVENT: &str = "order:updated";
+
+/// Triggers `order:status` for a committed change on the owner's channel and `order:updated` on
+/// the managers' channel, at once; failures are logged, not returned.
 pub async fn publish(state: &AppState, change: &Change) {
     let channel = user_channel(change.user_id);
+    let customer = async {
+        if let Err(e) = state
+            .sdk
+            .trigger(&[channel.as_str()], "order:status", &change.payload, None)
+            .await
+        {
+            tracing::warn!(error = %e, channel, "order:status trigger failed");
+        }
+    };
+    tokio::join!(customer, notify_managers(state, &change.payload));
+}
+
+/// Triggers `order:updated` on the managers' channel (a change the customer is not told about, such
+/// as a courier assignment, or a customer coming online); failures are logged.
+pub async fn notify_managers(state: &AppState, payload: &Value) {
     if let Err(e) = state
         .sdk
-        .trigger(&[channel.as_str()], "order:status", &change.payload, None)
+        .trigger(&[MANAGERS_CHANNEL], MANAGERS_EVENT, payload, None)
         .await
     {
-        tracing::warn!(error = %e, channel, "order:status trigger failed");
+        tracing::warn!(error = %e, channel = MANAGERS_CHANNEL, "{MANAGERS_EVENT} trigger failed");
     }
 }
 
@@ -162,6 +188,11 @@ pub async fn assign_courier(
             Ok(())
         })
         .await?;
+    notify_managers(
+        &state,
+        &json!({"order_id": order_id, "courier_id": form.courier_id}),
+    )
+    .await;
     Ok(Json(
         json!({"success": true, "courier_id": form.courier_id}),
     ))
@@ -263,9 +294,9 @@ pub struct AuthForm {
     pub channel_name: String,
 }
 
-/// `POST /pusher/auth` (alias `/auth.php`): `private-user-{id}` only for user `id`; 401 when not
-/// signed in, 403 for any other channel. The session is checked before the form, so a caller who
-/// is not signed in gets 401 whatever it sent.
+/// `POST /pusher/auth` (alias `/auth.php`): `private-user-{id}` only for user `id`, and
+/// `private-managers` only for managers; 401 when not signed in, 403 for any other channel. The
+/// session is checked before the form, so a caller who is not signed in gets 401 whatever it sent.
 pub async fn channel_auth(
     State(state): State<AppState>,
     user: MaybeUser,
@@ -273,7 +304,12 @@ pub async fn channel_auth(
 ) -> ApiResult<Json<Value>> {
     let user = user.signed_in()?;
     let Input(form) = form?;
-    if form.channel_name != user_channel(user.id) {
+    let allowed = if form.channel_name == MANAGERS_CHANNEL {
+        user.role == "manager"
+    } else {
+        form.channel_name == user_channel(user.id)
+    };
+    if !allowed {
         return Err(ApiError::forbidden());
     }
     let auth = state
@@ -346,6 +382,8 @@ pub async fn order_state(
                 "order": order,
                 "lines": lines,
                 "total_minor": order.total_minor(&lines),
+                // The total broken down: lines − discounts − bonuses + delivery = total.
+                "breakdown": breakdown(&order, &lines),
                 "status": orders::status_payload(&order, comment.as_deref(), &public_url),
                 "history": history,
                 "courier_position": position,
@@ -353,6 +391,59 @@ pub async fn order_state(
                     .map(|p| json!({"key": p.key, "label": p.short, "icon": p.icon, "step": p.step}))
                     .collect::<Vec<_>>(),
             }))
+        })
+        .await?;
+    Ok(Json(v))
+}
+
+/// What an order's total is made of, kopecks: `items - discount - used_bonuses + delivery = total`.
+pub fn breakdown(order: &orders::Order, lines: &[orders::Line]) -> Value {
+    json!({
+        "items_minor": orders::Order::items_minor(lines),
+        "discount_minor": order.discounts_minor(lines),
+        "used_bonuses_minor": order.used_bonuses_minor,
+        "delivery_price_minor": order.delivery_price_minor,
+        "total_minor": order.total_minor(lines),
+    })
+}
+
+/// One row of an order list (the customer's "my orders" and the manager's table).
+fn list_row(c: &rusqlite::Connection, o: &orders::Order) -> rusqlite::Result<Value> {
+    let lines = orders::lines(c, o.id)?;
+    let p = o.presentation();
+    Ok(
+        json!({"id": o.id, "public_id": o.public_id, "user_id": o.user_id,
+              "buyer_name": o.buyer_name, "courier_id": o.courier_id,
+              "status": o.custom_status_permalink, "status_text": p.text,
+              "status_icon": p.icon, "step": p.step, "title": o.custom_status_title,
+              "color": o.custom_status_color, "fulfillment_status": o.fulfillment_status,
+              "financial_status": o.financial_status,
+              "items": lines.iter().filter(|l| l.quantity_total > 0)
+                  .map(|l| json!({"title": l.title, "quantity": l.quantity_total}))
+                  .collect::<Vec<_>>(),
+              "total_minor": o.total_minor(&lines),
+              "created_at": iso(o.created_at), "updated_at": iso(o.updated_at)}),
+    )
+}
+
+/// `GET /api/orders`: the signed-in customer's orders, newest first ("my orders").
+pub async fn my_orders(State(state): State<AppState>, user: MaybeUser) -> ApiResult<Json<Value>> {
+    let user = user.signed_in()?;
+    let v = state
+        .db
+        .run(move |c| {
+            let mut st = c.prepare(&format!(
+                "{} WHERE o.user_id = ?1 ORDER BY o.created_at DESC, o.id DESC",
+                orders::order_select()
+            ))?;
+            let list: Vec<orders::Order> = st
+                .query_map([user.id], orders::Order::from_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            let rows = list
+                .iter()
+                .map(|o| list_row(c, o))
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(json!({"orders": rows}))
         })
         .await?;
     Ok(Json(v))
@@ -402,16 +493,11 @@ pub async fn manager_orders(
             let orders: Vec<Value> = list
                 .iter()
                 .map(|o| {
-                    let online = online.contains(o.user_id);
-                    let p = o.presentation();
-                    json!({"id": o.id, "public_id": o.public_id, "user_id": o.user_id,
-                           "buyer_name": o.buyer_name, "courier_id": o.courier_id,
-                           "status": o.custom_status_permalink, "status_text": p.text,
-                           "status_icon": p.icon, "title": o.custom_status_title,
-                           "color": o.custom_status_color, "fulfillment_status": o.fulfillment_status,
-                           "updated_at": iso(o.updated_at), "online": online})
+                    let mut row = list_row(c, o)?;
+                    row["online"] = Value::from(online.contains(o.user_id));
+                    Ok(row)
                 })
-                .collect();
+                .collect::<rusqlite::Result<_>>()?;
             Ok(json!({"orders": orders, "statuses": statuses, "couriers": couriers}))
         })
         .await?;

@@ -1,5 +1,10 @@
 //! `cargo run -p order-tracking`: starts the shop with settings from flags and `SHOP_*` /
 //! `PUSHER_*` environment variables, and logs the URL it listens on (tests read that line).
+//!
+//! The log goes to stderr, coloured only when stderr is a terminal (and `NO_COLOR` is unset): a
+//! log redirected to a file or a pipe never carries ANSI escape codes.
+
+use std::io::IsTerminal;
 
 use clap::Parser;
 use order_tracking::{start, Running, Settings};
@@ -11,6 +16,7 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .init();
     let settings = Settings::parse();
     let broker = settings.broker();

@@ -164,6 +164,9 @@ pub fn history_entry(c: &Connection, order: &Order, public_url: &str) -> rusqlit
         "deliveryPrice": major(order.delivery_price_minor),
         "itemsPrice": major(Order::items_minor(&lines)),
         "appliedDiscount": major(order.discounts_minor(&lines)),
+        "usedBonuses": major(order.used_bonuses_minor),
+        // The payment id when paying again is possible, else null (the document's rule).
+        "retryPaymentMethod": order.retry_payment_method(),
         "items": items,
         "publicDeliveryDetails": delivery,
         "publicPaymentDetails": {

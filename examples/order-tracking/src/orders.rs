@@ -74,7 +74,14 @@ pub struct Order {
     pub destination_lat: Option<f64>,
     /// The destination's longitude, when known.
     pub destination_lng: Option<f64>,
+    /// How the order is paid: `card_online` or `cash_on_delivery`.
+    pub payment_method: String,
+    /// Loyalty bonuses spent on the order, kopecks (one bonus is one rouble).
+    pub used_bonuses_minor: i64,
 }
+
+/// The payment method of an order paid on the site by card; the only one that can be retried.
+pub const PAYMENT_CARD_ONLINE: &str = "card_online";
 
 /// The carrier name shown in tracking (the shop delivers with its own couriers).
 pub const CARRIER: &str = "Vestnik Courier";
@@ -84,7 +91,7 @@ const ORDER_COLUMNS: &str = "o.id, o.public_id, o.user_id, o.courier_id, o.fulfi
     o.delivery_price_minor, o.discount_minor, o.method_type, o.street_address, o.address_locality,
     o.postal_code, o.address_country, o.buyer_name, o.buyer_phone, o.buyer_email,
     o.tracking_number, o.carrier, o.rating, o.rating_comment, o.created_at, o.updated_at,
-    o.destination_lat, o.destination_lng";
+    o.destination_lat, o.destination_lng, o.payment_method, o.used_bonuses_minor";
 
 /// `SELECT … FROM orders o JOIN custom_statuses cs` with the columns [`Order::from_row`] reads.
 pub fn order_select() -> String {
@@ -125,6 +132,8 @@ impl Order {
             updated_at: r.get(25)?,
             destination_lat: r.get(26)?,
             destination_lng: r.get(27)?,
+            payment_method: r.get(28)?,
+            used_bonuses_minor: r.get(29)?,
         })
     }
 
@@ -146,9 +155,20 @@ impl Order {
         self.discount_minor + lines.iter().map(|l| l.discount_minor).sum::<i64>()
     }
 
-    /// What the customer pays, kopecks.
+    /// What the customer pays, kopecks: the lines, less the discounts and the bonuses spent, plus
+    /// delivery.
     pub fn total_minor(&self, lines: &[Line]) -> i64 {
-        Self::items_minor(lines) - self.discounts_minor(lines) + self.delivery_price_minor
+        Self::items_minor(lines) - self.discounts_minor(lines) - self.used_bonuses_minor
+            + self.delivery_price_minor
+    }
+
+    /// The payment method a customer may pay this order with again, or `None`: an order paid
+    /// online that is not paid yet and still goes ahead (not cancelled or returned) can be paid
+    /// again; cash is paid to the courier, and a paid order is done.
+    pub fn retry_payment_method(&self) -> Option<&'static str> {
+        let open = !matches!(self.presentation().key, "cancelled" | "returned");
+        (open && self.financial_status == "pending" && self.payment_method == PAYMENT_CARD_ONLINE)
+            .then_some(PAYMENT_CARD_ONLINE)
     }
 
     /// The destination's `(lat, lng)`, when both are known.

@@ -1,5 +1,5 @@
-//! The HTML pages (login, the customer's order page, the manager page, the public tracking page)
-//! and the static assets, all compiled into the binary.
+//! The HTML pages (login, the customer's "my orders" list and order page, the manager page, the
+//! public tracking page) and the static assets, all compiled into the binary.
 //!
 //! pusher-js is a vendored copy of the npm package (`assets/pusher.min.js`, v8.6.0, MIT): the shop
 //! runs from `cargo run` alone, with no Node and no CDN. Pages are shells filled by their scripts
@@ -10,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use rusqlite::OptionalExtension;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
 use crate::input::Id;
@@ -20,6 +20,8 @@ use crate::AppState;
 
 const ORDER_HTML: &str = include_str!("../assets/order.html");
 const MANAGER_HTML: &str = include_str!("../assets/manager.html");
+const ORDERS_HTML: &str = include_str!("../assets/orders.html");
+const ORDERS_JS: &str = include_str!("../assets/orders.js");
 const PUSHER_JS: &str = include_str!("../assets/pusher.min.js");
 const ORDER_JS: &str = include_str!("../assets/order.js");
 const MANAGER_JS: &str = include_str!("../assets/manager.js");
@@ -51,6 +53,7 @@ pub async fn static_file(Path(file): Path<String>) -> Response {
         "pusher.min.js" => asset("application/javascript; charset=utf-8", PUSHER_JS),
         "order.js" => asset("application/javascript; charset=utf-8", ORDER_JS),
         "manager.js" => asset("application/javascript; charset=utf-8", MANAGER_JS),
+        "orders.js" => asset("application/javascript; charset=utf-8", ORDERS_JS),
         "style.css" => asset("text/css; charset=utf-8", STYLE_CSS),
         _ => ApiError::not_found("file").into_response(),
     }
@@ -80,7 +83,8 @@ pub async fn favicon() -> Response {
         .into_response()
 }
 
-/// `GET /`: the signed-in user's start page, or the login page.
+/// `GET /`: the signed-in user's start page, or the login page. A customer gets "my orders": every
+/// order of theirs, live, each linking to its page.
 pub async fn home(State(state): State<AppState>, user: MaybeUser) -> ApiResult<Response> {
     let Some(user) = user.0 else {
         return Ok(Redirect::to("/login").into_response());
@@ -89,24 +93,37 @@ pub async fn home(State(state): State<AppState>, user: MaybeUser) -> ApiResult<R
         "manager" => Redirect::to("/manager").into_response(),
         "courier" => Redirect::to("/courier").into_response(),
         _ => {
-            let id = user.id;
-            let latest: Option<i64> = state
-                .db
-                .run(move |c| {
-                    Ok(c.query_row(
-                        "SELECT id FROM orders WHERE user_id = ?1 ORDER BY created_at DESC LIMIT 1",
-                        [id],
-                        |r| r.get(0),
-                    )
-                    .optional()?)
-                })
-                .await?;
-            match latest {
-                Some(o) => Redirect::to(&format!("/orders/{o}")).into_response(),
-                None => Html("<p>У вас пока нет заказов.</p>").into_response(),
-            }
+            let config = script_json(&pusher_config(&state, &user));
+            Html(
+                ORDERS_HTML
+                    .replace("{{CONFIG}}", &config)
+                    .replace("{{USER_NAME}}", &escape(&user.name)),
+            )
+            .into_response()
         }
     })
+}
+
+/// What a live page's pusher-js needs: the key and where the WebSocket is, and who is signed in.
+fn pusher_config(state: &AppState, user: &crate::session::User) -> Value {
+    let s = &state.settings;
+    let ws_host = s
+        .pusher_ws_host
+        .clone()
+        .or_else(|| (!s.pusher_host.ends_with("pusher.com")).then(|| s.pusher_host.clone()));
+    json!({
+        "key": s.pusher_key,
+        "cluster": s.pusher_cluster,
+        "wsHost": ws_host,
+        "wsPort": s.pusher_ws_port.unwrap_or(s.pusher_port),
+        "forceTLS": s.pusher_scheme == vestnik_sdk::Scheme::Https,
+        "userId": user.id,
+    })
+}
+
+/// A value for `<script type="application/json">`, where only `</` could end the element early.
+fn script_json(v: &Value) -> String {
+    v.to_string().replace("</", "<\\/")
 }
 
 /// `GET /login`: pick a seeded user.
@@ -152,26 +169,15 @@ pub async fn order_page(
     let Some(order) = order else {
         return Ok((StatusCode::NOT_FOUND, Html("<p>Заказ не найден.</p>")).into_response());
     };
-    let s = &state.settings;
-    let ws_host = s
-        .pusher_ws_host
-        .clone()
-        .or_else(|| (!s.pusher_host.ends_with("pusher.com")).then(|| s.pusher_host.clone()));
-    let config = json!({
-        "key": s.pusher_key,
-        "cluster": s.pusher_cluster,
-        "wsHost": ws_host,
-        "wsPort": s.pusher_ws_port.unwrap_or(s.pusher_port),
-        "forceTLS": s.pusher_scheme == vestnik_sdk::Scheme::Https,
-        "userId": user.id,
-        "orderId": order.id,
-        "publicId": order.public_id,
-        // The destination, where the map's house is drawn; null when unknown, and the page then
-        // centres on the courier's first position.
-        "mapCenter": order.destination().map(|(lat, lng)| json!({"lat": lat, "lng": lng})),
-    });
-    // Inside <script type="application/json">, only "</" could end the element early.
-    let config = config.to_string().replace("</", "<\\/");
+    let mut config = pusher_config(&state, &user);
+    config["orderId"] = Value::from(order.id);
+    config["publicId"] = Value::from(order.public_id.clone());
+    // The destination, where the map's house is drawn and what the courier's distance is measured
+    // to; null when unknown, and the page then centres on the courier's first position.
+    config["mapCenter"] = json!(order
+        .destination()
+        .map(|(lat, lng)| json!({"lat": lat, "lng": lng})));
+    let config = script_json(&config);
     let html = ORDER_HTML
         .replace("{{CONFIG}}", &config)
         .replace("{{PUBLIC_ID}}", &escape(&order.public_id))
@@ -179,12 +185,18 @@ pub async fn order_page(
     Ok(Html(html).into_response())
 }
 
-/// `GET /manager`.
-pub async fn manager_page(user: MaybeUser) -> ApiResult<Response> {
+/// `GET /manager`: the orders table, live on the managers' channel.
+pub async fn manager_page(State(state): State<AppState>, user: MaybeUser) -> ApiResult<Response> {
     match user.0 {
         None => Ok(Redirect::to("/login").into_response()),
         Some(u) if u.role == "manager" => {
-            Ok(Html(MANAGER_HTML.replace("{{USER_NAME}}", &escape(&u.name))).into_response())
+            let config = script_json(&pusher_config(&state, &u));
+            Ok(Html(
+                MANAGER_HTML
+                    .replace("{{CONFIG}}", &config)
+                    .replace("{{USER_NAME}}", &escape(&u.name)),
+            )
+            .into_response())
         }
         Some(_) => Err(ApiError::forbidden()),
     }

@@ -1,6 +1,7 @@
 //! The broker's webhooks to the shop (`POST /pusher/webhooks`): verified with `vestnik-sdk` (the
 //! app key and the HMAC of the raw body), then `channel_occupied` / `channel_vacated` of
-//! `private-user-{id}` mark that customer online or offline for the manager page.
+//! `private-user-{id}` mark that customer online or offline for the manager page, which hears of it
+//! on the managers' channel.
 //!
 //! The set lives in memory: it describes open pages, which a restart closes anyway. This module
 //! never trusts a body whose signature does not match, and ignores event kinds it does not use.
@@ -65,11 +66,13 @@ pub async fn webhook(
             .and_then(|c| c.strip_prefix("private-user-"))
             .and_then(|id| id.parse::<i64>().ok());
         let Some(user) = user else { continue };
-        match event.name.as_str() {
-            "channel_occupied" => state.online.set(user, true),
-            "channel_vacated" => state.online.set(user, false),
+        let online = match event.name.as_str() {
+            "channel_occupied" => true,
+            "channel_vacated" => false,
             _ => continue,
-        }
+        };
+        state.online.set(user, online);
+        crate::live::notify_managers(&state, &json!({"user_id": user, "online": online})).await;
         handled += 1;
     }
     Ok(Json(json!({ "handled": handled })))

@@ -12,6 +12,10 @@ use vestnik_sdk::{Config, Scheme};
 
 use crate::limits::OUTBOX_GIVE_UP_SECS;
 
+/// Where the database goes by default, relative to the working directory: a data directory that
+/// `.gitignore` lists, as the broker's `vestnik-data/`.
+pub const DEFAULT_DATABASE: &str = "order-tracking-data/shop.sqlite3";
+
 /// Settings of the order-tracking shop.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -22,8 +26,9 @@ pub struct Settings {
     /// Address to listen on (port 0 picks a free one and logs it).
     #[arg(long, env = "SHOP_LISTEN", default_value = "127.0.0.1:3000")]
     pub listen: SocketAddr,
-    /// The SQLite file (created and migrated on start).
-    #[arg(long, env = "SHOP_DATABASE", default_value = "order-tracking.sqlite3")]
+    /// The SQLite file (created with its directory, and migrated, on start). The default sits in a
+    /// data directory the repository ignores, so a shop run from a checkout leaves it clean.
+    #[arg(long, env = "SHOP_DATABASE", default_value = DEFAULT_DATABASE)]
     pub database: PathBuf,
     /// The URL customers and partners reach the shop at (order permalinks, tracking URLs). Defaults
     /// to `http://{listen}` once bound.
@@ -201,6 +206,23 @@ mod tests {
         let partners = s.partner_list().unwrap();
         assert_eq!(partners.len(), 1);
         assert_eq!(partners[0].base_url, "self");
+    }
+
+    #[test]
+    fn the_default_database_is_ignored_by_git() {
+        let s = Settings::defaults();
+        assert_eq!(s.database, PathBuf::from(DEFAULT_DATABASE));
+        // Run from the repository root, the shop's files must not show in `git status`.
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        for file in [DEFAULT_DATABASE, "order-tracking-data/shop.sqlite3-wal"] {
+            let out = std::process::Command::new("git")
+                .arg("-C")
+                .arg(&root)
+                .args(["check-ignore", "-q", "--no-index", file])
+                .status()
+                .expect("git runs");
+            assert!(out.success(), "{file} is not ignored by .gitignore");
+        }
     }
 
     #[test]

@@ -90,7 +90,8 @@ pub fn snapshot(
         .filter(|l| l.quantity_total > 0)
         .map(|l| json!({"id": format!("li_{}", l.id), "quantity": l.quantity_total}))
         .collect();
-    let discount = order.discounts_minor(&lines);
+    // Bonuses spent lower the total as a discount does; UCP has no separate type for them.
+    let discount = order.discounts_minor(&lines) + order.used_bonuses_minor;
     let totals = json!([
         {"type": "subtotal", "amount": Order::items_minor(&lines)},
         {"type": "discount", "amount": if signed { -discount } else { discount }},

@@ -1,8 +1,8 @@
 //! Part 2, the inSales-shaped admin API: custom statuses (GET creates the missing defaults, POST
 //! makes a unique permalink from the title, colours from the palette, one default per system
 //! status, PUT with `_` or `-`), the order status rules (mismatch 422 and nothing changes, one
-//! field fills the other), the `custom_status[]` filter, and live events carrying the title and
-//! colour.
+//! field fills the other), the `custom_status[]` filter, live events carrying the title and
+//! colour, Russian titles for the seeded statuses, and every custom-status route in XML.
 
 mod common;
 
@@ -404,7 +404,10 @@ async fn orders_filter_by_system_or_custom_permalinks() {
         )
         .await;
     assert_eq!(ids(&by_system.json), vec![1003]);
-    assert_eq!(all.json[0]["custom_status"]["title"], "Shipped");
+    assert_eq!(
+        all.json[0]["custom_status"]["title"], "В доставке",
+        "the seeded statuses speak the shop's language"
+    );
     let bad = shop
         .admin("GET", "/admin/orders.json?page=0", &Value::Null)
         .await;
@@ -413,4 +416,252 @@ async fn orders_filter_by_system_or_custom_permalinks() {
         .json("GET", "/admin/orders.json", None, &Value::Null)
         .await;
     assert_eq!(anon.status, 401);
+}
+
+#[tokio::test]
+async fn seeded_statuses_have_russian_titles_that_stay_editable() {
+    let shop = Shop::start().await;
+    let list = shop
+        .admin("GET", "/admin/custom_statuses.json", &Value::Null)
+        .await
+        .json;
+    let title = |list: &Value, p: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["permalink"] == p)
+            .unwrap()["title"]
+            .clone()
+    };
+    for (permalink, want) in [
+        ("pending", "Ожидает подтверждения"),
+        ("confirmed", "Подтверждён"),
+        ("preparing", "Готовится"),
+        ("ready", "Готов к выдаче"),
+        ("shipped", "В доставке"),
+        ("delivered", "Доставлен"),
+        ("cancelled", "Отменён"),
+        ("returned", "Возврат"),
+    ] {
+        assert_eq!(title(&list, permalink), want, "{permalink}");
+    }
+    let put = shop
+        .admin(
+            "PUT",
+            "/admin/custom_statuses/shipped.json",
+            &json!({"custom_status": {"title": "Курьер в пути"}}),
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", put.body);
+    let list = shop
+        .admin("GET", "/admin/custom_statuses.json", &Value::Null)
+        .await
+        .json;
+    assert_eq!(title(&list, "shipped"), "Курьер в пути");
+    let manager = shop.login(MANAGER).await;
+    let rows = shop
+        .json("GET", "/api/manager/orders", Some(&manager), &Value::Null)
+        .await;
+    let statuses = rows.json["statuses"].as_array().unwrap();
+    assert!(
+        statuses
+            .iter()
+            .any(|s| s["permalink"] == "shipped" && s["title"] == "Курьер в пути"),
+        "the manager's list shows the edited title: {statuses:?}"
+    );
+}
+
+const XML_AUTH: [(&str, &str); 2] = [
+    ("Content-Type", "application/xml"),
+    ("Authorization", ADMIN_AUTH),
+];
+
+fn is_xml(r: &HttpResponse) -> bool {
+    r.header("content-type")
+        .is_some_and(|t| t.starts_with("application/xml"))
+        && r.body
+            .starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>")
+}
+
+#[tokio::test]
+async fn custom_statuses_in_xml() {
+    let shop = Shop::start().await;
+
+    // GET: the list as Rails writes it, the missing `returned` default created as in JSON.
+    let list = shop
+        .call("GET", "/admin/custom_statuses.xml", &XML_AUTH, "")
+        .await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert!(is_xml(&list), "{}", list.body);
+    assert!(list
+        .body
+        .contains("<custom-statuses type=\"array\">\n  <custom-status>\n"));
+    assert_eq!(list.body.matches("<custom-status>").count(), 8);
+    for element in [
+        "<permalink>pending</permalink>",
+        "<title>Ожидает подтверждения</title>",
+        "<system-status>new</system-status>",
+        "<color>#E2AC54</color>",
+        "<is-default type=\"boolean\">true</is-default>",
+        "<position type=\"integer\">1</position>",
+        "<permalink>returned</permalink>",
+    ] {
+        assert!(list.body.contains(element), "{element} in {}", list.body);
+    }
+    assert!(list
+        .body
+        .contains("<created-at type=\"dateTime\">2026-01-01T00:00:00Z</created-at>"));
+    let anon = shop
+        .call(
+            "GET",
+            "/admin/custom_statuses.xml",
+            &[("Content-Type", "application/xml")],
+            "",
+        )
+        .await;
+    assert_eq!(anon.status, 401);
+    assert!(is_xml(&anon));
+    assert!(
+        anon.body
+            .contains("<errors>\n  <error>Unauthorized</error>\n</errors>"),
+        "{}",
+        anon.body
+    );
+
+    // POST: a <custom-status> in, the new one out (201), with a unique permalink.
+    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<custom-status>\n  \
+                <system-status>new</system-status>\n  <title>New (ordered by phone)</title>\n  \
+                <color>#D361B8</color>\n</custom-status>\n";
+    let created = shop
+        .call("POST", "/admin/custom_statuses.xml", &XML_AUTH, body)
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert!(is_xml(&created));
+    assert!(created.body.contains("\n<custom-status>\n"));
+    assert!(created
+        .body
+        .contains("<permalink>new-ordered-by-phone</permalink>"));
+    assert!(created.body.contains("<color>#D361B8</color>"));
+    assert!(created
+        .body
+        .contains("<is-default type=\"boolean\">false</is-default>"));
+    let json_view = shop
+        .admin("GET", "/admin/custom_statuses.json", &Value::Null)
+        .await;
+    assert!(permalinks(&json_view.json).contains(&"new-ordered-by-phone".to_owned()));
+
+    // POST refusals, each in XML with the JSON route's status.
+    for (content_type, body, status, what) in [
+        (
+            "application/xml",
+            "<custom-status><system-status>new</system-status><title>x</title><color>#123456</color></custom-status>",
+            400,
+            "color must be one of the palette",
+        ),
+        (
+            "application/xml",
+            "<custom-status><system-status>lost</system-status><title>x</title></custom-status>",
+            400,
+            "system_status must be one of",
+        ),
+        (
+            "application/xml",
+            "<custom-status><title>x</title>",
+            400,
+            "body is not a custom-status record",
+        ),
+        (
+            "application/xml",
+            "<order><title>x</title></order>",
+            400,
+            "the root element must be &lt;custom-status&gt;",
+        ),
+        (
+            "application/json",
+            r#"{"custom_status": {"system_status": "new", "title": "x"}}"#,
+            415,
+            "Expected request with `Content-Type: application/xml`",
+        ),
+    ] {
+        let r = shop
+            .call(
+                "POST",
+                "/admin/custom_statuses.xml",
+                &[("Content-Type", content_type), ("Authorization", ADMIN_AUTH)],
+                body,
+            )
+            .await;
+        assert_eq!(r.status, status, "{what}: {}", r.body);
+        assert!(is_xml(&r), "{what}: {}", r.body);
+        assert!(
+            r.body.contains("<errors>\n  <error>") && r.body.contains(what),
+            "{what}: {}",
+            r.body
+        );
+    }
+
+    // PUT with the document's underscores: Rails' `<hash><status>ok</status></hash>`.
+    let put = shop
+        .call(
+            "PUT",
+            "/admin/custom_statuses/new_ordered_by_phone.xml",
+            &XML_AUTH,
+            "<custom-status><color>#929594</color><is-default type=\"boolean\">true</is-default></custom-status>",
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", put.body);
+    assert!(is_xml(&put));
+    assert!(
+        put.body.contains("<hash>\n  <status>ok</status>\n</hash>"),
+        "{}",
+        put.body
+    );
+    let after = shop
+        .call("GET", "/admin/custom_statuses.xml", &XML_AUTH, "")
+        .await;
+    let record = after
+        .body
+        .split("<custom-status>")
+        .find(|r| r.contains("<permalink>new-ordered-by-phone</permalink>"))
+        .unwrap();
+    assert!(record.contains("<color>#929594</color>"), "{record}");
+    assert!(record.contains("<is-default type=\"boolean\">true</is-default>"));
+    for (path, body, status, what) in [
+        (
+            "/admin/custom_statuses/nope.xml",
+            "<custom-status><title>x</title></custom-status>",
+            404,
+            "custom status not found",
+        ),
+        (
+            "/admin/custom_statuses/pending.xml",
+            "<custom-status><color>red</color></custom-status>",
+            400,
+            "color must be one of the palette",
+        ),
+        (
+            "/admin/custom_statuses/pending.xml",
+            "<custom-status><position>first</position></custom-status>",
+            400,
+            "position must be an integer",
+        ),
+    ] {
+        let r = shop.call("PUT", path, &XML_AUTH, body).await;
+        assert_eq!(r.status, status, "{what}: {}", r.body);
+        assert!(is_xml(&r) && r.body.contains(what), "{what}: {}", r.body);
+    }
+    let anon_put = shop
+        .call(
+            "PUT",
+            "/admin/custom_statuses/pending.xml",
+            &[("Content-Type", "application/xml")],
+            "<custom-status><title>x</title></custom-status>",
+        )
+        .await;
+    assert_eq!(anon_put.status, 401);
+    assert!(is_xml(&anon_put));
+    let other_ext = shop
+        .call("PUT", "/admin/custom_statuses/pending.yaml", &XML_AUTH, "")
+        .await;
+    assert_eq!(other_ext.status, 404);
 }

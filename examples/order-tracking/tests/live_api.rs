@@ -590,3 +590,211 @@ async fn the_order_page_map_is_centred_on_the_destination() {
         json!({"lat": 59.9357, "lng": 30.328})
     );
 }
+
+/// A socket subscribed to `private-managers` through the shop's auth endpoint as `cookie`.
+async fn managers_socket(shop: &Shop, cookie: &str) -> WsClient {
+    let mut ws = WsClient::connect(&shop.broker.ws_url("shop-key")).await;
+    let r = shop
+        .form(
+            "/pusher/auth",
+            Some(cookie),
+            &format!("socket_id={}&channel_name=private-managers", ws.socket_id),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let ok = ws
+        .subscribe(json!({"channel": "private-managers", "auth": r.json["auth"]}))
+        .await;
+    assert_eq!(
+        ok["event"], "pusher_internal:subscription_succeeded",
+        "{ok}"
+    );
+    ws
+}
+
+#[tokio::test]
+async fn the_managers_channel_is_live_and_for_managers_only() {
+    let shop = Shop::start().await;
+    // Customers and couriers are refused the managers' channel.
+    for user in [ALICE, BOB, COURIER] {
+        let cookie = shop.login(user).await;
+        let r = shop
+            .form(
+                "/pusher/auth",
+                Some(&cookie),
+                "socket_id=1.2&channel_name=private-managers",
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.json),
+            (403, json!({"error": "Forbidden"})),
+            "user {user}"
+        );
+    }
+    let anon = shop
+        .form(
+            "/pusher/auth",
+            None,
+            "socket_id=1.2&channel_name=private-managers",
+        )
+        .await;
+    assert_eq!(anon.status, 401);
+
+    let manager = shop.login(MANAGER).await;
+    let mut managers = managers_socket(&shop, &manager).await;
+    // Every kind of change reaches the managers: a status change by a manager, a courier
+    // assignment, a change through the admin API, a line edit and a new order.
+    let r = shop
+        .json(
+            "POST",
+            "/api/manager/orders/1002/status",
+            Some(&manager),
+            &json!({"status": "confirmed"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let d = data(&managers.expect_event("order:updated").await);
+    assert_eq!(
+        (d["order_id"].clone(), d["status"].clone()),
+        (json!(1002), json!("confirmed"))
+    );
+    let r = shop
+        .json(
+            "POST",
+            "/api/manager/orders/1003/courier",
+            Some(&manager),
+            &json!({"courier_id": OTHER_COURIER}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let d = data(&managers.expect_event("order:updated").await);
+    assert_eq!(
+        (d["order_id"].clone(), d["courier_id"].clone()),
+        (json!(1003), json!(OTHER_COURIER))
+    );
+    let r = shop
+        .admin(
+            "PUT",
+            "/admin/orders/1004.json",
+            &json!({"order": {"custom_status_permalink": "preparing"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        data(&managers.expect_event("order:updated").await)["order_id"],
+        1004
+    );
+    let line: i64 = shop
+        .query(|c| {
+            c.query_row(
+                "SELECT min(id) FROM order_lines WHERE order_id = 1002",
+                [],
+                |r| r.get(0),
+            )
+        })
+        .await;
+    let r = shop
+        .json(
+            "POST",
+            &format!("/api/manager/orders/1002/lines/{line}"),
+            Some(&manager),
+            &json!({"quantity": 0}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        data(&managers.expect_event("order:updated").await)["order_id"],
+        1002
+    );
+    let created = shop
+        .admin(
+            "POST",
+            "/admin/orders.json",
+            &json!({"order": {"client_id": BOB, "order_lines_attributes": [{"product_id": 3, "quantity": 1}]}}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(
+        data(&managers.expect_event("order:updated").await)["order_id"],
+        1005
+    );
+
+    // The manager's list carries prices and dates.
+    let list = shop
+        .json("GET", "/api/manager/orders", Some(&manager), &Value::Null)
+        .await;
+    let row = list.json["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["id"] == 1001)
+        .unwrap()
+        .clone();
+    assert_eq!(row["total_minor"], 157_000, "1 480 − 100 + 190 roubles");
+    assert_eq!(row["created_at"], "2026-01-01T01:00:00Z");
+    assert!(row["updated_at"].is_string());
+}
+
+#[tokio::test]
+async fn my_orders_and_the_total_broken_down() {
+    let shop = Shop::start().await;
+    let alice = shop.login(ALICE).await;
+    let bob = shop.login(BOB).await;
+    let mine = shop
+        .json("GET", "/api/orders", Some(&alice), &Value::Null)
+        .await;
+    assert_eq!(mine.status, 200, "{}", mine.body);
+    let ids: Vec<i64> = mine.json["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [1003, 1001], "Alice's orders, newest first");
+    let first = &mine.json["orders"][1];
+    assert_eq!(first["public_id"], "M-1001");
+    assert_eq!(first["status_text"], "Ожидает подтверждения");
+    assert_eq!(first["title"], "Ожидает подтверждения");
+    assert_eq!(first["total_minor"], 157_000);
+    assert_eq!(
+        first["items"][0],
+        json!({"title": "Пицца Маргарита", "quantity": 2})
+    );
+    let bobs = shop
+        .json("GET", "/api/orders", Some(&bob), &Value::Null)
+        .await;
+    assert_eq!(bobs.json["orders"].as_array().unwrap().len(), 1);
+    assert_eq!(bobs.json["orders"][0]["id"], 1002);
+    let anon = shop.json("GET", "/api/orders", None, &Value::Null).await;
+    assert_eq!(anon.status, 401);
+
+    // `/` is the list for a customer (the page's shell; its script loads the list), not a jump to
+    // the latest order.
+    let home = shop.call("GET", "/", &[("Cookie", &alice)], "").await;
+    assert_eq!(home.status, 200);
+    assert!(home.body.contains("Мои заказы"), "{}", home.body);
+    assert!(home.body.contains("/static/orders.js"));
+
+    // The order page's state breaks the total down: lines − discounts − bonuses + delivery.
+    let state = shop
+        .json("GET", "/api/orders/1001", Some(&alice), &Value::Null)
+        .await;
+    assert_eq!(
+        state.json["breakdown"],
+        json!({"items_minor": 148_000, "discount_minor": 10_000, "used_bonuses_minor": 0,
+               "delivery_price_minor": 19_000, "total_minor": 157_000})
+    );
+    let b = shop
+        .json("GET", "/api/orders/1003", Some(&alice), &Value::Null)
+        .await
+        .json["breakdown"]
+        .clone();
+    assert_eq!(b["used_bonuses_minor"], 3000);
+    assert_eq!(
+        b["items_minor"].as_i64().unwrap()
+            - b["discount_minor"].as_i64().unwrap()
+            - b["used_bonuses_minor"].as_i64().unwrap()
+            + b["delivery_price_minor"].as_i64().unwrap(),
+        b["total_minor"].as_i64().unwrap()
+    );
+}

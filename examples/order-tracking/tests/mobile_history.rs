@@ -1,6 +1,7 @@
 //! Part 4: the mobile app's hooks. The shared secret is required (401 otherwise); the history
 //! pages newest first with `nextPage` only while more remain; each order carries the document's
-//! fields; the app's cancel and rating hooks go through the same status function.
+//! fields (`usedBonuses` and `retryPaymentMethod` with real values among them); the app's cancel
+//! and rating hooks go through the same status function.
 
 mod common;
 
@@ -227,6 +228,111 @@ async fn history_pages_and_fields() {
         .clone();
     assert_eq!(pending["cancellable"], true);
     assert!(pending.get("trackingUrl").is_none());
+    assert_eq!(o["usedBonuses"], 0.0);
+    assert_eq!(o["retryPaymentMethod"], Value::Null, "a paid order");
+    assert_eq!(pending["usedBonuses"], 30.0);
+    assert_eq!(pending["price"], 870.0 - 30.0, "3 × 290 less 30 bonuses");
+}
+
+#[tokio::test]
+async fn bonuses_and_paying_again() {
+    let shop = Shop::start().await;
+    let orders = |v: &Value| v["orders"].as_array().unwrap().clone();
+    let find = |list: &[Value], id: &str| list.iter().find(|o| o["id"] == id).unwrap().clone();
+    let alice = orders(
+        &history(&shop, json!({"userIdentifier": "1", "page": 1}))
+            .await
+            .json,
+    );
+    let bob = orders(
+        &history(&shop, json!({"userIdentifier": "2", "page": 1}))
+            .await
+            .json,
+    );
+    let vera = orders(
+        &history(&shop, json!({"userIdentifier": "3", "page": 1}))
+            .await
+            .json,
+    );
+
+    // Every entry carries both keys: the payment id or null, and the bonuses spent.
+    for o in alice.iter().chain(&bob).chain(&vera) {
+        assert!(o.get("retryPaymentMethod").is_some(), "{o}");
+        assert!(o["usedBonuses"].is_number(), "{o}");
+        let sum = o["itemsPrice"].as_f64().unwrap()
+            - o["appliedDiscount"].as_f64().unwrap()
+            - o["usedBonuses"].as_f64().unwrap()
+            + o["deliveryPrice"].as_f64().unwrap();
+        assert!((o["price"].as_f64().unwrap() - sum).abs() < 0.001, "{o}");
+    }
+    // 1003: paid online, not paid yet: it can be paid again, with the fields the document needs.
+    let unpaid = find(&alice, "1003");
+    assert_eq!(unpaid["retryPaymentMethod"], "card_online");
+    assert_eq!(unpaid["publicPaymentDetails"]["paid"], false);
+    let d = &unpaid["publicDeliveryDetails"];
+    assert!(
+        d["title"].is_string() && d["buyerName"] == "Алиса Петрова" && d["buyerPhone"].is_string()
+    );
+    // 1002: cash to the courier: nothing to pay again. 1004: paid.
+    assert_eq!(find(&bob, "1002")["retryPaymentMethod"], Value::Null);
+    assert_eq!(find(&vera, "1004")["retryPaymentMethod"], Value::Null);
+
+    // Paid at last (the admin API's financial_status): no retry any more; partners hear of it.
+    let paid = shop
+        .admin(
+            "PUT",
+            "/admin/orders/1003.json",
+            &json!({"order": {"financial_status": "paid"}}),
+        )
+        .await;
+    assert_eq!(paid.status, 200, "{}", paid.body);
+    assert_eq!(paid.json["financial_status"], "paid");
+    assert_eq!(
+        paid.json["custom_status_permalink"], "pending",
+        "the status stays"
+    );
+    let after = orders(
+        &history(&shop, json!({"userIdentifier": "1", "page": 1}))
+            .await
+            .json,
+    );
+    assert_eq!(find(&after, "1003")["retryPaymentMethod"], Value::Null);
+    assert_eq!(find(&after, "1003")["publicPaymentDetails"]["paid"], true);
+    let rows: i64 = shop
+        .query(|c| {
+            c.query_row(
+                "SELECT count(*) FROM outbox WHERE order_id = 1003",
+                [],
+                |r| r.get(0),
+            )
+        })
+        .await;
+    assert_eq!(rows, 1, "one outbox row for the payment");
+    let bad = shop
+        .admin(
+            "PUT",
+            "/admin/orders/1003.json",
+            &json!({"order": {"financial_status": "refunded"}}),
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+
+    // A cancelled unpaid online order is not offered for payment.
+    let fresh = Shop::start().await;
+    let r = fresh
+        .admin(
+            "PUT",
+            "/admin/orders/1003.json",
+            &json!({"order": {"custom_status_permalink": "cancelled"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let cancelled = orders(
+        &history(&fresh, json!({"userIdentifier": "1", "page": 1}))
+            .await
+            .json,
+    );
+    assert_eq!(find(&cancelled, "1003")["retryPaymentMethod"], Value::Null);
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
 //! Part 2: the inSales-shaped admin API, HTTP Basic protected: custom statuses
-//! (`admin/custom_statuses.json`) and orders (`admin/orders.json`) with the document's rules for
+//! (`admin/custom_statuses.json`, and `.xml` in inSales's XML format) and orders (`admin/orders.json`) with the document's rules for
 //! `fulfillment_status` and `custom_status_permalink`.
 //!
 //! Bodies and answers keep the document's shapes (bare objects and arrays, `{"status":"ok"}`,
@@ -14,6 +14,7 @@ use crate::AppState;
 
 mod orders;
 mod statuses;
+pub mod xml;
 
 pub use orders::*;
 pub use statuses::*;

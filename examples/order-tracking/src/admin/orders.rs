@@ -44,8 +44,7 @@ pub fn order_json(c: &Connection, o: &Order) -> rusqlite::Result<Value> {
             "system_status": o.fulfillment_status,
         },
         "financial_status": o.financial_status,
-        "items_price": o.total_minor(&lines) as f64 / 100.0 - o.delivery_price_minor as f64 / 100.0
-            + o.discounts_minor(&lines) as f64 / 100.0,
+        "items_price": Order::items_minor(&lines) as f64 / 100.0,
         "delivery_price": o.delivery_price_minor as f64 / 100.0,
         "total_price": o.total_minor(&lines) as f64 / 100.0,
         "order_lines": lines.iter().map(|l| json!({
@@ -187,6 +186,9 @@ pub struct OrderStatusFields {
     /// Shown to the customer with the change.
     #[serde(default)]
     pub comment: Option<String>,
+    /// `pending` or `paid`: an unpaid order paid later (say, online again) becomes `paid`.
+    #[serde(default)]
+    pub financial_status: Option<String>,
 }
 
 /// `{"order": {…}}`.
@@ -196,7 +198,42 @@ pub struct OrderUpdateBody {
     pub order: OrderStatusFields,
 }
 
-/// `PUT /admin/orders/{id}.json`: changes the statuses under the document's rules.
+/// Records a new `financial_status` (an unpaid order paid at last): the order, an `order_history`
+/// row and the partners' outbox rows in one transaction. Returns whether anything changed.
+fn set_financial_status(
+    c: &mut Connection,
+    public_url: &str,
+    id: i64,
+    financial: &str,
+) -> ApiResult<bool> {
+    let tx = c.transaction()?;
+    let o = orders::load(&tx, id)?.ok_or_else(|| ApiError::not_found("order"))?;
+    if o.financial_status == financial {
+        return Ok(false);
+    }
+    let t = now();
+    tx.execute(
+        "UPDATE orders SET financial_status = ?1, updated_at = ?2 WHERE id = ?3",
+        params![financial, t, id],
+    )?;
+    let comment = if financial == "paid" {
+        "Заказ оплачен"
+    } else {
+        "Оплата отменена"
+    };
+    tx.execute(
+        "INSERT INTO order_history (order_id, status, fulfillment_status, custom_status_permalink, comment, actor, created_at)
+         VALUES (?1, ?2, ?3, ?2, ?4, 'api', ?5)",
+        params![id, o.custom_status_permalink, o.fulfillment_status, comment, t],
+    )?;
+    let history_id = tx.last_insert_rowid();
+    outbox::enqueue(&tx, public_url, id, &format!("upd_{history_id}"), t)?;
+    tx.commit()?;
+    Ok(true)
+}
+
+/// `PUT /admin/orders/{id}.json`: changes the statuses under the document's rules, and the
+/// financial status.
 pub async fn update_order(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -206,33 +243,61 @@ pub async fn update_order(
     basic_auth(&state, &headers)?;
     let id = order_id_from(&file)?;
     let f = body.order;
-    if f.fulfillment_status.is_none() && f.custom_status_permalink.is_none() {
+    let status_given = f.fulfillment_status.is_some() || f.custom_status_permalink.is_some();
+    if !status_given && f.financial_status.is_none() {
         return Err(ApiError::bad_request(
-            "give fulfillment_status, custom_status_permalink or both",
+            "give fulfillment_status, custom_status_permalink, financial_status or several",
+        ));
+    }
+    if f.financial_status
+        .as_deref()
+        .is_some_and(|s| s != "pending" && s != "paid")
+    {
+        return Err(ApiError::bad_request(
+            "financial_status must be pending or paid",
         ));
     }
     let comment = f
         .comment
         .map(|c| c.chars().take(MAX_COMMENT_LEN).collect::<String>());
     let public_url = state.public_url.clone();
-    let (change, v) = state
+    let (change, paid, v) = state
         .db
         .run(move |c| {
             orders::load(c, id)?.ok_or_else(|| ApiError::not_found("order"))?;
-            let target = orders::resolve(
-                c,
-                f.fulfillment_status.as_deref(),
-                f.custom_status_permalink.as_deref(),
-            )
-            .map_err(resolve_error)?;
-            let change = orders::change_status(c, &public_url, id, target, Actor::Api, comment)
-                .map_err(live::change_error)?;
+            let change = if status_given {
+                let target = orders::resolve(
+                    c,
+                    f.fulfillment_status.as_deref(),
+                    f.custom_status_permalink.as_deref(),
+                )
+                .map_err(resolve_error)?;
+                Some(
+                    orders::change_status(c, &public_url, id, target, Actor::Api, comment)
+                        .map_err(live::change_error)?,
+                )
+            } else {
+                None
+            };
+            let paid = match f.financial_status.as_deref() {
+                Some(financial) => set_financial_status(c, &public_url, id, financial)?,
+                None => false,
+            };
             let o = orders::load(c, id)?.ok_or_else(|| ApiError::not_found("order"))?;
-            Ok((change, order_json(c, &o)?))
+            Ok((change, paid, order_json(c, &o)?))
         })
         .await?;
     state.outbox_wake.notify_one();
-    live::publish(&state, &change).await;
+    if let Some(change) = &change {
+        live::publish(&state, change).await;
+    }
+    if paid {
+        live::notify_managers(
+            &state,
+            &json!({"order_id": id, "financial_status": v["financial_status"]}),
+        )
+        .await;
+    }
     Ok(Json(v))
 }
 

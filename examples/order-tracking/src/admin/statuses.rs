@@ -1,16 +1,19 @@
-//! Custom statuses (`admin/custom_statuses.json`): list (creating the missing system defaults),
-//! create with a unique permalink from the title, partial update. Colours come from the palette
-//! only, and each system status keeps exactly one default. This module never touches orders.
+//! Custom statuses (`admin/custom_statuses.json` and `.xml`): list (creating the missing system
+//! defaults), create with a unique permalink from the title, partial update. Colours come from the
+//! palette only, and each system status keeps exactly one default. Each route answers in the
+//! format its extension names, refusals included; both formats run the same functions. This
+//! module never touches orders.
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rusqlite::{params, Connection};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::basic_auth;
+use super::{basic_auth, xml};
 use crate::db::{iso, now};
 use crate::error::{ApiError, ApiResult};
 use crate::input::JsonBody;
@@ -33,13 +36,9 @@ fn custom_json(s: &CustomStatus) -> Value {
     })
 }
 
-/// `GET /admin/custom_statuses.json`: a bare array; creates the missing system defaults first.
-pub async fn list_custom_statuses(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> ApiResult<Json<Value>> {
-    basic_auth(&state, &headers)?;
-    let list = state
+/// Every custom status, after creating the missing system defaults.
+async fn list(state: &AppState) -> ApiResult<Vec<CustomStatus>> {
+    state
         .db
         .run(|c| {
             let tx = c.transaction()?;
@@ -48,8 +47,39 @@ pub async fn list_custom_statuses(
             tx.commit()?;
             Ok(list)
         })
-        .await?;
+        .await
+}
+
+/// `GET /admin/custom_statuses.json`: a bare array; creates the missing system defaults first.
+pub async fn list_custom_statuses(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    basic_auth(&state, &headers)?;
+    let list = list(&state).await?;
     Ok(Json(Value::Array(list.iter().map(custom_json).collect())))
+}
+
+/// `GET /admin/custom_statuses.xml`: the same list as `<custom-statuses type="array">`.
+pub async fn list_custom_statuses_xml(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Response {
+    let answer = async {
+        basic_auth(&state, &headers)?;
+        list(&state).await
+    };
+    match answer.await {
+        Ok(list) => xml::response(
+            StatusCode::OK,
+            xml::array(
+                "custom_statuses",
+                "custom_status",
+                &list.iter().map(custom_json).collect::<Vec<_>>(),
+            ),
+        ),
+        Err(e) => xml::error(e),
+    }
 }
 
 /// The fields of a custom status a client may send.
@@ -115,6 +145,55 @@ fn unique_permalink(c: &Connection, title: &str) -> rusqlite::Result<String> {
     Ok(candidate)
 }
 
+/// Reads `<custom-status>…</custom-status>` into the fields a client may send: 415 unless the
+/// content type is XML, 400 for a body that is not one flat `custom-status` record or whose
+/// `is-default` or `position` do not parse.
+fn fields_from_xml(headers: &HeaderMap, body: &[u8]) -> ApiResult<CustomStatusFields> {
+    let xml_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/xml") || v.starts_with("text/xml"));
+    if !xml_type {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Expected request with `Content-Type: application/xml`",
+        ));
+    }
+    let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
+    let record = xml::parse_record(text)
+        .map_err(|e| ApiError::bad_request(format!("body is not a custom-status record: {e}")))?;
+    if record.root != "custom_status" {
+        return Err(ApiError::bad_request(
+            "the root element must be <custom-status>",
+        ));
+    }
+    let is_default = match record.get("is_default") {
+        None => None,
+        Some("true" | "1") => Some(true),
+        Some("false" | "0") => Some(false),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "is-default must be true or false, not {other:?}"
+            )))
+        }
+    };
+    let position = record
+        .get("position")
+        .map(|p| {
+            p.trim()
+                .parse::<i64>()
+                .map_err(|_| ApiError::bad_request("position must be an integer"))
+        })
+        .transpose()?;
+    Ok(CustomStatusFields {
+        system_status: record.get("system_status").map(str::to_owned),
+        title: record.get("title").map(str::to_owned),
+        color: record.get("color").map(str::to_owned),
+        is_default,
+        position,
+    })
+}
+
 /// `POST /admin/custom_statuses.json`: answers the bare new object (201).
 pub async fn create_custom_status(
     State(state): State<AppState>,
@@ -122,7 +201,32 @@ pub async fn create_custom_status(
     JsonBody(body): JsonBody<CustomStatusBody>,
 ) -> ApiResult<Response> {
     basic_auth(&state, &headers)?;
-    let f = body.custom_status;
+    let created = create(&state, body.custom_status).await?;
+    Ok((StatusCode::CREATED, Json(custom_json(&created))).into_response())
+}
+
+/// `POST /admin/custom_statuses.xml` with `<custom-status>…</custom-status>`: answers the new
+/// `<custom-status>` (201).
+pub async fn create_custom_status_xml(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let answer = async {
+        basic_auth(&state, &headers)?;
+        create(&state, fields_from_xml(&headers, &body)?).await
+    };
+    match answer.await {
+        Ok(s) => xml::response(
+            StatusCode::CREATED,
+            xml::object("custom_status", &custom_json(&s)),
+        ),
+        Err(e) => xml::error(e),
+    }
+}
+
+/// Creates a custom status from the client's fields.
+async fn create(state: &AppState, f: CustomStatusFields) -> ApiResult<CustomStatus> {
     check_fields(&f)?;
     let system = f
         .system_status
@@ -138,7 +242,7 @@ pub async fn create_custom_status(
         .title
         .clone()
         .ok_or_else(|| ApiError::bad_request("title is required"))?;
-    let created = state
+    state
         .db
         .run(move |c| {
             let tx = c.transaction()?;
@@ -177,23 +281,52 @@ pub async fn create_custom_status(
             tx.commit()?;
             Ok(s)
         })
-        .await?;
-    Ok((StatusCode::CREATED, Json(custom_json(&created))).into_response())
+        .await
 }
 
-/// `PUT /admin/custom_statuses/{permalink}.json`: a partial update → `{"status":"ok"}`.
+/// `PUT /admin/custom_statuses/{permalink}.json` (a partial update → `{"status":"ok"}`) and
+/// `PUT /admin/custom_statuses/{permalink}.xml` (`<custom-status>` → `<hash><status>ok</status>`,
+/// what Rails writes for that answer). Any other extension is 404.
 pub async fn update_custom_status(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(file): Path<String>,
-    JsonBody(body): JsonBody<CustomStatusBody>,
-) -> ApiResult<Json<Value>> {
-    basic_auth(&state, &headers)?;
-    let permalink = file
-        .strip_suffix(".json")
-        .ok_or_else(|| ApiError::not_found("custom status"))?
-        .to_owned();
-    let f = body.custom_status;
+    req: Request,
+) -> Response {
+    if let Some(permalink) = file.strip_suffix(".xml") {
+        let permalink = permalink.to_owned();
+        let headers = req.headers().clone();
+        let answer = async {
+            basic_auth(&state, &headers)?;
+            let body = Bytes::from_request(req, &state)
+                .await
+                .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+            update(&state, permalink, fields_from_xml(&headers, &body)?).await
+        };
+        return match answer.await {
+            Ok(()) => xml::response(
+                StatusCode::OK,
+                xml::object("hash", &json!({"status": "ok"})),
+            ),
+            Err(e) => xml::error(e),
+        };
+    }
+    let answer = async {
+        basic_auth(&state, req.headers())?;
+        let permalink = file
+            .strip_suffix(".json")
+            .ok_or_else(|| ApiError::not_found("custom status"))?
+            .to_owned();
+        let JsonBody(body) = JsonBody::<CustomStatusBody>::from_request(req, &state).await?;
+        update(&state, permalink, body.custom_status).await
+    };
+    match answer.await {
+        Ok(()) => Json(json!({"status": "ok"})).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Updates the fields given of custom status `permalink`.
+async fn update(state: &AppState, permalink: String, f: CustomStatusFields) -> ApiResult<()> {
     check_fields(&f)?;
     if f.system_status.is_some() {
         return Err(ApiError::bad_request("system_status cannot be changed"));
@@ -231,6 +364,5 @@ pub async fn update_custom_status(
             tx.commit()?;
             Ok(())
         })
-        .await?;
-    Ok(Json(json!({"status": "ok"})))
+        .await
 }
