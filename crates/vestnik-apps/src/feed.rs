@@ -210,7 +210,7 @@ impl ChangeFeed {
         let (tx, changes) = mpsc::channel(options.capacity.max(1));
         let (state_tx, state) = watch::channel(FeedState::Up);
         let view = Arc::new(RwLock::new(View::default()));
-        let mut feed = Feed {
+        let feed = Feed {
             view: view.clone(),
             tx,
             state: state_tx,

@@ -37,7 +37,10 @@ const RETRIES: usize = 5;
 const CHANGES_KEPT: &str = "INTERVAL 1 DAY";
 
 /// The `SELECT` list in [`RawApp`]'s order.
-const SELECT: &str = "SELECT id, app_key, secret, previous_secret, \
+/// Text columns are read through `CAST(.. AS CHAR)`: their `utf8mb4_bin` collation (ids are
+/// case-sensitive, as in PostgreSQL) makes the driver see them as binary.
+const SELECT: &str = "SELECT CAST(id AS CHAR), CAST(app_key AS CHAR), CAST(secret AS CHAR), \
+     CAST(previous_secret AS CHAR), \
      CAST(UNIX_TIMESTAMP(previous_secret_expires_at) * 1000 AS SIGNED), \
      enabled, max_connections, client_event_rate, max_event_bytes, max_presence_members, \
      max_user_info_bytes, max_channels_per_trigger, max_batch_events, max_channels_per_socket, \
@@ -427,7 +430,7 @@ impl UsageLedger for MySqlStore {
     ) -> StoreFuture<'a, Vec<UsageRow>> {
         Box::pin(async move {
             let rows: Vec<(String, i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
-                "SELECT app_id, CAST(UNIX_TIMESTAMP(hour_start) AS SIGNED), peak_connections, \
+                "SELECT CAST(app_id AS CHAR), CAST(UNIX_TIMESTAMP(hour_start) AS SIGNED), peak_connections, \
                    messages_delivered, messages_received, bytes_out, webhooks_sent \
                  FROM vestnik_usage \
                  WHERE app_id = ? AND hour_start >= FROM_UNIXTIME(?) AND hour_start < FROM_UNIXTIME(?) \
@@ -445,7 +448,7 @@ impl UsageLedger for MySqlStore {
     fn daily_messages(&self, day: Day) -> StoreFuture<'_, Vec<(String, u64)>> {
         Box::pin(async move {
             let rows: Vec<(String, i64)> = sqlx::query_as(
-                "SELECT app_id, CAST(SUM(messages_delivered + messages_received) AS SIGNED) \
+                "SELECT CAST(app_id AS CHAR), CAST(SUM(messages_delivered + messages_received) AS SIGNED) \
                  FROM vestnik_usage \
                  WHERE hour_start >= FROM_UNIXTIME(?) AND hour_start < FROM_UNIXTIME(?) \
                  GROUP BY app_id ORDER BY app_id",

@@ -62,7 +62,7 @@ impl Source for MySqlSource {
             loop {
                 tick.tick().await;
                 let rows: Result<Vec<(i64, String)>, sqlx::Error> = sqlx::query_as(
-                    "SELECT revision, app_id FROM vestnik_app_changes \
+                    "SELECT revision, CAST(app_id AS CHAR) FROM vestnik_app_changes \
                      WHERE revision > ? ORDER BY revision LIMIT ?",
                 )
                 .bind(since)

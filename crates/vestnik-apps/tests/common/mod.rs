@@ -147,6 +147,18 @@ impl Drop for TestDb {
                     }
                     Server::MySql => {
                         let mut c = sqlx::MySqlConnection::connect(&mysql_server()).await?;
+                        // Connections a failed test left open would hold metadata locks: end them.
+                        let ids: Vec<i64> = sqlx::query_scalar(
+                            "SELECT id FROM information_schema.processlist WHERE db = ?",
+                        )
+                        .bind(&name)
+                        .fetch_all(&mut c)
+                        .await?;
+                        for id in ids {
+                            sqlx::Executor::execute(&mut c, format!("KILL {id}").as_str())
+                                .await
+                                .ok();
+                        }
                         sqlx::Executor::execute(
                             &mut c,
                             format!("DROP DATABASE IF EXISTS {name}").as_str(),
@@ -159,7 +171,7 @@ impl Drop for TestDb {
         })
         .join();
         if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop test database {}", self.name);
+            eprintln!("could not drop test database {}: {dropped:?}", self.name);
         }
     }
 }
