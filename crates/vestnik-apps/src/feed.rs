@@ -111,7 +111,7 @@ impl Drop for Signal {
 #[derive(Debug)]
 pub(crate) enum Loaded {
     /// The app's current row.
-    Found(AppRecord),
+    Found(Box<AppRecord>),
     /// No row: the app was deleted.
     Missing,
     /// A row that cannot be served.
@@ -320,7 +320,7 @@ impl Feed {
     async fn reload<S: Source>(&mut self, source: &S, ids: Vec<String>) -> Result<(), StoreError> {
         for (id, loaded) in source.load(ids).await? {
             match loaded {
-                Loaded::Found(record) => self.upsert(record),
+                Loaded::Found(record) => self.upsert(*record),
                 Loaded::Missing => self.remove(&id),
                 Loaded::Bad(reason) => {
                     tracing::warn!(app = %id, %reason, "app row cannot be served; keeping its last good version");

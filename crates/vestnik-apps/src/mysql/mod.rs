@@ -50,9 +50,17 @@ const SELECT: &str = "SELECT CAST(id AS CHAR), CAST(app_key AS CHAR), CAST(secre
      CAST(UNIX_TIMESTAMP(updated_at) * 1000 AS SIGNED), revision FROM vestnik_apps";
 
 /// Apps in MariaDB or MySQL.
-#[derive(Debug, Clone)]
+///
+/// `Debug` names the store only: the pool's options hold the database URL and its password.
+#[derive(Clone)]
 pub struct MySqlStore {
     pool: MySqlPool,
+}
+
+impl std::fmt::Debug for MySqlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MySqlStore")
+    }
 }
 
 impl MySqlStore {
@@ -130,7 +138,7 @@ pub(crate) async fn load(
         }
         for row in &query.fetch_all(pool).await? {
             match decode(row)? {
-                Ok(app) => found.insert(app.id.clone(), Loaded::Found(app)),
+                Ok(app) => found.insert(app.id.clone(), Loaded::Found(Box::new(app))),
                 Err(r) => found.insert(r.id, Loaded::Bad(r.reason)),
             };
         }

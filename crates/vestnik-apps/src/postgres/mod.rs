@@ -42,9 +42,17 @@ const SELECT: &str = "SELECT id, app_key, secret, previous_secret, \
      (extract(epoch FROM updated_at) * 1000)::bigint, revision FROM vestnik_apps";
 
 /// Apps in PostgreSQL.
-#[derive(Debug, Clone)]
+///
+/// `Debug` names the store only: the pool's options hold the database URL and its password.
+#[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PgStore")
+    }
 }
 
 impl PgStore {
@@ -115,7 +123,7 @@ pub(crate) async fn load(
     let mut found = std::collections::HashMap::new();
     for row in &rows {
         match decode(row)? {
-            Ok(app) => found.insert(app.id.clone(), Loaded::Found(app)),
+            Ok(app) => found.insert(app.id.clone(), Loaded::Found(Box::new(app))),
             Err(r) => found.insert(r.id, Loaded::Bad(r.reason)),
         };
     }

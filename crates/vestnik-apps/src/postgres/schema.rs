@@ -9,7 +9,7 @@ use crate::error::StoreError;
 use crate::store::Migrated;
 
 /// The advisory lock key that serialises concurrent `migrate` calls ("vestnik" in ASCII, truncated).
-const MIGRATE_LOCK: i64 = 0x7665_7374_6e69_6b;
+const MIGRATE_LOCK: i64 = 0x0076_6573_746e_696b;
 
 /// The migrations, in order; a version is applied once and never edited afterwards.
 const MIGRATIONS: &[(i64, &str)] = &[(1, V1)];
