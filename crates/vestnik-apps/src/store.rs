@@ -140,3 +140,17 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
         other => Err(StoreError::UnsupportedUrl(other.to_owned())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn open_refuses_unknown_schemes() {
+        match open("redis://127.0.0.1:6379").await {
+            Err(StoreError::UnsupportedUrl(scheme)) => assert_eq!(scheme, "redis"),
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("a redis URL opened an app store"),
+        }
+    }
+}
