@@ -85,8 +85,13 @@ impl Default for FeedOptions {
 /// What a backend's change signal says.
 #[derive(Debug)]
 pub(crate) enum Wake {
-    /// These apps changed (or were deleted): reload them.
-    Ids(Vec<String>),
+    /// These apps changed (or were deleted) up to catalogue revision `revision`: reload them.
+    Ids {
+        /// The apps to reload.
+        ids: Vec<String>,
+        /// The revision of the last change named (0 when unknown).
+        revision: u64,
+    },
     /// Something changed that the signal cannot name: reload everything.
     Everything,
     /// The signal's connection is lost.
@@ -284,7 +289,7 @@ impl Feed {
                     Ok(())
                 }
                 wake = live.wakes.recv() => match wake {
-                    Some(Wake::Ids(ids)) => self.reload(&source, ids).await,
+                    Some(Wake::Ids { ids, revision }) => self.reload(&source, ids, revision).await,
                     Some(Wake::Everything) => self.resync(&source).await,
                     Some(Wake::Lost(e)) => Err(e),
                     None => Err(StoreError::Database(sqlx::Error::PoolClosed)),
@@ -317,8 +322,19 @@ impl Feed {
         Ok(())
     }
 
-    async fn reload<S: Source>(&mut self, source: &S, ids: Vec<String>) -> Result<(), StoreError> {
-        for (id, loaded) in source.load(ids).await? {
+    async fn reload<S: Source>(
+        &mut self,
+        source: &S,
+        ids: Vec<String>,
+        revision: u64,
+    ) -> Result<(), StoreError> {
+        let loaded = source.load(ids).await?;
+        // A delete leaves no row to take a revision from: the signal's own counts.
+        {
+            let mut view = self.view.write();
+            view.revision = view.revision.max(revision);
+        }
+        for (id, loaded) in loaded {
             match loaded {
                 Loaded::Found(record) => self.upsert(*record),
                 Loaded::Missing => self.remove(&id),

@@ -39,3 +39,8 @@ async fn a_slow_consumer_gets_a_resync() {
 async fn usage_merges_under_concurrent_increments() {
     suite::usage_merges_under_concurrent_increments(&TestDb::mysql().await).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_converges() {
+    suite::every_node_converges(&TestDb::mysql().await).await;
+}

@@ -41,7 +41,13 @@ fn wake_for(since: i64, rows: &[(i64, String)]) -> Option<(Wake, i64)> {
             ids.push(id.clone());
         }
     }
-    Some((Wake::Ids(ids), *last))
+    Some((
+        Wake::Ids {
+            ids,
+            revision: u64::try_from(*last).unwrap_or(0),
+        },
+        *last,
+    ))
 }
 
 impl Source for MySqlSource {
@@ -110,7 +116,7 @@ mod tests {
             (8, "a".to_owned()),
         ];
         match wake_for(5, &rows) {
-            Some((Wake::Ids(ids), 8)) => assert_eq!(ids, ["a", "b"]),
+            Some((Wake::Ids { ids, revision: 8 }, 8)) => assert_eq!(ids, ["a", "b"]),
             other => panic!("{other:?}"),
         }
         // A hole before the first row: rows were pruned while the feed was behind.

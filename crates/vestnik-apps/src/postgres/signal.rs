@@ -34,6 +34,8 @@ impl PgSource {
 #[derive(serde::Deserialize)]
 struct Payload {
     id: Option<String>,
+    #[serde(default)]
+    revision: u64,
 }
 
 impl Source for PgSource {
@@ -53,8 +55,14 @@ impl Source for PgSource {
             loop {
                 let wake = match listener.try_recv().await {
                     Ok(Some(n)) => match serde_json::from_str::<Payload>(n.payload()) {
-                        Ok(Payload { id: Some(id) }) => Wake::Ids(vec![id]),
-                        Ok(Payload { id: None }) => Wake::Everything,
+                        Ok(Payload {
+                            id: Some(id),
+                            revision,
+                        }) => Wake::Ids {
+                            ids: vec![id],
+                            revision,
+                        },
+                        Ok(Payload { id: None, .. }) => Wake::Everything,
                         Err(e) => {
                             tracing::warn!(error = %e, "unreadable app catalogue notification; reloading everything");
                             Wake::Everything

@@ -484,3 +484,52 @@ pub async fn usage_merges_under_concurrent_increments(db: &TestDb) {
         .expect("daily")
         .is_empty());
 }
+
+pub async fn every_node_converges(db: &TestDb) {
+    let store = open(db).await;
+    store.create(named("1001", "k1")).await.expect("create");
+    // Two nodes, each with its own store and feed.
+    let other = open(db).await;
+    let mut node_a = store.watch(fast_feed()).await.expect("watch a");
+    let mut node_b = other.watch(fast_feed()).await.expect("watch b");
+    // One change reaches both within a second.
+    store.disable("1001").await.expect("disable");
+    for feed in [&mut node_a, &mut node_b] {
+        assert!(!upserted(next_change(feed, WITHIN_A_SECOND).await).enabled);
+    }
+    // A burst of writes from both sides, and a delete: both views end at the catalogue's state.
+    for i in 1..=20u32 {
+        let writer = if i % 2 == 0 { &store } else { &other };
+        writer
+            .update(
+                "1001",
+                AppUpdate {
+                    limits: Some(Limits {
+                        api_rate_limit: i,
+                        ..Limits::default()
+                    }),
+                    ..AppUpdate::default()
+                },
+            )
+            .await
+            .expect("update");
+    }
+    store.create(named("2002", "k2")).await.expect("create");
+    store.create(named("3003", "k3")).await.expect("create");
+    other.delete("2002").await.expect("delete");
+    let truth = store.snapshot().await.expect("snapshot");
+    for feed in [&node_a, &node_b] {
+        eventually(
+            Duration::from_secs(3),
+            "the node's view to match the catalogue",
+            || {
+                let view = feed.snapshot();
+                let same = view.revision == truth.revision && view.apps == truth.apps;
+                async move { same }
+            },
+        )
+        .await;
+    }
+    assert_eq!(truth.apps.len(), 2);
+    assert_eq!(truth.apps[0].limits.api_rate_limit, 20);
+}
