@@ -55,6 +55,8 @@ pub enum FeedState {
 
 /// Timings and sizes of a feed. The defaults suit a broker: changes within a second, a full
 /// refresh every 30 s, reconnects from 100 ms up to 5 s apart.
+///
+/// Intervals below [`MIN_INTERVAL`] are raised to it, and a zero capacity to one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FeedOptions {
     /// Time between full refreshes, the fallback for a missed signal.
@@ -68,6 +70,22 @@ pub struct FeedOptions {
     pub reconnect_max: Duration,
     /// Changes the queue holds before the consumer counts as behind and gets a resync.
     pub capacity: usize,
+}
+
+/// The shortest interval a feed accepts for its refresh and its polls: a zero interval would spin.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
+
+impl FeedOptions {
+    /// The options with every interval at least [`MIN_INTERVAL`] and a queue of at least one.
+    pub(crate) fn sane(self) -> Self {
+        Self {
+            refresh_interval: self.refresh_interval.max(MIN_INTERVAL),
+            poll_interval: self.poll_interval.max(MIN_INTERVAL),
+            reconnect_min: self.reconnect_min.max(MIN_INTERVAL),
+            reconnect_max: self.reconnect_max.max(self.reconnect_min).max(MIN_INTERVAL),
+            capacity: self.capacity.max(1),
+        }
+    }
 }
 
 impl Default for FeedOptions {
@@ -212,7 +230,8 @@ impl ChangeFeed {
         source: S,
         options: FeedOptions,
     ) -> Result<Self, StoreError> {
-        let (tx, changes) = mpsc::channel(options.capacity.max(1));
+        let options = options.sane();
+        let (tx, changes) = mpsc::channel(options.capacity);
         let (state_tx, state) = watch::channel(FeedState::Up);
         let view = Arc::new(RwLock::new(View::default()));
         let feed = Feed {
@@ -442,5 +461,26 @@ impl Feed {
 
     fn set_state(&self, state: FeedState) {
         self.state.send_replace(state);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_options_are_raised() {
+        let zero = FeedOptions {
+            refresh_interval: Duration::ZERO,
+            poll_interval: Duration::ZERO,
+            reconnect_min: Duration::from_secs(2),
+            reconnect_max: Duration::from_secs(1),
+            capacity: 0,
+        }
+        .sane();
+        assert_eq!(zero.refresh_interval, MIN_INTERVAL);
+        assert_eq!(zero.poll_interval, MIN_INTERVAL);
+        assert_eq!(zero.reconnect_max, Duration::from_secs(2));
+        assert_eq!(zero.capacity, 1);
     }
 }
