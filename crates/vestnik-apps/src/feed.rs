@@ -311,7 +311,10 @@ impl Feed {
                     Some(Wake::Ids { ids, revision }) => self.reload(&source, ids, revision).await,
                     Some(Wake::Everything) => self.resync(&source).await,
                     Some(Wake::Lost(e)) => Err(e),
-                    None => Err(StoreError::Database(sqlx::Error::PoolClosed)),
+                    None => Err(StoreError::Database(sqlx::Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionAborted,
+                        "the change signal ended",
+                    )))),
                 },
                 _ = refresh.tick() => self.resync(&source).await,
             };
