@@ -1,0 +1,39 @@
+//! Vestnik's app catalogue: apps as a service. Apps live in PostgreSQL or MariaDB/MySQL, change
+//! live on every node through a change feed, rotate their secrets with a grace period, and record
+//! their usage per hour for billing and daily quotas.
+//!
+//! This crate is the storage layer only. The broker keeps its own in-memory index fed by a
+//! [`ChangeFeed`], so looking an app up never waits on a database; this crate must never be called
+//! on the hot path of a socket or a trigger, and must never print a secret.
+//!
+//! # Layout
+//! - [`store`]: the [`Catalogue`] and [`UsageLedger`] traits, [`Snapshot`], and [`open`] (pick a
+//!   store from a URL).
+//! - [`record`]: [`AppRecord`] and its groups ([`Limits`], [`Options`], [`Quotas`]), [`NewApp`],
+//!   [`AppUpdate`], and the validation of what an admin sends.
+//! - [`secret`]: [`Secret`], which never prints, and the id/key/secret generators.
+//! - [`feed`]: [`ChangeFeed`]: a snapshot kept current, its [`Change`]s and its [`FeedState`].
+//! - [`usage`]: [`Hour`], [`Day`], [`Usage`], [`UsageRow`], and [`UsageBatch`] (a node's unflushed
+//!   counts).
+//! - [`error`]: [`StoreError`], with the HTTP status each maps to.
+//! - [`postgres`]: [`PgStore`] (`LISTEN/NOTIFY`); [`mysql`]: [`MySqlStore`] (polls a changes
+//!   table). `row` holds the column order both share.
+
+pub mod error;
+pub mod feed;
+pub mod mysql;
+pub mod postgres;
+pub mod record;
+mod row;
+pub mod secret;
+pub mod store;
+pub mod usage;
+
+pub use error::StoreError;
+pub use feed::{Change, ChangeFeed, FeedOptions, FeedState};
+pub use mysql::MySqlStore;
+pub use postgres::PgStore;
+pub use record::{AppRecord, AppUpdate, Limits, NewApp, Options, PreviousSecret, Quotas};
+pub use secret::Secret;
+pub use store::{open, Catalogue, Migrated, Rejected, Snapshot, Store, StoreFuture, UsageLedger};
+pub use usage::{Day, Hour, Usage, UsageBatch, UsageRow};
