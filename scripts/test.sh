@@ -1,14 +1,26 @@
 #!/usr/bin/env bash
-# Runs every test of the project on a fresh machine: installs what it needs (idempotently), builds,
-# then runs the Rust unit and integration tests, the JS suite with pusher-js and the pusher Node SDK
-# (and the Pushler-compatible clients with the cookbook in Chromium), the PHP client's unit tests,
-# the Python check with the pusher PyPI SDK, lint, a smoke run of every benchmark scenario, and a
-# short fuzz run of each parser.
+# Runs every test of the project on a fresh Debian machine with the Rust toolchain, Node and Python:
+# installs what it needs (idempotently; apt needs root), starts Redis and NATS on free ports when
+# none answer on their usual ports (scripts/services.sh; stopped again at exit), builds, then runs
+# the Rust unit and integration tests, the JS suite with pusher-js and the pusher Node SDK (and the
+# Pushler-compatible clients with the cookbook in Chromium), the PHP client's unit tests, the
+# Python check with the pusher PyPI SDK, lint, a smoke run of every benchmark scenario, and a short
+# fuzz run of each parser. At the end it fails if the run changed `git status` (tests write only
+# under target/ and temp dirs; scripts/screenshots.sh refreshes docs/*.png on purpose).
 #
 # Usage: scripts/test.sh            (FUZZ_SECONDS=30 by default; FUZZ_SECONDS=0 skips fuzzing)
+# Env:   TEST_FORCE_OWN_SERVICES=1  start private Redis and NATS even when shared ones run (CI does)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=scripts/services.sh
+. scripts/services.sh
+trap stop_services EXIT
+in_git=0
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  in_git=1
+  status_before=$(git status --porcelain)
+fi
 LOGS=$(mktemp -d)
 export CARGO_TERM_COLOR=never
 export VESTNIK_BIN="$ROOT/target/debug/vestnik"
@@ -36,13 +48,14 @@ else
   need+=(php-curl php-sqlite3)
 fi
 if [ ${#need[@]} -gt 0 ]; then
-  echo "installing: ${need[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y --no-install-recommends "${need[@]}" >/dev/null \
-    || { apt-get update >/dev/null && apt-get install -y --no-install-recommends "${need[@]}" >/dev/null; }
+  apt_install "${need[@]}"
 fi
 /usr/bin/chromium --version 2>/dev/null | grep -v 'unexpected operator' || true
 php --version | head -1
+
+step "Redis and NATS for the cluster tests (apt when missing; own servers when none run)"
+start_services
+echo "VESTNIK_TEST_REDIS_URL=$VESTNIK_TEST_REDIS_URL VESTNIK_TEST_NATS_URL=$VESTNIK_TEST_NATS_URL"
 
 step "install JS test dependencies (npm ci)"
 (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
@@ -86,4 +99,15 @@ php_pass=$(grep -Eo '^php: [0-9]+ passed' "$LOGS/php.log" | awk '{print $2+0}')
 smoke_pass=$(grep -Eo '^smoke: [0-9]+ passed' "$LOGS/smoke.log" | awk '{print $2+0}')
 total=$((cargo_pass + js_pass + py_pass + php_pass + smoke_pass))
 step "summary: rust $cargo_pass, js $js_pass, python $py_pass, php $php_pass, bench smoke $smoke_pass"
+
+if [ "$in_git" = 1 ]; then
+  step "the checkout is as clean as before the run"
+  status_after=$(git status --porcelain)
+  if [ "$status_after" != "$status_before" ]; then
+    echo "the run changed the checkout (tests must write under target/ or temp dirs):"
+    diff <(echo "$status_before") <(echo "$status_after") || true
+    exit 1
+  fi
+  echo "git status unchanged"
+fi
 echo "tests: $total passed, 0 failed"

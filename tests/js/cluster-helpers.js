@@ -28,16 +28,20 @@ export const TIMINGS = {
   join_timeout_ms: 3000,
 };
 
-const REDIS_SERVER = process.env.REDIS_SERVER_BIN || 'redis-server';
-const NATS_SERVER = process.env.NATS_SERVER_BIN || '/usr/sbin/nats-server';
+// The binaries for private servers: scripts/services.sh exports VESTNIK_REDIS_SERVER and
+// VESTNIK_NATS_SERVER (the names the Rust testkit reads too).
+const REDIS_SERVER = process.env.VESTNIK_REDIS_SERVER || process.env.REDIS_SERVER_BIN || 'redis-server';
+const NATS_SERVER = process.env.VESTNIK_NATS_SERVER || process.env.NATS_SERVER_BIN || '/usr/sbin/nats-server';
 
 const HOW_TO_START = {
   redis:
     "start it with `redis-server --port 6379 --save '' --appendonly no --daemonize yes` " +
-    '(or `docker run -d -p 6379:6379 redis:7`), or point VESTNIK_TEST_REDIS_URL at a running Redis',
+    '(or `docker run -d -p 6379:6379 redis:7`), or point VESTNIK_TEST_REDIS_URL at a running Redis, ' +
+    'or run the tests under `scripts/services.sh run -- …`, which starts one',
   nats:
     'start it with `nats-server -p 4222 &` (or `docker run -d -p 4222:4222 nats:2`), ' +
-    'or point VESTNIK_TEST_NATS_URL at a running NATS server',
+    'or point VESTNIK_TEST_NATS_URL at a running NATS server, ' +
+    'or run the tests under `scripts/services.sh run -- …`, which starts one',
 };
 
 function hostPort(url) {

@@ -6,7 +6,7 @@
 
 import { spawn } from 'node:child_process';
 import { createHash, createHmac } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +17,18 @@ import WebSocket from 'ws';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const REPO_ROOT = resolve(here, '..', '..');
+
+/**
+ * Where a test saves the screenshot `name` (for example `console.png`): `target/screenshots/`, so a
+ * test run never changes the checkout, or `docs/` when VESTNIK_UPDATE_DOCS_SCREENSHOTS=1 (what
+ * scripts/screenshots.sh sets to refresh the pictures the docs show).
+ */
+export function screenshotPath(name) {
+  const docs = process.env.VESTNIK_UPDATE_DOCS_SCREENSHOTS === '1';
+  const dir = docs ? join(REPO_ROOT, 'docs') : join(REPO_ROOT, 'target', 'screenshots');
+  mkdirSync(dir, { recursive: true });
+  return join(dir, name);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Child processes die with the test file

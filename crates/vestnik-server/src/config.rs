@@ -1,9 +1,11 @@
 //! Configuration: one struct tree with serde defaults, read from TOML, then environment, then flags.
 //!
 //! Precedence, lowest first: built-in defaults, the `--config` file, `VESTNIK_*` environment variables,
-//! command-line flags (clap resolves the last two: a flag beats its variable). Unknown keys in the file
-//! are errors, reported with their line; values that cannot be served are all reported, each with the
-//! line of its key (see [`validate`] and [`lines`]). This module must never start anything.
+//! command-line flags (clap resolves the last two: a flag beats its variable). The layers are put
+//! together in a [`Draft`] and checked once: every unknown key, unreadable value and value that
+//! cannot be served is reported at once, each where the user wrote it (the file's line, the flag or
+//! the variable; see [`draft`], [`recover`], [`validate`] and [`lines`]). This module must never
+//! start anything.
 
 use std::path::{Path, PathBuf};
 
@@ -14,10 +16,14 @@ use vestnik_broker::App;
 use vestnik_protocol::limits;
 use vestnik_webhooks::WebhookSettings;
 
+mod draft;
 mod lines;
+mod recover;
 mod validate;
 
+pub use draft::Draft;
 pub use lines::line_of;
+pub use recover::boolish;
 pub use validate::Problem;
 
 /// The whole configuration.
@@ -243,7 +249,7 @@ impl ServerConfig {
     }
 }
 
-/// A configuration file that could not be used.
+/// A configuration that could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
@@ -254,107 +260,66 @@ pub enum ConfigError {
         /// Why.
         source: std::io::Error,
     },
-    /// The file is not valid TOML or has unknown keys or bad values.
+    /// The file is not TOML: nothing after a syntax error can be trusted, so it is the only report.
     #[error("{path}:{line}: {message}")]
-    Parse {
+    Syntax {
         /// The file.
         path: String,
-        /// 1-based line of the problem.
+        /// 1-based line of the error.
         line: usize,
         /// What is wrong.
         message: String,
     },
-    /// The values are individually fine but do not make a servable set: every problem found.
-    #[error("{}", render_invalid(.path, .problems))]
+    /// Unknown keys, unreadable values, or values that do not make a servable set: every one.
+    #[error("{}", render_invalid(.problems))]
     Invalid {
-        /// The file.
-        path: String,
-        /// Each problem, with the line of its key when the file has it.
+        /// Each problem, placed where it was written.
         problems: Vec<Located>,
     },
 }
 
-/// A [`Problem`] placed in a file.
+/// A problem placed where the user wrote it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Located {
-    /// 1-based line of the key (or of its table), when the file has it.
-    pub line: Option<usize>,
+    /// `file:line` (or only `file` for a default the file made invalid); `None` when the message
+    /// names its flag or variable, or the value is a default.
+    pub place: Option<String>,
     /// What is wrong.
     pub message: String,
 }
 
-fn render_invalid(path: &str, problems: &[Located]) -> String {
+impl Located {
+    fn new(place: Option<String>, message: String) -> Self {
+        Self { place, message }
+    }
+}
+
+fn render_invalid(problems: &[Located]) -> String {
     problems
         .iter()
-        .map(|p| match p.line {
-            Some(line) => format!("{path}:{line}: {}", p.message),
-            None => format!("{path}: {}", p.message),
+        .map(|p| match &p.place {
+            Some(place) => format!("{place}: {}", p.message),
+            None => p.message.clone(),
         })
         .collect::<Vec<_>>()
         .join("\n")
 }
 
 impl Config {
-    /// Reads and validates a TOML file.
+    /// Reads and checks a TOML file: every problem at once (see [`Draft`] to add flags first).
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: shown.clone(),
-            source,
-        })?;
-        Self::from_toml(&text, &shown)
+        Draft::from_file(path)?.finish()
     }
 
-    /// Reads and validates a TOML file as `vestnik config check` does: like [`Config::from_file`],
+    /// Reads and checks a TOML file as `vestnik config check` does: like [`Config::from_file`],
     /// and also loads the TLS certificate and key with the server's loader.
     pub fn check_file(path: &Path) -> Result<Self, ConfigError> {
-        let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: shown.clone(),
-            source,
-        })?;
-        Self::parse(&text, &shown, true)
+        Draft::from_file(path)?.finish_with_tls()
     }
 
-    /// Parses and validates TOML text; `path` only labels errors.
+    /// Parses and checks TOML text; `path` only labels errors.
     pub fn from_toml(text: &str, path: &str) -> Result<Self, ConfigError> {
-        Self::parse(text, path, false)
-    }
-
-    fn parse(text: &str, path: &str, load_tls: bool) -> Result<Self, ConfigError> {
-        let mut config: Config = toml::from_str(text).map_err(|e| {
-            let line = e.span().map_or(1, |span| {
-                text[..span.start.min(text.len())].matches('\n').count() + 1
-            });
-            ConfigError::Parse {
-                path: path.into(),
-                line,
-                message: e.message().to_owned(),
-            }
-        })?;
-        if config.apps.is_empty() {
-            config.apps.push(App::default());
-        }
-        let mut problems = config.problems();
-        if load_tls {
-            problems.extend(config.tls_problems());
-        }
-        if problems.is_empty() {
-            return Ok(config);
-        }
-        let mut located: Vec<Located> = problems
-            .into_iter()
-            .map(|p| Located {
-                line: line_of(text, &p.key),
-                message: p.message,
-            })
-            .collect();
-        // In file order; problems without a line (defaults) first, as they were found.
-        located.sort_by_key(|p| p.line.unwrap_or(0));
-        Err(ConfigError::Invalid {
-            path: path.into(),
-            problems: located,
-        })
+        Draft::from_toml(text, path)?.finish()
     }
 
     /// Whether the default app still has the public development credentials.
@@ -390,13 +355,11 @@ mod tests {
     #[test]
     fn unknown_key_reports_its_line() {
         let e = Config::from_toml("[server]\nport = 7000\nprot = 1\n", "x.toml").unwrap_err();
-        match e {
-            ConfigError::Parse { line, message, .. } => {
-                assert_eq!(line, 3, "{message}");
-                assert!(message.contains("prot"), "{message}");
-            }
-            other => panic!("{other}"),
-        }
+        let text = e.to_string();
+        assert!(
+            text.starts_with("x.toml:3: unknown key `prot`: did you mean `port`?"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -430,19 +393,14 @@ mod tests {
             invalid("[server]\nip_connection_rate = 5\nip_connection_window = 0\n")
                 .contains("ip_connection_window")
         );
-        // A negative number is a parse error on its line.
-        assert!(matches!(
-            Config::from_toml("[server]\nport = 1\ndrain_window_ms = -1\n", "x.toml"),
-            Err(ConfigError::Parse { line: 3, .. })
-        ));
+        // A negative number is reported on its line.
+        assert!(invalid("[server]\nport = 1\ndrain_window_ms = -1\n").starts_with("x.toml:3:"));
     }
 
     #[test]
     fn bad_value_and_duplicates() {
-        assert!(matches!(
-            Config::from_toml("[server]\nport = \"x\"\n", "x.toml"),
-            Err(ConfigError::Parse { line: 2, .. })
-        ));
+        let e = Config::from_toml("[server]\nport = \"x\"\n", "x.toml").unwrap_err();
+        assert!(e.to_string().starts_with("x.toml:2:"), "{e}");
         assert!(matches!(
             Config::from_toml("[[apps]]\nid=\"1\"\n[[apps]]\nid=\"2\"\n", "x.toml"),
             Err(ConfigError::Invalid { .. })

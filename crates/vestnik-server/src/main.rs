@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::builder::BoolishValueParser;
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
-use vestnik_server::config::Config;
+use vestnik_server::config::{Config, Draft};
 use vestnik_server::{server, shutdown::Shutdown};
 
 /// Vestnik: a self-hosted realtime broker that speaks the Pusher Channels protocol v7 and the signed
@@ -122,9 +123,10 @@ enum Command {
         action: ConfigAction,
     },
     /// Inspect and replay dead-lettered webhooks in the spool of a stopped broker. While the broker
-    /// runs, use the signed admin endpoints instead (docs/webhooks.md).
+    /// runs, use the signed admin endpoints instead (docs/webhooks.md). The apps and the data dir
+    /// come from the configuration: `vestnik --config FILE webhooks …`.
     Webhooks {
-        /// The data directory holding the spool [default: ./vestnik-data].
+        /// The data directory holding the spool [default: the configuration's, ./vestnik-data].
         #[arg(long, env = "VESTNIK_DATA_DIR", value_name = "DIR")]
         data_dir: Option<PathBuf>,
         #[command(subcommand)]
@@ -161,15 +163,26 @@ enum WebhooksAction {
     },
 }
 
-fn webhooks_command(data_dir: Option<PathBuf>, action: WebhooksAction) -> anyhow::Result<()> {
-    let dir = data_dir.unwrap_or_else(|| PathBuf::from(vestnik_webhooks::defaults::DATA_DIR));
-    let spool = vestnik_webhooks::Spool::open(&dir).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot open the spool in {}: {e}. If the broker is running, use the admin endpoints \
-             (POST /apps/{{id}}/webhooks/dead_letters/replay) instead.",
+/// Runs a `webhooks` subcommand on the spool of a stopped broker. The data dir is `--data-dir`,
+/// else the configuration's; the app must be configured or have records in the spool, so a typo
+/// is an error rather than an empty list. Listing opens the spool read-only.
+fn webhooks_command(
+    config: &Config,
+    data_dir: Option<PathBuf>,
+    action: WebhooksAction,
+) -> anyhow::Result<()> {
+    let dir = data_dir.unwrap_or_else(|| config.webhooks.data_dir.clone());
+    let known = |app: &str, in_spool: &std::collections::BTreeSet<String>| {
+        if config.apps.iter().any(|a| a.id == app) || in_spool.contains(app) {
+            return Ok(());
+        }
+        let configured: Vec<&str> = config.apps.iter().map(|a| a.id.as_str()).collect();
+        anyhow::bail!(
+            "unknown app {app:?}: the configuration has {configured:?} (give --config FILE before \
+             the subcommand for yours), and the spool in {} holds nothing of it",
             dir.display()
         )
-    })?;
+    };
     let pick = |ids: &[String], all: bool| -> anyhow::Result<Option<Vec<String>>> {
         match (all, ids.is_empty()) {
             (true, _) => Ok(None),
@@ -177,19 +190,26 @@ fn webhooks_command(data_dir: Option<PathBuf>, action: WebhooksAction) -> anyhow
             (false, true) => anyhow::bail!("give dead-letter ids, or --all"),
         }
     };
+    let open = || vestnik_webhooks::Spool::open_existing(&dir);
     match action {
         WebhooksAction::DeadLetters { app } => {
+            let view = vestnik_webhooks::SpoolView::open(&dir)?;
+            known(&app, &view.app_ids()?)?;
             println!(
                 "{}",
-                serde_json::to_string_pretty(&spool.dead_letters(&app)?)?
+                serde_json::to_string_pretty(&view.dead_letters(&app)?)?
             );
         }
         WebhooksAction::Replay { app, ids, all } => {
+            let spool = open()?;
+            known(&app, &spool.app_ids()?)?;
             let sel = pick(&ids, all)?;
             let n = spool.replay(&app, sel.as_deref(), vestnik_webhooks::defaults::BATCH_MAX)?;
             println!("replayed {n} dead letter(s); they are sent when the broker starts");
         }
         WebhooksAction::Purge { app, ids, all } => {
+            let spool = open()?;
+            known(&app, &spool.app_ids()?)?;
             let sel = pick(&ids, all)?;
             println!(
                 "purged {} dead letter(s)",
@@ -210,63 +230,117 @@ enum ConfigAction {
     },
 }
 
+/// Which flag or variable gave each value, so that an error names what the user wrote.
+struct Origins<'a> {
+    matches: &'a ArgMatches,
+    command: clap::Command,
+}
+
+impl Origins<'_> {
+    /// `--flag` or `VESTNIK_VAR`, whichever set the argument `id` (a field name of [`Cli`]).
+    fn name(&self, id: &str) -> String {
+        let arg = self
+            .command
+            .get_arguments()
+            .find(|a| a.get_id() == id)
+            .expect("every recorded id is a field of Cli");
+        match (self.matches.value_source(id), arg.get_env()) {
+            (Some(ValueSource::EnvVariable), Some(var)) => var.to_string_lossy().into_owned(),
+            _ => format!(
+                "--{}",
+                arg.get_long().expect("every setting has a long flag")
+            ),
+        }
+    }
+}
+
 impl Cli {
-    fn into_config(self) -> anyhow::Result<Config> {
-        let mut config = match &self.config {
-            Some(path) => Config::from_file(path)?,
-            None => Config::default(),
+    /// The configuration: the file (or the defaults), then the variables and flags, checked once.
+    fn into_config(self, matches: &ArgMatches) -> anyhow::Result<Config> {
+        Ok(self.into_draft(matches)?.finish()?)
+    }
+
+    /// The file (or the defaults) with every variable and flag applied, not yet checked.
+    fn into_draft(self, matches: &ArgMatches) -> anyhow::Result<Draft> {
+        let origins = Origins {
+            matches,
+            command: Cli::command(),
         };
+        let mut draft = match &self.config {
+            Some(path) => Draft::from_file(path)?,
+            None => Draft::defaults(),
+        };
+        let mut given = Vec::new();
+        let mut note = |id: &str, key: &str| given.push((key.to_owned(), origins.name(id)));
+        let config = &mut draft.config;
         if self.no_console {
             config.console.enabled = false;
+            note("no_console", "console.enabled");
         }
         let s = &mut config.server;
         if let Some(v) = self.host {
             s.host = v;
+            note("host", "server.host");
         }
         if let Some(v) = self.port {
             s.port = v;
+            note("port", "server.port");
         }
         if let Some(v) = self.max_connections {
             s.max_connections = v;
+            note("max_connections", "server.max_connections");
         }
         if let Some(v) = self.activity_timeout {
             s.activity_timeout = v;
+            note("activity_timeout", "server.activity_timeout");
         }
         if let Some(v) = self.metrics_port {
             s.metrics_port = v;
+            note("metrics_port", "server.metrics_port");
         }
         if self.no_metrics {
             s.metrics = false;
+            note("no_metrics", "server.metrics");
         }
         if let Some(v) = self.drain_window_ms {
             s.drain_window_ms = v;
+            note("drain_window_ms", "server.drain_window_ms");
         }
         if let Some(v) = self.drain_grace_ms {
             s.drain_grace_ms = v;
+            note("drain_grace_ms", "server.drain_grace_ms");
         }
         if let Some(v) = self.tls_cert {
             s.tls_cert = Some(v);
+            note("tls_cert", "server.tls_cert");
         }
         if let Some(v) = self.tls_key {
             s.tls_key = Some(v);
+            note("tls_key", "server.tls_key");
         }
         if let Some(v) = self.handshake_timeout {
             s.handshake_timeout = v;
+            note("handshake_timeout", "server.handshake_timeout");
         }
         if let Some(v) = self.write_timeout_ms {
             s.write_timeout_ms = v;
+            note("write_timeout_ms", "server.write_timeout_ms");
         }
         if let Some(v) = self.tls_handshake_timeout {
             s.tls_handshake_timeout = v;
+            note("tls_handshake_timeout", "server.tls_handshake_timeout");
         }
         if self.trust_proxy {
             s.trust_proxy = true;
+            note("trust_proxy", "server.trust_proxy");
         }
         if let Some(v) = self.ip_connection_rate {
             s.ip_connection_rate = v;
+            note("ip_connection_rate", "server.ip_connection_rate");
         }
         if let Some(v) = self.ip_connection_window {
             s.ip_connection_window = v;
+            note("ip_connection_window", "server.ip_connection_window");
         }
         let first = config
             .apps
@@ -274,42 +348,96 @@ impl Cli {
             .expect("Config always holds at least one app");
         if let Some(v) = self.app_id {
             first.id = v;
+            note("app_id", "apps.0.id");
         }
         if let Some(v) = self.app_key {
             first.key = v;
+            note("app_key", "apps.0.key");
         }
         if let Some(v) = self.app_secret {
             first.secret = v;
+            note("app_secret", "apps.0.secret");
         }
         if let Some(v) = self.client_events {
             first.client_events = v;
+            note("client_events", "apps.0.client_events");
         }
         if let Some(v) = self.api_rate_limit {
             first.api_rate_limit = v;
+            note("api_rate_limit", "apps.0.api_rate_limit");
         }
         if let Some(v) = self.max_channels_per_socket {
             first.max_channels_per_socket = v;
+            note("max_channels_per_socket", "apps.0.max_channels_per_socket");
         }
         if let Some(url) = self.webhook_url {
             first
                 .webhooks
                 .push(vestnik_webhooks::WebhookTarget::every_event(url));
+            let key = format!("apps.0.webhooks.{}.url", first.webhooks.len() - 1);
+            note("webhook_url", &key);
         }
         if let Some(dir) = self.data_dir {
             config.webhooks.data_dir = dir;
+            note("data_dir", "webhooks.data_dir");
         }
         if let Some(a) = self.adapter {
             config.cluster.adapter = a;
+            note("adapter", "cluster.adapter");
         }
         if let Some(u) = self.redis_url {
             config.cluster.redis_url = u;
+            note("redis_url", "cluster.redis_url");
         }
         if let Some(u) = self.nats_url {
             config.cluster.nats_url = u;
+            note("nats_url", "cluster.nats_url");
         }
-        config.validate().map_err(anyhow::Error::msg)?;
-        Ok(config)
+        for (key, name) in given {
+            draft.given(key, name);
+        }
+        Ok(draft)
     }
+}
+
+/// Parses the command line. A bad value that came from a `VESTNIK_*` variable is reported under
+/// the variable's name: clap names the flag, which the user never typed.
+fn parse_cli() -> (Cli, ArgMatches) {
+    let mut command = Cli::command();
+    let matches = match command.try_get_matches_from_mut(std::env::args_os()) {
+        Ok(m) => m,
+        Err(e) => name_the_variable(e, &command).exit(),
+    };
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    (cli, matches)
+}
+
+/// `e` naming the variable instead of the flag, when the flag is not on the command line but its
+/// variable is set.
+fn name_the_variable(mut e: clap::Error, command: &clap::Command) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue};
+    let Some(ContextValue::String(shown)) = e.get(ContextKind::InvalidArg) else {
+        return e;
+    };
+    let flag = shown
+        .split([' ', '='])
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let typed = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+    let var = command
+        .get_arguments()
+        .find(|a| a.get_long().is_some_and(|l| format!("--{l}") == flag))
+        .and_then(|a| a.get_env())
+        .filter(|var| std::env::var_os(var).is_some());
+    if let (false, Some(var)) = (typed, var) {
+        let name = var.to_string_lossy().into_owned();
+        e.insert(ContextKind::InvalidArg, ContextValue::String(name));
+    }
+    e
 }
 
 fn init_logging() {
@@ -333,7 +461,7 @@ fn raise_fd_limit() {
 }
 
 fn main() -> ExitCode {
-    let mut cli = Cli::parse();
+    let (mut cli, matches) = parse_cli();
     match cli.command.take() {
         Some(Command::Config {
             action: ConfigAction::Check { file },
@@ -351,7 +479,10 @@ fn main() -> ExitCode {
             };
         }
         Some(Command::Webhooks { data_dir, action }) => {
-            return match webhooks_command(data_dir, action) {
+            let run = cli
+                .into_config(&matches)
+                .and_then(|config| webhooks_command(&config, data_dir, action));
+            return match run {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("{e:#}");
@@ -362,7 +493,7 @@ fn main() -> ExitCode {
         None => {}
     }
     init_logging();
-    let config = match cli.into_config() {
+    let config = match cli.into_config(&matches) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("{e:#}");

@@ -315,3 +315,176 @@ async fn boolean_variables_take_1_0_yes_no_on_off() {
         .await;
     assert_eq!(c.expect_event("pusher:error").await["data"]["code"], 4301);
 }
+
+/// `vestnik ARGS` with `env`, without starting anything that lasts: exit status and stderr.
+fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let out = Command::new(common::bin())
+        .args(args)
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn errors_name_the_variable_the_flag_or_the_line_the_user_wrote() {
+    let (ok, err) = run(&[], &[("VESTNIK_PORT", "abc")]);
+    assert!(
+        !ok && err.contains("'abc' for 'VESTNIK_PORT'") && !err.contains("--port"),
+        "{err}"
+    );
+    // On the command line, the flag is named.
+    let (ok, err) = run(&["--port", "abc"], &[]);
+    assert!(!ok && err.contains("--port"), "{err}");
+
+    let (ok, err) = run(&["--activity-timeout", "0", "--no-metrics"], &[]);
+    assert!(
+        !ok && err.contains("--activity-timeout must be at least 1")
+            && !err.contains("server.activity_timeout"),
+        "{err}"
+    );
+    let (ok, err) = run(&["--no-metrics"], &[("VESTNIK_ACTIVITY_TIMEOUT", "0")]);
+    assert!(
+        !ok && err.contains("VESTNIK_ACTIVITY_TIMEOUT must be at least 1"),
+        "{err}"
+    );
+    // In a file, its line; a flag that fixes the file's value wins.
+    let file = write("activity", "[server]\nport = 7000\nactivity_timeout = 0\n");
+    let path = file.to_str().unwrap();
+    let (ok, err) = run(&["--config", path, "--no-metrics"], &[]);
+    assert!(
+        !ok && err.contains(&format!("{path}:3: server.activity_timeout")),
+        "{err}"
+    );
+    let (ok, err) = run(
+        &[
+            "--config",
+            path,
+            "--activity-timeout",
+            "5",
+            "--metrics-port",
+            "7000",
+        ],
+        &[],
+    );
+    assert!(
+        !ok && err.contains("--metrics-port 7000 is also server.port")
+            && !err.contains("activity_timeout"),
+        "{err}"
+    );
+    let _ = std::fs::remove_file(file);
+}
+
+#[test]
+fn config_check_reports_every_problem_of_the_issue_at_once() {
+    let bad = write(
+        "issue-18",
+        "[server]\n\
+         host = \"0.0.0.0:6001\"\n\
+         port = 7000\n\
+         metrics_port = 7000\n\
+         activity_timeout = 0\n\
+         max_conections = 10\n\
+         \n\
+         [[apps]]\n\
+         id = \"1\"\n\
+         key = \"k\"\n\
+         secret = \"s\"\n\
+         client_event_rate = -5\n\
+         client_events = \"yes\"\n\
+         \n\
+         [[apps]]\n\
+         id = \"1\"\n\
+         key = \"k\"\n\
+         secret = \"s2\"\n\
+         \n\
+         [[apps.webhooks]]\n\
+         url = \"ftp://example.com/hook\"\n",
+    );
+    let (ok, err) = check(&bad);
+    assert!(!ok);
+    let lines: Vec<&str> = err.lines().collect();
+    let expect = [
+        (":2:", "server.host"),
+        (":4:", "server.metrics_port"),
+        (":5:", "server.activity_timeout"),
+        (":6:", "did you mean `max_connections`?"),
+        (":12:", "client_event_rate"),
+        (":16:", "share the id \"1\""),
+        (":17:", "share the key \"k\""),
+        (":21:", "ftp://example.com/hook"),
+    ];
+    assert_eq!(lines.len(), expect.len(), "{err}");
+    for ((at, what), line) in expect.iter().zip(&lines) {
+        assert!(line.contains(at) && line.contains(what), "{line} in\n{err}");
+    }
+    // `client_events = "yes"` is read as the variable reads it.
+    let yes = write(
+        "yes",
+        "[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\nclient_events = \"yes\"\n\
+         [server]\ntrust_proxy = \"off\"\n",
+    );
+    let (ok, err) = check(&yes);
+    assert!(ok, "{err}");
+    let _ = std::fs::remove_file(bad);
+    let _ = std::fs::remove_file(yes);
+}
+
+#[test]
+fn dead_letters_of_a_missing_dir_or_an_unknown_app_fail_and_create_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let missing = root.path().join("no-such-dir");
+    let dir = missing.to_str().unwrap();
+    let (ok, err) = run(
+        &["webhooks", "--data-dir", dir, "dead-letters", "app-id"],
+        &[],
+    );
+    assert!(!ok && err.contains("no webhook data dir"), "{err}");
+    assert!(!missing.exists(), "inspecting created {dir}");
+    for action in [
+        &["replay", "app-id", "--all"][..],
+        &["purge", "app-id", "--all"],
+    ] {
+        let args = [&["webhooks", "--data-dir", dir][..], action].concat();
+        let (ok, err) = run(&args, &[]);
+        assert!(!ok && err.contains("no webhook data dir"), "{err}");
+        assert!(!missing.exists());
+    }
+    // A data dir without a spool: an error, and still no spool.
+    let empty = root.path().to_str().unwrap();
+    let (ok, err) = run(
+        &["webhooks", "--data-dir", empty, "dead-letters", "app-id"],
+        &[],
+    );
+    assert!(!ok && err.contains("no webhook spool"), "{err}");
+    assert!(!root.path().join(vestnik_webhooks::SPOOL_FILE).exists());
+
+    // A spool the broker left: the configured app lists (none), an unknown one is an error.
+    vestnik_webhooks::Spool::open(root.path()).unwrap();
+    let spool_file = root.path().join(vestnik_webhooks::SPOOL_FILE);
+    let before = std::fs::read(&spool_file).unwrap();
+    let (ok, err) = run(
+        &["webhooks", "--data-dir", empty, "dead-letters", "app-id"],
+        &[],
+    );
+    assert!(ok, "{err}");
+    let (ok, err) = run(
+        &[
+            "webhooks",
+            "--data-dir",
+            empty,
+            "dead-letters",
+            "no-such-app",
+        ],
+        &[],
+    );
+    assert!(!ok && err.contains("unknown app \"no-such-app\""), "{err}");
+    assert!(
+        std::fs::read(&spool_file).unwrap() == before,
+        "listing wrote to the spool"
+    );
+}

@@ -190,9 +190,10 @@ async fn webhook_and_adapter_families_move() {
         r#"
 [cluster]
 adapter = "redis"
-redis_url = "redis://127.0.0.1:6379"
+redis_url = "{}"
 prefix = "{prefix}"
-"#
+"#,
+        redis_url()
     );
     let config = format!(
         r#"

@@ -18,6 +18,27 @@ pub enum Error {
         /// Why it failed.
         source: std::io::Error,
     },
+    /// There is no data directory to inspect (a typo, or the broker never ran there).
+    #[error("no webhook data dir at {path}: check --data-dir (or [webhooks] data_dir)")]
+    NoDataDir {
+        /// The directory that was asked for.
+        path: std::path::PathBuf,
+    },
+    /// The data directory holds no spool: the broker never sent a webhook from it.
+    #[error("no webhook spool in {path}: the broker creates it at its first start there")]
+    NoSpool {
+        /// The data directory.
+        path: std::path::PathBuf,
+    },
+    /// Another process (a running broker) has the spool open.
+    #[error(
+        "the webhook spool in {path} is in use, most likely by a running broker: use its admin \
+         endpoints (GET /apps/{{id}}/webhooks/dead_letters, POST …/dead_letters/replay) instead"
+    )]
+    InUse {
+        /// The data directory.
+        path: std::path::PathBuf,
+    },
     /// The embedded store failed (disk full, corrupt file, already opened by another process, …).
     /// Boxed: redb's error is large, and every `Result` here would carry its size.
     #[error("webhook spool: {0}")]

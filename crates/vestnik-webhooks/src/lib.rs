@@ -14,6 +14,7 @@
 //! - `plan`: the hold, target filters and batching, as a pure state machine.
 //! - `intake`: the task that runs the planner and spools ready batches.
 //! - `spool`: the redb file with pending batches and dead letters ([`Spool`]).
+//! - `view`: a read-only view of a stopped broker's spool, for the CLI ([`SpoolView`]).
 //! - `runtime`: state shared by the tasks; one lane per receiver URL.
 //! - `lane`: in-flight limit, retries with backoff and jitter, dead-lettering.
 //! - `sender`: one signed HTTP request.
@@ -32,6 +33,7 @@ mod sender;
 mod service;
 mod spool;
 mod stats;
+mod view;
 
 pub use config::{defaults, AppHooks, EventType, ValidateTarget, WebhookSettings, WebhookTarget};
 pub use error::Error;
@@ -40,3 +42,4 @@ pub use sender::{ATTEMPT_HEADER, ID_HEADER};
 pub use service::Webhooks;
 pub use spool::{DeadLetter, Spool, SPOOL_FILE};
 pub use stats::AppWebhookStats;
+pub use view::SpoolView;

@@ -9,11 +9,13 @@
 //! code must call it from a blocking task. This module must never send anything or decide when to
 //! retry.
 
-use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, Durability, ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
@@ -117,7 +119,24 @@ impl Spool {
             path: data_dir.to_owned(),
             source,
         })?;
-        let db = Database::create(data_dir.join(SPOOL_FILE))?;
+        Self::with(Database::create(data_dir.join(SPOOL_FILE))?)
+    }
+
+    /// Opens the spool that a broker left in `data_dir`, for the offline replay and purge: never
+    /// creates the directory or the file, and says which is missing, or that a running broker
+    /// holds the spool.
+    pub fn open_existing(data_dir: &Path) -> Result<Self, Error> {
+        let file = existing_file(data_dir)?;
+        match Database::open(file) {
+            Ok(db) => Self::with(db),
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(Error::InUse {
+                path: data_dir.to_owned(),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn with(db: Database) -> Result<Self, Error> {
         let tx = db.begin_write()?;
         let next_key = {
             let pending = tx.open_table(PENDING)?;
@@ -134,6 +153,12 @@ impl Spool {
             db,
             next_key: AtomicU64::new(next_key),
         })
+    }
+
+    /// Every app id with a pending batch or a dead letter, so a CLI can tell an app the spool has
+    /// never seen from one without dead letters.
+    pub fn app_ids(&self) -> Result<BTreeSet<String>, Error> {
+        app_ids(&self.db.begin_read()?)
     }
 
     fn key(&self) -> u64 {
@@ -251,32 +276,7 @@ impl Spool {
 
     /// The dead letters of one app, oldest first.
     pub fn dead_letters(&self, app_id: &str) -> Result<Vec<DeadLetter>, Error> {
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(DEAD)?;
-        let mut out = Vec::new();
-        for entry in table.iter()? {
-            let (key, value) = entry?;
-            let record: DeadRecord = decode(key.value(), value.value())?;
-            if record.app_id != app_id {
-                continue;
-            }
-            let event =
-                serde_json::from_str(&record.event.json).map_err(|source| Error::Record {
-                    key: key.value(),
-                    source,
-                })?;
-            out.push(DeadLetter {
-                id: record.event.id,
-                app_id: record.app_id,
-                url: record.url,
-                event,
-                attempts: record.attempts,
-                last_error: record.last_error,
-                created_ms: record.created_ms,
-                dead_lettered_ms: record.dead_lettered_ms,
-            });
-        }
-        Ok(out)
+        dead_letters(&self.db.begin_read()?, app_id)
     }
 
     /// Moves dead letters of `app_id` back to the pending table: those whose id is in `ids`, or all
@@ -382,6 +382,85 @@ impl Spool {
         tx.commit()?;
         Ok(())
     }
+}
+
+/// The spool file in `data_dir`, when both exist.
+pub(crate) fn existing_file(data_dir: &Path) -> Result<PathBuf, Error> {
+    if !data_dir.is_dir() {
+        return Err(Error::NoDataDir {
+            path: data_dir.to_owned(),
+        });
+    }
+    let file = data_dir.join(SPOOL_FILE);
+    if !file.is_file() {
+        return Err(Error::NoSpool {
+            path: data_dir.to_owned(),
+        });
+    }
+    Ok(file)
+}
+
+/// Opens `table` for reading; a table that was never created reads as `None` (a spool written
+/// before that table existed, or opened read-only before its first start finished).
+fn read_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    tx: &ReadTransaction,
+    table: TableDefinition<K, V>,
+) -> Result<Option<redb::ReadOnlyTable<K, V>>, Error> {
+    match tx.open_table(table) {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The dead letters of one app in `tx`, oldest first.
+pub(crate) fn dead_letters(tx: &ReadTransaction, app_id: &str) -> Result<Vec<DeadLetter>, Error> {
+    let Some(table) = read_table(tx, DEAD)? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for entry in table.iter()? {
+        let (key, value) = entry?;
+        let record: DeadRecord = decode(key.value(), value.value())?;
+        if record.app_id != app_id {
+            continue;
+        }
+        let event = serde_json::from_str(&record.event.json).map_err(|source| Error::Record {
+            key: key.value(),
+            source,
+        })?;
+        out.push(DeadLetter {
+            id: record.event.id,
+            app_id: record.app_id,
+            url: record.url,
+            event,
+            attempts: record.attempts,
+            last_error: record.last_error,
+            created_ms: record.created_ms,
+            dead_lettered_ms: record.dead_lettered_ms,
+        });
+    }
+    Ok(out)
+}
+
+/// Every app id of a pending batch or a dead letter in `tx`.
+pub(crate) fn app_ids(tx: &ReadTransaction) -> Result<BTreeSet<String>, Error> {
+    /// Only the app id of a record, whichever table it is in.
+    #[derive(Deserialize)]
+    struct AppOnly {
+        app_id: String,
+    }
+    let mut out = BTreeSet::new();
+    for table in [PENDING, DEAD] {
+        let Some(table) = read_table(tx, table)? else {
+            continue;
+        };
+        for entry in table.iter()? {
+            let (key, value) = entry?;
+            out.insert(decode::<AppOnly>(key.value(), value.value())?.app_id);
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -2,16 +2,28 @@
 // pusher-js clients and the `pusher` Node SDK: sign-in and refusal, live counts and channel list, the
 // event stream (subscriptions, API triggers, client events, members, vacates), test events sent from
 // the page, the JSON errors of its API, and (without the browser) a console on one node of a Redis or
-// NATS cluster seeing the other nodes. Writes docs/console.png.
+// NATS cluster seeing the other nodes, and the page fitting a phone. Saves its screenshots with
+// `screenshotPath` (target/screenshots/, or docs/ for scripts/screenshots.sh).
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { launchChromium, watchPageErrors } from '../browser.js';
 import { ADAPTERS, withCluster } from '../cluster-helpers.js';
-import { APPS, REPO_ROOT, connected, openPusher, serverSdk, startBroker, subscribe, waitFor } from '../helpers.js';
+import {
+  APPS,
+  connected,
+  openPusher,
+  screenshotPath,
+  serverSdk,
+  startBroker,
+  subscribe,
+  waitFor,
+} from '../helpers.js';
 
-const SCREENSHOT = join(REPO_ROOT, 'docs', 'console.png');
+// Phone widths the page must fit without sideways scrolling: a common phone (390) and the width the
+// first look found too wide (420).
+const PHONE_WIDTHS = [420, 390];
+const DESKTOP = { width: 1360, height: 900 };
 // Waits in the browser are on conditions; this bounds each one.
 const UI_TIMEOUT_MS = 10000;
 
@@ -26,7 +38,7 @@ before(async () => {
   broker = await startBroker({ tables: { console: { stats_interval_ms: 200, signin_attempts: 0 } } });
   sdk = serverSdk(broker);
   browser = await launchChromium();
-  const context = await browser.newContext({ viewport: { width: 1360, height: 900 } });
+  const context = await browser.newContext({ viewport: DESKTOP });
   page = await context.newPage();
   pageErrors = watchPageErrors(page);
 });
@@ -211,7 +223,25 @@ describe('debug console in Chromium', () => {
     await page.click('#send-button');
     await page.waitForSelector('#send-result[data-ok="true"]', { timeout: UI_TIMEOUT_MS });
     await rowWhere((r) => r.event === 'order-updated', 'order-updated');
-    await page.screenshot({ path: SCREENSHOT, fullPage: true });
+    await page.screenshot({ path: screenshotPath('console.png'), fullPage: true });
+  });
+
+  it('fits a phone: no sideways scrolling at 420 and 390 px, with the stream and channels filled', async () => {
+    // A long channel name and event data with no spaces are the widest things a stream shows.
+    await sdk.trigger(['presence-support'], 'order-shipped-with-a-long-event-name', {
+      tracking: 'X'.repeat(120),
+    });
+    await rowWhere((r) => r.event === 'order-shipped-with-a-long-event-name', 'long row');
+    try {
+      for (const width of PHONE_WIDTHS) {
+        await page.setViewportSize({ width, height: 844 });
+        const scrollWidth = await page.evaluate(() => document.documentElement.scrollWidth);
+        assert.ok(scrollWidth <= width, `the console is ${scrollWidth} px wide at ${width} px`);
+      }
+      await page.screenshot({ path: screenshotPath('console-390.png'), fullPage: true });
+    } finally {
+      await page.setViewportSize(DESKTOP);
+    }
   });
 
   it('signs out, after which the API refuses the old browser', async () => {

@@ -121,8 +121,13 @@ impl Config {
     }
 
     fn app_problems(&self, out: &mut Vec<Problem>) {
-        if let Err(e) = vestnik_broker::StaticAppStore::new(self.apps.clone()) {
-            out.push(Problem::new(self.store_error_key(&e), e.to_string()));
+        let before = out.len();
+        self.credential_problems(out);
+        if out.len() == before {
+            // The store is the authority; the checks above only spell out all of its refusals.
+            if let Err(e) = vestnik_broker::StaticAppStore::new(self.apps.clone()) {
+                out.push(Problem::new(self.store_error_key(&e), e.to_string()));
+            }
         }
         for (i, app) in self.apps.iter().enumerate() {
             for (j, target) in app.webhooks.iter().enumerate() {
@@ -146,6 +151,42 @@ impl Config {
                         format!("app {:?}: {key} must be at least 1", app.id),
                     ));
                 }
+            }
+        }
+    }
+
+    /// Every refusal of [`vestnik_broker::StaticAppStore::new`], not only its first: empty
+    /// credentials, each later app that repeats an id or a key, and a key that is another's id.
+    fn credential_problems(&self, out: &mut Vec<Problem>) {
+        for (i, app) in self.apps.iter().enumerate() {
+            let earlier = &self.apps[..i];
+            for (what, value) in [("id", &app.id), ("key", &app.key), ("secret", &app.secret)] {
+                let error = if value.is_empty() {
+                    AppStoreError::EmptyField { index: i, what }
+                } else if what != "secret"
+                    && earlier
+                        .iter()
+                        .any(|a| value == if what == "id" { &a.id } else { &a.key })
+                {
+                    AppStoreError::Duplicate {
+                        what,
+                        value: value.clone(),
+                    }
+                } else {
+                    continue;
+                };
+                out.push(Problem::new(format!("apps.{i}.{what}"), error.to_string()));
+            }
+            let key_is_other_id = self
+                .apps
+                .iter()
+                .enumerate()
+                .any(|(j, other)| j != i && other.id == app.key);
+            if !app.key.is_empty() && key_is_other_id && app.key != app.id {
+                let error = AppStoreError::KeyIsAnotherId {
+                    value: app.key.clone(),
+                };
+                out.push(Problem::new(format!("apps.{i}.key"), error.to_string()));
             }
         }
     }
@@ -387,5 +428,9 @@ mod tests {
         c.apps.push(second);
         let p = c.problems();
         assert_eq!(p[0].key, "apps.1.id", "{p:?}");
+        // Sharing both the id and the key reports both.
+        c.apps[1].key = c.apps[0].key.clone();
+        let keys: Vec<String> = c.problems().into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["apps.1.id", "apps.1.key"]);
     }
 }

@@ -69,12 +69,26 @@ api_rate_limit = 3
 max_channels_per_socket = 2
 "#;
 
-/// Panics with a clear message when the shared Redis on 127.0.0.1:6379 is not running.
+/// The shared Redis the cluster tests use: `$VESTNIK_TEST_REDIS_URL` (scripts/test.sh sets it to
+/// the one it found or started), else `redis://127.0.0.1:6379`.
+pub fn redis_url() -> String {
+    std::env::var("VESTNIK_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Panics with a clear message when the shared Redis ([`redis_url`]) is not running.
 pub fn require_redis() {
-    if std::net::TcpStream::connect("127.0.0.1:6379").is_err() {
+    let url = redis_url();
+    let address = url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.rsplit('@').next())
+        .map(|rest| rest.split('/').next().unwrap_or(rest).to_owned())
+        .unwrap_or_default();
+    if std::net::TcpStream::connect(&address).is_err() {
         panic!(
-            "this test needs Redis on 127.0.0.1:6379: start one with \
-             `redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no`"
+            "this test needs Redis at {url}: start one with \
+             `redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no`, \
+             or set VESTNIK_TEST_REDIS_URL to another (scripts/test.sh does both)"
         );
     }
 }
