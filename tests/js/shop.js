@@ -4,7 +4,7 @@
 // Reuses the broker spawn of helpers.js; this file only adds what the shop needs.
 
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -108,14 +108,5 @@ export function adminAuth() {
   return { Authorization: `Basic ${Buffer.from(`${ADMIN.login}:${ADMIN.password}`).toString('base64')}` };
 }
 
-/**
- * Where a test saves screenshot `name`: `target/screenshots/` by default, so a test run leaves the
- * checkout clean, and `docs/` (the pictures the README shows) only when
- * `VESTNIK_UPDATE_DOCS_SCREENSHOTS=1` asks to refresh them.
- */
-export function screenshotPath(name) {
-  const docs = process.env.VESTNIK_UPDATE_DOCS_SCREENSHOTS === '1';
-  const dir = docs ? join(REPO_ROOT, 'docs') : join(REPO_ROOT, 'target', 'screenshots');
-  mkdirSync(dir, { recursive: true });
-  return join(dir, name);
-}
+/** The one screenshot-path rule of the suites (helpers.js), re-exported for the shop's tests. */
+export { screenshotPath } from './helpers.js';
