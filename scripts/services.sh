@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# The Redis and NATS servers the tests need, for scripts/test.sh (which sources this file) or alone.
+# The Redis, NATS, PostgreSQL and MariaDB servers the tests need, for scripts/test.sh (which sources
+# this file) or alone.
 #
-# - Installs the Debian packages `redis-server` and `nats-server` with apt when their binaries are
-#   missing (the cluster tests also start private servers of their own, so the binaries are needed
-#   even when shared servers run). apt needs root.
-# - Uses the shared servers on 127.0.0.1:6379 and 127.0.0.1:4222 when they answer; otherwise (or
-#   always, with TEST_FORCE_OWN_SERVICES=1) starts its own on free loopback ports: Redis without
-#   persistence, NATS with JetStream in a temporary store. Already-set VESTNIK_TEST_REDIS_URL /
-#   VESTNIK_TEST_NATS_URL are kept as they are.
-# - Exports VESTNIK_TEST_REDIS_URL and VESTNIK_TEST_NATS_URL for every test layer, and
-#   VESTNIK_REDIS_SERVER / VESTNIK_NATS_SERVER (the binaries, for the tests' private servers).
+# - Installs the Debian packages `redis-server`, `nats-server`, `postgresql` and `mariadb-server` with
+#   apt when their binaries are missing (some tests also start private servers of their own, so the
+#   binaries are needed even when shared servers run). apt needs root.
+# - Uses the shared servers on 127.0.0.1:6379, :4222, :5432 (trust auth) and :3306 (root, empty
+#   password) when they answer; otherwise (or always, with TEST_FORCE_OWN_SERVICES=1) starts its own on
+#   free loopback ports: Redis without persistence, NATS with JetStream in a temporary store, a
+#   PostgreSQL cluster (initdb, trust auth) and a MariaDB data dir (root without a password), each in a
+#   temporary directory. Already-set VESTNIK_TEST_* variables are kept as they are.
+# - Exports VESTNIK_TEST_REDIS_URL, VESTNIK_TEST_NATS_URL, VESTNIK_TEST_POSTGRES and
+#   VESTNIK_TEST_MYSQL for every test layer, and VESTNIK_REDIS_SERVER / VESTNIK_NATS_SERVER (the
+#   binaries, for the tests' private servers).
 # - stop_services stops only what start_services started.
 #
 # Alone: scripts/services.sh run -- COMMAND...   (starts what is missing, runs COMMAND, stops)
@@ -56,20 +59,77 @@ wait_listening() {
   return 1
 }
 
+# pg_bin: the newest PostgreSQL's binary directory (Debian keeps initdb and pg_ctl off the PATH).
+pg_bin() {
+  local d
+  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$d" ] && [ -x "$d/initdb" ] && echo "$d"
+  true
+}
+
 ensure_service_binaries() {
   local need=()
   [ -n "$(find_binary redis-server)" ] || need+=(redis-server)
   [ -n "$(find_binary nats-server)" ] || need+=(nats-server)
+  [ -n "$(pg_bin)" ] || need+=(postgresql)
+  [ -n "$(find_binary mariadbd)" ] || need+=(mariadb-server)
   if [ ${#need[@]} -gt 0 ]; then
     apt_install "${need[@]}"
-    # Debian's nats-server lands in /usr/sbin.
+    # Debian's nats-server and mariadbd land in /usr/sbin.
     SERVICES_SBIN=/usr/sbin
   fi
   VESTNIK_REDIS_SERVER=$(find_binary redis-server)
   VESTNIK_NATS_SERVER=$(find_binary nats-server)
   [ -n "$VESTNIK_REDIS_SERVER" ] || { echo "services: no redis-server after installing it" >&2; return 1; }
   [ -n "$VESTNIK_NATS_SERVER" ] || { echo "services: no nats-server after installing it" >&2; return 1; }
+  [ -n "$(pg_bin)" ] || { echo "services: no PostgreSQL after installing it" >&2; return 1; }
+  [ -n "$(find_binary mariadbd)" ] || { echo "services: no mariadbd after installing it" >&2; return 1; }
   export VESTNIK_REDIS_SERVER VESTNIK_NATS_SERVER
+}
+
+# as_db_user CMD...: runs CMD as the `postgres` system user when we are root (initdb and the
+# servers refuse root), else as ourselves.
+as_db_user() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# start_own_postgres: a throw-away cluster with trust auth on a free port; sets VESTNIK_TEST_POSTGRES.
+start_own_postgres() {
+  local bin dir port
+  bin=$(pg_bin)
+  port=$(free_port) || return 1
+  dir=$(mktemp -d)
+  SERVICES_DIRS+=("$dir")
+  [ "$(id -u)" = 0 ] && chown postgres "$dir"
+  as_db_user "$bin/initdb" -D "$dir/data" -U postgres --auth=trust >"$dir/initdb.log" 2>&1 \
+    || { cat "$dir/initdb.log" >&2; echo "services: initdb failed" >&2; return 1; }
+  as_db_user "$bin/postgres" -D "$dir/data" -p "$port" -k "$dir" -c listen_addresses=127.0.0.1 \
+    -c fsync=off >"$dir/postgres.log" 2>&1 &
+  SERVICES_PIDS+=($!)
+  wait_listening "$port" "$!" postgres "$dir/postgres.log" || return 1
+  VESTNIK_TEST_POSTGRES=postgres://postgres@127.0.0.1:$port
+  echo "services: started postgres (pid $!) on 127.0.0.1:$port"
+}
+
+# start_own_mariadb: a throw-away data dir (root without a password) on a free port; sets
+# VESTNIK_TEST_MYSQL.
+start_own_mariadb() {
+  local dir port user
+  port=$(free_port) || return 1
+  dir=$(mktemp -d)
+  SERVICES_DIRS+=("$dir")
+  user=$(id -un)
+  [ "$(id -u)" = 0 ] && { user=postgres; chown postgres "$dir"; }
+  as_db_user mariadb-install-db --no-defaults --datadir="$dir/data" --auth-root-authentication-method=normal \
+    --skip-test-db >"$dir/install.log" 2>&1 \
+    || { cat "$dir/install.log" >&2; echo "services: mariadb-install-db failed" >&2; return 1; }
+  as_db_user "$(find_binary mariadbd)" --no-defaults --datadir="$dir/data" --port="$port" \
+    --bind-address=127.0.0.1 --socket="$dir/mysqld.sock" --pid-file="$dir/mysqld.pid" \
+    --skip-log-bin --innodb-flush-log-at-trx-commit=0 >"$dir/mariadb.log" 2>&1 &
+  SERVICES_PIDS+=($!)
+  wait_listening "$port" "$!" mariadbd "$dir/mariadb.log" || return 1
+  VESTNIK_TEST_MYSQL=mysql://root@127.0.0.1:$port
+  echo "services: started mariadbd (pid $!, as $user) on 127.0.0.1:$port"
 }
 
 start_services() {
@@ -106,7 +166,23 @@ start_services() {
       echo "services: started nats-server -js (pid $!) on 127.0.0.1:$port"
     fi
   fi
-  export VESTNIK_TEST_REDIS_URL VESTNIK_TEST_NATS_URL
+  if [ -z "${VESTNIK_TEST_POSTGRES:-}" ]; then
+    if [ "$own" != 1 ] && listening 5432; then
+      VESTNIK_TEST_POSTGRES=postgres://postgres@127.0.0.1:5432
+      echo "services: using the PostgreSQL on 127.0.0.1:5432"
+    else
+      start_own_postgres || return 1
+    fi
+  fi
+  if [ -z "${VESTNIK_TEST_MYSQL:-}" ]; then
+    if [ "$own" != 1 ] && listening 3306; then
+      VESTNIK_TEST_MYSQL=mysql://root@127.0.0.1:3306
+      echo "services: using the MariaDB on 127.0.0.1:3306"
+    else
+      start_own_mariadb || return 1
+    fi
+  fi
+  export VESTNIK_TEST_REDIS_URL VESTNIK_TEST_NATS_URL VESTNIK_TEST_POSTGRES VESTNIK_TEST_MYSQL
 }
 
 stop_services() {
@@ -132,6 +208,7 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
   shift 2
   trap stop_services EXIT
   start_services
-  echo "services: VESTNIK_TEST_REDIS_URL=$VESTNIK_TEST_REDIS_URL VESTNIK_TEST_NATS_URL=$VESTNIK_TEST_NATS_URL"
+  echo "services: VESTNIK_TEST_REDIS_URL=$VESTNIK_TEST_REDIS_URL VESTNIK_TEST_NATS_URL=$VESTNIK_TEST_NATS_URL" \
+    "VESTNIK_TEST_POSTGRES=$VESTNIK_TEST_POSTGRES VESTNIK_TEST_MYSQL=$VESTNIK_TEST_MYSQL"
   "$@"
 fi
