@@ -87,11 +87,11 @@ ensure_service_binaries() {
   export VESTNIK_REDIS_SERVER VESTNIK_NATS_SERVER
 }
 
-# as_db_user CMD...: runs CMD as the `postgres` system user when we are root (initdb and the
-# servers refuse root), else as ourselves.
-as_db_user() {
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
+# AS_DB_USER: the prefix that runs a database command as the `postgres` system user when we are
+# root (initdb and the servers refuse root), else nothing. An array rather than a function, so that
+# `$!` of a backgrounded server is runuser's pid (which passes SIGTERM on), not a subshell's.
+AS_DB_USER=()
+if [ "$(id -u)" = 0 ]; then AS_DB_USER=(runuser -u postgres --); fi
 
 # start_own_postgres: a throw-away cluster with trust auth on a free port; sets VESTNIK_TEST_POSTGRES.
 start_own_postgres() {
@@ -101,9 +101,9 @@ start_own_postgres() {
   dir=$(mktemp -d)
   SERVICES_DIRS+=("$dir")
   [ "$(id -u)" = 0 ] && chown postgres "$dir"
-  as_db_user "$bin/initdb" -D "$dir/data" -U postgres --auth=trust >"$dir/initdb.log" 2>&1 \
+  "${AS_DB_USER[@]}" "$bin/initdb" -D "$dir/data" -U postgres --auth=trust >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log" >&2; echo "services: initdb failed" >&2; return 1; }
-  as_db_user "$bin/postgres" -D "$dir/data" -p "$port" -k "$dir" -c listen_addresses=127.0.0.1 \
+  "${AS_DB_USER[@]}" "$bin/postgres" -D "$dir/data" -p "$port" -k "$dir" -c listen_addresses=127.0.0.1 \
     -c fsync=off >"$dir/postgres.log" 2>&1 &
   SERVICES_PIDS+=($!)
   wait_listening "$port" "$!" postgres "$dir/postgres.log" || return 1
@@ -120,10 +120,10 @@ start_own_mariadb() {
   SERVICES_DIRS+=("$dir")
   user=$(id -un)
   [ "$(id -u)" = 0 ] && { user=postgres; chown postgres "$dir"; }
-  as_db_user mariadb-install-db --no-defaults --datadir="$dir/data" --auth-root-authentication-method=normal \
+  "${AS_DB_USER[@]}" mariadb-install-db --no-defaults --datadir="$dir/data" --auth-root-authentication-method=normal \
     --skip-test-db >"$dir/install.log" 2>&1 \
     || { cat "$dir/install.log" >&2; echo "services: mariadb-install-db failed" >&2; return 1; }
-  as_db_user "$(find_binary mariadbd)" --no-defaults --datadir="$dir/data" --port="$port" \
+  "${AS_DB_USER[@]}" "$(find_binary mariadbd)" --no-defaults --datadir="$dir/data" --port="$port" \
     --bind-address=127.0.0.1 --socket="$dir/mysqld.sock" --pid-file="$dir/mysqld.pid" \
     --skip-log-bin --innodb-flush-log-at-trx-commit=0 >"$dir/mariadb.log" 2>&1 &
   SERVICES_PIDS+=($!)
