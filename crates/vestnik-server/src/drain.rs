@@ -25,7 +25,7 @@ use vestnik_broker::ConnectionHandle;
 use vestnik_protocol::limits::DRAIN_BATCH_INTERVAL_MS;
 use vestnik_protocol::PusherCode;
 
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// The reason sent with every drain close; pusher-js reconnects at once on 4200.
 pub const CLOSE_REASON: &str = "Server shutting down, reconnect";

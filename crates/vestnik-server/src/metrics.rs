@@ -19,7 +19,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Installs the process-wide Prometheus recorder. Only the first call in a process installs it.
 pub fn install() -> Option<PrometheusHandle> {

@@ -20,6 +20,9 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+/// The window of `console.signin_attempts`: attempts are counted per client IP per minute.
+pub const SIGNIN_WINDOW_SECS: u64 = 60;
+
 /// A refusal: how many whole seconds to wait before trying again (at least 1), for `Retry-After`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryAfter(pub u64);

@@ -3,14 +3,17 @@
 //! - `/ready`: 200 when this node should get traffic, 503 while starting, while draining, or while
 //!   its cluster backbone is down (its sockets would miss other nodes' events);
 //! - `/usage`: memory and counts as JSON.
+//!
+//! This module must never change state or wait on the cluster: a probe answers from what the node
+//! already knows.
 
 use std::sync::atomic::Ordering;
 
 use http::StatusCode;
 use serde_json::json;
 
-use super::{json_response, Body};
-use crate::server::AppState;
+use crate::reply::{json_response, Body};
+use crate::state::AppState;
 
 /// `GET /up`.
 pub fn up() -> http::Response<Body> {

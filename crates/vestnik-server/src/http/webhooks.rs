@@ -4,7 +4,8 @@
 //! - `POST /apps/{id}/webhooks/dead_letters/replay` with `{"ids": [...]}` or `{"all": true}`;
 //! - `POST /apps/{id}/webhooks/dead_letters/purge`, the same body.
 //!
-//! The spool does disk IO, so every call runs on the blocking pool, never on a socket's thread.
+//! The spool does disk IO, so every call runs on the blocking pool: this module must never touch the
+//! spool on a socket's thread, and never act on another app's dead letters.
 
 use http::{Response, StatusCode};
 use serde::Deserialize;
@@ -12,8 +13,8 @@ use serde_json::json;
 use vestnik_webhooks::Webhooks;
 
 use super::signed::SignedCall;
-use super::{ok, ApiError, Body};
-use crate::server::AppState;
+use crate::reply::{ok, ApiError, Body};
+use crate::state::AppState;
 
 /// Which dead letters a replay or purge acts on. An empty list never means "all".
 #[derive(Debug, Deserialize)]

@@ -8,9 +8,11 @@
 //! node, or on this one once it has joined), and a client IP over its connection rate gets 429 with
 //! `Retry-After` (see [`crate::ratelimit`]). All carry a JSON `{"error": ...}` body. Sockets refused
 //! after the upgrade are counted in `vestnik_sockets_refused_total` by [`session::refuse`].
+//!
+//! The router has already decided that the request is an upgrade (once, see [`crate::router`]); this
+//! module must never route, and never touch the broker before the socket is admitted.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use http::{header, HeaderValue, Request, Response, StatusCode};
@@ -24,9 +26,9 @@ use vestnik_broker::App;
 use vestnik_protocol::limits::SUPPORTED_PROTOCOLS;
 use vestnik_protocol::PusherCode;
 
-use super::session;
-use crate::http::{ApiError, Body, UNKNOWN_APP};
-use crate::server::AppState;
+use super::session::{self, SessionContext, SessionSettings};
+use crate::reply::{ApiError, Body, UNKNOWN_APP};
+use crate::state::AppState;
 
 /// Why a socket is refused before it reaches the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,7 +117,8 @@ pub fn admit(
     Ok(app)
 }
 
-/// Answers the upgrade and spawns the session (or the refusal) on the shutdown tracker.
+/// Answers an upgrade request: plain-HTTP refusals about the node (starting, draining, IP rate,
+/// WebSocket version), or 101 with the session (or its refusal) spawned on the shutdown tracker.
 pub fn upgrade(req: Request<Incoming>, state: AppState, peer: SocketAddr) -> Response<Body> {
     let headers = req.headers();
     if state.is_starting() {
@@ -125,7 +128,7 @@ pub fn upgrade(req: Request<Incoming>, state: AppState, peer: SocketAddr) -> Res
         )
         .into_response();
     }
-    if !state.serving.load(Ordering::Relaxed) {
+    if state.is_draining() {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "This node is draining and accepts no new sockets; reconnect to another node",
@@ -169,7 +172,12 @@ pub fn upgrade(req: Request<Incoming>, state: AppState, peer: SocketAddr) -> Res
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     let admission = admit(&state, req.uri().path(), req.uri().query(), origin);
     let ws_config = super::websocket_config(&state.config.server);
-    let write_timeout = state.config.server.write_timeout();
+    let ctx = SessionContext {
+        broker: state.broker.clone(),
+        sockets: state.sockets.clone(),
+        settings: SessionSettings::from_config(&state.config.server),
+    };
+    let write_timeout = ctx.settings.write_timeout;
     let tracker = state.shutdown.tracker().clone();
     tracker.spawn(async move {
         let upgraded = match hyper::upgrade::on(req).await {
@@ -183,7 +191,7 @@ pub fn upgrade(req: Request<Incoming>, state: AppState, peer: SocketAddr) -> Res
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config))
                 .await;
         match admission {
-            Ok(app) => session::run(ws, state, app, peer).await,
+            Ok(app) => session::run(ws, ctx, app, peer).await,
             Err(r) => {
                 tracing::debug!(%peer, code = r.code.code(), "refused socket: {}", r.message);
                 let app_id = r.app_id.as_deref().unwrap_or(UNKNOWN_APP);
