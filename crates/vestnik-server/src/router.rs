@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 
-use http::{header, Method, Request, Response, StatusCode};
+use http::{header, Method, Request, Response, StatusCode, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
@@ -24,6 +24,9 @@ use crate::state::AppState;
 pub enum Route {
     /// A WebSocket upgrade, at any path.
     Upgrade,
+    /// Upgrade headers on anything but a `GET` over HTTP/1.1 or later (RFC 6455 section 4.1): 400
+    /// before any upgrade.
+    InvalidUpgrade,
     /// `GET|HEAD /up`.
     Up,
     /// `GET|HEAD /ready`.
@@ -52,6 +55,9 @@ impl Route {
     /// The route of a request.
     pub fn of<B>(req: &Request<B>) -> Self {
         if is_websocket_upgrade(req) {
+            if req.method() != Method::GET || req.version() < Version::HTTP_11 {
+                return Self::InvalidUpgrade;
+            }
             return Self::Upgrade;
         }
         Self::parse(req.method(), req.uri().path())
@@ -87,6 +93,7 @@ impl Route {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Upgrade => "upgrade",
+            Self::InvalidUpgrade => "invalid_upgrade",
             Self::Up => "up",
             Self::Ready => "ready",
             Self::Usage => "usage",
@@ -123,6 +130,12 @@ pub async fn route(
     let resp = match route {
         Route::Console(console) => return console::serve(console, req, &state, peer).await,
         Route::Upgrade => crate::ws::upgrade::upgrade(req, state, peer),
+        Route::InvalidUpgrade => ApiError::bad_request(format!(
+            "A WebSocket upgrade must be a GET over HTTP/1.1 or later, not {} over {:?}",
+            req.method(),
+            req.version()
+        ))
+        .into_response(),
         Route::Up => health::up(),
         Route::Ready => health::ready(&state),
         Route::Usage => health::usage(&state),
@@ -160,6 +173,16 @@ mod tests {
         assert_eq!(Route::of(&upgrade_request("/console")), Route::Upgrade);
         let plain = Request::get("/console").body(()).unwrap();
         assert_eq!(Route::of(&plain), Route::Console(ConsoleRoute::Page));
+    }
+
+    #[test]
+    fn an_upgrade_must_be_a_get_over_http_1_1() {
+        let mut post = upgrade_request("/app/key");
+        *post.method_mut() = Method::POST;
+        assert_eq!(Route::of(&post), Route::InvalidUpgrade);
+        let mut old = upgrade_request("/app/key");
+        *old.version_mut() = Version::HTTP_10;
+        assert_eq!(Route::of(&old), Route::InvalidUpgrade);
     }
 
     #[test]
