@@ -61,8 +61,10 @@ impl ApiError {
     pub fn into_response(self) -> Response<Body> {
         let body = serde_json::json!({"error": self.message, "code": self.status.as_u16()});
         let mut resp = json_response(self.status, &body);
-        if self.status == StatusCode::REQUEST_TIMEOUT {
-            // The rest of the request never came, so the connection cannot carry another one.
+        if self.status == StatusCode::REQUEST_TIMEOUT || self.status == StatusCode::PAYLOAD_TOO_LARGE
+        {
+            // The rest of the request never came, or is refused unread: either way the connection
+            // cannot carry another request.
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
@@ -152,11 +154,16 @@ pub fn path_segment(raw: &str) -> Result<String, ApiError> {
         })
 }
 
-/// Reads a whole request body of at most `limit` bytes within `timeout`: 413 over the limit, 408
+/// Reads a whole request body of at most `limit` bytes within `timeout`: 413 over the limit (at once
+/// when `Content-Length` already says so, without waiting for a byte of it), 408
 /// when it does not arrive in time (hyper bounds only the headers, so without this a client could
 /// hold a connection and its task by sending a body byte by byte), 400 when it cannot be read.
 pub async fn read_body(body: Incoming, limit: usize, timeout: Duration) -> Result<Bytes, ApiError> {
     use http_body_util::{BodyExt, LengthLimitError, Limited};
+    // hyper reports a declared Content-Length as the exact size hint.
+    if hyper::body::Body::size_hint(&body).lower() > limit as u64 {
+        return Err(too_large(limit));
+    }
     tokio::time::timeout(timeout, Limited::new(body, limit).collect())
         .await
         .map_err(|_| {
