@@ -19,6 +19,9 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
+use serde_json::json;
+
+use crate::reply::json_response;
 use crate::state::AppState;
 
 /// Installs the process-wide Prometheus recorder. Only the first call in a process installs it.
@@ -129,7 +132,9 @@ pub async fn serve(listener: TcpListener, handle: PrometheusHandle, state: AppSt
             let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let (handle, state) = (handle.clone(), state.clone());
                 async move {
-                    let resp = if req.uri().path() == "/metrics" {
+                    let resp = if req.uri().path() == "/usage" {
+                        usage(&state)
+                    } else if req.uri().path() == "/metrics" {
                         refresh(&state);
                         let mut r = Response::new(Full::new(Bytes::from(handle.render())));
                         r.headers_mut().insert(
@@ -138,7 +143,9 @@ pub async fn serve(listener: TcpListener, handle: PrometheusHandle, state: AppSt
                         );
                         r
                     } else {
-                        let mut r = Response::new(Full::new(Bytes::from_static(b"see /metrics\n")));
+                        let mut r = Response::new(Full::new(Bytes::from_static(
+                            b"see /metrics or /usage\n",
+                        )));
                         *r.status_mut() = StatusCode::NOT_FOUND;
                         r
                     };
@@ -152,4 +159,53 @@ pub async fn serve(listener: TcpListener, handle: PrometheusHandle, state: AppSt
                 .await;
         });
     }
+}
+
+/// Resident memory of this process, from `/proc/self/status` (Linux); `None` elsewhere.
+fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// `GET /usage` on the metrics listener: memory, and counts per app and for the cluster, as JSON.
+fn usage(state: &AppState) -> Response<Full<Bytes>> {
+    let stats = state.broker.stats();
+    let apps: Vec<_> = state
+        .config
+        .apps
+        .iter()
+        .map(|a| {
+            let rt = state.broker.runtime(a);
+            json!({
+                "id": a.id,
+                "connections": rt.connection_count(),
+                "channels": rt.registry.channel_count(),
+                "users": rt.user_count(),
+            })
+        })
+        .collect();
+    let cluster = state.broker.cluster().map(|c| {
+        json!({
+            "node": c.node.to_string(),
+            "adapter": c.adapter_name(),
+            "connected": c.is_connected(),
+            "peers": c.peers().len(),
+            "draining_peers": c.draining_peers(),
+            "sent": c.counters.sent.load(Ordering::Relaxed),
+            "received": c.counters.received.load(Ordering::Relaxed),
+            "lost": c.counters.lost.load(Ordering::Relaxed),
+        })
+    });
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "memory": {"rss_bytes": rss_bytes()},
+            "connections": stats.connections,
+            "channels": stats.channels,
+            "apps": apps,
+            "cluster": cluster,
+        }),
+    )
 }

@@ -31,8 +31,6 @@ pub enum Route {
     Up,
     /// `GET|HEAD /ready`.
     Ready,
-    /// `GET /usage`.
-    Usage,
     /// `GET|HEAD /pushler.js`.
     ClientScript,
     /// `GET /app/...` without an upgrade: 426.
@@ -72,7 +70,6 @@ impl Route {
         match (method, segments.as_slice()) {
             (&Method::GET | &Method::HEAD, ["up"]) => Self::Up,
             (&Method::GET | &Method::HEAD, ["ready"]) => Self::Ready,
-            (&Method::GET, ["usage"]) => Self::Usage,
             (&Method::GET | &Method::HEAD, ["pushler.js"]) => Self::ClientScript,
             (&Method::GET, ["app", ..]) => Self::SocketWithoutUpgrade,
             (_, ["apps", app, rest @ ..]) => Self::Api {
@@ -96,7 +93,6 @@ impl Route {
             Self::InvalidUpgrade => "invalid_upgrade",
             Self::Up => "up",
             Self::Ready => "ready",
-            Self::Usage => "usage",
             Self::ClientScript => "pushler_js",
             Self::SocketWithoutUpgrade => "app_without_upgrade",
             Self::Console(c) => c.name(),
@@ -138,7 +134,6 @@ pub async fn route(
         .into_response(),
         Route::Up => health::up(),
         Route::Ready => health::ready(&state),
-        Route::Usage => health::usage(&state),
         Route::ClientScript => client_script::serve(req.method(), req.headers()),
         Route::SocketWithoutUpgrade => ApiError::new(
             StatusCode::UPGRADE_REQUIRED,
@@ -190,7 +185,7 @@ mod tests {
         let cases = [
             (Method::GET, "/up", "up"),
             (Method::HEAD, "/ready", "ready"),
-            (Method::GET, "/usage", "usage"),
+            (Method::GET, "/usage", "not_found"),
             (Method::GET, "/pushler.js", "pushler_js"),
             (Method::GET, "/app/key", "app_without_upgrade"),
             (Method::POST, "/apps/1/events", "events"),

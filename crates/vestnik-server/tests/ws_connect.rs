@@ -173,12 +173,14 @@ async fn up_answers_200() {
 
 #[tokio::test]
 async fn ready_and_usage_report_the_node() {
-    let b = spawn();
+    let b = spawn_with_server("metrics_port = 0");
     let r = raw_http(b.port, "GET", "/ready", "").await;
     assert_eq!((r.status, r.json["status"].as_str()), (200, Some("ready")));
     let mut c = WsClient::connect(&b.ws_url(KEY)).await;
     c.subscribe(json!({"channel": "usage-test"})).await;
-    let u = raw_http(b.port, "GET", "/usage", "").await;
+    // The figures name every app: the public port does not serve them, the metrics listener does.
+    assert_eq!(raw_http(b.port, "GET", "/usage", "").await.status, 404);
+    let u = raw_http(metrics_port(&b).await, "GET", "/usage", "").await;
     assert_eq!(u.status, 200);
     assert_eq!(u.json["connections"], 1, "{}", u.body);
     assert_eq!(u.json["channels"], 1, "{}", u.body);
