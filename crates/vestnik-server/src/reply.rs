@@ -61,7 +61,8 @@ impl ApiError {
     pub fn into_response(self) -> Response<Body> {
         let body = serde_json::json!({"error": self.message, "code": self.status.as_u16()});
         let mut resp = json_response(self.status, &body);
-        if self.status == StatusCode::REQUEST_TIMEOUT || self.status == StatusCode::PAYLOAD_TOO_LARGE
+        if self.status == StatusCode::REQUEST_TIMEOUT
+            || self.status == StatusCode::PAYLOAD_TOO_LARGE
         {
             // The rest of the request never came, or is refused unread: either way the connection
             // cannot carry another request.

@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 
 use crate::http::api::{self, Endpoint};
 use crate::http::console::{self, ConsoleBody, ConsoleRoute};
-use crate::http::{client_script, health};
+use crate::http::{client_script, health, root};
 use crate::reply::ApiError;
 use crate::state::AppState;
 
@@ -27,6 +27,8 @@ pub enum Route {
     /// Upgrade headers on anything but a `GET` over HTTP/1.1 or later (RFC 6455 section 4.1): 400
     /// before any upgrade.
     InvalidUpgrade,
+    /// `GET|HEAD /`: the page naming the server.
+    Root,
     /// `GET|HEAD /up`.
     Up,
     /// `GET|HEAD /ready`.
@@ -68,6 +70,7 @@ impl Route {
         }
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         match (method, segments.as_slice()) {
+            (&Method::GET | &Method::HEAD, [""]) => Self::Root,
             (&Method::GET | &Method::HEAD, ["up"]) => Self::Up,
             (&Method::GET | &Method::HEAD, ["ready"]) => Self::Ready,
             (&Method::GET | &Method::HEAD, ["pushler.js"]) => Self::ClientScript,
@@ -91,6 +94,7 @@ impl Route {
         match self {
             Self::Upgrade => "upgrade",
             Self::InvalidUpgrade => "invalid_upgrade",
+            Self::Root => "root",
             Self::Up => "up",
             Self::Ready => "ready",
             Self::ClientScript => "pushler_js",
@@ -132,6 +136,7 @@ pub async fn route(
             req.version()
         ))
         .into_response(),
+        Route::Root => root::page(state.config.console.enabled),
         Route::Up => health::up(),
         Route::Ready => health::ready(&state),
         Route::ClientScript => client_script::serve(req.method(), req.headers()),
@@ -202,7 +207,8 @@ mod tests {
             ),
             (Method::GET, "/console/api/apps", "console_apps"),
             (Method::GET, "/consoles", "not_found"),
-            (Method::GET, "/", "not_found"),
+            (Method::GET, "/", "root"),
+            (Method::POST, "/", "not_found"),
         ];
         for (method, path, name) in cases {
             assert_eq!(Route::parse(&method, path).name(), name, "{method} {path}");

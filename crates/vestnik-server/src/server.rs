@@ -124,6 +124,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), ServerError> 
             .serving
             .store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(addr) = acceptor.addr {
+            if state.config.console.enabled {
+                info!("console on {}://{addr}/console", acceptor.scheme);
+            }
             info!("listening on {}://{addr}", acceptor.scheme);
         }
     }
@@ -269,7 +272,8 @@ fn start_accepting(listener: TcpListener, tls: Option<TlsAcceptor>, state: &AppS
         Some(addr) if joining => info!(
             "joining the cluster (/ready answers 503 until joined); accepting on {scheme}://{addr}"
         ),
-        Some(addr) => info!("accepting on {scheme}://{addr}"),
+        // A single node serves at once: the address is named once, by `listening on`, in `run`.
+        Some(_) => {}
         None => info!("accepting"),
     }
     spawn_cache_purge(state);

@@ -1,5 +1,6 @@
 //! The HTTP resources of the node: the signed Pusher HTTP API ([`api`], one file per resource behind
-//! the signature gate in [`signed`]), health, the `/pushler.js` client script and the debug console.
+//! the signature gate in [`signed`]), health, the `/pushler.js` client script, the debug console and
+//! the page at `/` ([`root`]).
 //!
 //! The [`crate::router`] decides what a request is and calls into these modules; they answer through
 //! [`crate::reply`] and read [`crate::state`]. This module only declares them: it must never route,
@@ -12,6 +13,7 @@ pub mod client_script;
 pub mod console;
 pub mod events;
 pub mod health;
+pub mod root;
 pub mod signed;
 pub mod users;
 pub mod webhooks;
