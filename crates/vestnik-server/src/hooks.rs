@@ -13,6 +13,7 @@ use crate::config::Config;
 /// Forwards broker events to the webhook sender.
 #[derive(Debug, Clone)]
 pub struct WebhookSink {
+    /// The started sender; `submit` only queues.
     hooks: Webhooks,
 }
 

@@ -40,6 +40,9 @@ pub fn install() -> Option<PrometheusHandle> {
 }
 
 /// Reads the figures the broker already keeps into gauges, just before a scrape.
+///
+/// Reading at scrape time keeps the hot paths free of gauge updates: a socket joining a channel
+/// changes the registry only, and the gauge catches up on the next scrape.
 fn refresh(state: &AppState) {
     for app in &state.config.apps {
         let rt = state.broker.runtime(app);
@@ -113,7 +116,9 @@ fn process_figures() {
     }
 }
 
-/// Serves `GET /metrics` on `listener` until shutdown. Request headers are bounded by
+/// Serves `GET /metrics` and `GET /usage` on `listener` until shutdown; anything else is a 404.
+/// Each connection is its own small task, outside the shutdown tracker: scrapes never hold the
+/// drain up. Request headers are bounded by
 /// `handshake_timeout`, like on the main listener, so a slow client cannot hold a connection.
 pub async fn serve(listener: TcpListener, handle: PrometheusHandle, state: AppState) {
     if let Ok(addr) = listener.local_addr() {

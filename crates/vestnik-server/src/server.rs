@@ -247,8 +247,11 @@ async fn connect_backbone(
 
 /// The accept loop, started before the node joins its cluster.
 struct Acceptor {
+    /// The accept loop; it ends after the drain's `finishing` step.
     task: tokio::task::JoinHandle<()>,
+    /// The bound address, for the `listening on` line (the port may have been 0).
     addr: Option<SocketAddr>,
+    /// `https` with TLS, else `http`.
     scheme: &'static str,
 }
 
@@ -356,6 +359,11 @@ fn spawn_connection(
 
 /// Serves one HTTP/1.1 connection (plain or TLS) until it ends or the drain is over; then the request
 /// in flight finishes and the connection closes.
+///
+/// Every request on the connection goes to [`crate::router::route`] with a clone of the state (a
+/// set of handles). Upgrades are enabled on the connection, so a request the router sends to the
+/// WebSocket edge can take the socket over after its 101; the session then runs on its own task
+/// and outlives this function.
 async fn serve_http<IO>(io: IO, peer: SocketAddr, state: AppState)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,

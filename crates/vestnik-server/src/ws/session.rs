@@ -221,20 +221,32 @@ impl From<WriteFailure> for End {
 }
 
 /// Liveness bookkeeping: when to ping, when to give up, when sign-in is due.
+///
+/// One deadline at a time is armed: the earliest of "ping now", "pong overdue" and "sign-in due",
+/// recomputed only when the timer fires, so that a busy socket costs no timer work per frame.
 struct Liveness {
+    /// Silence after which the server pings (`activity_timeout`).
     activity: Duration,
+    /// How long a ping waits for any frame back before the socket is closed with 4201.
     pong_timeout: Duration,
+    /// When the client last sent anything: every frame proves it alive, not only pongs.
     last_seen: Instant,
+    /// When the outstanding ping went out, if one did.
     ping_sent: Option<Instant>,
+    /// When an app that requires sign-in closes a socket that has not signed in (4009); cleared
+    /// once checked.
     signin_due: Option<Instant>,
 }
 
 impl Liveness {
+    /// The client sent a frame: it is alive, and any outstanding ping is answered.
     fn seen(&mut self) {
         self.last_seen = Instant::now();
         self.ping_sent = None;
     }
 
+    /// The next moment the timer must look: the pong deadline while a ping is out, else the end of
+    /// the silence window, or the sign-in deadline if that comes first.
     fn next_deadline(&self) -> Instant {
         let alive = match self.ping_sent {
             Some(sent) => sent + self.pong_timeout,
@@ -246,9 +258,13 @@ impl Liveness {
 
 /// Per-socket counter handles, made once so that counting costs an atomic add.
 struct Counters {
+    /// `vestnik_ws_messages_received_total`: client text frames.
     messages_in: metrics::Counter,
+    /// `vestnik_ws_bytes_received_total`: their bytes.
     bytes_in: metrics::Counter,
+    /// `vestnik_ws_messages_sent_total`: frames written.
     messages_out: metrics::Counter,
+    /// `vestnik_ws_bytes_sent_total`: their bytes.
     bytes_out: metrics::Counter,
     /// Seconds from the oldest frame of a batch entering the socket's queue to the batch's write
     /// finishing: one sample per coalesced write, so it costs nothing per recipient.
@@ -256,6 +272,7 @@ struct Counters {
 }
 
 impl Counters {
+    /// Registers (or finds) the app's series once, at the start of a session.
     fn new(app_id: &str) -> Self {
         let id = app_id.to_owned();
         Self {
@@ -404,6 +421,8 @@ async fn write_batch(
     bounded(limit, ws.flush()).await
 }
 
+/// Writes one `pusher:error` straight to the socket, bypassing the outbox: only used when the
+/// session is about to end anyway (an oversized message), so nothing queued can be overtaken.
 async fn write_error(
     ws: &mut Socket,
     code: PusherCode,
@@ -421,6 +440,7 @@ async fn write_error(
     }
 }
 
+/// Queues a `pusher:error` with `code` on the socket's outbox, behind whatever the broker queued.
 fn send_error(conn: &ConnectionHandle, code: PusherCode, message: &str) {
     conn.send(
         ServerMessage::Error {
@@ -432,6 +452,11 @@ fn send_error(conn: &ConnectionHandle, code: PusherCode, message: &str) {
 }
 
 /// Dispatches one client message to the broker and queues the reply, if any.
+///
+/// The message is parsed once by the protocol crate into a closed enum; each variant maps to one
+/// broker call. Refusals become the wire's own answers: a `pusher:subscription_error` on the
+/// channel for a refused subscription (so pusher-js reports it on that channel), an error and a
+/// close for a failed sign-in, a counted `pusher:error` for a refused client event.
 fn handle_text(broker: &Broker, conn: &ConnectionHandle, text: &str) {
     match ClientMessage::parse(text) {
         Ok(ClientMessage::Ping) => conn.send(ServerMessage::Pong.encode()),

@@ -51,7 +51,10 @@ impl Refusal {
     }
 }
 
-/// Decides whether a socket at `path?query` from `origin` may connect.
+/// Decides whether a socket at `path?query` from `origin` may connect, in the order Pusher checks:
+/// the path (4005), the key (4001), the protocol version (4006-4008), the origin (4009). The answer
+/// is decided before the 101 and delivered after it, so that a refused client reads a Pusher code
+/// rather than an HTTP status it cannot see.
 pub fn admit(
     state: &AppState,
     path: &str,

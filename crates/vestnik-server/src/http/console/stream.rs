@@ -30,6 +30,7 @@ const WRITER_QUEUE: usize = 16;
 /// The body of an open stream: whatever the console's task sends, until it ends.
 #[derive(Debug)]
 pub struct EventStream {
+    /// What the console's task sends: whole SSE messages. The task ends when this is dropped.
     rx: mpsc::Receiver<Bytes>,
 }
 
