@@ -164,6 +164,7 @@ pub async fn serve(
     resp.map(Either::Left)
 }
 
+/// Seconds since the Unix epoch, for token expiry.
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -222,8 +223,11 @@ async fn json_body(req: Request<Incoming>, state: &AppState) -> Result<Bytes, Ap
 }
 
 #[derive(Deserialize)]
+/// The sign-in form: the app, and its secret, which is compared and then dropped.
 struct SignIn {
+    /// The app to sign in to.
     app_id: String,
+    /// Its secret; never logged, never stored.
     secret: String,
 }
 

@@ -61,6 +61,7 @@ impl fmt::Debug for SignedCall {
     }
 }
 
+/// Seconds since the Unix epoch, for the signature's timestamp window.
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

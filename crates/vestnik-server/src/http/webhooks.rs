@@ -20,8 +20,10 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Selection {
+    /// Dead-letter ids to act on.
     #[serde(default)]
     ids: Vec<String>,
+    /// Act on every dead letter of the app.
     #[serde(default)]
     all: bool,
 }
@@ -35,6 +37,7 @@ pub enum Action {
     Purge,
 }
 
+/// The webhook sender, or 404 when no app has targets (there is no spool to ask).
 fn hooks(state: &AppState) -> Result<Webhooks, ApiError> {
     state.webhooks.clone().ok_or_else(|| {
         ApiError::new(
@@ -44,6 +47,7 @@ fn hooks(state: &AppState) -> Result<Webhooks, ApiError> {
     })
 }
 
+/// Runs a spool call on the blocking pool; a failure of the spool or the task is a 500.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, vestnik_webhooks::Error> + Send + 'static,
 ) -> Result<T, ApiError> {

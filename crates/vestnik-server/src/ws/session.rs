@@ -212,6 +212,7 @@ enum End {
 }
 
 impl From<WriteFailure> for End {
+    /// A stalled write makes a slow consumer; a failed one means the client is gone.
     fn from(f: WriteFailure) -> Self {
         match f {
             WriteFailure::Stalled => End::Stalled,
@@ -333,42 +334,8 @@ async fn drive(ws: &mut Socket, ctx: &SessionContext, conn: &ConnectionHandle) -
             }
             msg = ws.next() => {
                 live.seen();
-                match msg {
-                    None => return End::Gone,
-                    Some(Ok(Message::Text(text))) => {
-                        counters.messages_in.increment(1);
-                        counters.bytes_in.increment(text.len() as u64);
-                        handle_text(&ctx.broker, conn, &text);
-                    }
-                    Some(Ok(Message::Binary(_))) => send_error(
-                        conn,
-                        PusherCode::InvalidMessage,
-                        "Binary frames are not supported; send JSON text frames",
-                    ),
-                    Some(Ok(Message::Ping(_))) => {
-                        // tungstenite queued the pong; push it out now.
-                        if let Err(f) = bounded(write_timeout, ws.flush()).await {
-                            return f.into();
-                        }
-                    }
-                    Some(Ok(Message::Pong(_) | Message::Frame(_))) => {}
-                    Some(Ok(Message::Close(_))) => {
-                        let _ = bounded(write_timeout, ws.flush()).await;
-                        return End::Gone;
-                    }
-                    Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
-                        let message = format!("Message of {size} bytes is over the limit of {max_size} bytes");
-                        if let Err(WriteFailure::Stalled) =
-                            write_error(ws, PusherCode::InvalidMessage, &message, write_timeout).await
-                        {
-                            return End::Stalled;
-                        }
-                        return End::Close(PusherCode::InvalidMessage.code(), message);
-                    }
-                    Some(Err(e)) => {
-                        tracing::debug!(socket_id = %conn.socket_id(), "read error: {e}");
-                        return End::Gone;
-                    }
+                if let Some(end) = on_read(ws, &ctx.broker, conn, &counters, msg, write_timeout).await {
+                    return end;
                 }
             }
             () = &mut timer => {
@@ -396,6 +363,57 @@ async fn drive(ws: &mut Socket, ctx: &SessionContext, conn: &ConnectionHandle) -
             }
         }
     }
+}
+
+/// Handles what one read from the socket gave: a text frame goes to the broker, a ping's queued pong
+/// is flushed, a binary frame is refused, and the end of the stream, a close, a read error or an
+/// oversized message end the session. Returns how the session ends, or `None` to keep going.
+async fn on_read(
+    ws: &mut Socket,
+    broker: &Broker,
+    conn: &ConnectionHandle,
+    counters: &Counters,
+    msg: Option<Result<Message, WsError>>,
+    write_timeout: Duration,
+) -> Option<End> {
+    match msg {
+        None => return Some(End::Gone),
+        Some(Ok(Message::Text(text))) => {
+            counters.messages_in.increment(1);
+            counters.bytes_in.increment(text.len() as u64);
+            handle_text(broker, conn, &text);
+        }
+        Some(Ok(Message::Binary(_))) => send_error(
+            conn,
+            PusherCode::InvalidMessage,
+            "Binary frames are not supported; send JSON text frames",
+        ),
+        Some(Ok(Message::Ping(_))) => {
+            // tungstenite queued the pong; push it out now.
+            if let Err(f) = bounded(write_timeout, ws.flush()).await {
+                return Some(f.into());
+            }
+        }
+        Some(Ok(Message::Pong(_) | Message::Frame(_))) => {}
+        Some(Ok(Message::Close(_))) => {
+            let _ = bounded(write_timeout, ws.flush()).await;
+            return Some(End::Gone);
+        }
+        Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
+            let message = format!("Message of {size} bytes is over the limit of {max_size} bytes");
+            if let Err(WriteFailure::Stalled) =
+                write_error(ws, PusherCode::InvalidMessage, &message, write_timeout).await
+            {
+                return Some(End::Stalled);
+            }
+            return Some(End::Close(PusherCode::InvalidMessage.code(), message));
+        }
+        Some(Err(e)) => {
+            tracing::debug!(socket_id = %conn.socket_id(), "read error: {e}");
+            return Some(End::Gone);
+        }
+    }
+    None
 }
 
 /// Writes every drained frame, then flushes once: one syscall for the whole batch when it fits the

@@ -42,6 +42,7 @@ pub struct Refusal {
 }
 
 impl Refusal {
+    /// A refusal counted under `app` when the key named one.
     fn new(app: Option<&App>, code: PusherCode, message: String) -> Self {
         Self {
             app_id: app.map(|a| a.id.clone()),
@@ -123,51 +124,11 @@ pub fn admit(
 /// Answers an upgrade request: plain-HTTP refusals about the node (starting, draining, IP rate,
 /// WebSocket version), or 101 with the session (or its refusal) spawned on the shutdown tracker.
 pub fn upgrade(req: Request<Incoming>, state: AppState, peer: SocketAddr) -> Response<Body> {
+    let peer = match refusal_about_the_node(&req, &state, peer) {
+        Ok(ip) => ip,
+        Err(resp) => return *resp,
+    };
     let headers = req.headers();
-    if state.is_starting() {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "This node is starting (joining its cluster) and accepts no sockets yet; retry shortly",
-        )
-        .into_response();
-    }
-    if state.is_draining() {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "This node is draining and accepts no new sockets; reconnect to another node",
-        )
-        .into_response();
-    }
-    let peer = crate::peer::client_ip(peer, headers, state.config.server.trust_proxy);
-    if let Err(retry) = state.ip_limiter.check(peer, std::time::Instant::now()) {
-        metrics::counter!("vestnik_rate_limited_total", "limit" => "ip_connections").increment(1);
-        tracing::debug!(%peer, "refused socket: connection rate per IP exceeded");
-        let rate = &state.config.server;
-        return ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "Too many new connections from {peer}: at most {} per {} s",
-                rate.ip_connection_rate, rate.ip_connection_window
-            ),
-        )
-        .retry_after(retry.0)
-        .into_response();
-    }
-    if headers
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .is_none_or(|v| v.as_bytes() != b"13")
-    {
-        let mut resp = ApiError::new(
-            StatusCode::UPGRADE_REQUIRED,
-            "Unsupported WebSocket version; use 13",
-        )
-        .into_response();
-        resp.headers_mut().insert(
-            header::SEC_WEBSOCKET_VERSION,
-            HeaderValue::from_static("13"),
-        );
-        return resp;
-    }
     let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
         return ApiError::bad_request("Missing Sec-WebSocket-Key").into_response();
     };
@@ -211,4 +172,64 @@ pub fn upgrade(req: Request<Incoming>, state: AppState, peer: SocketAddr) -> Res
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     resp
+}
+
+/// The refusals that are about the node or the client's rate, not what the socket asks for, answered
+/// as plain HTTP before anything is allocated: 503 while starting or draining, 429 over the client
+/// IP's connection rate, 426 for a WebSocket version other than 13. Otherwise the client's IP.
+fn refusal_about_the_node(
+    req: &Request<Incoming>,
+    state: &AppState,
+    peer: SocketAddr,
+) -> Result<std::net::IpAddr, Box<Response<Body>>> {
+    let headers = req.headers();
+    if state.is_starting() {
+        return Err(Box::new(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "This node is starting (joining its cluster) and accepts no sockets yet; retry shortly",
+        )
+        .into_response()));
+    }
+    if state.is_draining() {
+        return Err(Box::new(
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "This node is draining and accepts no new sockets; reconnect to another node",
+            )
+            .into_response(),
+        ));
+    }
+    let peer = crate::peer::client_ip(peer, headers, state.config.server.trust_proxy);
+    if let Err(retry) = state.ip_limiter.check(peer, std::time::Instant::now()) {
+        metrics::counter!("vestnik_rate_limited_total", "limit" => "ip_connections").increment(1);
+        tracing::debug!(%peer, "refused socket: connection rate per IP exceeded");
+        let rate = &state.config.server;
+        return Err(Box::new(
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "Too many new connections from {peer}: at most {} per {} s",
+                    rate.ip_connection_rate, rate.ip_connection_window
+                ),
+            )
+            .retry_after(retry.0)
+            .into_response(),
+        ));
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        let mut resp = ApiError::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "Unsupported WebSocket version; use 13",
+        )
+        .into_response();
+        resp.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        return Err(Box::new(resp));
+    }
+    Ok(peer)
 }
