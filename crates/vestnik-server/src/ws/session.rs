@@ -12,7 +12,7 @@
 //! A session takes what it uses and nothing more: the broker, the list of live sockets for the drain,
 //! and its [`SessionSettings`] (see [`SessionContext`]), never the server's whole state. This module
 //! must never block the broker (it only drains what the broker queued), never write to the socket
-//! outside [`bounded`], and never decide a route: it is handed an admitted app.
+//! outside `bounded`, and never decide a route: it is handed an admitted app.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -154,7 +154,7 @@ async fn close(ws: &mut Socket, code: u16, reason: &str, write_timeout: Duration
 }
 
 /// Runs an admitted socket: asks the broker to connect it, lists it for the drain, sends
-/// `pusher:connection_established`, then [`drive`]s it until it ends, and finally disconnects it from
+/// `pusher:connection_established`, then drives it (`drive`) until it ends, and finally disconnects it from
 /// the broker, counts how it ended and closes the socket.
 pub async fn run(mut ws: Socket, ctx: SessionContext, app: Arc<App>, peer: IpAddr) {
     let write_timeout = ctx.settings.write_timeout;
