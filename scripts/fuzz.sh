@@ -4,6 +4,9 @@
 #   scripts/fuzz.sh                  # every target, ${FUZZ_SECONDS:-30} s each
 #   FUZZ_SECONDS=300 scripts/fuzz.sh client_message
 #
+# Targets (fuzz/fuzz_targets/): client_message (WebSocket frames), http_signature (signed API
+# requests), http_api (trigger, batch and channel-info bodies of the HTTP API).
+#
 # Environment:
 #   FUZZ_SECONDS    seconds of fuzzing per target (libFuzzer -max_total_time), default 30
 #   FUZZ_SANITIZER  address | none (default address; none builds and runs faster)

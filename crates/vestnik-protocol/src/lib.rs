@@ -6,12 +6,14 @@
 //! # Layout
 //! - [`channel`]: validated channel names and their kinds.
 //! - [`message`]: client messages in (parsed into closed enums), server messages out (encoded once).
+//! - [`api`]: the HTTP API's trigger, batch and channel-info bodies and queries, parsed and checked.
 //! - [`auth`]: channel authorisation, user sign-in and signed HTTP request verification.
 //! - [`webhook`]: the webhook body signature.
 //! - [`socket`]: socket ids.
 //! - [`code`]: the one table of Pusher error and close codes.
 //! - [`limits`]: default limits, each with its source.
 
+pub mod api;
 pub mod auth;
 pub mod channel;
 pub mod code;

@@ -25,7 +25,7 @@ use vestnik_broker::ConnectionHandle;
 use vestnik_protocol::limits::DRAIN_BATCH_INTERVAL_MS;
 use vestnik_protocol::PusherCode;
 
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// The reason sent with every drain close; pusher-js reconnects at once on 4200.
 pub const CLOSE_REASON: &str = "Server shutting down, reconnect";
@@ -40,6 +40,7 @@ pub struct Service {
 }
 
 impl Service {
+    /// Cancels the service and waits for its task to end.
     async fn stop(self) {
         self.stop.cancel();
         if let Some(task) = self.task {
@@ -119,6 +120,7 @@ async fn close_in_batches(sockets: Vec<ConnectionHandle>, window: Duration) {
     }
 }
 
+/// Queues the 4200 close on each socket's outbox; each socket's own task writes it and ends.
 fn close_batch(batch: &[ConnectionHandle]) {
     for conn in batch {
         conn.outbox().close(PusherCode::Reconnect, CLOSE_REASON);
@@ -135,6 +137,8 @@ struct BatchPlan {
 }
 
 impl BatchPlan {
+    /// Cuts `sockets` into batches one [`DRAIN_BATCH_INTERVAL_MS`] tick apart, as few as fill
+    /// `window`: the last batch goes at the end of the window, and no batch is empty.
     fn new(sockets: usize, window: Duration) -> Self {
         let tick = Duration::from_millis(DRAIN_BATCH_INTERVAL_MS);
         // Batches at 0, tick, 2·tick, … up to the end of the window: window/tick + 1 of them.

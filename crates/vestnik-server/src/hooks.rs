@@ -13,6 +13,7 @@ use crate::config::Config;
 /// Forwards broker events to the webhook sender.
 #[derive(Debug, Clone)]
 pub struct WebhookSink {
+    /// The started sender; `submit` only queues.
     hooks: Webhooks,
 }
 
@@ -39,6 +40,8 @@ pub fn app_hooks(config: &Config) -> Vec<AppHooks> {
 }
 
 impl EventSink for WebhookSink {
+    /// Turns one broker happening into a webhook event for the app's targets that want it; never
+    /// waits (the sender's queue is bounded and drops, counted, when full).
     fn on_event(&self, app: &App, event: BrokerEvent<'_>) {
         if app.webhooks.is_empty() {
             return;

@@ -3,25 +3,52 @@
 //!
 //! # Layout
 //! - [`config`]: TOML, environment and flags into one struct tree.
-//! - [`server`]: binds, accepts, routes each connection to HTTP or WebSocket, drains on shutdown.
-//! - [`http`]: the signed Pusher HTTP API, one file per resource, and health.
+//! - [`server`]: binds, runs the accept loop, joins the cluster, drains on shutdown.
+//! - [`router`]: the one router: decides once what a request is, as a [`router::Route`].
+//! - [`http`]: the signed Pusher HTTP API (one file per resource), health, the client script and the
+//!   debug console.
 //! - [`ws`]: the WebSocket upgrade and the per-socket session (reader, coalescing writer, liveness).
-//! - [`shutdown`]: the one shutdown signal and task tracker.
+//! - [`state`]: [`state::AppState`], what every request handler shares.
+//! - [`reply`]: [`reply::ApiError`], JSON and static replies, body reading: every HTTP answer.
+//! - [`live`]: the open sockets of this node, for the drain.
 //! - [`drain`]: the staggered drain on SIGTERM, step by step.
+//! - [`shutdown`]: the one shutdown signal and task tracker.
 //! - [`tls`]: native TLS with rustls.
 //! - [`peer`]: the client IP, from the TCP peer or (with `trust_proxy`) `X-Forwarded-For`.
-//! - [`ratelimit`]: new sockets per IP, API requests per app.
+//! - [`ratelimit`]: new sockets and console sign-ins per IP, API requests per app.
 //! - [`metrics`]: the Prometheus exporter on its own port.
 //! - [`hooks`]: the bridge from broker events to the durable webhook sender.
+//!
+//! # Dependencies
+//! Imports run one way, top to bottom; no two modules import each other (`grep -rn "use crate::"`):
+//!
+//! ```text
+//! main ─► server ─► drain, metrics, tls, hooks
+//!           │
+//!           └─► router ─► ws::upgrade ─► ws::session ─► live, config
+//!                  │
+//!                  └─► http::api ─► http::{events, channels, users, webhooks} ─► http::signed
+//!                  └─► http::{console, health, client_script}
+//!                                 │
+//!      (every handler, the upgrade, drain, metrics) ─► state ─► live, ratelimit, shutdown, hooks, config
+//!                                 └────────────────► reply (ApiError, Body: imports nothing of ours)
+//! ```
+//!
+//! The protocol crate parses what comes in (frames, API bodies, signatures); the broker crate
+//! decides; this crate only moves bytes between them and the network.
 
 pub mod config;
 pub mod drain;
 pub mod hooks;
 pub mod http;
+pub mod live;
 pub mod metrics;
 pub mod peer;
 pub mod ratelimit;
+pub mod reply;
+pub mod router;
 pub mod server;
 pub mod shutdown;
+pub mod state;
 pub mod tls;
 pub mod ws;

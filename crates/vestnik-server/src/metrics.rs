@@ -19,7 +19,10 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
-use crate::server::AppState;
+use serde_json::json;
+
+use crate::reply::json_response;
+use crate::state::AppState;
 
 /// Installs the process-wide Prometheus recorder. Only the first call in a process installs it.
 pub fn install() -> Option<PrometheusHandle> {
@@ -37,6 +40,9 @@ pub fn install() -> Option<PrometheusHandle> {
 }
 
 /// Reads the figures the broker already keeps into gauges, just before a scrape.
+///
+/// Reading at scrape time keeps the hot paths free of gauge updates: a socket joining a channel
+/// changes the registry only, and the gauge catches up on the next scrape.
 fn refresh(state: &AppState) {
     for app in &state.config.apps {
         let rt = state.broker.runtime(app);
@@ -110,7 +116,9 @@ fn process_figures() {
     }
 }
 
-/// Serves `GET /metrics` on `listener` until shutdown. Request headers are bounded by
+/// Serves `GET /metrics` and `GET /usage` on `listener` until shutdown; anything else is a 404.
+/// Each connection is its own small task, outside the shutdown tracker: scrapes never hold the
+/// drain up. Request headers are bounded by
 /// `handshake_timeout`, like on the main listener, so a slow client cannot hold a connection.
 pub async fn serve(listener: TcpListener, handle: PrometheusHandle, state: AppState) {
     if let Ok(addr) = listener.local_addr() {
@@ -129,7 +137,9 @@ pub async fn serve(listener: TcpListener, handle: PrometheusHandle, state: AppSt
             let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let (handle, state) = (handle.clone(), state.clone());
                 async move {
-                    let resp = if req.uri().path() == "/metrics" {
+                    let resp = if req.uri().path() == "/usage" {
+                        usage(&state)
+                    } else if req.uri().path() == "/metrics" {
                         refresh(&state);
                         let mut r = Response::new(Full::new(Bytes::from(handle.render())));
                         r.headers_mut().insert(
@@ -138,7 +148,9 @@ pub async fn serve(listener: TcpListener, handle: PrometheusHandle, state: AppSt
                         );
                         r
                     } else {
-                        let mut r = Response::new(Full::new(Bytes::from_static(b"see /metrics\n")));
+                        let mut r = Response::new(Full::new(Bytes::from_static(
+                            b"see /metrics or /usage\n",
+                        )));
                         *r.status_mut() = StatusCode::NOT_FOUND;
                         r
                     };
@@ -152,4 +164,53 @@ pub async fn serve(listener: TcpListener, handle: PrometheusHandle, state: AppSt
                 .await;
         });
     }
+}
+
+/// Resident memory of this process, from `/proc/self/status` (Linux); `None` elsewhere.
+fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// `GET /usage` on the metrics listener: memory, and counts per app and for the cluster, as JSON.
+fn usage(state: &AppState) -> Response<Full<Bytes>> {
+    let stats = state.broker.stats();
+    let apps: Vec<_> = state
+        .config
+        .apps
+        .iter()
+        .map(|a| {
+            let rt = state.broker.runtime(a);
+            json!({
+                "id": a.id,
+                "connections": rt.connection_count(),
+                "channels": rt.registry.channel_count(),
+                "users": rt.user_count(),
+            })
+        })
+        .collect();
+    let cluster = state.broker.cluster().map(|c| {
+        json!({
+            "node": c.node.to_string(),
+            "adapter": c.adapter_name(),
+            "connected": c.is_connected(),
+            "peers": c.peers().len(),
+            "draining_peers": c.draining_peers(),
+            "sent": c.counters.sent.load(Ordering::Relaxed),
+            "received": c.counters.received.load(Ordering::Relaxed),
+            "lost": c.counters.lost.load(Ordering::Relaxed),
+        })
+    });
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "memory": {"rss_bytes": rss_bytes()},
+            "connections": stats.connections,
+            "channels": stats.channels,
+            "apps": apps,
+            "cluster": cluster,
+        }),
+    )
 }

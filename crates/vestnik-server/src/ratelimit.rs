@@ -20,10 +20,14 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+/// The window of `console.signin_attempts`: attempts are counted per client IP per minute.
+pub const SIGNIN_WINDOW_SECS: u64 = 60;
+
 /// A refusal: how many whole seconds to wait before trying again (at least 1), for `Retry-After`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryAfter(pub u64);
 
+/// `d` rounded up to whole seconds, at least 1: what `Retry-After` can say.
 fn whole_seconds(d: Duration) -> u64 {
     let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
     secs.max(1)
@@ -49,17 +53,23 @@ pub fn client_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The fixed windows of every IP seen lately, under one lock.
 #[derive(Debug)]
 struct IpWindows {
+    /// Per client key (see [`client_key`]): when its window started and how many attempts it made.
     windows: HashMap<IpAddr, (Instant, u32)>,
+    /// When expired windows were last dropped; done at most once per window.
     last_prune: Instant,
 }
 
 /// Attempts (new sockets, console sign-ins) per client IP per window.
 #[derive(Debug, Clone)]
 pub struct IpRateLimiter {
+    /// Attempts allowed per window; 0 turns the limit off.
     rate: u32,
+    /// The window's length.
     window: Duration,
+    /// The windows, shared by every clone.
     inner: Arc<Mutex<IpWindows>>,
 }
 
@@ -106,15 +116,20 @@ impl IpRateLimiter {
     }
 }
 
+/// One app's token bucket.
 #[derive(Debug)]
 struct Bucket {
+    /// Requests it may still make now; refilled at `api_rate_limit` per second, up to one second's
+    /// worth.
     tokens: f64,
+    /// When `tokens` was last refilled.
     last: Instant,
 }
 
 /// Signed API requests per app per second.
 #[derive(Debug, Clone, Default)]
 pub struct ApiLimiter {
+    /// Per app id, shared by every clone.
     buckets: Arc<Mutex<HashMap<String, Bucket>>>,
 }
 

@@ -8,9 +8,9 @@
 //!
 //! Each accepted TCP connection becomes one task on the shutdown tracker: the TLS handshake (bounded
 //! by `tls_handshake_timeout`), then one hyper connection (request headers bounded by
-//! `handshake_timeout`, so slowloris does not hold sockets). A request with a WebSocket upgrade becomes
-//! a session (see [`crate::ws`]); anything else goes to the API router. This module must never hold
-//! broker state of its own.
+//! `handshake_timeout`, so slowloris does not hold sockets). Every request goes to the one
+//! [`crate::router`], which decides once whether it is an upgrade, the console, a probe or the API.
+//! This module must never hold broker state of its own, and never look into a request.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,15 +23,13 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-use vestnik_broker::{Broker, BrokerConfig, EventSink, NoEvents, StaticAppStore, Tap};
 use vestnik_webhooks::Webhooks;
 
 use crate::config::Config;
 use crate::drain::Service;
-use crate::hooks::{app_hooks, WebhookSink};
-use crate::ratelimit::{ApiLimiter, IpRateLimiter};
+use crate::hooks::app_hooks;
 use crate::shutdown::Shutdown;
-use crate::ws::live::LiveSockets;
+use crate::state::AppState;
 
 /// How often expired cache entries are dropped.
 const CACHE_PURGE_INTERVAL_SECS: u64 = 60;
@@ -44,41 +42,6 @@ const JOIN_RETRY_MIN: Duration = Duration::from_millis(100);
 /// Longest wait between two connection attempts at start, so a backbone that comes up is found
 /// within a second.
 const JOIN_RETRY_MAX: Duration = Duration::from_secs(1);
-
-/// What every request handler can reach.
-#[derive(Clone, Debug)]
-pub struct AppState {
-    /// The broker core.
-    pub broker: Broker,
-    /// The debug console's copy of the broker's events (see `http::console`).
-    pub tap: Arc<Tap>,
-    /// The configuration in force.
-    pub config: Arc<Config>,
-    /// The shutdown signal.
-    pub shutdown: Shutdown,
-    /// The webhook sender, when some app has targets.
-    pub webhooks: Option<Webhooks>,
-    /// Whether the node accepts traffic: false while starting and once draining (`/ready`, and new
-    /// upgrades are refused). See [`AppState::is_starting`].
-    pub serving: Arc<std::sync::atomic::AtomicBool>,
-    /// The sockets open on this node, for the drain.
-    pub sockets: LiveSockets,
-    /// New sockets per client IP.
-    pub ip_limiter: IpRateLimiter,
-    /// Console sign-in attempts per client IP per minute.
-    pub signin_limiter: IpRateLimiter,
-    /// Signed API requests per app.
-    pub api_limiter: ApiLimiter,
-}
-
-impl AppState {
-    /// Whether the node is still starting: not serving yet, and not draining either (the drain turns
-    /// `serving` off only after shutdown started). Upgrades and API calls are refused meanwhile.
-    pub fn is_starting(&self) -> bool {
-        !self.serving.load(std::sync::atomic::Ordering::Relaxed)
-            && !self.shutdown.token().is_cancelled()
-    }
-}
 
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
@@ -103,54 +66,6 @@ pub enum ServerError {
         /// Why.
         source: std::io::Error,
     },
-}
-
-/// Builds the broker from `config`, reporting channel happenings to `webhooks` if given.
-pub fn build_state(
-    config: Config,
-    shutdown: Shutdown,
-    webhooks: Option<Webhooks>,
-) -> Result<AppState, ServerError> {
-    let store = StaticAppStore::new(config.apps.clone())?;
-    let events: Arc<dyn EventSink> = match &webhooks {
-        Some(hooks) => Arc::new(WebhookSink::new(hooks.clone())),
-        None => Arc::new(NoEvents),
-    };
-    // The console tap sits in front of the webhook sink and costs one atomic load while unwatched.
-    let tap = Arc::new(Tap::new(
-        events,
-        config.apps.iter().map(|a| a.id.clone()),
-        config.console.stream_capacity,
-    ));
-    let events: Arc<dyn EventSink> = tap.clone();
-    let broker = Broker::with_events(
-        Arc::new(store),
-        BrokerConfig {
-            max_connections: config.server.max_connections,
-            outbox_capacity: config.server.outbox_capacity,
-        },
-        events,
-    );
-    let ip_limiter = IpRateLimiter::new(
-        config.server.ip_connection_rate,
-        Duration::from_secs(config.server.ip_connection_window),
-    );
-    let signin_limiter = IpRateLimiter::new(
-        config.console.signin_attempts,
-        Duration::from_secs(crate::http::console::SIGNIN_WINDOW_SECS),
-    );
-    Ok(AppState {
-        broker,
-        tap,
-        config: Arc::new(config),
-        shutdown,
-        webhooks,
-        serving: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-        sockets: LiveSockets::default(),
-        ip_limiter,
-        signin_limiter,
-        api_limiter: ApiLimiter::default(),
-    })
 }
 
 /// Binds to the configured address.
@@ -182,7 +97,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), ServerError> 
         .server
         .metrics
         .then(|| format!("{}:{}", config.server.host, config.server.metrics_port));
-    let state = build_state(config, shutdown, webhooks)?;
+    let state = AppState::build(config, shutdown, webhooks)?;
     if let Some(addr) = metrics_addr {
         // Metrics are for operators: a port clash is logged loudly but does not stop the broker.
         match (crate::metrics::install(), TcpListener::bind(&addr).await) {
@@ -209,6 +124,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), ServerError> 
             .serving
             .store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(addr) = acceptor.addr {
+            if state.config.console.enabled {
+                info!("console on {}://{addr}/console", acceptor.scheme);
+            }
             info!("listening on {}://{addr}", acceptor.scheme);
         }
     }
@@ -329,8 +247,11 @@ async fn connect_backbone(
 
 /// The accept loop, started before the node joins its cluster.
 struct Acceptor {
+    /// The accept loop; it ends after the drain's `finishing` step.
     task: tokio::task::JoinHandle<()>,
+    /// The bound address, for the `listening on` line (the port may have been 0).
     addr: Option<SocketAddr>,
+    /// `https` with TLS, else `http`.
     scheme: &'static str,
 }
 
@@ -354,7 +275,8 @@ fn start_accepting(listener: TcpListener, tls: Option<TlsAcceptor>, state: &AppS
         Some(addr) if joining => info!(
             "joining the cluster (/ready answers 503 until joined); accepting on {scheme}://{addr}"
         ),
-        Some(addr) => info!("accepting on {scheme}://{addr}"),
+        // A single node serves at once: the address is named once, by `listening on`, in `run`.
+        Some(_) => {}
         None => info!("accepting"),
     }
     spawn_cache_purge(state);
@@ -365,8 +287,13 @@ fn start_accepting(listener: TcpListener, tls: Option<TlsAcceptor>, state: &AppS
     }
 }
 
-/// Accepts connections until the drain is over. It keeps accepting while the drain runs, so that
-/// `/ready` answers 503 (rather than refusing the probe's connection) and the API keeps working.
+/// The node's one accept loop, from before it joins its cluster until the drain is over: every
+/// accepted TCP connection gets `TCP_NODELAY` (frames are small and coalesced by the session's
+/// writer already) and becomes one task on the shutdown tracker (see [`spawn_connection`]), so the
+/// drain waits for it. It keeps accepting while the drain runs, so that `/ready` answers 503 (rather
+/// than refusing the probe's connection) and the API keeps working; it stops when the drain's
+/// `finishing` step comes. A failed accept (out of descriptors, usually) backs off 50 ms and is
+/// logged at most once a second, instead of spinning.
 async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, state: AppState) {
     let shutdown = state.shutdown.clone();
     let mut last_accept_warning: Option<tokio::time::Instant> = None;
@@ -393,6 +320,7 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, state: App
     }
 }
 
+/// Drops expired cache-channel entries every [`CACHE_PURGE_INTERVAL_SECS`] until the drain is over.
 fn spawn_cache_purge(state: &AppState) {
     let broker = state.broker.clone();
     let token = state.shutdown.finish_token().clone();
@@ -407,6 +335,8 @@ fn spawn_cache_purge(state: &AppState) {
     });
 }
 
+/// Serves one accepted TCP connection as a tracked task: the TLS handshake first when configured
+/// (bounded by `tls_handshake_timeout`), then HTTP.
 fn spawn_connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
@@ -429,6 +359,11 @@ fn spawn_connection(
 
 /// Serves one HTTP/1.1 connection (plain or TLS) until it ends or the drain is over; then the request
 /// in flight finishes and the connection closes.
+///
+/// Every request on the connection goes to [`crate::router::route`] with a clone of the state (a
+/// set of handles). Upgrades are enabled on the connection, so a request the router sends to the
+/// WebSocket edge can take the socket over after its 101; the session then runs on its own task
+/// and outlives this function.
 async fn serve_http<IO>(io: IO, peer: SocketAddr, state: AppState)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -437,7 +372,7 @@ where
     let header_timeout = Duration::from_secs(state.config.server.handshake_timeout);
     let service = service_fn(move |req| {
         let state = state.clone();
-        async move { Ok::<_, std::convert::Infallible>(crate::http::route(req, state, peer).await) }
+        async move { Ok::<_, std::convert::Infallible>(crate::router::route(req, state, peer).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())

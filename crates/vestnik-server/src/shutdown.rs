@@ -13,8 +13,12 @@ use tokio_util::task::TaskTracker;
 /// The shutdown signal and the tasks that must finish before the process exits.
 #[derive(Debug, Clone, Default)]
 pub struct Shutdown {
+    /// Cancelled when shutdown starts (the first signal): the drain begins.
     token: CancellationToken,
+    /// Cancelled when the drain reaches its `finishing` step: the accept loop and the idle HTTP
+    /// connections stop.
     finish: CancellationToken,
+    /// Every connection task (HTTP and WebSocket), so the drain can wait for them.
     tracker: TaskTracker,
 }
 
@@ -73,6 +77,7 @@ impl Shutdown {
     }
 }
 
+/// Resolves on SIGTERM or SIGINT (Ctrl-C); on platforms without Unix signals, on Ctrl-C only.
 async fn wait_for_signal() {
     #[cfg(unix)]
     {

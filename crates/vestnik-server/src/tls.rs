@@ -55,6 +55,7 @@ pub fn acceptor(server: &ServerConfig) -> Result<Option<TlsAcceptor>, TlsError> 
     Ok(Some(TlsAcceptor::from(Arc::new(config))))
 }
 
+/// Reads every certificate of a PEM file (leaf first); an empty chain is an error.
 fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let err = |message: String| TlsError::Cert {
         path: path.display().to_string(),
@@ -70,6 +71,7 @@ fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(chain)
 }
 
+/// Reads the first private key of a PEM file (PKCS#8, PKCS#1 or SEC1).
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::Key {
         path: path.display().to_string(),

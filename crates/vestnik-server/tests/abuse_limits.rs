@@ -146,3 +146,25 @@ async fn slow_request_headers_are_cut_off_at_the_handshake_timeout() {
     let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
     assert!(read.is_ok(), "the server kept a slowloris connection open");
 }
+
+#[tokio::test]
+async fn a_body_declared_over_the_limit_is_refused_at_once() {
+    // A long body timeout, so that only the declared length can explain a quick answer.
+    let b = spawn_with_server("handshake_timeout = 30");
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", b.port))
+        .await
+        .unwrap();
+    let request = format!(
+        "POST /apps/main/events?auth_key={KEY} HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+             Content-Type: application/json\r\nContent-Length: 1000000000000\r\n\r\n{{"
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut buf))
+        .await
+        .expect("answered and closed at once, not after the body timeout")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 413 "), "{text}");
+    assert!(text.contains("\"code\":413"), "{text}");
+}

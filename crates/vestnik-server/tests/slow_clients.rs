@@ -84,8 +84,9 @@ fn presence_auth(socket_id: &str, user: &str) -> Value {
     json!({"channel": "presence-room", "auth": auth, "channel_data": cd})
 }
 
-async fn connections(b: &BrokerProcess) -> u64 {
-    raw_http(b.port, "GET", "/usage", "").await.json["connections"]
+/// Sockets open on the broker, from `/usage` on its metrics listener.
+async fn connections(metrics: u16) -> u64 {
+    raw_http(metrics, "GET", "/usage", "").await.json["connections"]
         .as_u64()
         .expect("/usage has connections")
 }
@@ -108,7 +109,7 @@ async fn a_client_that_stops_reading_is_dropped_and_forgotten() {
     stalled.subscribe(sub).await;
     let added = reader.expect_event("pusher_internal:member_added").await;
     assert_eq!(data(&added)["user_id"], "stalled");
-    assert_eq!(connections(&b).await, 2);
+    assert_eq!(connections(metrics).await, 2);
 
     // From here on the stalled client reads nothing.
     let payload = "y".repeat(9_000);
@@ -143,7 +144,7 @@ async fn a_client_that_stops_reading_is_dropped_and_forgotten() {
         }
     }
     wait_until("the stalled socket to be forgotten", WAIT, || async {
-        connections(&b).await == 1
+        connections(metrics).await == 1
     })
     .await;
     let body = raw_http(metrics, "GET", "/metrics", "").await.body;

@@ -173,12 +173,14 @@ async fn up_answers_200() {
 
 #[tokio::test]
 async fn ready_and_usage_report_the_node() {
-    let b = spawn();
+    let b = spawn_with_server("metrics_port = 0");
     let r = raw_http(b.port, "GET", "/ready", "").await;
     assert_eq!((r.status, r.json["status"].as_str()), (200, Some("ready")));
     let mut c = WsClient::connect(&b.ws_url(KEY)).await;
     c.subscribe(json!({"channel": "usage-test"})).await;
-    let u = raw_http(b.port, "GET", "/usage", "").await;
+    // The figures name every app: the public port does not serve them, the metrics listener does.
+    assert_eq!(raw_http(b.port, "GET", "/usage", "").await.status, 404);
+    let u = raw_http(metrics_port(&b).await, "GET", "/usage", "").await;
     assert_eq!(u.status, 200);
     assert_eq!(u.json["connections"], 1, "{}", u.body);
     assert_eq!(u.json["channels"], 1, "{}", u.body);
@@ -195,4 +197,45 @@ async fn ready_and_usage_report_the_node() {
         .unwrap();
     assert_eq!(main["connections"], 1);
     assert!(u.json["cluster"].is_null());
+}
+
+/// Sends `request` as is and returns the answer's status line, read within two seconds.
+async fn status_line(port: u16, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    s.write_all(request.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    tokio::time::timeout(Duration::from_secs(2), async {
+        while !buf.windows(2).any(|w| w == b"\r\n") {
+            let n = s.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "closed without an answer");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await
+    .expect("an answer within 2 s");
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    text.lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn an_upgrade_that_is_not_a_get_over_http_1_1_is_refused_before_upgrading() {
+    let b = spawn();
+    let headers = "Host: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                       Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+    let path = format!("/app/{KEY}?protocol=7");
+    for request in [
+        format!("POST {path} HTTP/1.1\r\n{headers}Content-Length: 0\r\n\r\n"),
+        format!("PUT {path} HTTP/1.1\r\n{headers}Content-Length: 0\r\n\r\n"),
+        format!("GET {path} HTTP/1.0\r\n{headers}\r\n"),
+    ] {
+        let status = status_line(b.port, &request).await;
+        assert!(status.contains(" 400 "), "{request:?} got {status:?}");
+    }
+    // A GET over HTTP/1.1 still upgrades.
+    let ok = format!("GET {path} HTTP/1.1\r\n{headers}\r\n");
+    assert!(status_line(b.port, &ok).await.contains(" 101 "));
 }

@@ -1,19 +1,22 @@
 //! `GET /apps/{id}/channels`, `GET /apps/{id}/channels/{name}` and `.../users`: read-only views of
-//! the registry, shaped exactly as the Pusher REST API documents them.
+//! the registry, shaped exactly as the Pusher REST API documents them. The `info` and
+//! `filter_by_prefix` queries are parsed by `vestnik_protocol::api`. This module must never change
+//! broker state.
 
 use std::time::Instant;
 
 use http::Response;
 use serde_json::{json, Map, Value};
+use vestnik_protocol::api::{self, ChannelAttribute};
 use vestnik_protocol::{ChannelKind, ChannelName};
 
-use super::events::InfoRequest;
 use super::signed::SignedCall;
-use super::{ok, ApiError, Body};
-use crate::server::AppState;
+use crate::reply::{ok, path_segment, ApiError, Body};
+use crate::state::AppState;
 
+/// The channel named by a path segment, decoded and parsed: 400 when it is not a channel name.
 fn channel_name(name: &str) -> Result<ChannelName, ApiError> {
-    let decoded = super::path_segment(name)?;
+    let decoded = path_segment(name)?;
     ChannelName::parse(&decoded)
         .map_err(|e| ApiError::bad_request(format!("Invalid channel name {decoded:?}: {e}")))
 }
@@ -21,12 +24,7 @@ fn channel_name(name: &str) -> Result<ChannelName, ApiError> {
 /// `GET /apps/{id}/channels?filter_by_prefix=..&info=user_count`.
 pub async fn list(state: &AppState, call: &SignedCall) -> Result<Response<Body>, ApiError> {
     let prefix = call.param("filter_by_prefix").unwrap_or("");
-    let info = InfoRequest::parse(call.param("info"));
-    if info.user_count && !prefix.starts_with("presence-") {
-        return Err(ApiError::bad_request(
-            "info=user_count is only allowed with filter_by_prefix=presence-",
-        ));
-    }
+    let info = api::channel_list_info(prefix, call.param("info"))?;
     let channels: Map<String, Value> = state
         .broker
         .channel_list(&call.app, prefix)
@@ -53,13 +51,7 @@ pub async fn show(
     name: &str,
 ) -> Result<Response<Body>, ApiError> {
     let channel = channel_name(name)?;
-    let attrs: Vec<&str> = call
-        .param("info")
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|a| !a.is_empty())
-        .collect();
+    let attrs = api::channel_show_info(&channel, call.param("info"))?;
     let rt = state.broker.runtime(&call.app);
     let stats = state.broker.channel_stats(&call.app, &channel).await;
     let mut body = Map::new();
@@ -67,33 +59,18 @@ pub async fn show(
     let stats = stats.unwrap_or_default();
     for attr in attrs {
         match attr {
-            "user_count" => {
-                if channel.kind() != ChannelKind::Presence {
-                    return Err(ApiError::bad_request(
-                        "info=user_count is only available for presence channels",
-                    ));
-                }
+            ChannelAttribute::UserCount => {
                 body.insert("user_count".into(), json!(stats.user_count.unwrap_or(0)));
             }
-            "subscription_count" => {
+            ChannelAttribute::SubscriptionCount => {
                 body.insert("subscription_count".into(), json!(stats.subscription_count));
             }
-            "cache" => {
-                if !channel.is_cache() {
-                    return Err(ApiError::bad_request(
-                        "info=cache is only available for cache channels",
-                    ));
-                }
+            ChannelAttribute::Cache => {
                 let cache = rt
                     .registry
                     .cached(channel.as_str(), Instant::now())
                     .map_or(Value::Null, |(data, ttl)| json!({"data": data, "ttl": ttl}));
                 body.insert("cache".into(), cache);
-            }
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "Unknown info attribute {other:?}; use user_count, subscription_count or cache"
-                )))
             }
         }
     }

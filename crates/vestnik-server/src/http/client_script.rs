@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body_util::Full;
 
-use super::Body;
+use crate::reply::Body;
 
 /// The script, as committed in `clients/js`.
 pub const PUSHLER_JS: &str = include_str!("../../../../clients/js/pushler.js");

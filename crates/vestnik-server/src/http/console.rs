@@ -11,8 +11,10 @@
 //!
 //! Every API route but the app list and sign-in needs the session cookie (see [`token`]), and acts on
 //! that session's app only. Requests with a body must be `application/json`, which a cross-site form
-//! cannot send. Errors are [`ApiError`]s: a 4xx with a JSON body. This module must never send a secret
-//! anywhere or keep one past the sign-in request.
+//! cannot send. Errors are [`ApiError`]s: a 4xx with a JSON body. The router parses the path once into
+//! a [`ConsoleRoute`] (see [`ConsoleRoute::parse`]) and hands it to [`serve`]. A test event is checked
+//! by `vestnik_protocol::api`, as the signed API's are. This module must never send a secret anywhere
+//! or keep one past the sign-in request.
 
 mod assets;
 pub mod stream;
@@ -23,15 +25,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{Either, Full};
+use http_body_util::Either;
 use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use vestnik_broker::App;
+use vestnik_protocol::api;
 
-use super::events::{parse_json, publish, validate, RawEvent};
-use super::{ok, ApiError, Body};
-use crate::server::AppState;
+// `asset` is imported for the page module below (`assets.rs` reaches it as `super::asset`).
+use crate::reply::{asset, ok, parse_json, read_body, ApiError, Body};
+use crate::state::{trigger_limits, AppState};
 use stream::EventStream;
 
 /// What a console route answers with: a whole body, or the event stream.
@@ -41,18 +44,79 @@ pub type ConsoleBody = Either<Body, EventStream>;
 /// `max_event_bytes` again after parsing; this only bounds what is read.
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// The window of `console.signin_attempts`: attempts are counted per client IP per minute.
-pub const SIGNIN_WINDOW_SECS: u64 = 60;
-
-/// Whether `path` belongs to the console.
-pub fn owns(path: &str) -> bool {
-    path == "/console" || path.starts_with("/console/")
+/// One console route, parsed once from the method and the path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleRoute {
+    /// `GET /console`.
+    Page,
+    /// `GET /console/console.js`.
+    Script,
+    /// `GET /console/console.css`.
+    Style,
+    /// `GET /console/api/apps`.
+    Apps,
+    /// `POST /console/api/session`.
+    SignIn,
+    /// `GET /console/api/session`.
+    Session,
+    /// `DELETE /console/api/session`.
+    SignOut,
+    /// `GET /console/api/stats`.
+    Stats,
+    /// `GET /console/api/stream`.
+    Stream,
+    /// `POST /console/api/events`.
+    SendEvent,
+    /// Anything else under `/console`: 404.
+    Unknown,
 }
 
-/// Routes one console request (a path that [`owns`] accepted).
-pub async fn route(
+impl ConsoleRoute {
+    /// The console route of `method` and `path`, or `None` when the path is not the console's.
+    pub fn parse(method: &Method, path: &str) -> Option<Self> {
+        let rest = path.strip_prefix("/console")?;
+        if !(rest.is_empty() || rest.starts_with('/')) {
+            return None;
+        }
+        let rest: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+        Some(match (method, rest.as_slice()) {
+            (&Method::GET | &Method::HEAD, []) => Self::Page,
+            (&Method::GET | &Method::HEAD, ["console.js"]) => Self::Script,
+            (&Method::GET | &Method::HEAD, ["console.css"]) => Self::Style,
+            (&Method::GET, ["api", "apps"]) => Self::Apps,
+            (&Method::POST, ["api", "session"]) => Self::SignIn,
+            (&Method::GET, ["api", "session"]) => Self::Session,
+            (&Method::DELETE, ["api", "session"]) => Self::SignOut,
+            (&Method::GET, ["api", "stats"]) => Self::Stats,
+            (&Method::GET, ["api", "stream"]) => Self::Stream,
+            (&Method::POST, ["api", "events"]) => Self::SendEvent,
+            _ => Self::Unknown,
+        })
+    }
+
+    /// The route's name, for logs and metrics: the path pattern.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Page => "console_page",
+            Self::Script => "console_script",
+            Self::Style => "console_style",
+            Self::Apps => "console_apps",
+            Self::SignIn => "console_sign_in",
+            Self::Session => "console_session",
+            Self::SignOut => "console_sign_out",
+            Self::Stats => "console_stats",
+            Self::Stream => "console_stream",
+            Self::SendEvent => "console_send_event",
+            Self::Unknown => "console_unknown",
+        }
+    }
+}
+
+/// Serves one console request. Every route answers 404 while the console is disabled.
+pub async fn serve(
+    route: ConsoleRoute,
     req: Request<Incoming>,
-    state: AppState,
+    state: &AppState,
     peer: std::net::SocketAddr,
 ) -> Response<ConsoleBody> {
     if !state.config.console.enabled {
@@ -62,44 +126,35 @@ pub async fn route(
         );
         return err.into_response().map(Either::Left);
     }
-    let path = req.uri().path().to_owned();
-    let rest: Vec<&str> = path
-        .strip_prefix("/console")
-        .unwrap_or_default()
-        .trim_matches('/')
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .collect();
-    let method = req.method().clone();
-    let result = match (&method, rest.as_slice()) {
-        (&Method::GET | &Method::HEAD, []) => Ok(assets::page()),
-        (&Method::GET | &Method::HEAD, ["console.js"]) => Ok(assets::script()),
-        (&Method::GET | &Method::HEAD, ["console.css"]) => Ok(assets::style()),
-        (&Method::GET, ["api", "apps"]) => Ok(apps(&state)),
-        (&Method::POST, ["api", "session"]) => sign_in(req, &state, peer).await,
+    let result = match route {
+        ConsoleRoute::Page => Ok(assets::page()),
+        ConsoleRoute::Script => Ok(assets::script()),
+        ConsoleRoute::Style => Ok(assets::style()),
+        ConsoleRoute::Apps => Ok(apps(state)),
+        ConsoleRoute::SignIn => sign_in(req, state, peer).await,
         // A question, not a gate: "not signed in" is a normal answer here, not an error.
-        (&Method::GET, ["api", "session"]) => Ok(match session(&req, &state) {
+        ConsoleRoute::Session => Ok(match session(&req, state) {
             Ok(app) => ok(&json!({"signed_in": true, "app_id": app.id})),
             Err(e) => ok(&json!({"signed_in": false, "reason": e.message})),
         }),
-        (&Method::DELETE, ["api", "session"]) => Ok(sign_out()),
-        (&Method::GET, ["api", "stats"]) => match session(&req, &state) {
-            Ok(app) => Ok(ok(&stream::stats(&state, &app).await)),
+        ConsoleRoute::SignOut => Ok(sign_out()),
+        ConsoleRoute::Stats => match session(&req, state) {
+            Ok(app) => Ok(ok(&stream::stats(state, &app).await)),
             Err(e) => Err(e),
         },
-        (&Method::GET, ["api", "stream"]) => {
-            return match session(&req, &state).and_then(|app| stream::open(&state, app)) {
+        ConsoleRoute::Stream => {
+            return match session(&req, state).and_then(|app| stream::open(state, app)) {
                 Ok(resp) => resp.map(Either::Right),
                 Err(e) => e.into_response().map(Either::Left),
             }
         }
-        (&Method::POST, ["api", "events"]) => match session(&req, &state) {
-            Ok(app) => send_event(req, &state, &app).await,
+        ConsoleRoute::SendEvent => match session(&req, state) {
+            Ok(app) => send_event(req, state, &app).await,
             Err(e) => Err(e),
         },
-        _ => Err(ApiError::new(
+        ConsoleRoute::Unknown => Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            format!("No console route for {method} {path}"),
+            format!("No console route for {} {}", req.method(), req.uri().path()),
         )),
     };
     let mut resp = result.unwrap_or_else(ApiError::into_response);
@@ -109,6 +164,7 @@ pub async fn route(
     resp.map(Either::Left)
 }
 
+/// Seconds since the Unix epoch, for token expiry.
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -158,7 +214,7 @@ async fn json_body(req: Request<Incoming>, state: &AppState) -> Result<Bytes, Ap
             "Send the request as Content-Type: application/json",
         ));
     }
-    super::read_body(
+    read_body(
         req.into_body(),
         MAX_BODY_BYTES,
         state.config.server.body_timeout(),
@@ -167,8 +223,11 @@ async fn json_body(req: Request<Incoming>, state: &AppState) -> Result<Bytes, Ap
 }
 
 #[derive(Deserialize)]
+/// The sign-in form: the app, and its secret, which is compared and then dropped.
 struct SignIn {
+    /// The app to sign in to.
     app_id: String,
+    /// Its secret; never logged, never stored.
     secret: String,
 }
 
@@ -245,38 +304,13 @@ async fn send_event(
     app: &App,
 ) -> Result<Response<Body>, ApiError> {
     let body = json_body(req, state).await?;
-    let raw: RawEvent<'_> = parse_json(&body)?;
-    let ev = validate(app, raw, true)?;
+    let ev = api::parse_single_channel_event(&body, &trigger_limits(app))?;
     if serde_json::from_str::<serde::de::IgnoredAny>(&ev.data).is_err() {
         return Err(ApiError::bad_request(
             "data must be JSON, for example {\"message\": \"hello\"}",
         ));
     }
-    publish(state, app, &ev);
+    state.publish(app, &ev);
     let channels: Vec<&str> = ev.channels.iter().map(|c| c.as_str()).collect();
     Ok(ok(&json!({ "sent": channels })))
-}
-
-/// A whole-body response with a content type.
-fn asset(content_type: &'static str, body: &'static str) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    let headers = resp.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    // Only this broker's own script, style and API; no framing (clickjacking).
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
-             img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
-        ),
-    );
-    resp
 }

@@ -3,14 +3,17 @@
 //! - `/ready`: 200 when this node should get traffic, 503 while starting, while draining, or while
 //!   its cluster backbone is down (its sockets would miss other nodes' events);
 //! - `/usage`: memory and counts as JSON.
+//!
+//! This module must never change state or wait on the cluster: a probe answers from what the node
+//! already knows.
 
 use std::sync::atomic::Ordering;
 
 use http::StatusCode;
 use serde_json::json;
 
-use super::{json_response, Body};
-use crate::server::AppState;
+use crate::reply::{json_response, Body};
+use crate::state::AppState;
 
 /// `GET /up`.
 pub fn up() -> http::Response<Body> {
@@ -44,53 +47,4 @@ pub fn ready(state: &AppState) -> http::Response<Body> {
     } else {
         json_response(StatusCode::OK, &json!({"status": "ready"}))
     }
-}
-
-/// Resident memory of this process, from `/proc/self/status` (Linux); `None` elsewhere.
-fn rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
-/// `GET /usage`.
-pub fn usage(state: &AppState) -> http::Response<Body> {
-    let stats = state.broker.stats();
-    let apps: Vec<_> = state
-        .config
-        .apps
-        .iter()
-        .map(|a| {
-            let rt = state.broker.runtime(a);
-            json!({
-                "id": a.id,
-                "connections": rt.connection_count(),
-                "channels": rt.registry.channel_count(),
-                "users": rt.user_count(),
-            })
-        })
-        .collect();
-    let cluster = state.broker.cluster().map(|c| {
-        json!({
-            "node": c.node.to_string(),
-            "adapter": c.adapter_name(),
-            "connected": c.is_connected(),
-            "peers": c.peers().len(),
-            "draining_peers": c.draining_peers(),
-            "sent": c.counters.sent.load(Ordering::Relaxed),
-            "received": c.counters.received.load(Ordering::Relaxed),
-            "lost": c.counters.lost.load(Ordering::Relaxed),
-        })
-    });
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "memory": {"rss_bytes": rss_bytes()},
-            "connections": stats.connections,
-            "channels": stats.channels,
-            "apps": apps,
-            "cluster": cluster,
-        }),
-    )
 }

@@ -1,25 +1,30 @@
 //! The signature gate of the HTTP API: finds the app, reads the body, and verifies the request exactly
 //! as Pusher signs it (see `vestnik_protocol::auth::SignedRequest`). Nothing past this gate sees an
 //! unsigned request.
+//!
+//! The app is found once, by [`find_app`], before the call is counted (its id is the metric's label)
+//! and then handed to [`verify`], so the path and query are read once. This module must never answer a
+//! request itself past the gate, and a [`SignedCall`]'s `Debug` must never print the app's secret.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
+use vestnik_broker::app::AppStore;
 use vestnik_broker::App;
-use vestnik_protocol::auth::{parse_query, SignedRequest};
+use vestnik_protocol::auth::SignedRequest;
 
-use super::ApiError;
-use crate::server::AppState;
+use crate::reply::{read_body, ApiError};
+use crate::state::AppState;
 
 /// Largest API request body. Ten events of 10 KB each, JSON-escaped, fit with room to spare; a larger
 /// per-app limit raises it.
 const MIN_BODY_LIMIT: usize = 256 * 1024;
 
 /// A request that passed the signature check.
-#[derive(Debug)]
 pub struct SignedCall {
     /// The app it is for.
     pub app: Arc<App>,
@@ -43,43 +48,66 @@ impl SignedCall {
     }
 }
 
+impl fmt::Debug for SignedCall {
+    /// The app by its id only: the app holds its secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignedCall")
+            .field("app_id", &self.app.id)
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("query", &self.query)
+            .field("body_bytes", &self.body.len())
+            .finish()
+    }
+}
+
+/// Seconds since the Unix epoch, for the signature's timestamp window.
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
-/// Finds the app (by the path's id or key, or by `auth_key` when the path has none), reads the body and
-/// verifies the signature. 404 for an unknown app, 403 for a disabled one, 401 for a bad signature.
-pub async fn verify(
-    req: Request<Incoming>,
-    state: &AppState,
-    app_segment: Option<&str>,
-) -> Result<SignedCall, ApiError> {
-    let (parts, body) = req.into_parts();
-    let query_str = parts.uri.query().unwrap_or("").to_owned();
-    let query = parse_query(&query_str);
-    let auth_key = query
+/// The value of `auth_key` in a parsed query.
+fn auth_key(query: &[(String, String)]) -> Option<&str> {
+    query
         .iter()
         .find(|(k, _)| k == "auth_key")
-        .map(|(_, v)| v.clone());
-    let apps = state.broker.apps();
-    let app = match app_segment {
+        .map(|(_, v)| v.as_str())
+}
+
+/// Finds the app a call is for: by the path's id or key, or by `auth_key` when the path has none (the
+/// Python SDK's bare `/users/...`). 404 for an unknown app, 401 when neither names one.
+pub fn find_app(
+    apps: &dyn AppStore,
+    app_segment: Option<&str>,
+    query: &[(String, String)],
+) -> Result<Arc<App>, ApiError> {
+    match app_segment {
         // Pushler's PHP constructor has no app id, so the key is accepted where the id goes.
         Some(seg) => apps
             .by_id(seg)
             .or_else(|| apps.by_key(seg))
-            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("Unknown app {seg:?}")))?,
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("Unknown app {seg:?}"))),
         None => {
-            let key = auth_key
-                .as_deref()
+            let key = auth_key(query)
                 .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing auth_key"))?;
             apps.by_key(key).ok_or_else(|| {
                 ApiError::new(StatusCode::NOT_FOUND, format!("Unknown app key {key:?}"))
-            })?
+            })
         }
-    };
-    match auth_key.as_deref() {
+    }
+}
+
+/// Checks that `auth_key` names `app`, reads the body and verifies the signature. 401 for a missing
+/// or foreign key or a bad signature, 403 for a disabled app.
+pub async fn verify(
+    req: Request<Incoming>,
+    state: &AppState,
+    app: Arc<App>,
+    query: Vec<(String, String)>,
+) -> Result<SignedCall, ApiError> {
+    match auth_key(&query) {
         None => {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -94,13 +122,14 @@ pub async fn verify(
         }
         Some(_) => {}
     }
-    let limit = MIN_BODY_LIMIT.max(app.max_event_bytes * app.max_batch_events * 2);
-    let body = super::read_body(body, limit, state.config.server.body_timeout()).await?;
+    let (parts, body) = req.into_parts();
+    let limit = body_limit(&app);
+    let body = read_body(body, limit, state.config.server.body_timeout()).await?;
     let path = parts.uri.path().to_owned();
     let signed = SignedRequest {
         method: parts.method.as_str(),
         path: &path,
-        query: &query_str,
+        query: parts.uri.query().unwrap_or(""),
         body: &body,
     };
     signed
@@ -116,4 +145,34 @@ pub async fn verify(
         query,
         body,
     })
+}
+
+/// The largest body a call for `app` may send: a full batch of its largest events, JSON-escaped.
+pub fn body_limit(app: &App) -> usize {
+    MIN_BODY_LIMIT.max(app.max_event_bytes * app.max_batch_events * 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_the_secret() {
+        let app = App {
+            id: "shop".into(),
+            key: "shop-key".into(),
+            secret: "never-print-this-secret".into(),
+            ..App::default()
+        };
+        let call = SignedCall {
+            app: Arc::new(app),
+            method: Method::POST,
+            path: "/apps/shop/events".into(),
+            query: vec![("auth_key".into(), "shop-key".into())],
+            body: Bytes::from_static(b"{}"),
+        };
+        let shown = format!("{call:?} {call:#?}");
+        assert!(shown.contains("shop"), "{shown}");
+        assert!(!shown.contains("never-print-this-secret"), "{shown}");
+    }
 }

@@ -1,12 +1,13 @@
 //! `POST /apps/{id}/users/{user_id}/terminate_connections` (and the Python SDK's bare
-//! `/users/{user_id}/terminate_connections`): closes every socket signed in as the user with 4009.
+//! `/users/{user_id}/terminate_connections`): closes every socket signed in as the user with 4009. This module must never close a socket
+//! itself: the broker does, through each socket's outbox.
 
 use http::Response;
 use serde_json::json;
 
 use super::signed::SignedCall;
-use super::{ok, ApiError, Body};
-use crate::server::AppState;
+use crate::reply::{ok, path_segment, ApiError, Body};
+use crate::state::AppState;
 
 /// Terminates the user's sockets; answers `{}`.
 pub fn terminate(
@@ -15,7 +16,7 @@ pub fn terminate(
     user_id: &str,
 ) -> Result<Response<Body>, ApiError> {
     // SDKs percent-encode the id in the path (the PHP client does), so `user@x` arrives as `user%40x`.
-    let user_id = super::path_segment(user_id)?;
+    let user_id = path_segment(user_id)?;
     if user_id.is_empty() {
         return Err(ApiError::bad_request("Missing user id"));
     }

@@ -4,7 +4,8 @@
 //! - `POST /apps/{id}/webhooks/dead_letters/replay` with `{"ids": [...]}` or `{"all": true}`;
 //! - `POST /apps/{id}/webhooks/dead_letters/purge`, the same body.
 //!
-//! The spool does disk IO, so every call runs on the blocking pool, never on a socket's thread.
+//! The spool does disk IO, so every call runs on the blocking pool: this module must never touch the
+//! spool on a socket's thread, and never act on another app's dead letters.
 
 use http::{Response, StatusCode};
 use serde::Deserialize;
@@ -12,15 +13,17 @@ use serde_json::json;
 use vestnik_webhooks::Webhooks;
 
 use super::signed::SignedCall;
-use super::{ok, ApiError, Body};
-use crate::server::AppState;
+use crate::reply::{ok, ApiError, Body};
+use crate::state::AppState;
 
 /// Which dead letters a replay or purge acts on. An empty list never means "all".
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Selection {
+    /// Dead-letter ids to act on.
     #[serde(default)]
     ids: Vec<String>,
+    /// Act on every dead letter of the app.
     #[serde(default)]
     all: bool,
 }
@@ -34,6 +37,7 @@ pub enum Action {
     Purge,
 }
 
+/// The webhook sender, or 404 when no app has targets (there is no spool to ask).
 fn hooks(state: &AppState) -> Result<Webhooks, ApiError> {
     state.webhooks.clone().ok_or_else(|| {
         ApiError::new(
@@ -43,6 +47,7 @@ fn hooks(state: &AppState) -> Result<Webhooks, ApiError> {
     })
 }
 
+/// Runs a spool call on the blocking pool; a failure of the spool or the task is a 500.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, vestnik_webhooks::Error> + Send + 'static,
 ) -> Result<T, ApiError> {

@@ -1,10 +1,10 @@
-//! The WebSocket edge: [`upgrade`] admits or refuses a socket, [`session`] runs it, [`live`] lists the
-//! open ones for the drain.
+//! The WebSocket edge: [`upgrade`] admits or refuses a socket, [`session`] runs it (the open ones are
+//! listed in [`crate::live`] for the drain). This module must never parse HTTP routes: the router
+//! hands it upgrade requests only.
 //!
 //! tungstenite is sized explicitly here: its defaults give every socket two 128 KiB buffers, which
 //! would make idle sockets cost more than a quarter of a megabyte each.
 
-pub mod live;
 pub mod session;
 pub mod upgrade;
 

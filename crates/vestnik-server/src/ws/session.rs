@@ -7,8 +7,12 @@
 //! included, goes through the outbox, so the order a socket sees is the order the broker decided.
 //! Every write (frames, pongs, errors, the close) is bounded by `write_timeout_ms`: a client that
 //! stops reading is dropped and counted as a slow consumer instead of holding its session, its
-//! timers and its queued close for ever. This module must never block the broker: it only drains what
-//! the broker queued.
+//! timers and its queued close for ever.
+//!
+//! A session takes what it uses and nothing more: the broker, the list of live sockets for the drain,
+//! and its [`SessionSettings`] (see [`SessionContext`]), never the server's whole state. This module
+//! must never block the broker (it only drains what the broker queued), never write to the socket
+//! outside `bounded`, and never decide a route: it is handed an admitted app.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -25,17 +29,53 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
-use vestnik_broker::{App, ConnectionHandle};
+use vestnik_broker::{App, Broker, ConnectionHandle};
 use vestnik_protocol::message::MessageError;
 use vestnik_protocol::{ClientMessage, PusherCode, ServerMessage};
 
-use crate::server::AppState;
+use crate::config::ServerConfig;
+use crate::live::LiveSockets;
 
 /// The socket type every session drives.
 pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
 /// How long to wait for the client's close reply before dropping the connection.
 const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The timing a session runs by, from the `[server]` configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionSettings {
+    /// Seconds of silence before the server pings, sent to the client in
+    /// `pusher:connection_established` so that it pings on the same schedule.
+    pub activity_timeout: u64,
+    /// How long a ping waits for its pong before the socket is closed with 4201.
+    pub pong_timeout: Duration,
+    /// The limit on every write, flush and close (`write_timeout_ms`).
+    pub write_timeout: Duration,
+}
+
+impl SessionSettings {
+    /// The settings of `server`.
+    pub fn from_config(server: &ServerConfig) -> Self {
+        Self {
+            activity_timeout: server.activity_timeout,
+            pong_timeout: Duration::from_secs(server.pong_timeout),
+            write_timeout: server.write_timeout(),
+        }
+    }
+}
+
+/// What a session uses: the broker it speaks to, the node's list of open sockets (so the drain can
+/// find it), and its settings. Cheap to clone: handles only.
+#[derive(Debug, Clone)]
+pub struct SessionContext {
+    /// The broker core.
+    pub broker: Broker,
+    /// The open sockets of this node; a session is listed there while it runs.
+    pub sockets: LiveSockets,
+    /// Timing.
+    pub settings: SessionSettings,
+}
 
 /// Why a write to the socket did not finish.
 #[derive(Debug)]
@@ -113,28 +153,30 @@ async fn close(ws: &mut Socket, code: u16, reason: &str, write_timeout: Duration
     .await;
 }
 
-/// Runs an admitted socket: asks the broker to connect it, then drives it until it ends.
-pub async fn run(mut ws: Socket, state: AppState, app: Arc<App>, peer: IpAddr) {
-    let write_timeout = state.config.server.write_timeout();
+/// Runs an admitted socket: asks the broker to connect it, lists it for the drain, sends
+/// `pusher:connection_established`, then drives it (`drive`) until it ends, and finally disconnects it from
+/// the broker, counts how it ended and closes the socket.
+pub async fn run(mut ws: Socket, ctx: SessionContext, app: Arc<App>, peer: IpAddr) {
+    let write_timeout = ctx.settings.write_timeout;
     let app_id = app.id.clone();
-    let conn = match state.broker.connect(app) {
+    let conn = match ctx.broker.connect(app) {
         Ok(c) => c,
         Err(e) => return refuse(ws, &app_id, e.code(), &e.to_string(), write_timeout).await,
     };
     // Listed for the drain until this function returns, however it returns.
-    let _live = state.sockets.register(&conn);
+    let _live = ctx.sockets.register(&conn);
     let socket_id = conn.socket_id().to_string();
     tracing::debug!(%peer, socket_id, app_id = %conn.app().id, "socket connected");
     conn.send(
         ServerMessage::ConnectionEstablished {
             socket_id: &socket_id,
-            activity_timeout: state.config.server.activity_timeout,
+            activity_timeout: ctx.settings.activity_timeout,
         }
         .encode(),
     );
     metrics::counter!("vestnik_sockets_opened_total", "app_id" => app_id.clone()).increment(1);
-    let end = drive(&mut ws, &state, &conn).await;
-    state.broker.disconnect(&conn);
+    let end = drive(&mut ws, &ctx, &conn).await;
+    ctx.broker.disconnect(&conn);
     let code = match &end {
         End::Close(code, _) => code.to_string(),
         End::Stalled => PusherCode::OverCapacity.code().to_string(),
@@ -170,6 +212,7 @@ enum End {
 }
 
 impl From<WriteFailure> for End {
+    /// A stalled write makes a slow consumer; a failed one means the client is gone.
     fn from(f: WriteFailure) -> Self {
         match f {
             WriteFailure::Stalled => End::Stalled,
@@ -179,20 +222,32 @@ impl From<WriteFailure> for End {
 }
 
 /// Liveness bookkeeping: when to ping, when to give up, when sign-in is due.
+///
+/// One deadline at a time is armed: the earliest of "ping now", "pong overdue" and "sign-in due",
+/// recomputed only when the timer fires, so that a busy socket costs no timer work per frame.
 struct Liveness {
+    /// Silence after which the server pings (`activity_timeout`).
     activity: Duration,
+    /// How long a ping waits for any frame back before the socket is closed with 4201.
     pong_timeout: Duration,
+    /// When the client last sent anything: every frame proves it alive, not only pongs.
     last_seen: Instant,
+    /// When the outstanding ping went out, if one did.
     ping_sent: Option<Instant>,
+    /// When an app that requires sign-in closes a socket that has not signed in (4009); cleared
+    /// once checked.
     signin_due: Option<Instant>,
 }
 
 impl Liveness {
+    /// The client sent a frame: it is alive, and any outstanding ping is answered.
     fn seen(&mut self) {
         self.last_seen = Instant::now();
         self.ping_sent = None;
     }
 
+    /// The next moment the timer must look: the pong deadline while a ping is out, else the end of
+    /// the silence window, or the sign-in deadline if that comes first.
     fn next_deadline(&self) -> Instant {
         let alive = match self.ping_sent {
             Some(sent) => sent + self.pong_timeout,
@@ -204,9 +259,13 @@ impl Liveness {
 
 /// Per-socket counter handles, made once so that counting costs an atomic add.
 struct Counters {
+    /// `vestnik_ws_messages_received_total`: client text frames.
     messages_in: metrics::Counter,
+    /// `vestnik_ws_bytes_received_total`: their bytes.
     bytes_in: metrics::Counter,
+    /// `vestnik_ws_messages_sent_total`: frames written.
     messages_out: metrics::Counter,
+    /// `vestnik_ws_bytes_sent_total`: their bytes.
     bytes_out: metrics::Counter,
     /// Seconds from the oldest frame of a batch entering the socket's queue to the batch's write
     /// finishing: one sample per coalesced write, so it costs nothing per recipient.
@@ -214,6 +273,7 @@ struct Counters {
 }
 
 impl Counters {
+    /// Registers (or finds) the app's series once, at the start of a session.
     fn new(app_id: &str) -> Self {
         let id = app_id.to_owned();
         Self {
@@ -226,14 +286,26 @@ impl Counters {
     }
 }
 
-async fn drive(ws: &mut Socket, state: &AppState, conn: &ConnectionHandle) -> End {
-    let server = &state.config.server;
-    let write_timeout = server.write_timeout();
+/// The session's one loop, which owns the socket until it ends. Each turn waits for whichever comes
+/// first, in this order of preference (`biased`):
+///
+/// 1. the outbox has frames (or a close): drain them all, write them, flush once
+///    ([`write_batch`]); a close queued by the broker or the drain ends the loop after the frames
+///    before it;
+/// 2. the client sent a frame: parse it and hand it to the broker ([`handle_text`]), whose replies
+///    come back through the outbox like every other frame, so the order is the broker's;
+/// 3. the liveness timer fired: close an unsigned socket past its sign-in deadline, ping after
+///    `activity_timeout` of silence, close with 4201 when the pong does not come.
+///
+/// Returns how the session ended; [`run`] does the closing, so every way out goes through one path.
+async fn drive(ws: &mut Socket, ctx: &SessionContext, conn: &ConnectionHandle) -> End {
+    let settings = ctx.settings;
+    let write_timeout = settings.write_timeout;
     let counters = Counters::new(&conn.app().id);
     let now = Instant::now();
     let mut live = Liveness {
-        activity: Duration::from_secs(server.activity_timeout),
-        pong_timeout: Duration::from_secs(server.pong_timeout),
+        activity: Duration::from_secs(settings.activity_timeout),
+        pong_timeout: settings.pong_timeout,
         last_seen: now,
         ping_sent: None,
         signin_due: conn.app().signin_deadline().map(|d| now + d),
@@ -262,42 +334,8 @@ async fn drive(ws: &mut Socket, state: &AppState, conn: &ConnectionHandle) -> En
             }
             msg = ws.next() => {
                 live.seen();
-                match msg {
-                    None => return End::Gone,
-                    Some(Ok(Message::Text(text))) => {
-                        counters.messages_in.increment(1);
-                        counters.bytes_in.increment(text.len() as u64);
-                        handle_text(state, conn, &text);
-                    }
-                    Some(Ok(Message::Binary(_))) => send_error(
-                        conn,
-                        PusherCode::InvalidMessage,
-                        "Binary frames are not supported; send JSON text frames",
-                    ),
-                    Some(Ok(Message::Ping(_))) => {
-                        // tungstenite queued the pong; push it out now.
-                        if let Err(f) = bounded(write_timeout, ws.flush()).await {
-                            return f.into();
-                        }
-                    }
-                    Some(Ok(Message::Pong(_) | Message::Frame(_))) => {}
-                    Some(Ok(Message::Close(_))) => {
-                        let _ = bounded(write_timeout, ws.flush()).await;
-                        return End::Gone;
-                    }
-                    Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
-                        let message = format!("Message of {size} bytes is over the limit of {max_size} bytes");
-                        if let Err(WriteFailure::Stalled) =
-                            write_error(ws, PusherCode::InvalidMessage, &message, write_timeout).await
-                        {
-                            return End::Stalled;
-                        }
-                        return End::Close(PusherCode::InvalidMessage.code(), message);
-                    }
-                    Some(Err(e)) => {
-                        tracing::debug!(socket_id = %conn.socket_id(), "read error: {e}");
-                        return End::Gone;
-                    }
+                if let Some(end) = on_read(ws, &ctx.broker, conn, &counters, msg, write_timeout).await {
+                    return end;
                 }
             }
             () = &mut timer => {
@@ -327,6 +365,57 @@ async fn drive(ws: &mut Socket, state: &AppState, conn: &ConnectionHandle) -> En
     }
 }
 
+/// Handles what one read from the socket gave: a text frame goes to the broker, a ping's queued pong
+/// is flushed, a binary frame is refused, and the end of the stream, a close, a read error or an
+/// oversized message end the session. Returns how the session ends, or `None` to keep going.
+async fn on_read(
+    ws: &mut Socket,
+    broker: &Broker,
+    conn: &ConnectionHandle,
+    counters: &Counters,
+    msg: Option<Result<Message, WsError>>,
+    write_timeout: Duration,
+) -> Option<End> {
+    match msg {
+        None => return Some(End::Gone),
+        Some(Ok(Message::Text(text))) => {
+            counters.messages_in.increment(1);
+            counters.bytes_in.increment(text.len() as u64);
+            handle_text(broker, conn, &text);
+        }
+        Some(Ok(Message::Binary(_))) => send_error(
+            conn,
+            PusherCode::InvalidMessage,
+            "Binary frames are not supported; send JSON text frames",
+        ),
+        Some(Ok(Message::Ping(_))) => {
+            // tungstenite queued the pong; push it out now.
+            if let Err(f) = bounded(write_timeout, ws.flush()).await {
+                return Some(f.into());
+            }
+        }
+        Some(Ok(Message::Pong(_) | Message::Frame(_))) => {}
+        Some(Ok(Message::Close(_))) => {
+            let _ = bounded(write_timeout, ws.flush()).await;
+            return Some(End::Gone);
+        }
+        Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
+            let message = format!("Message of {size} bytes is over the limit of {max_size} bytes");
+            if let Err(WriteFailure::Stalled) =
+                write_error(ws, PusherCode::InvalidMessage, &message, write_timeout).await
+            {
+                return Some(End::Stalled);
+            }
+            return Some(End::Close(PusherCode::InvalidMessage.code(), message));
+        }
+        Some(Err(e)) => {
+            tracing::debug!(socket_id = %conn.socket_id(), "read error: {e}");
+            return Some(End::Gone);
+        }
+    }
+    None
+}
+
 /// Writes every drained frame, then flushes once: one syscall for the whole batch when it fits the
 /// write buffer. Each feed and the flush is bounded by `limit` on its own: a feed only waits when the
 /// write buffer is full, so each step moves at most a buffer's worth, and a slow but reading client
@@ -350,6 +439,8 @@ async fn write_batch(
     bounded(limit, ws.flush()).await
 }
 
+/// Writes one `pusher:error` straight to the socket, bypassing the outbox: only used when the
+/// session is about to end anyway (an oversized message), so nothing queued can be overtaken.
 async fn write_error(
     ws: &mut Socket,
     code: PusherCode,
@@ -367,6 +458,7 @@ async fn write_error(
     }
 }
 
+/// Queues a `pusher:error` with `code` on the socket's outbox, behind whatever the broker queued.
 fn send_error(conn: &ConnectionHandle, code: PusherCode, message: &str) {
     conn.send(
         ServerMessage::Error {
@@ -378,8 +470,12 @@ fn send_error(conn: &ConnectionHandle, code: PusherCode, message: &str) {
 }
 
 /// Dispatches one client message to the broker and queues the reply, if any.
-fn handle_text(state: &AppState, conn: &ConnectionHandle, text: &str) {
-    let broker = &state.broker;
+///
+/// The message is parsed once by the protocol crate into a closed enum; each variant maps to one
+/// broker call. Refusals become the wire's own answers: a `pusher:subscription_error` on the
+/// channel for a refused subscription (so pusher-js reports it on that channel), an error and a
+/// close for a failed sign-in, a counted `pusher:error` for a refused client event.
+fn handle_text(broker: &Broker, conn: &ConnectionHandle, text: &str) {
     match ClientMessage::parse(text) {
         Ok(ClientMessage::Ping) => conn.send(ServerMessage::Pong.encode()),
         Ok(ClientMessage::Pong) => {}

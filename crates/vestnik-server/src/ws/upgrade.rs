@@ -8,9 +8,11 @@
 //! node, or on this one once it has joined), and a client IP over its connection rate gets 429 with
 //! `Retry-After` (see [`crate::ratelimit`]). All carry a JSON `{"error": ...}` body. Sockets refused
 //! after the upgrade are counted in `vestnik_sockets_refused_total` by [`session::refuse`].
+//!
+//! The router has already decided that the request is an upgrade (once, see [`crate::router`]); this
+//! module must never route, and never touch the broker before the socket is admitted.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use http::{header, HeaderValue, Request, Response, StatusCode};
@@ -24,9 +26,9 @@ use vestnik_broker::App;
 use vestnik_protocol::limits::SUPPORTED_PROTOCOLS;
 use vestnik_protocol::PusherCode;
 
-use super::session;
-use crate::http::{ApiError, Body, UNKNOWN_APP};
-use crate::server::AppState;
+use super::session::{self, SessionContext, SessionSettings};
+use crate::reply::{ApiError, Body, UNKNOWN_APP};
+use crate::state::AppState;
 
 /// Why a socket is refused before it reaches the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +42,7 @@ pub struct Refusal {
 }
 
 impl Refusal {
+    /// A refusal counted under `app` when the key named one.
     fn new(app: Option<&App>, code: PusherCode, message: String) -> Self {
         Self {
             app_id: app.map(|a| a.id.clone()),
@@ -49,7 +52,10 @@ impl Refusal {
     }
 }
 
-/// Decides whether a socket at `path?query` from `origin` may connect.
+/// Decides whether a socket at `path?query` from `origin` may connect, in the order Pusher checks:
+/// the path (4005), the key (4001), the protocol version (4006-4008), the origin (4009). The answer
+/// is decided before the 101 and delivered after it, so that a refused client reads a Pusher code
+/// rather than an HTTP status it cannot see.
 pub fn admit(
     state: &AppState,
     path: &str,
@@ -115,53 +121,14 @@ pub fn admit(
     Ok(app)
 }
 
-/// Answers the upgrade and spawns the session (or the refusal) on the shutdown tracker.
+/// Answers an upgrade request: plain-HTTP refusals about the node (starting, draining, IP rate,
+/// WebSocket version), or 101 with the session (or its refusal) spawned on the shutdown tracker.
 pub fn upgrade(req: Request<Incoming>, state: AppState, peer: SocketAddr) -> Response<Body> {
+    let peer = match refusal_about_the_node(&req, &state, peer) {
+        Ok(ip) => ip,
+        Err(resp) => return *resp,
+    };
     let headers = req.headers();
-    if state.is_starting() {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "This node is starting (joining its cluster) and accepts no sockets yet; retry shortly",
-        )
-        .into_response();
-    }
-    if !state.serving.load(Ordering::Relaxed) {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "This node is draining and accepts no new sockets; reconnect to another node",
-        )
-        .into_response();
-    }
-    let peer = crate::peer::client_ip(peer, headers, state.config.server.trust_proxy);
-    if let Err(retry) = state.ip_limiter.check(peer, std::time::Instant::now()) {
-        metrics::counter!("vestnik_rate_limited_total", "limit" => "ip_connections").increment(1);
-        tracing::debug!(%peer, "refused socket: connection rate per IP exceeded");
-        let rate = &state.config.server;
-        return ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "Too many new connections from {peer}: at most {} per {} s",
-                rate.ip_connection_rate, rate.ip_connection_window
-            ),
-        )
-        .retry_after(retry.0)
-        .into_response();
-    }
-    if headers
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .is_none_or(|v| v.as_bytes() != b"13")
-    {
-        let mut resp = ApiError::new(
-            StatusCode::UPGRADE_REQUIRED,
-            "Unsupported WebSocket version; use 13",
-        )
-        .into_response();
-        resp.headers_mut().insert(
-            header::SEC_WEBSOCKET_VERSION,
-            HeaderValue::from_static("13"),
-        );
-        return resp;
-    }
     let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
         return ApiError::bad_request("Missing Sec-WebSocket-Key").into_response();
     };
@@ -169,7 +136,12 @@ pub fn upgrade(req: Request<Incoming>, state: AppState, peer: SocketAddr) -> Res
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     let admission = admit(&state, req.uri().path(), req.uri().query(), origin);
     let ws_config = super::websocket_config(&state.config.server);
-    let write_timeout = state.config.server.write_timeout();
+    let ctx = SessionContext {
+        broker: state.broker.clone(),
+        sockets: state.sockets.clone(),
+        settings: SessionSettings::from_config(&state.config.server),
+    };
+    let write_timeout = ctx.settings.write_timeout;
     let tracker = state.shutdown.tracker().clone();
     tracker.spawn(async move {
         let upgraded = match hyper::upgrade::on(req).await {
@@ -183,7 +155,7 @@ pub fn upgrade(req: Request<Incoming>, state: AppState, peer: SocketAddr) -> Res
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config))
                 .await;
         match admission {
-            Ok(app) => session::run(ws, state, app, peer).await,
+            Ok(app) => session::run(ws, ctx, app, peer).await,
             Err(r) => {
                 tracing::debug!(%peer, code = r.code.code(), "refused socket: {}", r.message);
                 let app_id = r.app_id.as_deref().unwrap_or(UNKNOWN_APP);
@@ -200,4 +172,64 @@ pub fn upgrade(req: Request<Incoming>, state: AppState, peer: SocketAddr) -> Res
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     resp
+}
+
+/// The refusals that are about the node or the client's rate, not what the socket asks for, answered
+/// as plain HTTP before anything is allocated: 503 while starting or draining, 429 over the client
+/// IP's connection rate, 426 for a WebSocket version other than 13. Otherwise the client's IP.
+fn refusal_about_the_node(
+    req: &Request<Incoming>,
+    state: &AppState,
+    peer: SocketAddr,
+) -> Result<std::net::IpAddr, Box<Response<Body>>> {
+    let headers = req.headers();
+    if state.is_starting() {
+        return Err(Box::new(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "This node is starting (joining its cluster) and accepts no sockets yet; retry shortly",
+        )
+        .into_response()));
+    }
+    if state.is_draining() {
+        return Err(Box::new(
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "This node is draining and accepts no new sockets; reconnect to another node",
+            )
+            .into_response(),
+        ));
+    }
+    let peer = crate::peer::client_ip(peer, headers, state.config.server.trust_proxy);
+    if let Err(retry) = state.ip_limiter.check(peer, std::time::Instant::now()) {
+        metrics::counter!("vestnik_rate_limited_total", "limit" => "ip_connections").increment(1);
+        tracing::debug!(%peer, "refused socket: connection rate per IP exceeded");
+        let rate = &state.config.server;
+        return Err(Box::new(
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "Too many new connections from {peer}: at most {} per {} s",
+                    rate.ip_connection_rate, rate.ip_connection_window
+                ),
+            )
+            .retry_after(retry.0)
+            .into_response(),
+        ));
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        let mut resp = ApiError::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "Unsupported WebSocket version; use 13",
+        )
+        .into_response();
+        resp.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        return Err(Box::new(resp));
+    }
+    Ok(peer)
 }

@@ -20,8 +20,8 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use vestnik_broker::{App, TapItem};
 
-use crate::http::ApiError;
-use crate::server::AppState;
+use crate::reply::ApiError;
+use crate::state::AppState;
 
 /// SSE messages queued between the console's task and its HTTP writer. Small: the backlog that
 /// matters sits in the tap, where it is bounded and counted.
@@ -30,6 +30,7 @@ const WRITER_QUEUE: usize = 16;
 /// The body of an open stream: whatever the console's task sends, until it ends.
 #[derive(Debug)]
 pub struct EventStream {
+    /// What the console's task sends: whole SSE messages. The task ends when this is dropped.
     rx: mpsc::Receiver<Bytes>,
 }
 
@@ -176,7 +177,7 @@ mod tests {
         config.console.stream_capacity = 8;
         // Stats would interleave with the records; keep them out of this test's way.
         config.console.stats_interval_ms = 3_600_000;
-        let state = crate::server::build_state(config, Shutdown::new(), None).unwrap();
+        let state = AppState::build(config, Shutdown::new(), None).unwrap();
         let app = state.broker.apps().all()[0].clone();
         let mut body = open(&state, app.clone()).unwrap().into_body();
         assert_eq!(next(&mut body).await.0, "hello");

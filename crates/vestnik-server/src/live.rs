@@ -12,8 +12,10 @@ use tokio::sync::Notify;
 use vestnik_broker::ConnectionHandle;
 use vestnik_protocol::SocketId;
 
+/// The set and its wake-up, shared by every clone of [`LiveSockets`].
 #[derive(Debug, Default)]
 struct Inner {
+    /// Every admitted socket's handle, by socket id.
     sockets: Mutex<HashMap<SocketId, ConnectionHandle>>,
     /// Woken when the last socket goes, so the drain moves on at once.
     emptied: Notify,
@@ -22,6 +24,7 @@ struct Inner {
 /// The open sockets of this node.
 #[derive(Debug, Clone, Default)]
 pub struct LiveSockets {
+    /// Shared: the sessions register here, the drain reads here.
     inner: Arc<Inner>,
 }
 
@@ -64,6 +67,7 @@ impl LiveSockets {
         }
     }
 
+    /// The set's lock, taken for one short operation at a time and never while touching an outbox.
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketId, ConnectionHandle>> {
         // The map holds plain handles and no invariant spans a panic: keep using it.
         self.inner
@@ -76,11 +80,14 @@ impl LiveSockets {
 /// A socket's place in [`LiveSockets`], removed on drop.
 #[derive(Debug)]
 pub struct Registration {
+    /// The set to leave on drop.
     sockets: LiveSockets,
+    /// This socket's id in it.
     id: SocketId,
 }
 
 impl Drop for Registration {
+    /// Leaves the set, and wakes the drain if the set is now empty (after the lock is released).
     fn drop(&mut self) {
         let empty = {
             let mut sockets = self.sockets.lock();

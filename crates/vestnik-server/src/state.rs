@@ -1,0 +1,177 @@
+//! The state every request handler shares: the broker, the configuration in force, the shutdown
+//! signal, the webhook sender, the open sockets and the edge's rate limiters, built once at start.
+//!
+//! It sits low in the crate, below the router and every handler that reads it, and above only the
+//! plain parts it is made of ([`crate::config`], [`crate::live`], [`crate::ratelimit`],
+//! [`crate::shutdown`], [`crate::hooks`]). A WebSocket session does not get it: it takes the
+//! broker and its own settings (see [`crate::ws::session::SessionContext`]). This module must never
+//! import a handler, and its `Debug` must never print a secret (the configuration holds every app's).
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use vestnik_broker::app::AppStoreError;
+use vestnik_broker::{
+    App, Broker, BrokerConfig, EventSink, NoEvents, PublishEvent, StaticAppStore, Tap,
+};
+use vestnik_protocol::api::{TriggerEvent, TriggerLimits};
+use vestnik_webhooks::Webhooks;
+
+use crate::config::Config;
+use crate::hooks::WebhookSink;
+use crate::live::LiveSockets;
+use crate::ratelimit::{ApiLimiter, IpRateLimiter, SIGNIN_WINDOW_SECS};
+use crate::shutdown::Shutdown;
+
+/// What every request handler can reach. Cloning is cheap: every field is a handle.
+#[derive(Clone)]
+pub struct AppState {
+    /// The broker core.
+    pub broker: Broker,
+    /// The debug console's copy of the broker's events (see `http::console`).
+    pub tap: Arc<Tap>,
+    /// The configuration in force.
+    pub config: Arc<Config>,
+    /// The shutdown signal.
+    pub shutdown: Shutdown,
+    /// The webhook sender, when some app has targets.
+    pub webhooks: Option<Webhooks>,
+    /// Whether the node accepts traffic: false while starting and once draining (`/ready`, and new
+    /// upgrades are refused). See [`AppState::is_starting`].
+    pub serving: Arc<AtomicBool>,
+    /// The sockets open on this node, for the drain.
+    pub sockets: LiveSockets,
+    /// New sockets per client IP.
+    pub ip_limiter: IpRateLimiter,
+    /// Console sign-in attempts per client IP per minute.
+    pub signin_limiter: IpRateLimiter,
+    /// Signed API requests per app.
+    pub api_limiter: ApiLimiter,
+}
+
+impl AppState {
+    /// Builds the broker from `config`, reporting channel happenings to `webhooks` if given (through
+    /// the console's tap, which costs one atomic load while nobody watches). The node starts not
+    /// serving; the server turns `serving` on once it has joined its cluster.
+    pub fn build(
+        config: Config,
+        shutdown: Shutdown,
+        webhooks: Option<Webhooks>,
+    ) -> Result<Self, AppStoreError> {
+        let store = StaticAppStore::new(config.apps.clone())?;
+        let events: Arc<dyn EventSink> = match &webhooks {
+            Some(hooks) => Arc::new(WebhookSink::new(hooks.clone())),
+            None => Arc::new(NoEvents),
+        };
+        let tap = Arc::new(Tap::new(
+            events,
+            config.apps.iter().map(|a| a.id.clone()),
+            config.console.stream_capacity,
+        ));
+        let events: Arc<dyn EventSink> = tap.clone();
+        let broker = Broker::with_events(
+            Arc::new(store),
+            BrokerConfig {
+                max_connections: config.server.max_connections,
+                outbox_capacity: config.server.outbox_capacity,
+            },
+            events,
+        );
+        let ip_limiter = IpRateLimiter::new(
+            config.server.ip_connection_rate,
+            Duration::from_secs(config.server.ip_connection_window),
+        );
+        let signin_limiter = IpRateLimiter::new(
+            config.console.signin_attempts,
+            Duration::from_secs(SIGNIN_WINDOW_SECS),
+        );
+        Ok(Self {
+            broker,
+            tap,
+            config: Arc::new(config),
+            shutdown,
+            webhooks,
+            serving: Arc::new(AtomicBool::new(false)),
+            sockets: LiveSockets::default(),
+            ip_limiter,
+            signin_limiter,
+            api_limiter: ApiLimiter::default(),
+        })
+    }
+
+    /// Whether the node is still starting: not serving yet, and not draining either (the drain turns
+    /// `serving` off only after shutdown started). Upgrades and API calls are refused meanwhile.
+    pub fn is_starting(&self) -> bool {
+        !self.serving.load(Ordering::Relaxed) && !self.shutdown.token().is_cancelled()
+    }
+
+    /// Whether the node is draining: it was serving and shutdown has started.
+    pub fn is_draining(&self) -> bool {
+        !self.serving.load(Ordering::Relaxed) && !self.is_starting()
+    }
+
+    /// Publishes a checked event (from the API or the console) through the broker: encoded once
+    /// per channel there, never awaited by anyone.
+    pub fn publish(&self, app: &App, event: &TriggerEvent) {
+        self.broker.publish(
+            app,
+            &PublishEvent {
+                name: &event.name,
+                data: &event.data,
+                channels: &event.channels,
+                except: event.socket_id,
+            },
+        );
+    }
+}
+
+/// The limits an API body of `app` is checked against, in the protocol crate's terms.
+pub fn trigger_limits(app: &App) -> TriggerLimits {
+    TriggerLimits {
+        max_event_bytes: app.max_event_bytes,
+        max_channels_per_trigger: app.max_channels_per_trigger,
+        max_batch_events: app.max_batch_events,
+    }
+}
+
+impl fmt::Debug for AppState {
+    /// Names the apps and the node's condition, never the configuration itself: it holds every
+    /// app's secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let apps: Vec<&str> = self.config.apps.iter().map(|a| a.id.as_str()).collect();
+        f.debug_struct("AppState")
+            .field("apps", &apps)
+            .field("serving", &self.serving.load(Ordering::Relaxed))
+            .field("sockets", &self.sockets.len())
+            .field("webhooks", &self.webhooks.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_a_secret() {
+        let mut config = Config::default();
+        config.apps[0].secret = "s3cret-that-must-not-print".to_owned();
+        let state = AppState::build(config, Shutdown::new(), None).unwrap();
+        let shown = format!("{state:?} {state:#?}");
+        assert!(shown.contains(&state.config.apps[0].id), "{shown}");
+        assert!(!shown.contains("s3cret-that-must-not-print"), "{shown}");
+    }
+
+    #[test]
+    fn starting_then_serving_then_draining() {
+        let state = AppState::build(Config::default(), Shutdown::new(), None).unwrap();
+        assert!(state.is_starting() && !state.is_draining());
+        state.serving.store(true, Ordering::Relaxed);
+        assert!(!state.is_starting() && !state.is_draining());
+        state.shutdown.trigger();
+        state.serving.store(false, Ordering::Relaxed);
+        assert!(!state.is_starting() && state.is_draining());
+    }
+}
