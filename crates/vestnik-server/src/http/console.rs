@@ -32,8 +32,7 @@ use serde_json::{json, Value};
 use vestnik_broker::App;
 use vestnik_protocol::api;
 
-// `asset` is imported for the page module below (`assets.rs` reaches it as `super::asset`).
-use crate::reply::{asset, ok, parse_json, read_body, ApiError, Body};
+use crate::reply::{ok, parse_json, read_body, ApiError, Body};
 use crate::state::{trigger_limits, AppState};
 use stream::EventStream;
 

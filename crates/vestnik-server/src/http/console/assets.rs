@@ -4,7 +4,7 @@
 
 use http::Response;
 
-use super::asset;
+use crate::reply::asset;
 use crate::http::Body;
 
 const PAGE: &str = include_str!("index.html");
