@@ -8,7 +8,8 @@
 //! backoff, and a `Connected` event once the subscriptions are back.
 //!
 //! # Layout
-//! - [`adapter`]: [`NatsAdapter`], the handle (`connect`, `send`, `events`, `stats`, `close`).
+//! - [`adapter`]: [`NatsAdapter`], the shared `AdapterShell` (`connect`, `send`, `events`,
+//!   `stats`, `close`) over the [`Nats`] transport (`max_payload`).
 //! - `pump`: the publishing task (send queue → client) and the receiving task (subscriptions →
 //!   events).
 //! - `watch`: the client's connection events → `Connected` / `Disconnected`.
@@ -44,7 +45,7 @@ mod servers;
 mod subjects;
 mod watch;
 
-pub use adapter::NatsAdapter;
+pub use adapter::{Nats, NatsAdapter};
 pub use error::Error;
 pub use options::NatsOptions;
 pub use vestnik_broker::adapter::AdapterStats;
