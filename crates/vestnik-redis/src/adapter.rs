@@ -4,7 +4,6 @@
 //!
 //! This module must never block or await on the `send` path, and never interpret a payload.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use tracing::info;
@@ -35,42 +34,40 @@ impl Transport for Redis {
     type Options = RedisOptions;
     type Error = Error;
 
-    fn connect(
+    async fn connect(
         url: &str,
         cluster_prefix: &str,
         node: NodeId,
         options: RedisOptions,
-    ) -> impl Future<Output = Result<Arc<RedisAdapter>, Error>> + Send {
-        async move {
-            let channels = Channels::new(cluster_prefix, node)?;
-            let mut target = Target::parse(url)?;
-            let first = Session::open(&mut target, &channels, &options).await?;
-            info!(
+    ) -> Result<Arc<RedisAdapter>, Error> {
+        let channels = Channels::new(cluster_prefix, node)?;
+        let mut target = Target::parse(url)?;
+        let first = Session::open(&mut target, &channels, &options).await?;
+        info!(
+            node,
+            url = %redact(url),
+            channels = ?[&channels.all, &channels.own],
+            "redis adapter: connected and subscribed"
+        );
+        let shell = ShellOptions {
+            send_queue: options.send_queue,
+            event_queue: options.event_queue,
+            close_timeout: options.close_timeout,
+        };
+        Ok(AdapterShell::start(node, Redis, shell, |wiring, tasks| {
+            let link = Link {
                 node,
-                url = %redact(url),
-                channels = ?[&channels.all, &channels.own],
-                "redis adapter: connected and subscribed"
-            );
-            let shell = ShellOptions {
-                send_queue: options.send_queue,
-                event_queue: options.event_queue,
-                close_timeout: options.close_timeout,
+                target,
+                channels,
+                options,
+                state: wiring.state,
+                events: wiring.events,
+                outgoing: wiring.outgoing,
+                stop: wiring.stop,
+                closing: wiring.closing,
+                overflowing: false,
             };
-            Ok(AdapterShell::start(node, Redis, shell, |wiring, tasks| {
-                let link = Link {
-                    node,
-                    target,
-                    channels,
-                    options,
-                    state: wiring.state,
-                    events: wiring.events,
-                    outgoing: wiring.outgoing,
-                    stop: wiring.stop,
-                    closing: wiring.closing,
-                    overflowing: false,
-                };
-                tasks.spawn(link.run(first));
-            }))
-        }
+            tasks.spawn(link.run(first));
+        }))
     }
 }
