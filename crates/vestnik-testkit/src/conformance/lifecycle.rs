@@ -138,7 +138,7 @@ where
 }
 
 /// A node whose event queue holds `queue` events and whose cluster layer reads nothing is sent
-/// [`FLOOD`] messages: it keeps the first ones in order and drops (and counts) the rest instead
+/// 100 messages (`FLOOD`): it keeps the first ones in order and drops (and counts) the rest instead
 /// of buffering them. `make` makes the sender, `make_small` the node with the small queue.
 pub async fn a_slow_cluster_layer_costs_dropped_messages_not_memory<F, Fut, G, Gut, T>(
     mut make: F,
