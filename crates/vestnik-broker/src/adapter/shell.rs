@@ -278,3 +278,122 @@ impl<T: Transport> fmt::Debug for AdapterShell<T> {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A loopback backbone: every queued message comes back to the same node, and payloads over
+    /// `limit` bytes are refused, so each part of the shell can be seen from outside.
+    #[derive(Debug)]
+    struct Loopback {
+        limit: usize,
+    }
+
+    #[derive(Debug, Default)]
+    struct LoopbackOptions {
+        limit: Option<usize>,
+    }
+
+    impl Transport for Loopback {
+        const NAME: &'static str = "loopback";
+        type Options = LoopbackOptions;
+        type Error = std::convert::Infallible;
+
+        async fn connect(
+            _url: &str,
+            _cluster_prefix: &str,
+            node: NodeId,
+            options: LoopbackOptions,
+        ) -> Result<Arc<AdapterShell<Self>>, Self::Error> {
+            let transport = Loopback {
+                limit: options.limit.unwrap_or(usize::MAX),
+            };
+            let sizes = ShellOptions {
+                send_queue: 4,
+                event_queue: 16,
+                close_timeout: Duration::from_secs(5),
+            };
+            Ok(AdapterShell::start(node, transport, sizes, |w, tasks| {
+                tasks.spawn(relay(w));
+            }))
+        }
+
+        fn accepts(&self, payload: &Bytes) -> bool {
+            payload.len() <= self.limit
+        }
+    }
+
+    /// Moves the queue back into the events until stopped, or until closed and drained.
+    async fn relay(mut w: Wiring) {
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                () = w.stop.cancelled() => break,
+                () = w.closing.cancelled(), if !closing => {
+                    closing = true;
+                    w.outgoing.close();
+                }
+                next = w.outgoing.recv() => match next {
+                    Some((_, payload)) => {
+                        AdapterCounters::add(&w.state.counters().sent, 1);
+                        let _ = w.events.send(AdapterEvent::Message(payload)).await;
+                    }
+                    None => break,
+                },
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_shell_gates_counts_flushes_and_ends() {
+        let options = LoopbackOptions { limit: Some(3) };
+        let a = AdapterShell::<Loopback>::connect_with("", "", 7, options)
+            .await
+            .unwrap();
+        assert_eq!(a.name(), "loopback");
+        assert_eq!(a.node(), 7);
+        let mut events = a.events().expect("the first call");
+        assert!(a.events().is_none(), "events() is taken once");
+        assert_eq!(events.recv().await, Some(AdapterEvent::Connected));
+
+        // The transport's limit and a link marked down both refuse, and count.
+        assert!(!a.send(Destination::All, Bytes::from_static(b"long")));
+        a.state.set_connected(false);
+        assert!(!a.is_connected());
+        assert!(!a.send(Destination::All, Bytes::from_static(b"x")));
+        a.state.set_connected(true);
+        assert_eq!(a.stats().dropped_sends, 2);
+
+        for p in [&b"1"[..], b"2", b"3"] {
+            assert!(a.send(Destination::Node(7), Bytes::from_static(p)));
+        }
+        a.close().await;
+        for p in [&b"1"[..], b"2", b"3"] {
+            assert_eq!(
+                events.recv().await,
+                Some(AdapterEvent::Message(Bytes::from_static(p)))
+            );
+        }
+        assert_eq!(events.recv().await, None, "the stream ends after close");
+        assert!(!a.is_connected());
+        assert!(!a.send(Destination::All, Bytes::new()));
+        let stats = a.stats();
+        assert_eq!((stats.sent, stats.dropped_sends), (3, 3), "{stats:?}");
+        let shown = format!("{a:?}");
+        assert!(
+            shown.contains("loopback") && shown.contains("node: 7"),
+            "{shown}"
+        );
+    }
+
+    #[tokio::test]
+    async fn dropping_the_shell_stops_the_tasks() {
+        let a = AdapterShell::<Loopback>::connect("", "", 1).await.unwrap();
+        let mut events = a.events().expect("the first call");
+        assert_eq!(events.recv().await, Some(AdapterEvent::Connected));
+        drop(a);
+        let end = tokio::time::timeout(Duration::from_secs(5), events.recv()).await;
+        assert_eq!(end, Ok(None), "the stream ends when the shell is dropped");
+    }
+}
