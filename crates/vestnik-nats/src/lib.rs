@@ -8,7 +8,8 @@
 //! backoff, and a `Connected` event once the subscriptions are back.
 //!
 //! # Layout
-//! - [`adapter`]: [`NatsAdapter`], the handle (`connect`, `send`, `events`, `stats`, `close`).
+//! - [`adapter`]: [`NatsAdapter`], the shared `AdapterShell` (`connect`, `send`, `events`,
+//!   `stats`, `close`) over the [`Nats`] transport (`max_payload`).
 //! - `pump`: the publishing task (send queue → client) and the receiving task (subscriptions →
 //!   events).
 //! - `watch`: the client's connection events → `Connected` / `Disconnected`.
@@ -26,7 +27,7 @@
 //!   publishes during a reconnect and sends them after it; whatever other nodes publish while this
 //!   one is disconnected is lost (core NATS keeps nothing): resync on `Connected`.
 //! - **Payloads**: any bytes up to the server's `max_payload` (1 MiB by default;
-//!   [`NatsAdapter::max_payload`]); `send` refuses larger ones.
+//!   [`Nats::max_payload`], through `NatsAdapter::transport`); `send` refuses larger ones.
 //! - **Timings** (defaults, see [`NatsOptions`]): a closed socket is noticed at once, a silent one
 //!   after two unanswered PINGs (~10–15 s). The first reconnect attempt is immediate, then 50–100
 //!   ms, then twice as long each time (each delay drawn from its upper half), capped at 5 s,
@@ -44,7 +45,7 @@ mod servers;
 mod subjects;
 mod watch;
 
-pub use adapter::NatsAdapter;
+pub use adapter::{Nats, NatsAdapter};
 pub use error::Error;
 pub use options::NatsOptions;
 pub use vestnik_broker::adapter::AdapterStats;

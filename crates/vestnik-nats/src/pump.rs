@@ -13,9 +13,8 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
-use vestnik_broker::adapter::{AdapterEvent, Destination, NodeId};
+use vestnik_broker::adapter::{AdapterEvent, Destination, LinkState, NodeId};
 
-use crate::adapter::Shared;
 use crate::subjects::Subjects;
 use vestnik_broker::adapter::AdapterCounters as Counters;
 
@@ -29,7 +28,8 @@ pub(crate) struct Publisher {
     pub(crate) client: Client,
     pub(crate) subjects: Subjects,
     pub(crate) queue: mpsc::Receiver<(Destination, Bytes)>,
-    pub(crate) shared: Arc<Shared>,
+    /// Shared with the shell: whether the link is up, what moved.
+    pub(crate) state: Arc<LinkState>,
     /// Cancelled when the adapter is dropped, or by this task once `close` has flushed.
     pub(crate) stop: CancellationToken,
     /// Cancelled by `close`: publish what is queued, flush, then stop everything.
@@ -73,7 +73,7 @@ impl Publisher {
         while self.queue.try_recv().is_ok() {
             left += 1;
         }
-        Counters::add(&self.shared.counters.dropped_sends, left);
+        Counters::add(&self.state.counters().dropped_sends, left);
         debug!(
             node = self.node,
             dropped = left,
@@ -84,7 +84,7 @@ impl Publisher {
     /// Hands a batch to the client, in order. The client buffers while it reconnects and only
     /// makes this wait when its own command queue is full.
     async fn publish(&self, batch: &mut Vec<(Destination, Bytes)>, warned: &mut bool) {
-        let counters = &self.shared.counters;
+        let counters = self.state.counters();
         for (to, payload) in batch.drain(..) {
             match self.client.publish(self.subjects.of(to), payload).await {
                 Ok(()) => Counters::add(&counters.sent, 1),
@@ -106,11 +106,11 @@ pub(crate) async fn receive(
     all: Subscriber,
     own: Subscriber,
     events: mpsc::Sender<AdapterEvent>,
-    shared: Arc<Shared>,
+    state: Arc<LinkState>,
     stop: CancellationToken,
 ) {
     let mut messages = futures_util::stream::select(all, own);
-    let counters = &shared.counters;
+    let counters = state.counters();
     let mut overflowing = false;
     loop {
         let message = tokio::select! {

@@ -7,7 +7,7 @@
 //! buffer, so the proof is a [`Probe`]: a message to a private subject that comes back only after
 //! the server has processed every earlier SUB on the connection.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,9 +18,8 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
-use vestnik_broker::adapter::{AdapterEvent, NodeId};
+use vestnik_broker::adapter::{AdapterEvent, LinkState, NodeId};
 
-use crate::adapter::Shared;
 use vestnik_broker::adapter::AdapterCounters as Counters;
 
 /// A private subscription used for round trips to the server.
@@ -78,7 +77,10 @@ pub(crate) struct Watch {
     pub(crate) connection: mpsc::UnboundedReceiver<Event>,
     pub(crate) probe: Probe,
     pub(crate) events: mpsc::Sender<AdapterEvent>,
-    pub(crate) shared: Arc<Shared>,
+    /// Shared with the shell: whether the link is up, what moved.
+    pub(crate) state: Arc<LinkState>,
+    /// The server's max payload, refreshed on every reconnect (servers of a cluster may differ).
+    pub(crate) max_payload: Arc<AtomicUsize>,
     pub(crate) stop: CancellationToken,
     pub(crate) confirm_timeout: Duration,
 }
@@ -97,14 +99,14 @@ impl Watch {
             match event {
                 Event::Connected => self.connected().await,
                 Event::Disconnected => {
-                    if self.shared.connected.swap(false, Ordering::AcqRel) {
-                        Counters::add(&self.shared.counters.disconnects, 1);
+                    if self.state.set_connected(false) {
+                        Counters::add(&self.state.counters().disconnects, 1);
                         warn!(node = self.node, "nats adapter: lost NATS; reconnecting");
                         self.emit(AdapterEvent::Disconnected).await;
                     }
                 }
                 Event::SlowConsumer(sid) => {
-                    Counters::add(&self.shared.counters.dropped_receives, 1);
+                    Counters::add(&self.state.counters().dropped_receives, 1);
                     debug!(
                         node = self.node,
                         sid, "nats adapter: slow consumer; message dropped"
@@ -149,10 +151,9 @@ impl Watch {
                 self.confirm_timeout
             );
         }
-        self.shared
-            .max_payload
+        self.max_payload
             .store(self.client.server_info().max_payload, Ordering::Release);
-        if !self.shared.connected.swap(true, Ordering::AcqRel) {
+        if !self.state.set_connected(true) {
             info!(
                 node = self.node,
                 "nats adapter: reconnected to NATS and resubscribed"

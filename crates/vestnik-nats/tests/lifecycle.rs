@@ -1,6 +1,7 @@
-//! What the conformance suite does not cover: `close` and drop, the counters, bounded buffering,
-//! the payload limit, refused configurations, and server lists. Ordinary cases use the shared NATS
-//! on a random prefix.
+//! The adapter shell's lifecycle cases (`close` and drop, the counters, bounded buffering, a
+//! silent server), run from `vestnik_testkit::conformance::lifecycle`, and what only NATS has: the
+//! payload limit, refused configurations, and server lists. Ordinary cases use the shared NATS on
+//! a random prefix.
 //!
 //! A test that cannot reach NATS fails and says how to start it; none is skipped.
 
@@ -9,11 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
-use vestnik_broker::adapter::{Adapter, AdapterEvent, Destination, NodeId};
+use vestnik_broker::adapter::{Adapter, Destination, NodeId};
 use vestnik_nats::{Error, NatsAdapter, NatsOptions};
-use vestnik_testkit::conformance::{self, unique_prefix, BackboneServer, EVENT_WAIT};
-use vestnik_testkit::wait_until;
+use vestnik_testkit::conformance::{self, unique_prefix, BackboneServer, DropAccounting};
 
 fn shared_url() -> String {
     std::env::var("VESTNIK_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
@@ -41,131 +40,57 @@ async fn connect_with(
         })
 }
 
-/// Connects to the shared NATS and takes the events, past the first `Connected`.
-async fn node(prefix: &str, id: NodeId) -> (Arc<NatsAdapter>, mpsc::Receiver<AdapterEvent>) {
-    node_with(prefix, id, NatsOptions::default()).await
+/// A factory of nodes on the shared server, all on `prefix`, with `options`.
+fn shared(prefix: &str, options: NatsOptions) -> impl FnMut(NodeId) -> BoxedAdapter {
+    let prefix = prefix.to_owned();
+    move |id| {
+        let (prefix, options) = (prefix.clone(), options.clone());
+        Box::pin(async move { connect_with(&shared_url(), &prefix, id, options).await })
+    }
 }
 
-async fn node_with(
-    prefix: &str,
-    id: NodeId,
-    options: NatsOptions,
-) -> (Arc<NatsAdapter>, mpsc::Receiver<AdapterEvent>) {
-    let adapter = connect_with(&shared_url(), prefix, id, options).await;
-    let mut events = adapter.events().expect("first call");
-    assert_eq!(next(&mut events).await, Some(AdapterEvent::Connected));
-    (adapter, events)
-}
-
-/// The next event, `None` when the stream ended; panics after [`EVENT_WAIT`].
-async fn next(events: &mut mpsc::Receiver<AdapterEvent>) -> Option<AdapterEvent> {
-    tokio::time::timeout(EVENT_WAIT, events.recv())
-        .await
-        .unwrap_or_else(|_| panic!("no event within {EVENT_WAIT:?}"))
-}
+type BoxedAdapter = std::pin::Pin<Box<dyn std::future::Future<Output = Arc<NatsAdapter>>>>;
 
 #[tokio::test]
 async fn close_publishes_what_is_queued_then_ends() {
     let prefix = unique_prefix("nats-close");
-    let (a, mut a_events) = node(&prefix, 1).await;
-    let (_b, mut b_events) = node(&prefix, 2).await;
-    for i in 0..500u32 {
-        assert!(a.send(Destination::Node(2), Bytes::from(i.to_string())));
-    }
-    a.close().await;
-    for i in 0..500u32 {
-        assert_eq!(
-            next(&mut b_events).await,
-            Some(AdapterEvent::Message(Bytes::from(i.to_string()))),
-            "message {i} of those queued before close"
-        );
-    }
-    assert!(!a.is_connected(), "closed adapter reports connected");
-    assert!(!a.send(Destination::All, Bytes::from_static(b"late")));
-    assert_eq!(
-        next(&mut a_events).await,
-        None,
-        "the event stream ends after close"
-    );
-    let stats = a.stats();
-    assert_eq!((stats.sent, stats.dropped_sends), (500, 1), "{stats:?}");
+    conformance::close_publishes_what_is_queued_then_ends(shared(&prefix, NatsOptions::default()))
+        .await;
 }
 
 #[tokio::test]
 async fn drop_ends_the_tasks_and_the_stream() {
     let prefix = unique_prefix("nats-drop");
-    let (a, mut events) = node(&prefix, 1).await;
-    drop(a);
-    assert_eq!(
-        next(&mut events).await,
-        None,
-        "the event stream ends after drop"
-    );
+    conformance::drop_ends_the_tasks_and_the_stream(shared(&prefix, NatsOptions::default())).await;
 }
 
 #[tokio::test]
 async fn stats_count_what_moved() {
     let prefix = unique_prefix("nats-stats");
-    let (a, mut a_events) = node(&prefix, 1).await;
-    let (b, mut b_events) = node(&prefix, 2).await;
-    for _ in 0..10 {
-        assert!(a.send(Destination::Node(2), Bytes::from_static(b"n")));
-    }
-    assert!(a.send(Destination::All, Bytes::from_static(b"all")));
-    for _ in 0..11 {
-        assert!(matches!(
-            next(&mut b_events).await,
-            Some(AdapterEvent::Message(_))
-        ));
-    }
-    assert!(matches!(
-        next(&mut a_events).await,
-        Some(AdapterEvent::Message(_))
-    ));
-    wait_until("a's sent counter", EVENT_WAIT, || async {
-        a.stats().sent == 11
-    })
-    .await;
-    assert_eq!(b.stats().received, 11);
-    assert_eq!(
-        a.stats().received,
-        1,
-        "the sender hears its own All message"
-    );
-    assert_eq!(a.stats().dropped(), 0);
+    conformance::stats_count_what_moved(shared(&prefix, NatsOptions::default())).await;
 }
 
 #[tokio::test]
 async fn a_slow_cluster_layer_costs_dropped_messages_not_memory() {
     let prefix = unique_prefix("nats-slow");
-    let (a, _a_events) = node(&prefix, 1).await;
     let small = NatsOptions {
         event_queue: 4,
         ..NatsOptions::default()
     };
-    let (b, mut b_events) = node_with(&prefix, 2, small).await;
-    for i in 0..100u32 {
-        assert!(a.send(Destination::Node(2), Bytes::from(i.to_string())));
-    }
-    // Slow-consumer reports reach the counter best-effort, so wait for the first drop only.
-    wait_until("b to drop what does not fit", EVENT_WAIT, || async {
-        b.stats().dropped_receives > 0
-    })
+    conformance::a_slow_cluster_layer_costs_dropped_messages_not_memory(
+        shared(&prefix, NatsOptions::default()),
+        shared(&prefix, small),
+        4,
+        DropAccounting::BestEffort,
+    )
     .await;
-    assert!(b.stats().received <= 8, "{:?}", b.stats());
-    for i in 0..4u32 {
-        assert_eq!(
-            next(&mut b_events).await,
-            Some(AdapterEvent::Message(Bytes::from(i.to_string())))
-        );
-    }
 }
 
 #[tokio::test]
 async fn payloads_over_the_server_limit_are_refused() {
     let prefix = unique_prefix("nats-limit");
-    let (a, _events) = node(&prefix, 1).await;
-    let limit = a.max_payload();
+    let a = connect_with(&shared_url(), &prefix, 1, NatsOptions::default()).await;
+    let limit = a.transport().max_payload();
     assert!(limit >= 64 * 1024, "server max_payload {limit}");
     assert!(!a.send(Destination::All, Bytes::from(vec![0u8; limit + 1])));
     assert!(a.send(Destination::All, Bytes::from(vec![0u8; limit - 1024])));
@@ -222,7 +147,8 @@ fn free_port() -> u16 {
 }
 
 /// A server that stops answering without closing anything (SIGSTOP, as in a partition) is noticed
-/// by the client's PINGs, reported once, and recovered from when it answers again.
+/// A server that stops answering without closing anything (SIGSTOP, as in a partition) is noticed,
+/// reported once, and recovered from when it answers again.
 #[tokio::test]
 async fn a_silent_backbone_is_noticed() {
     let server = BackboneServer::nats();
@@ -234,19 +160,10 @@ async fn a_silent_backbone_is_noticed() {
         reconnect_max: Duration::from_millis(500),
         ..NatsOptions::default()
     };
-    let a = connect_with(&server.url(), &prefix, 1, quick).await;
-    let mut events = a.events().expect("first call");
-    assert_eq!(next(&mut events).await, Some(AdapterEvent::Connected));
-
-    server.freeze();
-    assert_eq!(next(&mut events).await, Some(AdapterEvent::Disconnected));
-    assert!(!a.is_connected());
-    server.thaw();
-    assert_eq!(next(&mut events).await, Some(AdapterEvent::Connected));
-    assert!(a.send(Destination::All, Bytes::from_static(b"back")));
-    assert_eq!(
-        next(&mut events).await,
-        Some(AdapterEvent::Message(Bytes::from_static(b"back")))
-    );
-    assert_eq!(a.stats().disconnects, 1);
+    let url = server.url();
+    let make = |id| {
+        let (url, prefix, quick) = (url.clone(), prefix.clone(), quick.clone());
+        async move { connect_with(&url, &prefix, id, quick).await }
+    };
+    conformance::a_silent_backbone_is_noticed(make, &server).await;
 }

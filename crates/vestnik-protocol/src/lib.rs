@@ -11,12 +11,14 @@
 //! - [`webhook`]: the webhook body signature.
 //! - [`socket`]: socket ids.
 //! - [`code`]: the one table of Pusher error and close codes.
+//! - [`json`]: the JSON shapes insisted on: objects, never arrays read by position; nesting depth.
 //! - [`limits`]: default limits, each with its source.
 
 pub mod api;
 pub mod auth;
 pub mod channel;
 pub mod code;
+pub mod json;
 pub mod limits;
 pub mod message;
 pub mod socket;

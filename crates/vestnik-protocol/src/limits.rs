@@ -28,6 +28,13 @@ pub const MAX_USER_INFO_BYTES: usize = 1024;
 /// Longest presence `user_id` (Pusher presence-channels docs: 128 characters).
 pub const MAX_USER_ID_LEN: usize = 128;
 
+/// Deepest nesting of arrays and objects accepted in a presence `channel_data` or a sign-in
+/// `user_data`, the object itself counting as 1. Pusher documents no limit; serde_json re-parses a
+/// value of at most 127 levels, and a member's `user_info` travels inside larger documents
+/// (`subscription_succeeded` adds 3 levels around it, the cluster wire more), so half of that
+/// leaves every reader room while no real `user_info` comes close.
+pub const MAX_JSON_DEPTH: usize = 64;
+
 /// Client events each socket may send per second (Pusher events docs).
 pub const CLIENT_EVENTS_PER_SECOND: u32 = 10;
 

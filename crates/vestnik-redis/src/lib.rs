@@ -8,7 +8,8 @@
 //! `Connected` event.
 //!
 //! # Layout
-//! - [`adapter`]: [`RedisAdapter`], the handle (`connect`, `send`, `events`, `stats`, `close`).
+//! - [`adapter`]: [`RedisAdapter`], the shared `AdapterShell` (`connect`, `send`, `events`,
+//!   `stats`, `close`) over the [`Redis`] transport.
 //! - `link`: the adapter's one task: serve a session, reconnect with backoff, emit events.
 //! - `session`: one connection lifetime: subscriber + publisher connections, channel names.
 //! - `target`: URL parsing (`redis://`, `rediss://`, unix sockets, `redis+sentinel://`).
@@ -47,7 +48,7 @@ pub mod options;
 mod session;
 mod target;
 
-pub use adapter::RedisAdapter;
+pub use adapter::{Redis, RedisAdapter};
 pub use error::Error;
 pub use options::RedisOptions;
 pub use vestnik_broker::adapter::AdapterStats;

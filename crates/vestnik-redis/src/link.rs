@@ -6,7 +6,6 @@
 //! This task must never panic and never buffer without bound: incoming messages beyond the event
 //! queue are dropped and counted, and while the link is down `send` refuses new messages.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,21 +16,12 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
-use vestnik_broker::adapter::{AdapterEvent, Destination, NodeId};
+use vestnik_broker::adapter::{AdapterEvent, Destination, LinkState, NodeId};
 
 use crate::session::{Channels, Session};
 use crate::target::Target;
 use crate::RedisOptions;
 use vestnik_broker::adapter::AdapterCounters as Counters;
-
-/// What the adapter handle and its task share.
-#[derive(Debug, Default)]
-pub(crate) struct Shared {
-    /// Whether a session is up; `send` refuses messages while it is not.
-    pub(crate) connected: AtomicBool,
-    /// What moved.
-    pub(crate) counters: Counters,
-}
 
 /// Why a session stopped being served.
 enum End {
@@ -49,7 +39,8 @@ pub(crate) struct Link {
     pub(crate) target: Target,
     pub(crate) channels: Channels,
     pub(crate) options: RedisOptions,
-    pub(crate) shared: Arc<Shared>,
+    /// Shared with the shell: whether a session is up (`send` refuses while not), what moved.
+    pub(crate) state: Arc<LinkState>,
     pub(crate) events: mpsc::Sender<AdapterEvent>,
     pub(crate) outgoing: mpsc::Receiver<(Destination, Bytes)>,
     /// Cancelled when the adapter is dropped: end now, without flushing.
@@ -105,9 +96,9 @@ impl Link {
                     }
                     let n = n as u64;
                     match session.publish(&self.channels, &mut batch).await {
-                        Ok(()) => Counters::add(&self.shared.counters.sent, n),
+                        Ok(()) => Counters::add(&self.state.counters().sent, n),
                         Err(e) => {
-                            Counters::add(&self.shared.counters.dropped_sends, n);
+                            Counters::add(&self.state.counters().dropped_sends, n);
                             return End::Lost(format!("PUBLISH failed: {e}"));
                         }
                     }
@@ -124,7 +115,7 @@ impl Link {
     /// Hands one received payload to the cluster layer, or drops and counts it when the cluster
     /// layer is that far behind.
     fn deliver(&mut self, payload: Bytes) {
-        let counters = &self.shared.counters;
+        let counters = self.state.counters();
         match self.events.try_send(AdapterEvent::Message(payload)) {
             Ok(()) => {
                 Counters::add(&counters.received, 1);
@@ -147,8 +138,8 @@ impl Link {
 
     /// Marks the link down and tells the cluster layer, once per loss.
     async fn down(&mut self, reason: &str) {
-        self.shared.connected.store(false, Ordering::Release);
-        Counters::add(&self.shared.counters.disconnects, 1);
+        self.state.set_connected(false);
+        Counters::add(&self.state.counters().disconnects, 1);
         warn!(
             node = self.node,
             reason, "redis adapter: lost Redis; reconnecting"
@@ -158,7 +149,7 @@ impl Link {
 
     /// Marks the link up and tells the cluster layer.
     async fn up(&mut self) {
-        self.shared.connected.store(true, Ordering::Release);
+        self.state.set_connected(true);
         self.emit(AdapterEvent::Connected).await;
     }
 
@@ -216,13 +207,13 @@ impl Link {
 
     /// The task ends: refuse further sends and count what was still queued as dropped.
     fn finish(&mut self) {
-        self.shared.connected.store(false, Ordering::Release);
+        self.state.set_connected(false);
         self.outgoing.close();
         let mut left = 0u64;
         while self.outgoing.try_recv().is_ok() {
             left += 1;
         }
-        Counters::add(&self.shared.counters.dropped_sends, left);
+        Counters::add(&self.state.counters().dropped_sends, left);
         debug!(
             node = self.node,
             dropped = left,

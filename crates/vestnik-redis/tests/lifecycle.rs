@@ -1,4 +1,5 @@
-//! What the conformance suite does not cover: `close` and drop, the counters, bounded buffering,
+//! The adapter shell's lifecycle cases (`close` and drop, the counters, bounded buffering, a
+//! silent server), run from `vestnik_testkit::conformance::lifecycle`, and what only Redis has:
 //! refused configurations, and the other ways to reach Redis (TLS, Sentinel). Ordinary cases use
 //! the shared Redis on a random prefix; TLS and Sentinel use private servers on free ports.
 //!
@@ -9,12 +10,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use tokio::sync::mpsc;
-use vestnik_broker::adapter::{Adapter, AdapterEvent, Destination, NodeId};
+use vestnik_broker::adapter::NodeId;
 use vestnik_redis::{Error, RedisAdapter, RedisOptions};
-use vestnik_testkit::conformance::{self, unique_prefix, BackboneServer, EVENT_WAIT};
-use vestnik_testkit::wait_until;
+use vestnik_testkit::conformance::{
+    self, unique_prefix, BackboneServer, DropAccounting, EVENT_WAIT,
+};
 
 fn shared_url() -> String {
     std::env::var("VESTNIK_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -42,123 +42,50 @@ async fn connect_with(
         })
 }
 
-/// Connects to the shared Redis and takes the events, past the first `Connected`.
-async fn node(prefix: &str, id: NodeId) -> (Arc<RedisAdapter>, mpsc::Receiver<AdapterEvent>) {
-    node_with(prefix, id, RedisOptions::default()).await
+/// A factory of nodes on the shared server, all on `prefix`, with `options`.
+fn shared(prefix: &str, options: RedisOptions) -> impl FnMut(NodeId) -> BoxedAdapter {
+    let prefix = prefix.to_owned();
+    move |id| {
+        let (prefix, options) = (prefix.clone(), options.clone());
+        Box::pin(async move { connect_with(&shared_url(), &prefix, id, options).await })
+    }
 }
 
-async fn node_with(
-    prefix: &str,
-    id: NodeId,
-    options: RedisOptions,
-) -> (Arc<RedisAdapter>, mpsc::Receiver<AdapterEvent>) {
-    let adapter = connect_with(&shared_url(), prefix, id, options).await;
-    let mut events = adapter.events().expect("first call");
-    assert_eq!(next(&mut events).await, Some(AdapterEvent::Connected));
-    (adapter, events)
-}
-
-/// The next event, `None` when the stream ended; panics after [`EVENT_WAIT`].
-async fn next(events: &mut mpsc::Receiver<AdapterEvent>) -> Option<AdapterEvent> {
-    tokio::time::timeout(EVENT_WAIT, events.recv())
-        .await
-        .unwrap_or_else(|_| panic!("no event within {EVENT_WAIT:?}"))
-}
+type BoxedAdapter = std::pin::Pin<Box<dyn std::future::Future<Output = Arc<RedisAdapter>>>>;
 
 #[tokio::test]
 async fn close_publishes_what_is_queued_then_ends() {
     let prefix = unique_prefix("redis-close");
-    let (a, mut a_events) = node(&prefix, 1).await;
-    let (_b, mut b_events) = node(&prefix, 2).await;
-    for i in 0..500u32 {
-        assert!(a.send(Destination::Node(2), Bytes::from(i.to_string())));
-    }
-    a.close().await;
-    for i in 0..500u32 {
-        assert_eq!(
-            next(&mut b_events).await,
-            Some(AdapterEvent::Message(Bytes::from(i.to_string()))),
-            "message {i} of those queued before close"
-        );
-    }
-    assert!(!a.is_connected(), "closed adapter reports connected");
-    assert!(!a.send(Destination::All, Bytes::from_static(b"late")));
-    assert_eq!(
-        next(&mut a_events).await,
-        None,
-        "the event stream ends after close"
-    );
-    let stats = a.stats();
-    assert_eq!((stats.sent, stats.dropped_sends), (500, 1), "{stats:?}");
+    conformance::close_publishes_what_is_queued_then_ends(shared(&prefix, RedisOptions::default()))
+        .await;
 }
 
 #[tokio::test]
-async fn drop_ends_the_task_and_the_stream() {
+async fn drop_ends_the_tasks_and_the_stream() {
     let prefix = unique_prefix("redis-drop");
-    let (a, mut events) = node(&prefix, 1).await;
-    drop(a);
-    assert_eq!(
-        next(&mut events).await,
-        None,
-        "the event stream ends after drop"
-    );
+    conformance::drop_ends_the_tasks_and_the_stream(shared(&prefix, RedisOptions::default())).await;
 }
 
 #[tokio::test]
 async fn stats_count_what_moved() {
     let prefix = unique_prefix("redis-stats");
-    let (a, mut a_events) = node(&prefix, 1).await;
-    let (b, mut b_events) = node(&prefix, 2).await;
-    for _ in 0..10 {
-        assert!(a.send(Destination::Node(2), Bytes::from_static(b"n")));
-    }
-    assert!(a.send(Destination::All, Bytes::from_static(b"all")));
-    for _ in 0..11 {
-        assert!(matches!(
-            next(&mut b_events).await,
-            Some(AdapterEvent::Message(_))
-        ));
-    }
-    assert!(matches!(
-        next(&mut a_events).await,
-        Some(AdapterEvent::Message(_))
-    ));
-    wait_until("a's sent counter", EVENT_WAIT, || async {
-        a.stats().sent == 11
-    })
-    .await;
-    assert_eq!(b.stats().received, 11);
-    assert_eq!(
-        a.stats().received,
-        1,
-        "the sender hears its own All message"
-    );
-    assert_eq!(a.stats().dropped(), 0);
+    conformance::stats_count_what_moved(shared(&prefix, RedisOptions::default())).await;
 }
 
 #[tokio::test]
 async fn a_slow_cluster_layer_costs_dropped_messages_not_memory() {
     let prefix = unique_prefix("redis-slow");
-    let (a, _a_events) = node(&prefix, 1).await;
     let small = RedisOptions {
         event_queue: 4,
         ..RedisOptions::default()
     };
-    let (b, mut b_events) = node_with(&prefix, 2, small).await;
-    for i in 0..100u32 {
-        assert!(a.send(Destination::Node(2), Bytes::from(i.to_string())));
-    }
-    wait_until("b to drop what does not fit", EVENT_WAIT, || async {
-        b.stats().received + b.stats().dropped_receives == 100
-    })
+    conformance::a_slow_cluster_layer_costs_dropped_messages_not_memory(
+        shared(&prefix, RedisOptions::default()),
+        shared(&prefix, small),
+        4,
+        DropAccounting::Exact,
+    )
     .await;
-    assert_eq!(b.stats().received, 4, "{:?}", b.stats());
-    for i in 0..4u32 {
-        assert_eq!(
-            next(&mut b_events).await,
-            Some(AdapterEvent::Message(Bytes::from(i.to_string())))
-        );
-    }
 }
 
 #[tokio::test]
@@ -376,7 +303,8 @@ fn make_certificates(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 /// A Redis that stops answering without closing anything (SIGSTOP, as in a partition) is noticed
-/// by the PINGs, reported once, and recovered from when it answers again.
+/// A server that stops answering without closing anything (SIGSTOP, as in a partition) is noticed,
+/// reported once, and recovered from when it answers again.
 #[tokio::test]
 async fn a_silent_backbone_is_noticed() {
     let server = BackboneServer::redis();
@@ -388,19 +316,10 @@ async fn a_silent_backbone_is_noticed() {
         reconnect_max: Duration::from_millis(500),
         ..RedisOptions::default()
     };
-    let a = connect_with(&server.url(), &prefix, 1, quick).await;
-    let mut events = a.events().expect("first call");
-    assert_eq!(next(&mut events).await, Some(AdapterEvent::Connected));
-
-    server.freeze();
-    assert_eq!(next(&mut events).await, Some(AdapterEvent::Disconnected));
-    assert!(!a.is_connected());
-    server.thaw();
-    assert_eq!(next(&mut events).await, Some(AdapterEvent::Connected));
-    assert!(a.send(Destination::All, Bytes::from_static(b"back")));
-    assert_eq!(
-        next(&mut events).await,
-        Some(AdapterEvent::Message(Bytes::from_static(b"back")))
-    );
-    assert_eq!(a.stats().disconnects, 1);
+    let url = server.url();
+    let make = |id| {
+        let (url, prefix, quick) = (url.clone(), prefix.clone(), quick.clone());
+        async move { connect_with(&url, &prefix, id, quick).await }
+    };
+    conformance::a_silent_backbone_is_noticed(make, &server).await;
 }

@@ -8,7 +8,8 @@
 //! - [`BrokerProcess`]: a running broker binary, killed on drop.
 //! - [`WsClient`]: a raw WebSocket client that reads Pusher frames as JSON.
 //! - [`Api`]: a signed HTTP API client over a plain TCP stream.
-//! - [`conformance`]: the adapter conformance suite, run against MemoryHub, Redis and NATS.
+//! - [`conformance`]: the adapter conformance suite, run against MemoryHub, Redis and NATS, and
+//!   the adapter shell's lifecycle cases, run against Redis and NATS.
 //! - [`tls`]: a TLS front with a test certificate, and a client configuration that trusts it.
 
 use std::io::{BufRead, BufReader};

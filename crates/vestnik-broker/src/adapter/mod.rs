@@ -3,12 +3,18 @@
 //! no presence, no apps. The cluster semantics live once, in the core, over any adapter, so Redis and
 //! NATS behave the same and each backend stays small.
 //!
+//! A backbone adapter is an [`AdapterShell`] (the send gate, the queues, the counters, close and
+//! drop, written once) over a small [`Transport`] (connect, spawn the tasks that move bytes), so
+//! a new backbone writes only what is its own, and `vestnik-testkit::conformance` checks it.
+//!
 //! This module must never interpret a payload.
 
 mod backoff;
+mod shell;
 mod stats;
 
 pub use backoff::reconnect_delay;
+pub use shell::{AdapterShell, LinkState, ShellOptions, Transport, Wiring};
 pub use stats::{AdapterCounters, AdapterStats};
 
 use std::collections::HashMap;

@@ -1,0 +1,222 @@
+//! What a client says about its user, read after the signature over it was checked: a presence
+//! `channel_data` ([`PresenceData`]) and a sign-in `user_data` ([`UserData`]).
+//!
+//! Both must be JSON objects (an array read by position is malformed), and neither may nest
+//! deeper than [`MAX_JSON_DEPTH`]: such data is refused here, with the error every caller already
+//! maps to its documented refusal, rather than carried into a roster some reader cannot re-read.
+//! `user_info` is kept as raw JSON text, byte for byte. This module must never do IO and never
+//! replace what a client sent with something else.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::json;
+use crate::limits::{MAX_JSON_DEPTH, MAX_USER_ID_LEN};
+
+/// A presence `channel_data`: who the subscriber is.
+#[derive(Debug, Clone)]
+pub struct PresenceData {
+    /// The user id, as a string even when sent as a number.
+    pub user_id: String,
+    /// The user's info, as raw JSON, if given.
+    pub user_info: Option<Box<RawValue>>,
+}
+
+/// A sign-in `user_data`: who the user is and whom they watch.
+#[derive(Debug, Clone)]
+pub struct UserData {
+    /// The user id; never empty.
+    pub id: String,
+    /// The user's info, as raw JSON, if given.
+    pub user_info: Option<Box<RawValue>>,
+    /// Ids of users whose online status this user wants to follow.
+    pub watchlist: Vec<String>,
+}
+
+/// Why `channel_data` or `user_data` was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UserDataError {
+    /// Not a JSON object of the right shape, or nested deeper than [`MAX_JSON_DEPTH`].
+    #[error("invalid {what}: {message}")]
+    Malformed {
+        /// `channel_data` or `user_data`.
+        what: &'static str,
+        /// The parser's message.
+        message: String,
+    },
+    /// The user id is missing, empty or not a string or number.
+    #[error("{0} must carry a non-empty user id")]
+    MissingId(&'static str),
+    /// The user id is too long.
+    #[error("user id is longer than {MAX_USER_ID_LEN} characters")]
+    IdTooLong,
+}
+
+#[derive(Deserialize)]
+struct RawPresence<'a> {
+    #[serde(borrow, default)]
+    user_id: Option<&'a RawValue>,
+    #[serde(default)]
+    user_info: Option<Box<RawValue>>,
+}
+
+#[derive(Deserialize)]
+struct RawUser<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(default)]
+    user_info: Option<Box<RawValue>>,
+    #[serde(default)]
+    watchlist: Option<Vec<String>>,
+}
+
+/// Reads `text` as the object `T`, refusing arrays and data nested deeper than [`MAX_JSON_DEPTH`].
+fn parse_object<'a, T: Deserialize<'a>>(
+    text: &'a str,
+    what: &'static str,
+) -> Result<T, UserDataError> {
+    if json::nesting_depth(text) > MAX_JSON_DEPTH {
+        return Err(UserDataError::Malformed {
+            what,
+            message: format!("nested deeper than {MAX_JSON_DEPTH} levels"),
+        });
+    }
+    json::from_object_str(text).map_err(|e| UserDataError::Malformed {
+        what,
+        message: e.to_string(),
+    })
+}
+
+/// Reads a user id sent as a JSON string or number.
+fn user_id(raw: Option<&RawValue>, what: &'static str) -> Result<String, UserDataError> {
+    let raw = raw.ok_or(UserDataError::MissingId(what))?;
+    let id = match serde_json::from_str::<serde_json::Value>(raw.get()) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(serde_json::Value::Number(n)) => n.to_string(),
+        _ => return Err(UserDataError::MissingId(what)),
+    };
+    if id.is_empty() {
+        return Err(UserDataError::MissingId(what));
+    }
+    if id.chars().count() > MAX_USER_ID_LEN {
+        return Err(UserDataError::IdTooLong);
+    }
+    Ok(id)
+}
+
+fn null_to_none(v: Option<Box<RawValue>>) -> Option<Box<RawValue>> {
+    v.filter(|r| r.get() != "null")
+}
+
+impl PresenceData {
+    /// Parses a presence `channel_data` string: `{"user_id": <string|number>, "user_info"?: <any>}`.
+    pub fn parse(text: &str) -> Result<Self, UserDataError> {
+        let raw: RawPresence<'_> = parse_object(text, "channel_data")?;
+        Ok(Self {
+            user_id: user_id(raw.user_id, "channel_data")?,
+            user_info: null_to_none(raw.user_info),
+        })
+    }
+}
+
+impl UserData {
+    /// Parses a sign-in `user_data` string: `{"id": <string>, "user_info"?: <any>, "watchlist"?: [..]}`.
+    pub fn parse(text: &str) -> Result<Self, UserDataError> {
+        let raw: RawUser<'_> = parse_object(text, "user_data")?;
+        Ok(Self {
+            id: user_id(raw.id, "user_data")?,
+            user_info: null_to_none(raw.user_info),
+            watchlist: raw.watchlist.unwrap_or_default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `{"user_id":"1","user_info":` + `depth` levels of arrays + `}`: the whole object nests
+    /// `depth + 1` deep.
+    fn nested_info(key: &str, depth: usize) -> String {
+        format!(
+            r#"{{"{key}":"1","user_info":{}{}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        )
+    }
+
+    #[test]
+    fn presence_data_numeric_and_string_ids() {
+        let p = PresenceData::parse(r#"{"user_id":10,"user_info":{"name":"A"}}"#).unwrap();
+        assert_eq!(p.user_id, "10");
+        assert_eq!(p.user_info.unwrap().get(), r#"{"name":"A"}"#);
+        assert!(PresenceData::parse(r#"{"user_id":""}"#).is_err());
+        assert!(PresenceData::parse(r#"{"user_info":{}}"#).is_err());
+        assert!(PresenceData::parse(r#"{"user_id":true}"#).is_err());
+        assert!(PresenceData::parse("[]").is_err());
+    }
+
+    #[test]
+    fn user_data_needs_id() {
+        let u = UserData::parse(r#"{"id":"12345","watchlist":["1","2"]}"#).unwrap();
+        assert_eq!(u.id, "12345");
+        assert_eq!(u.watchlist, vec!["1", "2"]);
+        assert!(UserData::parse(r#"{"name":"x"}"#).is_err());
+    }
+
+    /// Issue 13, hole 2: `["fred"]` was a member called fred, `["7",{"a":1}]` a user 7 with info.
+    #[test]
+    fn arrays_are_not_user_data() {
+        for text in [r#"["fred"]"#, r#"["fred",{"name":"F"}]"#, r#""fred""#, "7"] {
+            let e = PresenceData::parse(text).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    UserDataError::Malformed {
+                        what: "channel_data",
+                        ..
+                    }
+                ),
+                "{text}: {e:?}"
+            );
+        }
+        for text in [r#"["7"]"#, r#"["7",{"a":1},["1"]]"#, "null"] {
+            let e = UserData::parse(text).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    UserDataError::Malformed {
+                        what: "user_data",
+                        ..
+                    }
+                ),
+                "{text}: {e:?}"
+            );
+        }
+    }
+
+    /// Issue 13, hole 4: info nested deeper than serde_json re-parses was accepted raw, then shown
+    /// as `{}` to the joiner. It is refused at the door now, and anything up to the limit passes.
+    #[test]
+    fn data_nested_deeper_than_the_limit_is_malformed() {
+        let at_limit = nested_info("user_id", MAX_JSON_DEPTH - 1);
+        let p = PresenceData::parse(&at_limit).unwrap();
+        assert_eq!(
+            json::nesting_depth(p.user_info.unwrap().get()),
+            MAX_JSON_DEPTH - 1
+        );
+        for depth in [MAX_JSON_DEPTH, 200] {
+            let e = PresenceData::parse(&nested_info("user_id", depth)).unwrap_err();
+            assert!(
+                matches!(&e, UserDataError::Malformed { what: "channel_data", message } if message.contains("deeper")),
+                "{depth}: {e:?}"
+            );
+            let e = UserData::parse(&nested_info("id", depth)).unwrap_err();
+            assert!(
+                matches!(&e, UserDataError::Malformed { what: "user_data", message } if message.contains("deeper")),
+                "{depth}: {e:?}"
+            );
+        }
+        assert!(UserData::parse(&nested_info("id", MAX_JSON_DEPTH - 1)).is_ok());
+    }
+}

@@ -1,0 +1,187 @@
+//! [`BackboneServer`]: a private `redis-server` or `nats-server` on a free loopback port, for the
+//! conformance cases that must kill, freeze or restart the backbone.
+//!
+//! This module must never touch a server it did not start: the shared servers of the machine are
+//! left alone, and a started server is killed on drop.
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{Backbone, EVENT_WAIT};
+
+/// Which server a [`BackboneServer`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerKind {
+    /// `redis-server` without persistence.
+    Redis,
+    /// `nats-server`.
+    Nats,
+}
+
+/// A private `redis-server` or `nats-server` on a free loopback port, for tests that must kill
+/// the backbone. Killed when dropped. Never use it on a port somebody else's server may hold.
+#[derive(Debug)]
+pub struct BackboneServer {
+    kind: ServerKind,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl BackboneServer {
+    /// Starts a private Redis: `redis-server --port <free> --save '' --appendonly no`. The binary
+    /// is `$VESTNIK_REDIS_SERVER` or `redis-server` on the PATH.
+    pub fn redis() -> Self {
+        Self::spawn(ServerKind::Redis)
+    }
+
+    /// Starts a private NATS: `nats-server -p <free>`. The binary is `$VESTNIK_NATS_SERVER`,
+    /// `nats-server` on the PATH, or `/usr/sbin/nats-server` (where Debian puts it).
+    pub fn nats() -> Self {
+        Self::spawn(ServerKind::Nats)
+    }
+
+    fn spawn(kind: ServerKind) -> Self {
+        let port = free_port();
+        let mut server = Self {
+            kind,
+            port,
+            child: None,
+        };
+        server.start();
+        server
+    }
+
+    /// The port it listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The URL to connect to it.
+    pub fn url(&self) -> String {
+        match self.kind {
+            ServerKind::Redis => format!("redis://127.0.0.1:{}", self.port),
+            ServerKind::Nats => format!("nats://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open but nothing answers, as in a network
+    /// partition. Adapters must notice through their own health checks.
+    pub fn freeze(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a frozen server run again (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("the server is running").id();
+        let ok = Command::new("kill")
+            .args([format!("-{sig}"), pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{sig} {pid} failed");
+    }
+
+    fn command(&self) -> Command {
+        let port = self.port.to_string();
+        let mut cmd = match self.kind {
+            ServerKind::Redis => {
+                let bin =
+                    std::env::var("VESTNIK_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+                let mut cmd = Command::new(bin);
+                cmd.args(["--port", &port, "--bind", "127.0.0.1"]).args([
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ]);
+                cmd
+            }
+            ServerKind::Nats => {
+                let bin = std::env::var("VESTNIK_NATS_SERVER").unwrap_or_else(|_| {
+                    let on_path = Command::new("nats-server")
+                        .arg("--version")
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status()
+                        .is_ok();
+                    if on_path {
+                        "nats-server".into()
+                    } else {
+                        "/usr/sbin/nats-server".into()
+                    }
+                });
+                let mut cmd = Command::new(bin);
+                cmd.args(["-p", &port, "-a", "127.0.0.1"]);
+                cmd
+            }
+        };
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd
+    }
+}
+
+impl Backbone for BackboneServer {
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn start(&mut self) {
+        assert!(
+            self.child.is_none(),
+            "{:?} server is already running",
+            self.kind
+        );
+        let hint = match self.kind {
+            ServerKind::Redis => "install it with `apt-get install redis-server`",
+            ServerKind::Nats => "install it with `apt-get install nats-server`",
+        };
+        let mut child = self
+            .command()
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {:?} server ({e}); {hint}", self.kind));
+        let deadline = Instant::now() + EVENT_WAIT;
+        loop {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "{:?} server on port {} exited at start ({status})",
+                    self.kind, self.port
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{:?} server did not listen on port {} within {EVENT_WAIT:?}",
+                self.kind,
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child = Some(child);
+    }
+}
+
+impl Drop for BackboneServer {
+    fn drop(&mut self) {
+        // A frozen process still dies of SIGKILL.
+        self.stop();
+    }
+}
+
+/// A loopback port that was free a moment ago.
+fn free_port() -> u16 {
+    TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("the loopback interface has a free port")
+}

@@ -1,0 +1,216 @@
+//! The lifecycle cases of the adapter shell: what every backbone built on
+//! [`AdapterShell`] must show beyond moving bytes. `close` publishes what is queued and ends the
+//! event stream, drop ends it at once, the counters count what moved, a slow cluster layer costs
+//! dropped and counted messages rather than memory, and a silent backbone is noticed and
+//! recovered from. Each case takes a factory that makes node `id`'s adapter, as cases 1 to 6 do;
+//! the Redis and NATS crates call them against real servers.
+//!
+//! Nothing here sleeps to wait for a condition, and nothing here touches a server it did not
+//! start: the silent-backbone case freezes only a [`BackboneServer`].
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use vestnik_broker::adapter::{
+    Adapter, AdapterEvent, AdapterShell, Destination, NodeId, Transport,
+};
+
+use super::{BackboneServer, Node, EVENT_WAIT};
+use crate::wait_until;
+
+/// How many messages the close and slow-consumer cases send.
+const BURST: u32 = 500;
+
+/// How many messages the slow-consumer case sends at a node whose event queue is small.
+const FLOOD: u32 = 100;
+
+/// How exactly a backbone can count the messages it drops on the receiving side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropAccounting {
+    /// Every message is either handed to the cluster layer or counted as dropped (Redis: one
+    /// connection, read by the adapter's own task).
+    Exact,
+    /// The client library buffers up to another queue's worth and reports its own drops best
+    /// effort (NATS: the subscription's capacity and its slow-consumer events).
+    BestEffort,
+}
+
+/// Asserts that `events` ends (returns `None`) within [`EVENT_WAIT`].
+async fn expect_end(name: &str, id: NodeId, events: &mut mpsc::Receiver<AdapterEvent>, what: &str) {
+    match tokio::time::timeout(EVENT_WAIT, events.recv()).await {
+        Ok(None) => {}
+        Ok(Some(event)) => panic!("{name} node {id}: got {event:?}, but {what}"),
+        Err(_) => panic!("{name} node {id}: the stream is still open, but {what}"),
+    }
+}
+
+/// `close` publishes the messages queued before it, in order; afterwards the adapter reports
+/// disconnected, refuses (and counts) sends, and its event stream ends.
+pub async fn close_publishes_what_is_queued_then_ends<F, Fut, T>(mut make: F)
+where
+    F: FnMut(NodeId) -> Fut,
+    Fut: Future<Output = Arc<AdapterShell<T>>>,
+    T: Transport,
+{
+    let mut a = Node::join(&mut make, 1).await;
+    let mut b = Node::join(&mut make, 2).await;
+    for i in 0..BURST {
+        a.send(Destination::Node(2), i.to_string());
+    }
+    a.adapter.close().await;
+    for i in 0..BURST {
+        b.expect_message(
+            i.to_string().as_bytes(),
+            &format!("message {i} of those queued before close"),
+        )
+        .await;
+    }
+    assert!(
+        !a.adapter.is_connected(),
+        "closed adapter reports connected"
+    );
+    assert!(!a
+        .adapter
+        .send(Destination::All, Bytes::from_static(b"late")));
+    expect_end(
+        T::NAME,
+        a.id,
+        &mut a.events,
+        "the event stream ends after close",
+    )
+    .await;
+    let stats = a.adapter.stats();
+    assert_eq!(
+        (stats.sent, stats.dropped_sends),
+        (u64::from(BURST), 1),
+        "{stats:?}"
+    );
+}
+
+/// Dropping the last handle ends the backbone's tasks, and with them the event stream.
+pub async fn drop_ends_the_tasks_and_the_stream<F, Fut, T>(mut make: F)
+where
+    F: FnMut(NodeId) -> Fut,
+    Fut: Future<Output = Arc<AdapterShell<T>>>,
+    T: Transport,
+{
+    let Node {
+        id,
+        adapter,
+        mut events,
+    } = Node::join(&mut make, 1).await;
+    drop(adapter);
+    expect_end(T::NAME, id, &mut events, "the event stream ends after drop").await;
+}
+
+/// The counters count what moved: sent by the sender, received by each receiver (the sender
+/// hears its own `All` message), nothing dropped.
+pub async fn stats_count_what_moved<F, Fut, T>(mut make: F)
+where
+    F: FnMut(NodeId) -> Fut,
+    Fut: Future<Output = Arc<AdapterShell<T>>>,
+    T: Transport,
+{
+    let mut a = Node::join(&mut make, 1).await;
+    let mut b = Node::join(&mut make, 2).await;
+    for _ in 0..10 {
+        a.send(Destination::Node(2), &b"n"[..]);
+    }
+    a.send(Destination::All, &b"all"[..]);
+    for _ in 0..11 {
+        b.next_message("the 10 directed messages and the All one")
+            .await;
+    }
+    a.next_message("its own All message").await;
+    wait_until("a's sent counter", EVENT_WAIT, || async {
+        a.adapter.stats().sent == 11
+    })
+    .await;
+    assert_eq!(b.adapter.stats().received, 11, "{:?}", b.adapter.stats());
+    assert_eq!(
+        a.adapter.stats().received,
+        1,
+        "the sender hears its own All message"
+    );
+    assert_eq!(a.adapter.stats().dropped(), 0, "{:?}", a.adapter.stats());
+}
+
+/// A node whose event queue holds `queue` events and whose cluster layer reads nothing is sent
+/// 100 messages (`FLOOD`): it keeps the first ones in order and drops (and counts) the rest instead
+/// of buffering them. `make` makes the sender, `make_small` the node with the small queue.
+pub async fn a_slow_cluster_layer_costs_dropped_messages_not_memory<F, Fut, G, Gut, T>(
+    mut make: F,
+    mut make_small: G,
+    queue: usize,
+    accounting: DropAccounting,
+) where
+    F: FnMut(NodeId) -> Fut,
+    Fut: Future<Output = Arc<AdapterShell<T>>>,
+    G: FnMut(NodeId) -> Gut,
+    Gut: Future<Output = Arc<AdapterShell<T>>>,
+    T: Transport,
+{
+    let a = Node::join(&mut make, 1).await;
+    let mut b = Node::join(&mut make_small, 2).await;
+    for i in 0..FLOOD {
+        a.send(Destination::Node(2), i.to_string());
+    }
+    let queue_u64 = u64::try_from(queue).expect("a small queue");
+    match accounting {
+        DropAccounting::Exact => {
+            wait_until("b to drop what does not fit", EVENT_WAIT, || async {
+                let s = b.adapter.stats();
+                s.received + s.dropped_receives == u64::from(FLOOD)
+            })
+            .await;
+            assert_eq!(
+                b.adapter.stats().received,
+                queue_u64,
+                "{:?}",
+                b.adapter.stats()
+            );
+        }
+        DropAccounting::BestEffort => {
+            // Slow-consumer reports reach the counter best-effort, so wait for the first drop.
+            wait_until("b to drop what does not fit", EVENT_WAIT, || async {
+                b.adapter.stats().dropped_receives > 0
+            })
+            .await;
+            assert!(
+                b.adapter.stats().received <= 2 * queue_u64,
+                "{:?}",
+                b.adapter.stats()
+            );
+        }
+    }
+    for i in 0..queue {
+        b.expect_message(i.to_string().as_bytes(), "the first messages, in order")
+            .await;
+    }
+}
+
+/// A backbone that stops answering without closing anything (SIGSTOP, as in a partition) is
+/// noticed by the adapter's own health checks, reported once, and recovered from when it answers
+/// again. `make` must connect to `server` with short health timings.
+pub async fn a_silent_backbone_is_noticed<F, Fut, T>(mut make: F, server: &BackboneServer)
+where
+    F: FnMut(NodeId) -> Fut,
+    Fut: Future<Output = Arc<AdapterShell<T>>>,
+    T: Transport,
+{
+    let mut a = Node::join(&mut make, 1).await;
+    server.freeze();
+    let event = a
+        .next_event(EVENT_WAIT, "Disconnected after the freeze")
+        .await;
+    assert_eq!(event, AdapterEvent::Disconnected);
+    assert!(!a.adapter.is_connected());
+    server.thaw();
+    let event = a.next_event(EVENT_WAIT, "Connected after the thaw").await;
+    assert_eq!(event, AdapterEvent::Connected);
+    a.send(Destination::All, &b"back"[..]);
+    a.expect_message(b"back", "a message after the thaw").await;
+    assert_eq!(a.adapter.stats().disconnects, 1, "{:?}", a.adapter.stats());
+}
