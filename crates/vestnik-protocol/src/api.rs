@@ -12,6 +12,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::json::{from_object_slice, Object};
 use crate::limits::{
     MAX_BATCH_EVENTS, MAX_CHANNELS_PER_TRIGGER, MAX_EVENT_BYTES, MAX_EVENT_NAME_LEN,
 };
@@ -269,7 +270,7 @@ struct RawEvent<'a> {
 #[derive(Deserialize)]
 struct RawBatch<'a> {
     #[serde(borrow)]
-    batch: Vec<RawEvent<'a>>,
+    batch: Vec<Object<RawEvent<'a>>>,
 }
 
 /// How many channels an event may name.
@@ -281,9 +282,10 @@ enum Channels {
     One,
 }
 
-/// Parses a JSON body.
+/// Parses a JSON body, which must be an object: serde would otherwise read `["name", …]` into a
+/// struct by position.
 fn json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiBodyError> {
-    serde_json::from_slice(body).map_err(|e| ApiBodyError::Json(e.to_string()))
+    from_object_slice(body).map_err(|e| ApiBodyError::Json(e.to_string()))
 }
 
 /// Parses and checks the body of `POST /apps/{id}/events`: one event to one or more channels.
@@ -314,7 +316,7 @@ pub fn parse_batch(body: &[u8], limits: &TriggerLimits) -> Result<Vec<TriggerEve
         .into_iter()
         .enumerate()
         .map(|(index, e)| {
-            validate(e, limits, Channels::One).map_err(|error| ApiBodyError::InBatch {
+            validate(e.into_inner(), limits, Channels::One).map_err(|error| ApiBodyError::InBatch {
                 index,
                 error: Box::new(error),
             })
@@ -415,6 +417,33 @@ mod tests {
 
     fn trigger(body: &str) -> Result<TriggerEvent, ApiBodyError> {
         parse_trigger(body.as_bytes(), &limits())
+    }
+
+    #[test]
+    fn arrays_are_never_read_as_events() {
+        // Serde maps a JSON array onto a struct by position: without the object rule this body
+        // would be the event `e` on channel `c`.
+        let positional = r#"["e","\"d\"","c"]"#;
+        assert!(matches!(trigger(positional), Err(ApiBodyError::Json(_))));
+        assert!(matches!(
+            parse_single_channel_event(positional.as_bytes(), &limits()),
+            Err(ApiBodyError::Json(_))
+        ));
+        let batch = r#"{"batch":[["e","\"d\"","c"]]}"#;
+        assert!(matches!(
+            parse_batch(batch.as_bytes(), &limits()),
+            Err(ApiBodyError::Json(_))
+        ));
+        assert!(matches!(
+            parse_batch(br#"[[{"name":"e","data":"d","channel":"c"}]]"#, &limits()),
+            Err(ApiBodyError::Json(_))
+        ));
+        // The same events as objects parse.
+        assert!(parse_batch(
+            br#"{"batch":[{"name":"e","data":"d","channel":"c"}]}"#,
+            &limits()
+        )
+        .is_ok());
     }
 
     #[test]

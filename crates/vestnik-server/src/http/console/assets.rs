@@ -4,8 +4,8 @@
 
 use http::Response;
 
-use crate::reply::asset;
 use crate::http::Body;
+use crate::reply::asset;
 
 const PAGE: &str = include_str!("index.html");
 const SCRIPT: &str = include_str!("console.js");
