@@ -10,8 +10,11 @@
 //! - [`connection`]: [`ConnectionHandle`](connection::ConnectionHandle) and its bounded outbox.
 //! - [`registry`]: the sharded channel map of one app, and fan-out.
 //! - [`presence`]: presence rosters with per-user socket counts.
-//! - [`cluster`]: cluster semantics over any adapter: relays, replicated presence, heartbeats, queries.
-//! - [`broker`]: [`Broker`], the one API the edges call.
+//! - [`broker`]: [`Broker`], the one API the edges call, one file per concern (connections,
+//!   channels, users, publish, queries, and the local API the cluster layer calls).
+//! - [`hook`]: [`ClusterHook`](hook::ClusterHook), what the broker tells the cluster and asks of it.
+//! - [`cluster`]: the layer over the broker that makes several nodes one: the link, the cluster
+//!   loop, the private wire format, replicated presence.
 //! - [`error`]: typed errors, each mapped to its Pusher code in one place.
 //! - [`events`]: what happened on channels, reported to an [`EventSink`](events::EventSink).
 //! - [`tap`]: the debug console's live copy of an app's events, free while nobody watches.
@@ -23,6 +26,7 @@ pub mod cluster;
 pub mod connection;
 pub mod error;
 pub mod events;
+pub mod hook;
 pub mod presence;
 pub mod registry;
 pub mod tap;
