@@ -4,6 +4,28 @@
 //! connection's [`Outbox`](connection::Outbox). Events are encoded once and shared as `Bytes`. This
 //! crate must never do IO: no HTTP, no WebSocket, no disk.
 //!
+//! # Layers
+//! ```text
+//!   edges (server: HTTP API, WebSocket sessions)
+//!         │  connect, subscribe, publish, client_event, signin, channel_stats, …
+//!         ▼
+//!   Broker ───── ClusterHook (published, occupied, member_joined, remote_members, …)
+//!     │   ▲                         │ implemented by
+//!     │   │ local API               ▼
+//!     │   └──────────────────  cluster: ClusterLink + ClusterNode (the cluster loop)
+//!     │     publish_local,           │ Envelope { Msg } — private wire format
+//!     │     apply_remote_member,     ▼
+//!     │     local_snapshot, …    Adapter (bytes only: Local, Redis, NATS)
+//!     ▼
+//!   registry / presence / connection outboxes ──► sockets
+//! ```
+//! The broker is complete on its own: a one-node broker holds no hook, and every cluster branch
+//! hangs off one `Option` check. Joining a cluster attaches a [`ClusterHook`](hook::ClusterHook);
+//! the broker then tells it about the moments other nodes care about, in the broker's own types,
+//! and the cluster layer turns them into wire messages. News from other nodes comes back through
+//! the cluster loop, which calls the broker's narrow local API. The broker never names a wire
+//! message, and the cluster never touches the broker's maps.
+//!
 //! # Layout
 //! - [`adapter`]: the cross-node boundary that moves encoded cluster messages, and its local form.
 //! - [`app`]: app configuration and the [`AppStore`](app::AppStore) boundary.

@@ -279,7 +279,7 @@ impl Cli {
             first.key = v;
         }
         if let Some(v) = self.app_secret {
-            first.secret = v;
+            first.secret = v.into();
         }
         if let Some(v) = self.client_events {
             first.client_events = v;

@@ -66,9 +66,12 @@ impl Default for ClusterSettings {
     }
 }
 
+/// What this node knows of another live node.
 #[derive(Debug)]
 struct Peer {
+    /// When it last said anything; silence past the node timeout means it died.
     last_seen: Instant,
+    /// Its sockets per app id, from its last heartbeat, for app quotas.
     connections: HashMap<String, usize>,
     /// The peer said it is draining: its sockets are on their way to other nodes.
     draining: bool,
@@ -95,20 +98,37 @@ enum QueryNews {
 }
 
 /// This node's membership of the cluster: its id, its adapter and what it knows of the others.
+///
+/// It is the broker's [`ClusterHook`] (the outgoing half: local happenings become wire messages)
+/// and the edges' handle on the cluster (health, metrics, drain, readiness). The incoming half is
+/// the cluster loop in [`ClusterNode`], which shares this link.
+///
+/// Lock order: the remote rosters come after a channel shard (the broker calls them under one);
+/// `peers` and `queries` are never held while another lock is taken.
 pub struct ClusterLink {
     /// This node's id.
     pub node: NodeId,
+    /// The backbone: moves encoded envelopes, knows nothing of their meaning.
     adapter: Arc<dyn Adapter>,
+    /// Heartbeat, node timeout and query timeout.
     settings: ClusterSettings,
+    /// Presence members on other nodes, by (app, channel) and user.
     presence: RemotePresence,
+    /// Which other nodes have a subscriber on each (app, channel).
     occupancy: RemoteOccupancy,
+    /// Other live nodes.
     peers: Mutex<HashMap<NodeId, Peer>>,
+    /// Outstanding queries by correlation id, each with the channel its answers go to.
     queries: Mutex<HashMap<u64, mpsc::UnboundedSender<QueryNews>>>,
+    /// The next query's correlation id.
     next_query: AtomicU64,
     /// Counters for logs and metrics.
     pub counters: ClusterCounters,
+    /// Whether the cluster loop has seen the adapter connect (and not lose the backbone since).
     connected: AtomicBool,
+    /// Flips to `true` once the node has heard from the others (or has nobody to hear from).
     ready: watch::Sender<bool>,
+    /// When a lost message was last logged, to log an outage at most once a second.
     last_loss_log: Mutex<Option<Instant>>,
 }
 
@@ -122,6 +142,7 @@ impl std::fmt::Debug for ClusterLink {
 }
 
 impl ClusterLink {
+    /// A link that has not heard from anyone yet: no peers, empty remote rosters, not ready.
     fn new(node: NodeId, adapter: Arc<dyn Adapter>, settings: ClusterSettings) -> Self {
         Self {
             node,

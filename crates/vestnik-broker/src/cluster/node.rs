@@ -32,9 +32,17 @@ const IDLE: Duration = Duration::from_secs(3600);
 const SETTLE_MAX: Duration = Duration::from_millis(500);
 
 /// One node of the cluster: the broker it serves and its link to the others.
+///
+/// It sits over the broker the way centrifuge's `Node` sits over its `Broker`: it decides what the
+/// other nodes' messages mean and calls the broker's local API to make it so. The broker holds the
+/// link (as its hook), never the node, so there is no reference cycle: the node lives in the one
+/// task that runs the cluster loop.
 pub(crate) struct ClusterNode {
+    /// The broker this node serves; a clone of the edges' broker.
     broker: Broker,
+    /// The link the broker also holds as its hook.
     link: Arc<ClusterLink>,
+    /// The adapter's events, taken by the loop when it starts; `None` for a single node.
     events: Option<mpsc::Receiver<AdapterEvent>>,
 }
 
@@ -169,12 +177,14 @@ impl ClusterNode {
         }
     }
 
+    /// Says "I am alive" with this node's sockets per app, for the others' app quotas.
     fn send_heartbeat(&self) {
         let connections = self.broker.connection_counts();
         self.link
             .send(Destination::All, Msg::Heartbeat { connections });
     }
 
+    /// Forgets every node that has been silent for longer than the node timeout.
     fn sweep_dead_nodes(&self) {
         let link = &self.link;
         let now = Instant::now();
