@@ -103,16 +103,25 @@ pub struct BrokerStats {
 /// `Any` so that [`Broker::cluster`] can hand the edges their typed handle without the broker's own
 /// paths ever depending on the concrete type.
 struct Attached {
+    /// What the broker calls.
     hook: Arc<dyn ClusterHook>,
+    /// The same object, boxed as its own `Arc` type, for [`Broker::cluster`].
     handle: Box<dyn Any + Send + Sync>,
 }
 
+/// Everything a broker is; shared by its clones.
 struct Inner {
+    /// Where apps are found by key and id.
     apps: Arc<dyn AppStore>,
+    /// Who hears about channel happenings (webhooks, console, metrics); never blocks.
     events: Arc<dyn EventSink>,
+    /// Node-wide settings.
     config: BrokerConfig,
+    /// The live state of each app with sockets or events on this node, by app id.
     runtimes: DashMap<String, Arc<AppRuntime>>,
+    /// Sockets on this node, over all apps, for the node's cap.
     connections: AtomicUsize,
+    /// The cluster layer, once joined; never replaced.
     cluster: OnceLock<Attached>,
 }
 
