@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use vestnik_protocol::limits;
 use vestnik_protocol::webhook::WebhookTarget;
+use vestnik_protocol::AppSecret;
 
 /// One app: its credentials, switches and limits. Every field has a default, so a config file names
 /// only what differs.
@@ -21,8 +22,8 @@ pub struct App {
     pub id: String,
     /// The public key clients connect with.
     pub key: String,
-    /// The secret that signs channel auth, sign-in and API requests.
-    pub secret: String,
+    /// The secret that signs channel auth, sign-in and API requests; `Debug` redacts it.
+    pub secret: AppSecret,
     /// A disabled app refuses connections with 4003 and API calls with 403.
     pub enabled: bool,
     /// Most concurrent sockets for this app; 0 means no limit. Over it: 4004.
@@ -196,7 +197,11 @@ impl StaticAppStore {
         }
         let mut store = Self::default();
         for (index, app) in apps.into_iter().enumerate() {
-            for (what, value) in [("id", &app.id), ("key", &app.key), ("secret", &app.secret)] {
+            for (what, value) in [
+                ("id", &*app.id),
+                ("key", &*app.key),
+                ("secret", &*app.secret),
+            ] {
                 if value.is_empty() {
                     return Err(AppStoreError::EmptyField { index, what });
                 }
@@ -246,6 +251,19 @@ impl AppStore for StaticAppStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_never_prints_the_secret() {
+        let app = App {
+            secret: "very-s3cret-value".into(),
+            ..App::default()
+        };
+        let debug = format!("{app:?}");
+        assert!(!debug.contains("very-s3cret-value"), "{debug}");
+        assert!(debug.contains("<redacted>"), "{debug}");
+        let pretty = format!("{:#?}", Arc::new(app));
+        assert!(!pretty.contains("very-s3cret-value"), "{pretty}");
+    }
 
     #[test]
     fn origins() {

@@ -4,14 +4,39 @@
 //! connection's [`Outbox`](connection::Outbox). Events are encoded once and shared as `Bytes`. This
 //! crate must never do IO: no HTTP, no WebSocket, no disk.
 //!
+//! # Layers
+//! ```text
+//!   edges (server: HTTP API, WebSocket sessions)
+//!         │  connect, subscribe, publish, client_event, signin, channel_stats, …
+//!         ▼
+//!   Broker ───── ClusterHook (published, occupied, member_joined, remote_members, …)
+//!     │   ▲                         │ implemented by
+//!     │   │ local API               ▼
+//!     │   └──────────────────  cluster: ClusterLink + ClusterNode (the cluster loop)
+//!     │     publish_local,           │ Envelope { Msg } — private wire format
+//!     │     apply_remote_member,     ▼
+//!     │     local_snapshot, …    Adapter (bytes only: Local, Redis, NATS)
+//!     ▼
+//!   registry / presence / connection outboxes ──► sockets
+//! ```
+//! The broker is complete on its own: a one-node broker holds no hook, and every cluster branch
+//! hangs off one `Option` check. Joining a cluster attaches a [`ClusterHook`](hook::ClusterHook);
+//! the broker then tells it about the moments other nodes care about, in the broker's own types,
+//! and the cluster layer turns them into wire messages. News from other nodes comes back through
+//! the cluster loop, which calls the broker's narrow local API. The broker never names a wire
+//! message, and the cluster never touches the broker's maps.
+//!
 //! # Layout
 //! - [`adapter`]: the cross-node boundary that moves encoded cluster messages, and its local form.
 //! - [`app`]: app configuration and the [`AppStore`](app::AppStore) boundary.
 //! - [`connection`]: [`ConnectionHandle`](connection::ConnectionHandle) and its bounded outbox.
 //! - [`registry`]: the sharded channel map of one app, and fan-out.
 //! - [`presence`]: presence rosters with per-user socket counts.
-//! - [`cluster`]: cluster semantics over any adapter: relays, replicated presence, heartbeats, queries.
-//! - [`broker`]: [`Broker`], the one API the edges call.
+//! - [`broker`]: [`Broker`], the one API the edges call, one file per concern (connections,
+//!   channels, users, publish, queries, and the local API the cluster layer calls).
+//! - [`hook`]: [`ClusterHook`](hook::ClusterHook), what the broker tells the cluster and asks of it.
+//! - [`cluster`]: the layer over the broker that makes several nodes one: the link, the cluster
+//!   loop, the private wire format, replicated presence.
 //! - [`error`]: typed errors, each mapped to its Pusher code in one place.
 //! - [`events`]: what happened on channels, reported to an [`EventSink`](events::EventSink).
 //! - [`tap`]: the debug console's live copy of an app's events, free while nobody watches.
@@ -23,6 +48,7 @@ pub mod cluster;
 pub mod connection;
 pub mod error;
 pub mod events;
+pub mod hook;
 pub mod presence;
 pub mod registry;
 pub mod tap;

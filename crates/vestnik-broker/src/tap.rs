@@ -17,6 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::broadcast;
+use vestnik_protocol::ChannelName;
 
 use crate::app::App;
 use crate::events::{BrokerEvent, EventSink};
@@ -194,10 +195,10 @@ impl<'a> TapRecord<'a> {
         let at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let bare = |kind, channel| TapRecord {
+        let bare = |kind, channel: &'a ChannelName| TapRecord {
             at,
             kind,
-            channel,
+            channel: channel.as_str(),
             event: None,
             data: None,
             socket_id: None,
@@ -270,7 +271,11 @@ mod tests {
         }
     }
 
-    fn published<'a>(channel: &'a str, event: &'a str) -> BrokerEvent<'a> {
+    fn ch(name: &str) -> ChannelName {
+        ChannelName::parse(name).unwrap()
+    }
+
+    fn published<'a>(channel: &'a ChannelName, event: &'a str) -> BrokerEvent<'a> {
         BrokerEvent::Published {
             channel,
             event,
@@ -300,8 +305,8 @@ mod tests {
     async fn a_watcher_gets_its_apps_events_as_json() {
         let tap = Tap::new(Arc::new(NoEvents), ["a", "b"], 16);
         let mut watch = tap.watch("a").unwrap();
-        tap.on_event(&app("b"), published("other", "e"));
-        tap.on_event(&app("a"), published("orders", "created"));
+        tap.on_event(&app("b"), published(&ch("other"), "e"));
+        tap.on_event(&app("a"), published(&ch("orders"), "created"));
         let got = record(watch.recv().await);
         assert_eq!(got["type"], "trigger");
         assert_eq!(got["channel"], "orders");
@@ -320,7 +325,7 @@ mod tests {
         tap.on_event(
             &app("a"),
             BrokerEvent::Subscribed {
-                channel: "presence-room",
+                channel: &ch("presence-room"),
                 socket_id,
                 user_id: Some("u1"),
             },
@@ -328,14 +333,14 @@ mod tests {
         tap.on_event(
             &app("a"),
             BrokerEvent::SubscriptionCount {
-                channel: "presence-room",
+                channel: &ch("presence-room"),
                 count: 1,
             },
         );
         tap.on_event(
             &app("a"),
             BrokerEvent::Unsubscribed {
-                channel: "presence-room",
+                channel: &ch("presence-room"),
                 socket_id,
             },
         );
@@ -353,10 +358,10 @@ mod tests {
     async fn the_inner_sink_gets_everything_watched_or_not() {
         let counter = Arc::new(Counter::default());
         let tap = Tap::new(counter.clone(), ["a"], 16);
-        tap.on_event(&app("a"), published("c", "e"));
+        tap.on_event(&app("a"), published(&ch("c"), "e"));
         let watch = tap.watch("a").unwrap();
-        tap.on_event(&app("a"), published("c", "e"));
-        tap.on_event(&app("unknown"), published("c", "e"));
+        tap.on_event(&app("a"), published(&ch("c"), "e"));
+        tap.on_event(&app("unknown"), published(&ch("c"), "e"));
         drop(watch);
         assert_eq!(counter.0.load(Ordering::Relaxed), 3);
     }
@@ -367,7 +372,7 @@ mod tests {
         let mut watch = tap.watch("a").unwrap();
         let names: Vec<String> = (0..10).map(|i| format!("e{i}")).collect();
         for name in &names {
-            tap.on_event(&app("a"), published("c", name));
+            tap.on_event(&app("a"), published(&ch("c"), name));
         }
         assert_eq!(watch.recv().await, TapItem::Lagged(6));
         assert_eq!(record(watch.recv().await)["event"], "e6");
@@ -385,9 +390,9 @@ mod tests {
         drop(w2);
         assert_eq!(tap.watchers(), 0);
         // With nobody watching nothing is queued: a new watcher starts empty.
-        tap.on_event(&app("a"), published("c", "e"));
+        tap.on_event(&app("a"), published(&ch("c"), "e"));
         let mut w3 = tap.watch("a").unwrap();
-        tap.on_event(&app("a"), published("c", "after"));
+        tap.on_event(&app("a"), published(&ch("c"), "after"));
         let item = futures_now(w3.recv());
         assert_eq!(record(item)["event"], "after");
     }

@@ -10,6 +10,7 @@
 //! - [`auth`]: channel authorisation, user sign-in and signed HTTP request verification.
 //! - [`webhook`]: the webhook body signature.
 //! - [`socket`]: socket ids.
+//! - [`secret`]: [`AppSecret`], an app secret whose `Debug` and `Display` redact it.
 //! - [`code`]: the one table of Pusher error and close codes.
 //! - [`json`]: the JSON shapes insisted on: objects, never arrays read by position; nesting depth.
 //! - [`limits`]: default limits, each with its source.
@@ -21,10 +22,12 @@ pub mod code;
 pub mod json;
 pub mod limits;
 pub mod message;
+pub mod secret;
 pub mod socket;
 pub mod webhook;
 
 pub use channel::{ChannelKind, ChannelName, ChannelNameError};
 pub use code::PusherCode;
 pub use message::{ClientMessage, MessageError, ServerMessage};
+pub use secret::AppSecret;
 pub use socket::SocketId;

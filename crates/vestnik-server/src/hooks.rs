@@ -5,7 +5,6 @@
 //! targets cost one map lookup. This module must never wait on delivery.
 
 use vestnik_broker::{App, BrokerEvent, EventSink};
-use vestnik_protocol::ChannelName;
 use vestnik_webhooks::{AppHooks, EventType, WebhookEvent, Webhooks};
 
 use crate::config::Config;
@@ -61,55 +60,40 @@ impl EventSink for WebhookSink {
         if !self.hooks.wants(&app.id, kind) {
             return;
         }
-        // The broker only reports channels it already validated, so parsing again cannot fail.
-        let channel_of = |name: &str| ChannelName::parse(name).ok();
+        let channel = event.channel().clone();
         let event = match event {
-            BrokerEvent::ChannelOccupied { channel } => {
-                channel_of(channel).map(|channel| WebhookEvent::ChannelOccupied { channel })
-            }
-            BrokerEvent::ChannelVacated { channel } => {
-                channel_of(channel).map(|channel| WebhookEvent::ChannelVacated { channel })
-            }
-            BrokerEvent::MemberAdded { channel, user_id } => {
-                channel_of(channel).map(|channel| WebhookEvent::MemberAdded {
-                    channel,
-                    user_id: user_id.to_owned(),
-                })
-            }
-            BrokerEvent::MemberRemoved { channel, user_id } => {
-                channel_of(channel).map(|channel| WebhookEvent::MemberRemoved {
-                    channel,
-                    user_id: user_id.to_owned(),
-                })
-            }
-            BrokerEvent::ClientEvent {
+            BrokerEvent::ChannelOccupied { .. } => WebhookEvent::ChannelOccupied { channel },
+            BrokerEvent::ChannelVacated { .. } => WebhookEvent::ChannelVacated { channel },
+            BrokerEvent::MemberAdded { user_id, .. } => WebhookEvent::MemberAdded {
                 channel,
+                user_id: user_id.to_owned(),
+            },
+            BrokerEvent::MemberRemoved { user_id, .. } => WebhookEvent::MemberRemoved {
+                channel,
+                user_id: user_id.to_owned(),
+            },
+            BrokerEvent::ClientEvent {
                 event,
                 data,
                 socket_id,
                 user_id,
-            } => channel_of(channel).map(|channel| WebhookEvent::ClientEvent {
+                ..
+            } => WebhookEvent::ClientEvent {
                 channel,
                 event: event.to_owned(),
                 data: data.to_owned(),
                 socket_id,
                 user_id: user_id.map(str::to_owned),
-            }),
-            BrokerEvent::CacheMiss { channel } => {
-                channel_of(channel).map(|channel| WebhookEvent::CacheMiss { channel })
-            }
-            BrokerEvent::SubscriptionCount { channel, count } => {
-                channel_of(channel).map(|channel| WebhookEvent::SubscriptionCount {
-                    channel,
-                    count: count as u64,
-                })
-            }
+            },
+            BrokerEvent::CacheMiss { .. } => WebhookEvent::CacheMiss { channel },
+            BrokerEvent::SubscriptionCount { count, .. } => WebhookEvent::SubscriptionCount {
+                channel,
+                count: count as u64,
+            },
             BrokerEvent::Subscribed { .. }
             | BrokerEvent::Unsubscribed { .. }
-            | BrokerEvent::Published { .. } => None,
+            | BrokerEvent::Published { .. } => return,
         };
-        if let Some(event) = event {
-            self.hooks.submit(&app.id, event);
-        }
+        self.hooks.submit(&app.id, event);
     }
 }

@@ -355,7 +355,7 @@ impl Cli {
             note("app_key", "apps.0.key");
         }
         if let Some(v) = self.app_secret {
-            first.secret = v;
+            first.secret = v.into();
             note("app_secret", "apps.0.secret");
         }
         if let Some(v) = self.client_events {

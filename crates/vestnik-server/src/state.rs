@@ -157,7 +157,7 @@ mod tests {
     #[test]
     fn debug_never_prints_a_secret() {
         let mut config = Config::default();
-        config.apps[0].secret = "s3cret-that-must-not-print".to_owned();
+        config.apps[0].secret = "s3cret-that-must-not-print".into();
         let state = AppState::build(config, Shutdown::new(), None).unwrap();
         let shown = format!("{state:?} {state:#?}");
         assert!(shown.contains(&state.config.apps[0].id), "{shown}");

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use vestnik_protocol::AppSecret;
 
 pub use vestnik_protocol::webhook::{EventType, WebhookTarget};
 
@@ -207,7 +208,7 @@ pub struct AppHooks {
     /// The app key, sent as `X-Pusher-Key`.
     pub key: String,
     /// The app secret, which signs every body (`X-Pusher-Signature`).
-    pub secret: String,
+    pub secret: AppSecret,
     /// Where the app's webhooks go; empty means the app sends none.
     pub targets: Vec<WebhookTarget>,
 }

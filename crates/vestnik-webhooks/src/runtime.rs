@@ -14,6 +14,7 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use vestnik_protocol::AppSecret;
 
 use crate::config::{AppHooks, EventTypeSet, WebhookSettings};
 use crate::lane::{run_lane, Job};
@@ -27,7 +28,7 @@ pub(crate) struct AppEntry {
     pub index: usize,
     pub app_id: String,
     pub key: String,
-    pub secret: String,
+    pub secret: AppSecret,
     /// Kinds `submit` accepts for this app (what targets want, plus hold partners).
     pub accepted: EventTypeSet,
     pub counters: Arc<AppCounters>,

@@ -9,14 +9,24 @@
 //!   own state, so a new node, or one that lost the backbone, catches up at once.
 //! - Channel counts are asked of every live node when the API needs them.
 //!
+//! # Layers
+//! The cluster is a layer over the broker, as centrifuge's `Node` sits over its `Broker`:
+//! - [`ClusterLink`] is this node's membership (its id, the adapter, the peers, the remote rosters)
+//!   and the broker's [`ClusterHook`]: the broker tells it about local happenings in its own words,
+//!   and the link turns them into wire messages.
+//! - [`ClusterNode`] owns the cluster loop: it hears the adapter, decodes each message and calls the
+//!   broker's narrow local API (publish locally, apply a remote member change, take a snapshot).
+//! - `message` is the wire format, private to this module: the broker never names a variant.
+//!
 //! The adapter only moves bytes. This module must never block the publish path: sending is a
-//! non-blocking queue push, and a message that cannot be queued is counted as lost.
+//! non-blocking queue push, and a message that cannot be queued is counted as lost. It must never
+//! reach into the broker's state; it goes through the broker's local API.
 
-pub mod message;
-pub mod presence;
+mod message;
+mod node;
+mod presence;
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,10 +34,15 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
+use vestnik_protocol::ChannelName;
 
-use crate::adapter::{Adapter, AdapterEvent, Destination, NodeId};
-use message::{Answer, CacheEntry, Envelope, Msg, Query, SyncMember};
+use crate::adapter::{Adapter, Destination, NodeId};
+use crate::app::App;
+use crate::broker::PublishEvent;
+use crate::hook::{ClusterHook, HookFuture, RelayedClientEvent, RemoteMembers};
+use message::{Answer, Envelope, Msg, Query, SyncMember};
+pub(crate) use node::ClusterNode;
 use presence::{RemoteOccupancy, RemotePresence};
 
 /// Timings of the cluster protocol.
@@ -51,9 +66,12 @@ impl Default for ClusterSettings {
     }
 }
 
+/// What this node knows of another live node.
 #[derive(Debug)]
 struct Peer {
+    /// When it last said anything; silence past the node timeout means it died.
     last_seen: Instant,
+    /// Its sockets per app id, from its last heartbeat, for app quotas.
     connections: HashMap<String, usize>,
     /// The peer said it is draining: its sockets are on their way to other nodes.
     draining: bool,
@@ -80,20 +98,37 @@ enum QueryNews {
 }
 
 /// This node's membership of the cluster: its id, its adapter and what it knows of the others.
+///
+/// It is the broker's [`ClusterHook`] (the outgoing half: local happenings become wire messages)
+/// and the edges' handle on the cluster (health, metrics, drain, readiness). The incoming half is
+/// the cluster loop in [`ClusterNode`], which shares this link.
+///
+/// Lock order: the remote rosters come after a channel shard (the broker calls them under one);
+/// `peers` and `queries` are never held while another lock is taken.
 pub struct ClusterLink {
     /// This node's id.
     pub node: NodeId,
+    /// The backbone: moves encoded envelopes, knows nothing of their meaning.
     adapter: Arc<dyn Adapter>,
+    /// Heartbeat, node timeout and query timeout.
     settings: ClusterSettings,
-    pub(crate) presence: RemotePresence,
-    pub(crate) occupancy: RemoteOccupancy,
+    /// Presence members on other nodes, by (app, channel) and user.
+    presence: RemotePresence,
+    /// Which other nodes have a subscriber on each (app, channel).
+    occupancy: RemoteOccupancy,
+    /// Other live nodes.
     peers: Mutex<HashMap<NodeId, Peer>>,
+    /// Outstanding queries by correlation id, each with the channel its answers go to.
     queries: Mutex<HashMap<u64, mpsc::UnboundedSender<QueryNews>>>,
+    /// The next query's correlation id.
     next_query: AtomicU64,
     /// Counters for logs and metrics.
     pub counters: ClusterCounters,
+    /// Whether the cluster loop has seen the adapter connect (and not lose the backbone since).
     connected: AtomicBool,
+    /// Flips to `true` once the node has heard from the others (or has nobody to hear from).
     ready: watch::Sender<bool>,
+    /// When a lost message was last logged, to log an outage at most once a second.
     last_loss_log: Mutex<Option<Instant>>,
 }
 
@@ -107,7 +142,8 @@ impl std::fmt::Debug for ClusterLink {
 }
 
 impl ClusterLink {
-    pub(crate) fn new(node: NodeId, adapter: Arc<dyn Adapter>, settings: ClusterSettings) -> Self {
+    /// A link that has not heard from anyone yet: no peers, empty remote rosters, not ready.
+    fn new(node: NodeId, adapter: Arc<dyn Adapter>, settings: ClusterSettings) -> Self {
         Self {
             node,
             adapter,
@@ -125,7 +161,7 @@ impl ClusterLink {
     }
 
     /// Sends a message; counts it as lost if the adapter cannot take it.
-    pub(crate) fn send(&self, to: Destination, msg: Msg) {
+    fn send(&self, to: Destination, msg: Msg) {
         let bytes = Envelope {
             from: self.node,
             msg,
@@ -204,7 +240,7 @@ impl ClusterLink {
     /// Asks every live node and collects the answers that come within the query timeout. A node that
     /// leaves or dies while the query runs is no longer waited for, so a query racing a node's
     /// goodbye answers as soon as the others have, instead of at the timeout.
-    pub(crate) async fn ask(&self, query: Query) -> Vec<Answer> {
+    async fn ask(&self, query: Query) -> Vec<Answer> {
         let mut waiting: HashSet<NodeId> = self.peers.lock().keys().copied().collect();
         // With the backbone down nobody can answer: answer from this node at once.
         if waiting.is_empty() || !self.is_connected() {
@@ -255,459 +291,146 @@ pub fn new_node_id() -> NodeId {
     rand::random::<u64>() >> 1
 }
 
-impl crate::Broker {
-    /// Joins the cluster as `node` through `adapter` (which must deliver `Destination::Node(node)`
-    /// messages to this node). Returns the task that runs the cluster protocol until `shutdown`
-    /// resolves; spawn it. Call once, before serving sockets.
-    pub fn join_cluster(
-        &self,
-        node: NodeId,
-        adapter: Arc<dyn Adapter>,
-        settings: ClusterSettings,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> impl Future<Output = ()> + Send + 'static {
-        let events = adapter.events();
-        let link = Arc::new(ClusterLink::new(node, adapter, settings));
-        if self.inner.cluster.set(link.clone()).is_err() {
-            warn!("join_cluster called twice; the second call is ignored");
-        }
-        info!(node, adapter = link.adapter_name(), "joining the cluster");
-        let broker = self.clone();
-        async move {
-            match events {
-                Some(events) => broker.run_cluster(link, events, shutdown).await,
-                None => {
-                    // Single node: nothing to hear from.
-                    let _ = link.ready.send(true);
-                    shutdown.await;
-                }
-            }
-        }
-    }
-
-    /// This node's cluster link, if it joined one.
-    pub fn cluster(&self) -> Option<&Arc<ClusterLink>> {
-        self.inner.cluster.get()
-    }
-
-    async fn run_cluster(
-        &self,
-        link: Arc<ClusterLink>,
-        mut events: mpsc::Receiver<AdapterEvent>,
-        shutdown: impl Future<Output = ()> + Send,
-    ) {
-        tokio::pin!(shutdown);
-        let mut tick = tokio::time::interval(link.settings.heartbeat_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // After connecting, give the others one round trip to answer Hello before saying "ready".
-        let settle = tokio::time::sleep(Duration::from_secs(3600));
-        tokio::pin!(settle);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => {
-                    link.send(Destination::All, Msg::Leaving);
-                    link.adapter.close().await;
-                    info!(node = link.node, "left the cluster");
-                    return;
-                }
-                ev = events.recv() => match ev {
-                    None => {
-                        warn!("cluster adapter stopped; serving local sockets only");
-                        shutdown.await;
-                        return;
-                    }
-                    Some(AdapterEvent::Message(bytes)) => match Envelope::decode(&bytes) {
-                        Some(env) if env.from == link.node => {}
-                        Some(env) => {
-                            link.counters.received.fetch_add(1, Ordering::Relaxed);
-                            self.handle_cluster_message(&link, env);
-                        }
-                        None => debug!("dropped a malformed cluster message"),
-                    },
-                    Some(AdapterEvent::Connected) => {
-                        info!(node = link.node, adapter = link.adapter_name(), "cluster backbone connected; resyncing");
-                        link.connected.store(true, Ordering::Relaxed);
-                        link.send(Destination::All, Msg::Hello);
-                        link.send(Destination::All, self.local_sync());
-                        self.send_heartbeat(&link);
-                        settle.as_mut().reset(tokio::time::Instant::now() + link.settings.query_timeout.min(Duration::from_millis(500)));
-                    }
-                    Some(AdapterEvent::Disconnected) => {
-                        warn!(node = link.node, adapter = link.adapter_name(), "cluster backbone lost; serving local sockets and reconnecting");
-                        link.connected.store(false, Ordering::Relaxed);
-                    }
-                },
-                () = &mut settle => {
-                    let _ = link.ready.send(true);
-                    settle.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(3600));
-                }
-                _ = tick.tick() => {
-                    self.send_heartbeat(&link);
-                    self.sweep_dead_nodes(&link);
-                }
-            }
-        }
-    }
-
-    fn send_heartbeat(&self, link: &ClusterLink) {
-        let connections = self
-            .inner
-            .runtimes
-            .iter()
-            .map(|e| (e.key().clone(), e.value().connection_count()))
-            .collect();
-        link.send(Destination::All, Msg::Heartbeat { connections });
-    }
-
-    fn sweep_dead_nodes(&self, link: &ClusterLink) {
-        let now = Instant::now();
-        let dead: Vec<NodeId> = link
-            .peers
-            .lock()
-            .iter()
-            .filter(|(_, p)| now.duration_since(p.last_seen) > link.settings.node_timeout)
-            .map(|(id, _)| *id)
-            .collect();
-        for node in dead {
-            warn!(
-                node,
-                "cluster node stopped sending heartbeats; removing its members"
-            );
-            self.forget_node(link, node);
-        }
-    }
-
-    fn forget_node(&self, link: &ClusterLink, node: NodeId) {
-        link.peers.lock().remove(&node);
-        for tx in link.queries.lock().values() {
-            let _ = tx.send(QueryNews::Gone(node));
-        }
-        // The departed node cannot send its member_removed webhooks; the lowest surviving node id
-        // does, so they go out once.
-        let leader = link.peers.lock().keys().all(|peer| *peer > link.node);
-        for (app, channel) in link.occupancy.of_node(node) {
-            let gone = link.occupancy.vacate(node, &app, &channel);
-            let Some(app) = self.apps().by_id(&app) else {
-                continue;
-            };
-            let here = self.runtime(&app).registry.stats(&channel).is_some();
-            if gone && !here && leader {
-                self.inner.events.on_event(
-                    &app,
-                    crate::BrokerEvent::ChannelVacated { channel: &channel },
-                );
-            }
-        }
-        for (app, channel, user) in link.presence.of_node(node) {
-            if self.remote_member_left(link, node, &app, &channel, &user) && leader {
-                if let Some(app) = self.apps().by_id(&app) {
-                    self.inner.events.on_event(
-                        &app,
-                        crate::BrokerEvent::MemberRemoved {
-                            channel: &channel,
-                            user_id: &user,
-                        },
-                    );
-                }
-            }
-        }
-    }
-
-    /// This node's whole state, for a `Sync`.
-    fn local_sync(&self) -> Msg {
-        let channels = self
-            .inner
-            .runtimes
-            .iter()
-            .flat_map(|rt| {
-                let app = rt.key().clone();
-                rt.registry
-                    .list("")
-                    .into_iter()
-                    .map(move |(c, _)| (app.clone(), c.to_string()))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        let now = Instant::now();
-        let mut cache = Vec::new();
-        for rt in self.inner.runtimes.iter() {
-            for e in rt.registry.cache.iter() {
-                let Some(left) = e.expires.checked_duration_since(now) else {
-                    continue;
-                };
-                cache.push(CacheEntry {
-                    app: rt.key().clone(),
-                    channel: e.key().to_string(),
-                    frame: String::from_utf8_lossy(&e.frame).into_owned(),
-                    data: e.data.clone(),
-                    ttl_ms: u64::try_from(left.as_millis()).unwrap_or(u64::MAX),
-                });
-            }
-        }
-        Msg::Sync {
-            members: self.local_members(),
-            channels,
-            cache,
-        }
-    }
-
-    /// Keeps another node's cache events this node does not have.
-    fn apply_cache(&self, entries: Vec<CacheEntry>) {
-        let now = Instant::now();
-        for e in entries {
-            let (Some(app), Ok(channel)) = (
-                self.apps().by_id(&e.app),
-                vestnik_protocol::ChannelName::parse(&e.channel),
-            ) else {
-                continue;
-            };
-            if !channel.is_cache() {
-                continue;
-            }
-            let rt = self.runtime(&app);
-            rt.registry
-                .cache
-                .entry(channel)
-                .or_insert_with(|| crate::registry::CachedEvent {
-                    frame: bytes::Bytes::from(e.frame),
-                    data: e.data,
-                    expires: now + Duration::from_millis(e.ttl_ms),
-                });
-        }
-    }
-
-    /// Every presence member whose socket is on this node.
-    fn local_members(&self) -> Vec<SyncMember> {
-        let mut out = Vec::new();
-        for rt in self.inner.runtimes.iter() {
-            for ch in rt.registry.channels.iter() {
-                if let Some(m) = &ch.members {
-                    for v in m.views() {
-                        out.push(SyncMember {
-                            app: rt.key().clone(),
-                            channel: ch.key().to_string(),
-                            user_id: v.user_id.to_owned(),
-                            info: v.user_info.map(|r| r.get().to_owned()),
-                        });
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    fn handle_cluster_message(&self, link: &ClusterLink, env: Envelope) {
-        let from = env.from;
-        let known = {
-            let mut peers = link.peers.lock();
-            let known = peers.contains_key(&from);
-            let peer = peers.entry(from).or_insert_with(|| Peer {
-                last_seen: Instant::now(),
-                connections: HashMap::new(),
-                draining: false,
-            });
-            if matches!(env.msg, Msg::Draining) {
-                peer.draining = true;
-            }
-            peer.last_seen = Instant::now();
-            if let Msg::Heartbeat { connections } = &env.msg {
-                peer.connections = connections.iter().cloned().collect();
-            }
-            known
-        };
-        if !known && !matches!(env.msg, Msg::Leaving) {
-            info!(node = from, "cluster node joined");
-            if !matches!(env.msg, Msg::Hello | Msg::Sync { .. }) {
-                // We missed its announcement (it started while we were disconnected): ask for state.
-                link.send(Destination::Node(from), Msg::Hello);
-            }
-        }
-        match env.msg {
+impl ClusterHook for ClusterLink {
+    fn published(&self, app: &App, event: &PublishEvent<'_>) {
+        self.send(
+            Destination::All,
             Msg::Publish {
-                app,
-                channels,
-                name,
-                data,
-                except,
-            } => {
-                self.apply_remote_publish(&app, &channels, &name, &data, except.as_deref());
-            }
+                app: app.id.clone(),
+                channels: event.channels.iter().map(|c| c.to_string()).collect(),
+                name: event.name.to_owned(),
+                data: event.data.to_owned(),
+                except: event.except.map(|s| s.to_string()),
+            },
+        );
+    }
+
+    fn client_event(&self, app: &App, event: &RelayedClientEvent<'_>) {
+        self.send(
+            Destination::All,
             Msg::ClientEvent {
-                app,
-                channel,
-                event,
-                data,
-                except,
-                user_id,
-            } => {
-                self.apply_remote_client_event(
-                    &app,
-                    &channel,
-                    &event,
-                    &data,
-                    &except,
-                    user_id.as_deref(),
-                );
-            }
-            Msg::Terminate { app, user_id } => {
-                if let Some(app) = self.apps().by_id(&app) {
-                    self.terminate_local(&app, &user_id);
-                }
-            }
-            Msg::MemberJoined(m) => self.remote_member_joined(link, from, m),
-            Msg::MemberLeft {
-                app,
-                channel,
-                user_id,
-            } => {
-                self.remote_member_left(link, from, &app, &channel, &user_id);
-            }
-            Msg::Heartbeat { .. } => {}
-            Msg::Hello => {
-                link.send(Destination::Node(from), self.local_sync());
-                self.send_heartbeat(link);
-            }
-            Msg::Sync {
-                members,
-                channels,
-                cache,
-            } => {
-                self.apply_sync(link, from, members);
-                self.apply_cache(cache);
-                let now: std::collections::HashSet<(String, String)> =
-                    channels.iter().cloned().collect();
-                for (app, channel) in link.occupancy.of_node(from) {
-                    if !now.contains(&(app.clone(), channel.clone())) {
-                        link.occupancy.vacate(from, &app, &channel);
-                    }
-                }
-                for (app, channel) in channels {
-                    link.occupancy.occupy(from, &app, &channel);
-                }
-            }
-            Msg::Occupied { app, channel } => link.occupancy.occupy(from, &app, &channel),
-            Msg::Vacated { app, channel } => {
-                link.occupancy.vacate(from, &app, &channel);
-            }
-            Msg::Draining => info!(node = from, "cluster node is draining"),
-            Msg::Leaving => {
-                info!(node = from, "cluster node left");
-                self.forget_node(link, from);
-            }
-            Msg::Query { id, query } => {
-                let answer = self.answer_query(&query);
-                link.send(Destination::Node(from), Msg::Reply { id, answer });
-            }
-            Msg::Reply { id, answer } => {
-                if let Some(tx) = link.queries.lock().get(&id) {
-                    let _ = tx.send(QueryNews::Answer(from, answer));
-                }
-            }
-        }
+                app: app.id.clone(),
+                channel: event.channel.to_string(),
+                event: event.event.to_owned(),
+                data: event.data.to_owned(),
+                except: event.socket_id.to_string(),
+                user_id: event.user_id.map(str::to_owned),
+            },
+        );
     }
 
-    fn apply_sync(&self, link: &ClusterLink, from: NodeId, members: Vec<SyncMember>) {
-        let had: Vec<(String, String, String)> = link.presence.of_node(from);
-        let now: std::collections::HashSet<(String, String, String)> = members
-            .iter()
-            .map(|m| (m.app.clone(), m.channel.clone(), m.user_id.clone()))
-            .collect();
-        for (app, channel, user) in had {
-            if !now.contains(&(app.clone(), channel.clone(), user.clone())) {
-                self.remote_member_left(link, from, &app, &channel, &user);
-            }
-        }
-        for m in members {
-            self.remote_member_joined(link, from, m);
-        }
+    fn terminate(&self, app: &App, user_id: &str) {
+        self.send(
+            Destination::All,
+            Msg::Terminate {
+                app: app.id.clone(),
+                user_id: user_id.to_owned(),
+            },
+        );
     }
 
-    fn answer_query(&self, query: &Query) -> Answer {
-        match query {
-            Query::Channels { app, prefix } => Answer::Channels(
-                self.inner
-                    .runtimes
-                    .get(app)
-                    .map(|rt| {
-                        rt.registry
-                            .list(prefix)
-                            .into_iter()
-                            .map(|(name, stats)| (name.to_string(), stats.subscription_count))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            ),
-            Query::Channel { app, channel } => Answer::Channel(
-                self.inner
-                    .runtimes
-                    .get(app)
-                    .and_then(|rt| rt.registry.stats(channel))
-                    .map_or(0, |s| s.subscription_count),
-            ),
-        }
+    fn occupied(&self, app: &App, channel: &ChannelName) -> bool {
+        self.send(
+            Destination::All,
+            Msg::Occupied {
+                app: app.id.clone(),
+                channel: channel.to_string(),
+            },
+        );
+        self.occupancy.has(&app.id, channel.as_str())
     }
 
-    /// A remote node's first socket of a user joined: announce the user locally if nobody had it.
-    fn remote_member_joined(&self, link: &ClusterLink, from: NodeId, m: SyncMember) {
-        let Some(app) = self.apps().by_id(&m.app) else {
-            return;
-        };
-        let info = m.info.and_then(|i| RawValue::from_string(i).ok());
-        let rt = self.runtime(&app);
-        // Lock order: the channel shard first, then the remote roster.
-        let local = rt.registry.channels.get(m.channel.as_str());
-        let local_has = local
-            .as_ref()
-            .and_then(|c| c.members.as_ref())
-            .is_some_and(|members| members.contains(&m.user_id));
-        let first_remote = link
-            .presence
-            .join(from, &m.app, &m.channel, &m.user_id, info.clone());
-        if first_remote && !local_has {
-            if let Some(ch) = &local {
-                let frame = vestnik_protocol::ServerMessage::MemberAdded {
-                    channel: &m.channel,
-                    member: vestnik_protocol::message::MemberView {
-                        user_id: &m.user_id,
-                        user_info: info.as_deref(),
-                    },
-                }
-                .encode();
-                ch.fan_out(&frame, None);
-            }
-        }
+    fn vacated(&self, app: &App, channel: &ChannelName) -> bool {
+        self.send(
+            Destination::All,
+            Msg::Vacated {
+                app: app.id.clone(),
+                channel: channel.to_string(),
+            },
+        );
+        self.occupancy.has(&app.id, channel.as_str())
     }
 
-    /// A remote node's last socket of a user left: announce it locally if nobody has the user now.
-    /// Returns whether the user left the cluster-wide roster.
-    fn remote_member_left(
+    fn member_joined(
         &self,
-        link: &ClusterLink,
-        from: NodeId,
-        app_id: &str,
-        channel: &str,
-        user: &str,
-    ) -> bool {
-        let Some(app) = self.apps().by_id(app_id) else {
-            return false;
-        };
-        let rt = self.runtime(&app);
-        let local = rt.registry.channels.get(channel);
-        let local_has = local
-            .as_ref()
-            .and_then(|c| c.members.as_ref())
-            .is_some_and(|members| members.contains(user));
-        let gone = link.presence.leave(from, app_id, channel, user);
-        if gone && !local_has {
-            if let Some(ch) = &local {
-                let frame = vestnik_protocol::ServerMessage::MemberRemoved {
-                    channel,
-                    user_id: user,
+        app: &App,
+        channel: &ChannelName,
+        user_id: &str,
+        info: Option<&RawValue>,
+    ) {
+        self.send(
+            Destination::All,
+            Msg::MemberJoined(SyncMember {
+                app: app.id.clone(),
+                channel: channel.to_string(),
+                user_id: user_id.to_owned(),
+                info: info.map(|i| i.get().to_owned()),
+            }),
+        );
+    }
+
+    fn member_left(&self, app: &App, channel: &ChannelName, user_id: &str) {
+        self.send(
+            Destination::All,
+            Msg::MemberLeft {
+                app: app.id.clone(),
+                channel: channel.to_string(),
+                user_id: user_id.to_owned(),
+            },
+        );
+    }
+
+    fn remote_members(&self, app: &App, channel: &str) -> RemoteMembers {
+        self.presence.members(&app.id, channel)
+    }
+
+    fn has_remote_member(&self, app: &App, channel: &str, user_id: &str) -> bool {
+        self.presence.has(&app.id, channel, user_id)
+    }
+
+    fn remote_sockets(&self, app: &App) -> usize {
+        self.remote_connections(&app.id)
+    }
+
+    fn remote_subscriptions<'a>(
+        &'a self,
+        app: &'a App,
+        channel: &'a ChannelName,
+    ) -> HookFuture<'a, usize> {
+        Box::pin(async move {
+            let query = Query::Channel {
+                app: app.id.clone(),
+                channel: channel.to_string(),
+            };
+            self.ask(query)
+                .await
+                .iter()
+                .map(|a| match a {
+                    Answer::Channel(n) => *n,
+                    Answer::Channels(_) => 0,
+                })
+                .sum()
+        })
+    }
+
+    fn remote_channels<'a>(
+        &'a self,
+        app: &'a App,
+        prefix: &'a str,
+    ) -> HookFuture<'a, Vec<(String, usize)>> {
+        Box::pin(async move {
+            let query = Query::Channels {
+                app: app.id.clone(),
+                prefix: prefix.to_owned(),
+            };
+            let mut out = Vec::new();
+            for answer in self.ask(query).await {
+                match answer {
+                    Answer::Channels(list) => out.extend(list),
+                    Answer::Channel(_) => {}
                 }
-                .encode();
-                ch.fan_out(&frame, None);
             }
-        }
-        gone && !local_has
+            out
+        })
     }
 }

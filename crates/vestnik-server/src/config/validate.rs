@@ -160,17 +160,21 @@ impl Config {
     fn credential_problems(&self, out: &mut Vec<Problem>) {
         for (i, app) in self.apps.iter().enumerate() {
             let earlier = &self.apps[..i];
-            for (what, value) in [("id", &app.id), ("key", &app.key), ("secret", &app.secret)] {
+            for (what, value) in [
+                ("id", app.id.as_str()),
+                ("key", app.key.as_str()),
+                ("secret", app.secret.expose()),
+            ] {
                 let error = if value.is_empty() {
                     AppStoreError::EmptyField { index: i, what }
                 } else if what != "secret"
                     && earlier
                         .iter()
-                        .any(|a| value == if what == "id" { &a.id } else { &a.key })
+                        .any(|a| value == if what == "id" { &*a.id } else { &*a.key })
                 {
                     AppStoreError::Duplicate {
                         what,
-                        value: value.clone(),
+                        value: value.to_owned(),
                     }
                 } else {
                     continue;

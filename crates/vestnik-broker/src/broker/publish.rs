@@ -1,0 +1,161 @@
+//! Events into channels: API events (encoded once per channel, cached on cache channels) and client
+//! events (checked against the app's switches, size and rate limits, never sent back to their
+//! sender).
+//!
+//! Each public entry fans out to this node's sockets and tells the [`ClusterHook`] so the other
+//! nodes do the same; the `_local` forms are what the cluster layer calls for events that came from
+//! another node. This module must never serialise per subscriber, and never waits for one: a full
+//! outbox closes its socket instead.
+//!
+//! [`ClusterHook`]: crate::hook::ClusterHook
+
+use std::time::Instant;
+
+use vestnik_protocol::{ChannelName, ServerMessage, SocketId};
+
+use super::Broker;
+use crate::app::App;
+use crate::connection::{ConnectionHandle, RateLimiter};
+use crate::error::ClientEventError;
+use crate::events::BrokerEvent;
+use crate::hook::RelayedClientEvent;
+use crate::registry::CachedEvent;
+
+/// An event to publish through the HTTP API.
+#[derive(Debug, Clone, Copy)]
+pub struct PublishEvent<'a> {
+    /// The event name.
+    pub name: &'a str,
+    /// The data string, forwarded verbatim.
+    pub data: &'a str,
+    /// The channels it goes to.
+    pub channels: &'a [ChannelName],
+    /// A socket to leave out (the one whose action caused the event).
+    pub except: Option<SocketId>,
+}
+
+impl Broker {
+    /// Publishes an API event: encodes it once per channel, caches it on cache channels, and queues it
+    /// for every subscriber but `except`, here and on every other node. Returns how many sockets on
+    /// this node got it.
+    pub fn publish(&self, app: &App, event: &PublishEvent<'_>) -> usize {
+        if let Some(hook) = self.hook() {
+            hook.published(app, event);
+        }
+        self.publish_local(app, event)
+    }
+
+    /// Fans an event out to this node's sockets only (and caches it on cache channels).
+    pub(crate) fn publish_local(&self, app: &App, event: &PublishEvent<'_>) -> usize {
+        let rt = self.runtime(app);
+        let now = Instant::now();
+        let mut delivered = 0;
+        for channel in event.channels {
+            let frame = ServerMessage::ChannelEvent {
+                event: event.name,
+                channel: channel.as_str(),
+                data: event.data,
+                user_id: None,
+            }
+            .encode();
+            if channel.is_cache() {
+                rt.registry.cache.insert(
+                    channel.clone(),
+                    CachedEvent {
+                        frame: frame.clone(),
+                        data: event.data.to_owned(),
+                        expires: now + app.cache_ttl(),
+                    },
+                );
+            }
+            let recipients = rt.registry.fan_out(channel.as_str(), &frame, event.except);
+            self.report(
+                app,
+                BrokerEvent::Published {
+                    channel,
+                    event: event.name,
+                    data: event.data,
+                    recipients,
+                },
+            );
+            delivered += recipients;
+        }
+        delivered
+    }
+
+    /// Relays a client event to the channel's other subscribers, on every node. Returns how many on
+    /// this node got it.
+    pub fn client_event(
+        &self,
+        conn: &ConnectionHandle,
+        event: &str,
+        channel: &ChannelName,
+        data: &str,
+    ) -> Result<usize, ClientEventError> {
+        let app = conn.app();
+        if !app.client_events {
+            return Err(ClientEventError::Disabled);
+        }
+        if !channel.kind().allows_client_events() {
+            return Err(ClientEventError::ChannelKind(channel.to_string()));
+        }
+        if data.len() > app.max_event_bytes {
+            return Err(ClientEventError::TooLarge {
+                size: data.len(),
+                limit: app.max_event_bytes,
+            });
+        }
+        let user_id = {
+            let mut st = conn.state.lock();
+            let user_id = st
+                .channels
+                .get(channel)
+                .ok_or_else(|| ClientEventError::NotSubscribed(channel.to_string()))?
+                .clone();
+            let rate = app.client_event_rate;
+            if rate > 0 {
+                let limiter = st.rate.get_or_insert_with(|| RateLimiter::new(rate));
+                if !limiter.try_take(rate, Instant::now()) {
+                    return Err(ClientEventError::RateLimited(rate));
+                }
+            }
+            user_id
+        };
+        let relayed = RelayedClientEvent {
+            channel,
+            event,
+            data,
+            socket_id: conn.socket_id(),
+            user_id: user_id.as_deref(),
+        };
+        let delivered = self.client_event_local(app, &relayed);
+        if let Some(hook) = self.hook() {
+            hook.client_event(app, &relayed);
+        }
+        self.report(
+            app,
+            BrokerEvent::ClientEvent {
+                channel,
+                event,
+                data,
+                socket_id: conn.socket_id(),
+                user_id: user_id.as_deref(),
+            },
+        );
+        Ok(delivered)
+    }
+
+    /// Fans a client event out to this node's subscribers of its channel, except its sender.
+    pub(crate) fn client_event_local(&self, app: &App, event: &RelayedClientEvent<'_>) -> usize {
+        let frame = ServerMessage::ChannelEvent {
+            event: event.event,
+            channel: event.channel.as_str(),
+            data: event.data,
+            user_id: event.user_id,
+        }
+        .encode();
+        self.runtime(app)
+            .registry
+            .fan_out(event.channel.as_str(), &frame, Some(event.socket_id))
+    }
+}

@@ -1,0 +1,513 @@
+//! [`ClusterNode`]: the cluster loop. It hears the adapter, keeps the peer table, answers `Hello`
+//! and queries, and turns every other node's news into calls of the broker's local API.
+//!
+//! This is the only place that decodes wire messages into broker calls, and the only cluster code
+//! that holds a [`Broker`]. It must never reach into the broker's state (it calls
+//! `publish_local`, `apply_remote_member`, `local_snapshot` and the like), and never blocks: every
+//! branch of the loop is a few map updates and non-blocking sends.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+use vestnik_protocol::{ChannelName, SocketId};
+
+use super::message::{Answer, CacheEntry, Envelope, Msg, Query, SyncMember};
+use super::{ClusterLink, ClusterSettings, Peer, QueryNews};
+use crate::adapter::{Adapter, AdapterEvent, Destination, NodeId};
+use crate::broker::{LocalCached, LocalSnapshot, PublishEvent, RemoteMemberChange};
+use crate::hook::RelayedClientEvent;
+use crate::Broker;
+
+/// How long the settle timer sleeps while nothing is to settle: effectively never.
+const IDLE: Duration = Duration::from_secs(3600);
+
+/// Longest wait after connecting for the others' answers to `Hello` before this node says "ready".
+const SETTLE_MAX: Duration = Duration::from_millis(500);
+
+/// One node of the cluster: the broker it serves and its link to the others.
+///
+/// It sits over the broker the way centrifuge's `Node` sits over its `Broker`: it decides what the
+/// other nodes' messages mean and calls the broker's local API to make it so. The broker holds the
+/// link (as its hook), never the node, so there is no reference cycle: the node lives in the one
+/// task that runs the cluster loop.
+pub(crate) struct ClusterNode {
+    /// The broker this node serves; a clone of the edges' broker.
+    broker: Broker,
+    /// The link the broker also holds as its hook.
+    link: Arc<ClusterLink>,
+    /// The adapter's events, taken by the loop when it starts; `None` for a single node.
+    events: Option<mpsc::Receiver<AdapterEvent>>,
+}
+
+impl ClusterNode {
+    /// Builds the link over `adapter` and attaches it to `broker` as its cluster hook. A second join
+    /// is logged and not attached (its loop still runs, serving nobody).
+    pub(crate) fn join(
+        broker: Broker,
+        node: NodeId,
+        adapter: Arc<dyn Adapter>,
+        settings: ClusterSettings,
+    ) -> Self {
+        let events = adapter.events();
+        let link = Arc::new(ClusterLink::new(node, adapter, settings));
+        if !broker.attach_cluster(link.clone()) {
+            warn!("join_cluster called twice; the second call is ignored");
+        }
+        info!(node, adapter = link.adapter_name(), "joining the cluster");
+        Self {
+            broker,
+            link,
+            events,
+        }
+    }
+
+    /// The task that runs the cluster loop until `shutdown` resolves. An adapter without events (a
+    /// single node) has nothing to hear: the node is ready at once and waits for shutdown.
+    pub(crate) async fn run(mut self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        match self.events.take() {
+            Some(events) => self.run_loop(events, shutdown).await,
+            None => {
+                let _ = self.link.ready.send(true);
+                shutdown.await;
+            }
+        }
+    }
+
+    /// The cluster loop. One task selects over four things, in this order:
+    ///
+    /// 1. **Shutdown**: say `Leaving` (so the others forget this node now rather than at the
+    ///    heartbeat timeout), close the adapter, return.
+    /// 2. **The adapter's events**: a message from another node is decoded and applied
+    ///    ([`ClusterNode::handle`]); our own echoes and malformed messages are dropped. On
+    ///    (re)connection the node says `Hello`, sends a `Sync` of its whole state and a heartbeat,
+    ///    and arms the settle timer. A lost backbone is logged; local sockets are served meanwhile.
+    ///    If the adapter stops for good, the loop waits for shutdown serving local sockets only.
+    /// 3. **Settle**: one round trip after connecting, the node counts as ready (the others have
+    ///    had time to answer `Hello` with their `Sync`), which releases [`ClusterLink::ready`].
+    /// 4. **Heartbeat tick**: send this node's socket counts per app, and forget nodes that have been
+    ///    silent longer than the node timeout (their members leave, their channels vacate).
+    ///
+    /// Nothing in the loop awaits anything but the adapter's close on shutdown, so a slow branch
+    /// never delays the others.
+    async fn run_loop(
+        &self,
+        mut events: mpsc::Receiver<AdapterEvent>,
+        shutdown: impl Future<Output = ()> + Send,
+    ) {
+        let link = &self.link;
+        tokio::pin!(shutdown);
+        let mut tick = tokio::time::interval(link.settings.heartbeat_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let settle = tokio::time::sleep(IDLE);
+        tokio::pin!(settle);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => {
+                    link.send(Destination::All, Msg::Leaving);
+                    link.adapter.close().await;
+                    info!(node = link.node, "left the cluster");
+                    return;
+                }
+                ev = events.recv() => match ev {
+                    None => {
+                        warn!("cluster adapter stopped; serving local sockets only");
+                        shutdown.await;
+                        return;
+                    }
+                    Some(ev) => if self.on_adapter_event(ev) {
+                        let wait = link.settings.query_timeout.min(SETTLE_MAX);
+                        settle.as_mut().reset(tokio::time::Instant::now() + wait);
+                    },
+                },
+                () = &mut settle => {
+                    let _ = link.ready.send(true);
+                    settle.as_mut().reset(tokio::time::Instant::now() + IDLE);
+                }
+                _ = tick.tick() => {
+                    self.send_heartbeat();
+                    self.sweep_dead_nodes();
+                }
+            }
+        }
+    }
+
+    /// Handles one adapter event; returns whether the backbone just (re)connected.
+    fn on_adapter_event(&self, ev: AdapterEvent) -> bool {
+        let link = &self.link;
+        match ev {
+            AdapterEvent::Message(bytes) => {
+                match Envelope::decode(&bytes) {
+                    Some(env) if env.from == link.node => {}
+                    Some(env) => {
+                        link.counters.received.fetch_add(1, Ordering::Relaxed);
+                        self.handle(env);
+                    }
+                    None => debug!("dropped a malformed cluster message"),
+                }
+                false
+            }
+            AdapterEvent::Connected => {
+                info!(
+                    node = link.node,
+                    adapter = link.adapter_name(),
+                    "cluster backbone connected; resyncing"
+                );
+                link.connected.store(true, Ordering::Relaxed);
+                link.send(Destination::All, Msg::Hello);
+                link.send(Destination::All, self.sync_msg());
+                self.send_heartbeat();
+                true
+            }
+            AdapterEvent::Disconnected => {
+                warn!(
+                    node = link.node,
+                    adapter = link.adapter_name(),
+                    "cluster backbone lost; serving local sockets and reconnecting"
+                );
+                link.connected.store(false, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Says "I am alive" with this node's sockets per app, for the others' app quotas.
+    fn send_heartbeat(&self) {
+        let connections = self.broker.connection_counts();
+        self.link
+            .send(Destination::All, Msg::Heartbeat { connections });
+    }
+
+    /// Forgets every node that has been silent for longer than the node timeout.
+    fn sweep_dead_nodes(&self) {
+        let link = &self.link;
+        let now = Instant::now();
+        let dead: Vec<NodeId> = link
+            .peers
+            .lock()
+            .iter()
+            .filter(|(_, p)| now.duration_since(p.last_seen) > link.settings.node_timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        for node in dead {
+            warn!(
+                node,
+                "cluster node stopped sending heartbeats; removing its members"
+            );
+            self.forget_node(node);
+        }
+    }
+
+    /// Forgets a node that left or died: queries stop waiting for it, its channels vacate and its
+    /// members leave. The departed node cannot send its webhooks; the lowest surviving node id
+    /// does, so they go out once.
+    fn forget_node(&self, node: NodeId) {
+        let link = &self.link;
+        link.peers.lock().remove(&node);
+        for tx in link.queries.lock().values() {
+            let _ = tx.send(QueryNews::Gone(node));
+        }
+        let leader = link.peers.lock().keys().all(|peer| *peer > link.node);
+        for (app, channel) in link.occupancy.of_node(node) {
+            let gone = link.occupancy.vacate(node, &app, &channel);
+            let (Some(app), Ok(channel)) =
+                (self.broker.apps().by_id(&app), ChannelName::parse(&channel))
+            else {
+                continue;
+            };
+            if gone && leader {
+                self.broker.report_remote_vacated(&app, &channel);
+            }
+        }
+        for (app_id, channel, user) in link.presence.of_node(node) {
+            if self.remote_member_left(node, &app_id, &channel, &user) && leader {
+                if let (Some(app), Ok(channel)) = (
+                    self.broker.apps().by_id(&app_id),
+                    ChannelName::parse(&channel),
+                ) {
+                    self.broker
+                        .report_remote_member_removed(&app, &channel, &user);
+                }
+            }
+        }
+    }
+
+    /// This node's whole state, as a `Sync`.
+    fn sync_msg(&self) -> Msg {
+        let LocalSnapshot {
+            members,
+            channels,
+            cache,
+        } = self.broker.local_snapshot();
+        let members = members
+            .into_iter()
+            .map(|m| SyncMember {
+                app: m.app,
+                channel: m.channel.to_string(),
+                user_id: m.user_id,
+                info: m.info,
+            })
+            .collect();
+        let channels = channels
+            .into_iter()
+            .map(|(app, channel)| (app, channel.to_string()))
+            .collect();
+        let cache = cache
+            .into_iter()
+            .map(|c| CacheEntry {
+                app: c.app,
+                channel: c.channel.to_string(),
+                frame: String::from_utf8_lossy(&c.frame).into_owned(),
+                data: c.data,
+                ttl_ms: u64::try_from(c.ttl.as_millis()).unwrap_or(u64::MAX),
+            })
+            .collect();
+        Msg::Sync {
+            members,
+            channels,
+            cache,
+        }
+    }
+
+    /// Records that `from` spoke: its last-seen time, its socket counts, its draining flag. Returns
+    /// whether it was known before. A node we did not know that says anything but `Hello` or `Sync`
+    /// started while we were disconnected: ask it for its state.
+    fn note_peer(&self, from: NodeId, msg: &Msg) -> bool {
+        let link = &self.link;
+        let known = {
+            let mut peers = link.peers.lock();
+            let known = peers.contains_key(&from);
+            let peer = peers.entry(from).or_insert_with(|| Peer {
+                last_seen: Instant::now(),
+                connections: HashMap::new(),
+                draining: false,
+            });
+            if matches!(msg, Msg::Draining) {
+                peer.draining = true;
+            }
+            peer.last_seen = Instant::now();
+            if let Msg::Heartbeat { connections } = msg {
+                peer.connections = connections.iter().cloned().collect();
+            }
+            known
+        };
+        if !known && !matches!(msg, Msg::Leaving) {
+            info!(node = from, "cluster node joined");
+            if !matches!(msg, Msg::Hello | Msg::Sync { .. }) {
+                link.send(Destination::Node(from), Msg::Hello);
+            }
+        }
+        known
+    }
+
+    /// Applies one message from another node.
+    fn handle(&self, env: Envelope) {
+        let from = env.from;
+        let link = &self.link;
+        self.note_peer(from, &env.msg);
+        match env.msg {
+            Msg::Publish {
+                app,
+                channels,
+                name,
+                data,
+                except,
+            } => self.remote_publish(&app, &channels, &name, &data, except.as_deref()),
+            Msg::ClientEvent {
+                app,
+                channel,
+                event,
+                data,
+                except,
+                user_id,
+            } => {
+                let (Some(app), Ok(channel), Ok(socket_id)) = (
+                    self.broker.apps().by_id(&app),
+                    ChannelName::parse(&channel),
+                    SocketId::parse(&except),
+                ) else {
+                    return debug!("dropped a client event for an unknown app or channel");
+                };
+                let event = RelayedClientEvent {
+                    channel: &channel,
+                    event: &event,
+                    data: &data,
+                    socket_id,
+                    user_id: user_id.as_deref(),
+                };
+                self.broker.client_event_local(&app, &event);
+            }
+            Msg::Terminate { app, user_id } => {
+                if let Some(app) = self.broker.apps().by_id(&app) {
+                    self.broker.terminate_local(&app, &user_id);
+                }
+            }
+            Msg::MemberJoined(m) => self.remote_member_joined(from, m),
+            Msg::MemberLeft {
+                app,
+                channel,
+                user_id,
+            } => {
+                self.remote_member_left(from, &app, &channel, &user_id);
+            }
+            Msg::Heartbeat { .. } => {}
+            Msg::Hello => {
+                link.send(Destination::Node(from), self.sync_msg());
+                self.send_heartbeat();
+            }
+            Msg::Sync {
+                members,
+                channels,
+                cache,
+            } => self.apply_sync(from, members, channels, cache),
+            Msg::Occupied { app, channel } => link.occupancy.occupy(from, &app, &channel),
+            Msg::Vacated { app, channel } => {
+                link.occupancy.vacate(from, &app, &channel);
+            }
+            Msg::Draining => info!(node = from, "cluster node is draining"),
+            Msg::Leaving => {
+                info!(node = from, "cluster node left");
+                self.forget_node(from);
+            }
+            Msg::Query { id, query } => {
+                let answer = self.answer(&query);
+                link.send(Destination::Node(from), Msg::Reply { id, answer });
+            }
+            Msg::Reply { id, answer } => {
+                if let Some(tx) = link.queries.lock().get(&id) {
+                    let _ = tx.send(QueryNews::Answer(from, answer));
+                }
+            }
+        }
+    }
+
+    /// An event published on another node: fan it out here.
+    fn remote_publish(
+        &self,
+        app_id: &str,
+        channels: &[String],
+        name: &str,
+        data: &str,
+        except: Option<&str>,
+    ) {
+        let Some(app) = self.broker.apps().by_id(app_id) else {
+            return;
+        };
+        let channels: Vec<ChannelName> = channels
+            .iter()
+            .filter_map(|c| ChannelName::parse(c).ok())
+            .collect();
+        let except = except.and_then(|s| SocketId::parse(s).ok());
+        self.broker.publish_local(
+            &app,
+            &PublishEvent {
+                name,
+                data,
+                channels: &channels,
+                except,
+            },
+        );
+    }
+
+    /// Another node's whole state replaces what this node knew of it: members it no longer has
+    /// leave, new ones join, its cache fills gaps here, and its occupied channels are exactly the
+    /// ones it lists.
+    fn apply_sync(
+        &self,
+        from: NodeId,
+        members: Vec<SyncMember>,
+        channels: Vec<(String, String)>,
+        cache: Vec<CacheEntry>,
+    ) {
+        let link = &self.link;
+        let now: HashSet<(String, String, String)> = members
+            .iter()
+            .map(|m| (m.app.clone(), m.channel.clone(), m.user_id.clone()))
+            .collect();
+        for (app, channel, user) in link.presence.of_node(from) {
+            if !now.contains(&(app.clone(), channel.clone(), user.clone())) {
+                self.remote_member_left(from, &app, &channel, &user);
+            }
+        }
+        for m in members {
+            self.remote_member_joined(from, m);
+        }
+        self.apply_cache(cache);
+        let now: HashSet<(String, String)> = channels.iter().cloned().collect();
+        for (app, channel) in link.occupancy.of_node(from) {
+            if !now.contains(&(app.clone(), channel.clone())) {
+                link.occupancy.vacate(from, &app, &channel);
+            }
+        }
+        for (app, channel) in channels {
+            link.occupancy.occupy(from, &app, &channel);
+        }
+    }
+
+    /// Keeps another node's cache events this node does not have.
+    fn apply_cache(&self, entries: Vec<CacheEntry>) {
+        for e in entries {
+            let (Some(app), Ok(channel)) = (
+                self.broker.apps().by_id(&e.app),
+                ChannelName::parse(&e.channel),
+            ) else {
+                continue;
+            };
+            let cached = LocalCached {
+                app: e.app,
+                channel,
+                frame: Bytes::from(e.frame),
+                data: e.data,
+                ttl: Duration::from_millis(e.ttl_ms),
+            };
+            self.broker.apply_cached(&app, cached);
+        }
+    }
+
+    /// This node's part of the answer to another node's query.
+    fn answer(&self, query: &Query) -> Answer {
+        match query {
+            Query::Channels { app, prefix } => {
+                Answer::Channels(self.broker.local_channels(app, prefix))
+            }
+            Query::Channel { app, channel } => {
+                Answer::Channel(self.broker.local_subscriptions(app, channel))
+            }
+        }
+    }
+
+    /// A remote node's first socket of a user joined: announce the user locally if nobody had it.
+    fn remote_member_joined(&self, from: NodeId, m: SyncMember) {
+        let Some(app) = self.broker.apps().by_id(&m.app) else {
+            return;
+        };
+        let info = m.info.and_then(|i| RawValue::from_string(i).ok());
+        let presence = &self.link.presence;
+        self.broker.apply_remote_member(
+            &app,
+            &m.channel,
+            &m.user_id,
+            RemoteMemberChange::Joined(info.as_deref()),
+            || presence.join(from, &m.app, &m.channel, &m.user_id, info.clone()),
+        );
+    }
+
+    /// A remote node's last socket of a user left: announce it locally if nobody has the user now.
+    /// Returns whether the user left the cluster-wide roster.
+    fn remote_member_left(&self, from: NodeId, app_id: &str, channel: &str, user: &str) -> bool {
+        let Some(app) = self.broker.apps().by_id(app_id) else {
+            return false;
+        };
+        let presence = &self.link.presence;
+        self.broker
+            .apply_remote_member(&app, channel, user, RemoteMemberChange::Left, || {
+                presence.leave(from, app_id, channel, user)
+            })
+    }
+}
