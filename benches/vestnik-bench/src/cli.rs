@@ -139,6 +139,14 @@ pub struct ChaosArgs {
     /// nothing. 0 (today's broker holds nothing) reports such losses without failing on them.
     #[arg(long, default_value_t = 0)]
     pub relay_hold_ms: u64,
+    /// Fault classes to inject, comma-separated (default: all).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "kill,stop,backbone,cut,client-cut,slow-reader"
+    )]
+    pub faults: Vec<crate::chaos::schedule::FaultClass>,
     /// The broker binary.
     #[arg(long, env = "VESTNIK_BIN", default_value = "target/release/vestnik")]
     pub vestnik_bin: PathBuf,

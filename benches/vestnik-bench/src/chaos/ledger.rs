@@ -77,6 +77,9 @@ pub enum OutageCause {
     Cut,
     /// The node was killed: relays it had queued but not sent died with it.
     Kill,
+    /// The node was stopped (SIGSTOP), until it was connected again after SIGCONT: relays it had
+    /// queued may time out when it resumes.
+    Stop,
 }
 
 /// A time when events accepted by `node` (or by any node, when `None`) may not reach the others.
@@ -139,10 +142,36 @@ pub struct Delivery {
     pub out_of_order: u64,
     /// Receipts of events whose call was not answered 200 (a timed-out call the node still served).
     pub unconfirmed: u64,
+    /// The first losses outside every outage (up to [`LOST_SAMPLES`]), to look up in the logs.
+    pub lost_samples: Vec<LostSample>,
 }
 
-/// Counts `sockets` (those connected throughout) against `streams`, explaining losses by `outages`.
-pub fn account(streams: &[StreamRecord], sockets: &[&SocketLog], outages: &[Outage]) -> Delivery {
+/// Losses described one by one in a report, at most.
+pub const LOST_SAMPLES: usize = 20;
+
+/// One event lost outside every outage, at one socket or more.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LostSample {
+    /// Its stream.
+    pub stream: u32,
+    /// The node it was published through.
+    pub node: usize,
+    /// Its sequence number.
+    pub seq: u64,
+    /// When its call was sent, ms from `origin_us`.
+    pub sent_ms: u64,
+    /// Sockets that missed it.
+    pub sockets: u64,
+}
+
+/// Counts `sockets` (those connected throughout) against `streams`, explaining losses by `outages`;
+/// sample times are given from `origin_us`.
+pub fn account(
+    streams: &[StreamRecord],
+    sockets: &[&SocketLog],
+    outages: &[Outage],
+    origin_us: u64,
+) -> Delivery {
     let mut d = Delivery {
         sockets: sockets.len() as u64,
         ..Delivery::default()
@@ -171,6 +200,7 @@ pub fn account(streams: &[StreamRecord], sockets: &[&SocketLog], outages: &[Outa
                 d.accepted_in_outage += 1;
             }
             let mut lost_here = false;
+            let mut missed = 0;
             for s in sockets {
                 d.expected += 1;
                 let log = s.streams.get(&stream.id).unwrap_or(&empty);
@@ -181,7 +211,17 @@ pub fn account(streams: &[StreamRecord], sockets: &[&SocketLog], outages: &[Outa
                     lost_here = true;
                 } else {
                     d.lost += 1;
+                    missed += 1;
                 }
+            }
+            if missed > 0 && d.lost_samples.len() < LOST_SAMPLES {
+                d.lost_samples.push(LostSample {
+                    stream: stream.id,
+                    node: stream.node,
+                    seq: p.seq,
+                    sent_ms: p.sent_us.saturating_sub(origin_us) / 1000,
+                    sockets: missed,
+                });
             }
             if lost_here {
                 d.events_lost_in_outage += 1;
@@ -202,6 +242,7 @@ fn cause_name(c: OutageCause) -> String {
         OutageCause::Backbone => "backbone",
         OutageCause::Cut => "cut",
         OutageCause::Kill => "kill",
+        OutageCause::Stop => "stop",
     }
     .to_owned()
 }
@@ -236,11 +277,21 @@ mod tests {
         }];
         let a = log_of(1, &[0, 1, 2, 3, 4]);
         let b = log_of(1, &[0, 2, 1, 1, 4]); // 3 lost, 1 out of order, 1 twice
-        let d = account(&streams, &[&a, &b], &[]);
+        let d = account(&streams, &[&a, &b], &[], 0);
         assert_eq!(d.accepted, 5);
         assert_eq!(d.expected, 10);
         assert_eq!(d.delivered, 9);
         assert_eq!(d.lost, 1);
+        assert_eq!(
+            d.lost_samples,
+            vec![LostSample {
+                stream: 1,
+                node: 0,
+                seq: 3,
+                sent_ms: 0,
+                sockets: 1
+            }]
+        );
         assert_eq!(d.duplicates, 1);
         assert_eq!(d.out_of_order, 1);
         assert!(d.lost_in_outage.is_empty());
@@ -271,7 +322,7 @@ mod tests {
         s.record(2, 0);
         s.record(2, 1);
         s.record(2, 3); // node 2's seq 2 lost outside any outage of node 2
-        let d = account(&streams, &[&s], &outages);
+        let d = account(&streams, &[&s], &outages, 0);
         assert_eq!(d.accepted_in_outage, 1);
         assert_eq!(d.lost_in_outage.get("cut"), Some(&1));
         assert_eq!(d.events_lost_in_outage, 1);
@@ -301,7 +352,7 @@ mod tests {
             cause: OutageCause::Backbone,
         }];
         let s = log_of(3, &[0, 1]); // seq 1 arrived though its call timed out
-        let d = account(&streams, &[&s], &outages);
+        let d = account(&streams, &[&s], &outages, 0);
         assert_eq!((d.accepted, d.refused, d.unconfirmed), (2, 1, 1));
         assert_eq!(d.lost, 0);
         assert_eq!(d.lost_in_outage.get("backbone"), Some(&1));

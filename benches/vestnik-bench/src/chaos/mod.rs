@@ -118,6 +118,7 @@ pub async fn chaos(args: &ChaosArgs, quiet: bool) -> Result<(ChaosReport, PathBu
     let nodes = usize::from(args.nodes);
     let node_timeout = Duration::from_millis(args.node_timeout_ms);
     let plan = Plan {
+        classes: args.faults.clone(),
         duration,
         nodes,
         node_timeout,
@@ -298,6 +299,20 @@ pub async fn chaos(args: &ChaosArgs, quiet: bool) -> Result<(ChaosReport, PathBu
     let members = BTreeMap::from([(PRESENCE_CHANNEL.to_owned(), truth.clone())]);
     let (hooks, bad_signatures) = {
         let r = receiver.received.lock();
+        let lines: Vec<String> = r
+            .hooks
+            .iter()
+            .map(|h| {
+                format!(
+                    "{} {} {} {}",
+                    h.id,
+                    h.name,
+                    h.channel,
+                    h.user_id.as_deref().unwrap_or("-")
+                )
+            })
+            .collect();
+        let _ = std::fs::write(work.join("webhooks.txt"), lines.join("\n") + "\n");
         (
             roster::check_hooks(&r.hooks, &members, &occupied),
             r.bad_signatures,
@@ -331,7 +346,12 @@ pub async fn chaos(args: &ChaosArgs, quiet: bool) -> Result<(ChaosReport, PathBu
         .collect();
     let logs: Vec<&ledger::SocketLog> = throughout.iter().map(|s| &s.0).collect();
     let outages = rig.outages.lock().clone();
-    let delivery = ledger::account(&streams, &logs, &outages);
+    let delivery = ledger::account(
+        &streams,
+        &logs,
+        &outages,
+        rig.start_us.load(Ordering::Relaxed),
+    );
     let counters = lost_counters.lock().clone();
     let adapter_lost_total: u64 = counters.iter().map(|(base, last)| base + last).sum();
 
@@ -505,6 +525,12 @@ async fn publish(
 async fn inject(rig: &Rig, f: Fault) -> Result<()> {
     let started_s = rig.secs_since_start();
     let t0 = clock::now_us();
+    if f.length > Duration::ZERO {
+        eprintln!(
+            "chaos: [{started_s:>6.1}s] {:?} for {:?} strikes",
+            f.kind, f.length
+        );
+    }
     let lead = u64::try_from(OUTAGE_LEAD.as_micros()).unwrap_or(0);
     if let Some(n) = f.kind.isolates() {
         rig.isolated.lock().insert(n);
@@ -533,9 +559,19 @@ async fn inject(rig: &Rig, f: Fault) -> Result<()> {
             n.pause(true)?;
             tokio::time::sleep(f.length).await;
             n.pause(false)?;
+            drop(n);
+            let t1 = rig.wait_connected(Some(node)).await;
+            rig.outages.lock().push(Outage {
+                node: Some(node),
+                from_us: t0.saturating_sub(lead),
+                to_us: t1 + u64::try_from(SCRAPE_EVERY.as_micros()).unwrap_or(0),
+                cause: OutageCause::Stop,
+            });
             format!(
-                "SIGSTOP node {node} for {:?} (node_timeout {:?}), then SIGCONT",
-                f.length, rig.node_timeout
+                "SIGSTOP node {node} for {:?} (node_timeout {:?}), then SIGCONT; connected {:.1} s after the stop",
+                f.length,
+                rig.node_timeout,
+                (t1 - t0) as f64 / 1e6
             )
         }
         FaultKind::BackboneRestart => {
@@ -576,7 +612,8 @@ async fn inject(rig: &Rig, f: Fault) -> Result<()> {
                 .iter()
                 .filter(|s| s.node == node && s.role == client::Role::Churn)
                 .collect();
-            match churn.get(usize::try_from(t0 % 7).unwrap_or(0) % churn.len().max(1)) {
+            match churn.get(usize::try_from(f.at.as_millis() % 7).unwrap_or(0) % churn.len().max(1))
+            {
                 Some(s) => {
                     s.cut();
                     format!("socket {} on node {node} cut (it reconnects)", s.user_id)

@@ -123,7 +123,7 @@ impl ChaosReport {
             let backbone: u64 = d
                 .lost_in_outage
                 .iter()
-                .filter(|(k, _)| k.as_str() != "kill")
+                .filter(|(k, _)| k.as_str() == "backbone" || k.as_str() == "cut")
                 .map(|(_, n)| n)
                 .sum();
             if backbone > 0 {
@@ -239,6 +239,17 @@ impl ChaosReport {
                 "SILENT LOSS"
             }
         );
+        for l in &d.lost_samples {
+            let _ = writeln!(
+                s,
+                "    lost: stream {} (node {}) seq {} sent at {:.1} s, missed by {} sockets",
+                l.stream,
+                l.node,
+                l.seq,
+                l.sent_ms as f64 / 1000.0,
+                l.sockets
+            );
+        }
         let _ = writeln!(s, "  duplicated                      {:>10}", d.duplicates);
         let _ = writeln!(
             s,

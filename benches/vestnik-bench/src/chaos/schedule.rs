@@ -96,6 +96,23 @@ impl FaultKind {
     }
 }
 
+/// The classes of fault a run may inject (`--faults`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum FaultClass {
+    /// SIGKILL a node and restart it.
+    Kill,
+    /// SIGSTOP a node past `node_timeout_ms`, then SIGCONT.
+    Stop,
+    /// Restart the backbone.
+    Backbone,
+    /// Cut one node from the backbone.
+    Cut,
+    /// Cut a socket; it reconnects.
+    ClientCut,
+    /// A socket that stops reading.
+    SlowReader,
+}
+
 /// One fault: when it strikes (from the start of publishing), how long it lasts, what it does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Fault {
@@ -114,8 +131,10 @@ fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 }
 
 /// The sizes a schedule is drawn within.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Plan {
+    /// The fault classes to draw from.
+    pub classes: Vec<FaultClass>,
     /// Publishing time; every fault ends before it does.
     pub duration: Duration,
     /// Nodes in the cluster (at least 2: node 0 is never a victim).
@@ -142,9 +161,6 @@ const BACKBONE_DOWN: (Duration, Duration) =
 /// How long a node stays cut from the backbone.
 const CUT: (Duration, Duration) = (Duration::from_millis(1500), Duration::from_millis(5000));
 
-/// The four node fault kinds, for a node to be filled in.
-const NODE_KINDS: usize = 4;
-
 /// Draws the schedule for `plan` from `seed`, sorted by start time.
 pub fn schedule(seed: u64, plan: &Plan) -> Vec<Fault> {
     let mut rng = SplitMix64::new(seed);
@@ -155,11 +171,20 @@ pub fn schedule(seed: u64, plan: &Plan) -> Vec<Fault> {
     }
     let victim = |rng: &mut SplitMix64| 1 + usize::try_from(rng.range(0, victims - 1)).unwrap_or(0);
 
-    let mut order: Vec<usize> = Vec::new();
+    let node_classes: Vec<FaultClass> = [
+        FaultClass::Kill,
+        FaultClass::Stop,
+        FaultClass::Backbone,
+        FaultClass::Cut,
+    ]
+    .into_iter()
+    .filter(|c| plan.classes.contains(c))
+    .collect();
+    let mut order: Vec<FaultClass> = Vec::new();
     let mut t = plan.warmup;
-    loop {
+    while !node_classes.is_empty() {
         if order.is_empty() {
-            order = (0..NODE_KINDS).collect();
+            order = node_classes.clone();
             // Fisher-Yates, seeded.
             for i in (1..order.len()).rev() {
                 let j = usize::try_from(rng.range(0, i as u64)).unwrap_or(0);
@@ -168,23 +193,23 @@ pub fn schedule(seed: u64, plan: &Plan) -> Vec<Fault> {
         }
         let which = order.pop().expect("refilled just above");
         let (kind, length) = match which {
-            0 => (
+            FaultClass::Kill => (
                 FaultKind::KillNode {
                     node: victim(&mut rng),
                 },
                 rng.millis(KILL_DOWN.0, KILL_DOWN.1),
             ),
-            1 => (
+            FaultClass::Stop => (
                 FaultKind::StopNode {
                     node: victim(&mut rng),
                 },
                 plan.node_timeout + rng.millis(STOP_EXTRA.0, STOP_EXTRA.1),
             ),
-            2 => (
+            FaultClass::Backbone => (
                 FaultKind::BackboneRestart,
                 rng.millis(BACKBONE_DOWN.0, BACKBONE_DOWN.1),
             ),
-            _ => (
+            FaultClass::Cut | FaultClass::ClientCut | FaultClass::SlowReader => (
                 FaultKind::CutNode {
                     node: victim(&mut rng),
                 },
@@ -202,13 +227,20 @@ pub fn schedule(seed: u64, plan: &Plan) -> Vec<Fault> {
         t += length + plan.recovery + rng.millis(GAP.0, GAP.1);
     }
 
+    let client_classes: Vec<FaultClass> = [FaultClass::ClientCut, FaultClass::SlowReader]
+        .into_iter()
+        .filter(|c| plan.classes.contains(c))
+        .collect();
     let mut t = plan.warmup + rng.millis(CLIENT_GAP.0, CLIENT_GAP.1);
-    while t < plan.duration {
+    while t < plan.duration && !client_classes.is_empty() {
         let node = usize::try_from(rng.range(0, plan.nodes as u64 - 1)).unwrap_or(0);
-        let kind = if rng.range(0, 1) == 0 {
-            FaultKind::ClientCut { node }
-        } else {
-            FaultKind::SlowReader { node }
+        let pick = usize::try_from(rng.range(0, client_classes.len() as u64 - 1)).unwrap_or(0);
+        let kind = match client_classes[pick] {
+            FaultClass::ClientCut => FaultKind::ClientCut { node },
+            FaultClass::SlowReader => FaultKind::SlowReader { node },
+            FaultClass::Kill | FaultClass::Stop | FaultClass::Backbone | FaultClass::Cut => {
+                unreachable!("client_classes holds client fault classes only")
+            }
         };
         faults.push(Fault {
             at: t,
@@ -225,8 +257,18 @@ pub fn schedule(seed: u64, plan: &Plan) -> Vec<Fault> {
 mod tests {
     use super::*;
 
+    const ALL: [FaultClass; 6] = [
+        FaultClass::Kill,
+        FaultClass::Stop,
+        FaultClass::Backbone,
+        FaultClass::Cut,
+        FaultClass::ClientCut,
+        FaultClass::SlowReader,
+    ];
+
     fn plan(secs: u64) -> Plan {
         Plan {
+            classes: ALL.to_vec(),
             duration: Duration::from_secs(secs),
             nodes: 3,
             node_timeout: Duration::from_secs(3),
@@ -309,6 +351,20 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn only_the_chosen_classes_are_drawn() {
+        let mut p = plan(60);
+        p.classes = vec![FaultClass::Kill, FaultClass::ClientCut];
+        let faults = schedule(3, &p);
+        assert!(faults.len() > 2);
+        assert!(faults.iter().all(|f| matches!(
+            f.kind,
+            FaultKind::KillNode { .. } | FaultKind::ClientCut { .. }
+        )));
+        p.classes.clear();
+        assert!(schedule(3, &p).is_empty());
     }
 
     #[test]
