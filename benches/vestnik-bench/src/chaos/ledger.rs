@@ -134,8 +134,12 @@ pub struct Delivery {
     pub lost: u64,
     /// Owed and not received, accepted inside an outage window, by cause.
     pub lost_in_outage: BTreeMap<String, u64>,
-    /// Distinct events (stream, seq) lost in an outage at one socket or more.
+    /// Distinct events (stream, seq) lost at one socket or more in a backbone, cut or stop outage:
+    /// those a live node should have counted as not relayed.
     pub events_lost_in_outage: u64,
+    /// Distinct events lost at one socket or more because their node was killed right after
+    /// accepting them: no counter survives to count them.
+    pub events_lost_at_kill: u64,
     /// Receipts of an event already received.
     pub duplicates: u64,
     /// First receipts of an event older than one already received from the same stream.
@@ -224,7 +228,12 @@ pub fn account(
                 });
             }
             if lost_here {
-                d.events_lost_in_outage += 1;
+                match cause {
+                    Some(OutageCause::Kill) => d.events_lost_at_kill += 1,
+                    Some(OutageCause::Backbone | OutageCause::Cut | OutageCause::Stop) | None => {
+                        d.events_lost_in_outage += 1;
+                    }
+                }
             }
         }
     }

@@ -250,6 +250,7 @@ impl ChaosReport {
                 l.sockets
             );
         }
+        let _ = writeln!(s, "  events lost at a kill           {:>10}  (queued in the killed process; no counter survives)", d.events_lost_at_kill);
         let _ = writeln!(s, "  duplicated                      {:>10}", d.duplicates);
         let _ = writeln!(
             s,
