@@ -234,14 +234,14 @@ pub async fn chaos(args: &ChaosArgs, quiet: bool) -> Result<(ChaosReport, PathBu
     let streams_n = nodes * dial.channels;
     let interval = Duration::from_secs_f64(streams_n as f64 / args.rate.max(0.1));
     let mut publishers = Vec::new();
-    for n in 0..nodes {
+    for (n, target) in api_targets.iter().enumerate() {
         for c in 0..dial.channels {
             let id = u32::try_from(n * dial.channels + c).unwrap_or(u32::MAX);
             publishers.push(tokio::spawn(publish(
                 id,
                 n,
                 client::event_channel(c),
-                Arc::clone(&api_targets[n]),
+                Arc::clone(target),
                 interval,
                 stop_pub.clone(),
             )));
