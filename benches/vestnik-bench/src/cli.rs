@@ -102,6 +102,57 @@ pub enum Scenario {
     CrossNode(CrossNodeArgs),
     /// Draw latency against offered load (SVG) from JSON reports of fanout or sweep runs.
     Plot(PlotArgs),
+    /// Start a cluster of broker nodes on their own backbone, publish numbered events, inject
+    /// faults at seeded random moments and report losses, duplicates, ghosts, webhooks and leaks;
+    /// exits non-zero when a guaranteed figure is violated (docs/reliability.md).
+    Chaos(ChaosArgs),
+}
+
+/// The chaos run's settings.
+#[derive(Debug, Args)]
+pub struct ChaosArgs {
+    /// The backbone joining the nodes (its own server on a free port, never the shared one).
+    #[arg(long, value_enum, default_value = "redis")]
+    pub adapter: crate::chaos::procs::Backbone,
+    /// Publishing time, seconds; every fault starts and ends within it.
+    #[arg(long, default_value_t = 60.0)]
+    pub duration: f64,
+    /// Seed of the fault schedule (printed; default: from the clock).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Broker nodes (node 0 is never a fault's victim: its sockets are the control group).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(2..=16))]
+    pub nodes: u16,
+    /// Events per second over all publishers (one publisher per channel per node).
+    #[arg(long, default_value_t = 60.0)]
+    pub rate: f64,
+    /// Event channels; every socket subscribes to all of them.
+    #[arg(long, default_value_t = 2)]
+    pub channels: usize,
+    /// Sockets per node (roles in turn: plain, signed in, presence member, churn member).
+    #[arg(long, default_value_t = 8)]
+    pub sockets_per_node: usize,
+    /// The nodes' `node_timeout_ms`; a stopped node stays stopped longer than this.
+    #[arg(long, default_value_t = 3000)]
+    pub node_timeout_ms: u64,
+    /// The relay hold the broker promises, ms: a backbone outage shorter than this must lose
+    /// nothing. 0 (today's broker holds nothing) reports such losses without failing on them.
+    #[arg(long, default_value_t = 0)]
+    pub relay_hold_ms: u64,
+    /// Fault classes to inject, comma-separated (default: all).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "kill,stop,backbone,cut,client-cut,slow-reader"
+    )]
+    pub faults: Vec<crate::chaos::schedule::FaultClass>,
+    /// The broker binary.
+    #[arg(long, env = "VESTNIK_BIN", default_value = "target/release/vestnik")]
+    pub vestnik_bin: PathBuf,
+    /// Keep the work directory (config, logs, spools) even when the run passes.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 /// The broker to load.

@@ -8,6 +8,7 @@
 //!
 //! # Layout
 //! - [`cli`]: options and scenario subcommands, `--smoke` sizes.
+//! - [`chaos`]: the chaos run (a cluster it starts itself, faults, exact loss accounting).
 //! - [`scenario`]: the scenarios and the rig they share.
 //! - [`pusher`]: the WebSocket client side of the protocol; [`ramp`]: opening many sockets.
 //! - [`api`]: the signed HTTP API; [`load`]: open-loop, closed-loop and probe triggering.
@@ -17,6 +18,7 @@
 //! - [`target`]: addresses, credentials, channel names; [`clock`]: the shared time base.
 
 mod api;
+mod chaos;
 mod cli;
 mod clock;
 mod fdlimit;
@@ -45,7 +47,9 @@ fn main() -> ExitCode {
     clock::init();
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        // A chaos run that violated a guaranteed figure: the report says which.
+        Ok(false) => ExitCode::from(2),
         Err(e) => {
             eprintln!("vestnik-bench: error: {e:#}");
             ExitCode::FAILURE
@@ -53,7 +57,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+/// Runs the scenario; false when a chaos run found a violation.
+fn run(cli: Cli) -> Result<bool> {
     let Cli { global, scenario } = cli;
     if let Scenario::Plot(p) = &scenario {
         let mut points = Vec::new();
@@ -62,7 +67,10 @@ fn run(cli: Cli) -> Result<()> {
         }
         plot::write_svg(&p.output, &p.title, &points)?;
         println!("wrote {} ({} points)", p.output.display(), points.len());
-        return Ok(());
+        return Ok(true);
+    }
+    if let Scenario::Chaos(a) = &scenario {
+        return run_chaos(&global, a);
     }
     let nofile = fdlimit::raise_nofile();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -85,7 +93,28 @@ fn run(cli: Cli) -> Result<()> {
         report.write_json(&path)?;
         scenario::say(&ctx, format!("report written to {}", path.display()));
     }
-    Ok(())
+    Ok(true)
+}
+
+/// The chaos run: its own runtime (several workers: it drives a cluster, not a measurement of
+/// one core), its table, its JSON, and whether it passed.
+fn run_chaos(global: &cli::Global, args: &cli::ChaosArgs) -> Result<bool> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(global.threads.max(2))
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let quiet = global.quiet;
+    let (report, work) = runtime.block_on(chaos::chaos(args, quiet))?;
+    print!("{}", report.table());
+    if let Some(path) = &global.json {
+        let text = serde_json::to_string_pretty(&report).context("encoding the report")?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    if !report.violations.is_empty() || args.keep {
+        eprintln!("chaos: logs and config kept in {}", work.display());
+    }
+    Ok(report.violations.is_empty())
 }
 
 async fn scenario_report(ctx: &Ctx, scenario: Scenario) -> Result<Report> {
@@ -154,6 +183,8 @@ async fn scenario_report(ctx: &Ctx, scenario: Scenario) -> Result<Report> {
             };
             scenario::triggers::triggers(ctx, &a.targets.ws, &a.targets.http, t).await
         }
-        Scenario::Plot(_) => unreachable!("plot is handled before the runtime starts"),
+        Scenario::Plot(_) | Scenario::Chaos(_) => {
+            unreachable!("plot and chaos are handled before this runtime starts")
+        }
     }
 }
