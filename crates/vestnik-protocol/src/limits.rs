@@ -22,7 +22,9 @@ pub const MAX_BATCH_EVENTS: usize = 10;
 /// Most members in one presence channel (Pusher presence-channels docs).
 pub const MAX_PRESENCE_MEMBERS: usize = 100;
 
-/// Largest presence `user_info`, in bytes (Pusher presence-channels docs: 1 KB).
+/// Largest presence `user_info`, in bytes of raw JSON (Pusher presence-channels docs: 1 KB). It
+/// bounds sign-in's `user_data` too: a signed-in socket joins presence without `channel_data` as
+/// the user it signed in as, `user_info` included.
 pub const MAX_USER_INFO_BYTES: usize = 1024;
 
 /// Longest presence `user_id` (Pusher presence-channels docs: 128 characters).
