@@ -41,6 +41,7 @@ pub const MAX_JSON_DEPTH: usize = 64;
 pub const CLIENT_EVENTS_PER_SECOND: u32 = 10;
 
 /// Most user ids a watchlist may hold; the rest are dropped with error 4302 (Pusher protocol docs).
+/// A repeated id counts once: the watchlist is a set of users, kept in first-seen order.
 pub const MAX_WATCHLIST: usize = 100;
 
 /// How far `auth_timestamp` may be from the server's clock, in seconds (Pusher REST API docs).

@@ -51,6 +51,27 @@ async fn expect_next_member_added(c: &mut WsClient, user: &str) {
     );
 }
 
+/// The next frame on `c`, which must be a `watchlist_events`; returns its `events`.
+async fn next_watchlist(c: &mut WsClient) -> Value {
+    match c.recv_within(WAIT).await {
+        Some(Received::Json(v)) => {
+            assert_eq!(v["event"], "pusher_internal:watchlist_events", "{v}");
+            data(&v)["events"].clone()
+        }
+        other => panic!("no watchlist_events within {WAIT:?}: {other:?}"),
+    }
+}
+
+/// Pings and asserts that the very next frame is the pong: nothing queued for `c` before the ping
+/// (such as a second copy of the last watchlist event) is still on its way, and `c` is connected.
+async fn expect_nothing_queued(c: &mut WsClient, what: &str) {
+    c.send(&json!({"event": "pusher:ping", "data": {}})).await;
+    match c.recv_within(WAIT).await {
+        Some(Received::Json(v)) => assert_eq!(v["event"], "pusher:pong", "{what}: then {v}"),
+        other => panic!("{what}: no pong: {other:?}"),
+    }
+}
+
 /// The ids of `channel`'s members, sorted, through the HTTP API.
 async fn member_ids(api: &Api, channel: &str) -> Vec<String> {
     let r = api
@@ -152,4 +173,41 @@ async fn user_info_is_bounded_by_the_apps_limit_on_every_door() {
 
     let small = Api::new(b.port, "small", SMALL_KEY, SMALL_SECRET);
     assert_eq!(member_ids(&small, channel).await, ["fits"]);
+}
+
+/// Hole 5: a watchlist repeating one id 100 times got 100 identical `watchlist_events` per sign-in,
+/// listed the id 100 times, and about ten changes of the watched user cut the watcher off as a slow
+/// consumer. The id is watched once now: one event listing it once, and each of ten online/offline
+/// changes arrives exactly once to a watcher that stays connected.
+#[tokio::test]
+async fn a_repeated_watchlist_id_is_watched_once() {
+    let b = spawn();
+    let mut watcher = WsClient::connect(&b.ws_url(KEY)).await;
+    let user_data = json!({"id": "watcher", "watchlist": vec!["watched"; 100]}).to_string();
+    send_signin(&mut watcher, KEY, SECRET, &user_data).await;
+    watcher.expect_event("pusher:signin_success").await;
+    assert_eq!(
+        next_watchlist(&mut watcher).await,
+        json!([{"name": "offline", "user_ids": ["watched"]}])
+    );
+    expect_nothing_queued(&mut watcher, "after the sign-in's watchlist state").await;
+
+    for change in 0..10 {
+        let mut watched = WsClient::connect(&b.ws_url(KEY)).await;
+        send_signin(&mut watched, KEY, SECRET, r#"{"id":"watched"}"#).await;
+        watched.expect_event("pusher:signin_success").await;
+        assert_eq!(
+            next_watchlist(&mut watcher).await,
+            json!([{"name": "online", "user_ids": ["watched"]}]),
+            "change {change}"
+        );
+        expect_nothing_queued(&mut watcher, &format!("after online {change}")).await;
+        drop(watched);
+        assert_eq!(
+            next_watchlist(&mut watcher).await,
+            json!([{"name": "offline", "user_ids": ["watched"]}]),
+            "change {change}"
+        );
+        expect_nothing_queued(&mut watcher, &format!("after offline {change}")).await;
+    }
 }

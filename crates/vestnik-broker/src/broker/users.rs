@@ -50,6 +50,8 @@ impl Broker {
             return Ok(());
         }
         let id: Arc<str> = Arc::from(data.id.as_str());
+        // Distinct ids (UserData::parse keeps the first of each), so the limit counts users and
+        // each watched user's change reaches this socket once.
         let mut ids = data.watchlist;
         let over_limit = ids.len() > MAX_WATCHLIST;
         ids.truncate(MAX_WATCHLIST);

@@ -6,9 +6,12 @@
 //! maps to its documented refusal, rather than carried into a roster some reader cannot re-read.
 //! Both carry a `user_info` that may become a presence member's, so both parsers bound it by the
 //! app's `user_info` limit (default [`MAX_USER_INFO_BYTES`](crate::limits::MAX_USER_INFO_BYTES)):
-//! whichever door user data comes in by, no oversize member reaches a roster. `user_info` is kept
-//! as raw JSON text, byte for byte. This module must never do IO and never replace what a client
+//! whichever door user data comes in by, no oversize member reaches a roster. A watchlist is a
+//! set of users: each id is kept once, where it first appeared. `user_info` is kept as raw JSON
+//! text, byte for byte. This module must never do IO and never replace what a client
 //! sent with something else.
+
+use std::collections::HashSet;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -32,7 +35,8 @@ pub struct UserData {
     pub id: String,
     /// The user's info, as raw JSON, if given.
     pub user_info: Option<Box<RawValue>>,
-    /// Ids of users whose online status this user wants to follow.
+    /// Ids of users whose online status this user wants to follow, each once, in the order first
+    /// given: a user named twice is one user to report on.
     pub watchlist: Vec<String>,
 }
 
@@ -137,6 +141,15 @@ fn user_info(
     Ok(Some(info))
 }
 
+/// Keeps the first of each id, in the order given. A repeated id would otherwise be watched once
+/// per copy: one change of that user sent the watcher one identical event per copy (issue 13,
+/// hole 5), and a watchlist limit counting copies would count the same user several times.
+fn distinct(mut ids: Vec<String>) -> Vec<String> {
+    let mut seen = HashSet::with_capacity(ids.len());
+    ids.retain(|id| seen.insert(id.clone()));
+    ids
+}
+
 impl PresenceData {
     /// Parses a presence `channel_data` string: `{"user_id": <string|number>, "user_info"?: <any>}`,
     /// with a `user_info` of at most `max_info_bytes` (the app's limit).
@@ -158,7 +171,7 @@ impl UserData {
         Ok(Self {
             id: user_id(raw.id, "user_data")?,
             user_info: user_info(raw.user_info, max_info_bytes, "user_data")?,
-            watchlist: raw.watchlist.unwrap_or_default(),
+            watchlist: distinct(raw.watchlist.unwrap_or_default()),
         })
     }
 }
@@ -299,5 +312,23 @@ mod tests {
             .unwrap()
             .user_info
             .is_none());
+    }
+
+    /// Issue 13, hole 5: a watchlist of one id repeated 100 times was watched 100 times. Each id
+    /// is kept once, where it first appeared.
+    #[test]
+    fn watchlist_ids_are_distinct_in_first_seen_order() {
+        let u = UserData::parse(
+            r#"{"id":"u","watchlist":["2","1","2","3","1","2"]}"#,
+            MAX_USER_INFO_BYTES,
+        )
+        .unwrap();
+        assert_eq!(u.watchlist, ["2", "1", "3"]);
+        let hundred = format!(
+            r#"{{"id":"u","watchlist":[{}]}}"#,
+            vec![r#""7""#; 100].join(",")
+        );
+        let u = UserData::parse(&hundred, MAX_USER_INFO_BYTES).unwrap();
+        assert_eq!(u.watchlist, ["7"]);
     }
 }
