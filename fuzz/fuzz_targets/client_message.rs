@@ -13,6 +13,7 @@ use libfuzzer_sys::fuzz_target;
 use serde::Deserialize;
 use serde_json::Value;
 use vestnik_protocol::channel::SERVER_TO_USER_PREFIX;
+use vestnik_protocol::limits::MAX_USER_INFO_BYTES;
 use vestnik_protocol::message::{MemberView, PresenceData, UserData};
 use vestnik_protocol::{ChannelKind, ChannelName, ClientMessage, ServerMessage, SocketId};
 
@@ -134,6 +135,7 @@ fn check_socket_id(text: &str) {
 fn check_presence(channel: &str, p: &PresenceData) {
     assert!(!p.user_id.is_empty());
     assert!(p.user_id.chars().count() <= vestnik_protocol::limits::MAX_USER_ID_LEN);
+    assert!(p.user_info.as_ref().map_or(0, |i| i.get().len()) <= MAX_USER_INFO_BYTES);
     let member = MemberView {
         user_id: &p.user_id,
         user_info: p.user_info.as_deref(),
@@ -179,6 +181,7 @@ fn check_presence(channel: &str, p: &PresenceData) {
 /// Checks a parsed sign-in `user_data` and encodes the messages that carry it.
 fn check_user(raw: &str, u: &UserData) {
     assert!(!u.id.is_empty());
+    assert!(u.user_info.as_ref().map_or(0, |i| i.get().len()) <= MAX_USER_INFO_BYTES);
     let v = frame(&ServerMessage::SigninSuccess { user_data: raw }.encode());
     assert_eq!(v["data"]["user_data"].as_str(), Some(raw), "user_data did not round-trip");
     let ids: Vec<&str> = u.watchlist.iter().map(String::as_str).collect();
@@ -208,10 +211,10 @@ fuzz_target!(|bytes: &[u8]| {
 
     check_channel_name(text);
     check_socket_id(text);
-    if let Ok(p) = PresenceData::parse(text) {
+    if let Ok(p) = PresenceData::parse(text, MAX_USER_INFO_BYTES) {
         check_presence("presence-fuzz", &p);
     }
-    if let Ok(u) = UserData::parse(text) {
+    if let Ok(u) = UserData::parse(text, MAX_USER_INFO_BYTES) {
         check_user(text, &u);
     }
 
@@ -234,7 +237,7 @@ fuzz_target!(|bytes: &[u8]| {
             assert_ne!(s.auth.as_deref(), Some(""), "empty auth must become None");
             if let Some(cd) = &s.channel_data {
                 check_channel_event("pusher_internal:fuzz", channel, cd, None);
-                if let Ok(p) = PresenceData::parse(cd) {
+                if let Ok(p) = PresenceData::parse(cd, MAX_USER_INFO_BYTES) {
                     check_presence(channel, &p);
                 }
             }
@@ -245,7 +248,7 @@ fuzz_target!(|bytes: &[u8]| {
         ClientMessage::Unsubscribe { channel } => check_channel_name(channel.as_str()),
         ClientMessage::Signin { auth, user_data } => {
             check_channel_event("pusher:signin", "signin", &auth, None);
-            if let Ok(u) = UserData::parse(&user_data) {
+            if let Ok(u) = UserData::parse(&user_data, MAX_USER_INFO_BYTES) {
                 check_user(&user_data, &u);
             }
         }

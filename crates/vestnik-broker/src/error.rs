@@ -73,6 +73,19 @@ impl From<AuthError> for SubscribeError {
     }
 }
 
+/// Presence `channel_data` refused: a `user_info` over the app's limit is a limit reached (403),
+/// anything else malformed data (400).
+impl From<UserDataError> for SubscribeError {
+    fn from(e: UserDataError) -> Self {
+        match e {
+            UserDataError::InfoTooLarge { .. } => Self::LimitReached(e.to_string()),
+            UserDataError::Malformed { .. }
+            | UserDataError::MissingId(_)
+            | UserDataError::IdTooLong => Self::Invalid(e.to_string()),
+        }
+    }
+}
+
 /// Why a client event was refused. Sent as `pusher:error` 4301; the socket stays open.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientEventError {
@@ -117,7 +130,7 @@ pub enum SigninError {
     /// The signature is wrong.
     #[error("Sign-in refused: {0}")]
     Auth(#[from] AuthError),
-    /// `user_data` is malformed.
+    /// `user_data` is malformed, or its `user_info` over the app's limit.
     #[error("Sign-in refused: {0}")]
     UserData(#[from] UserDataError),
     /// The socket already signed in as another user.

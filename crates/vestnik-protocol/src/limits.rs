@@ -22,7 +22,9 @@ pub const MAX_BATCH_EVENTS: usize = 10;
 /// Most members in one presence channel (Pusher presence-channels docs).
 pub const MAX_PRESENCE_MEMBERS: usize = 100;
 
-/// Largest presence `user_info`, in bytes (Pusher presence-channels docs: 1 KB).
+/// Largest presence `user_info`, in bytes of raw JSON (Pusher presence-channels docs: 1 KB). It
+/// bounds sign-in's `user_data` too: a signed-in socket joins presence without `channel_data` as
+/// the user it signed in as, `user_info` included.
 pub const MAX_USER_INFO_BYTES: usize = 1024;
 
 /// Longest presence `user_id` (Pusher presence-channels docs: 128 characters).
@@ -39,6 +41,7 @@ pub const MAX_JSON_DEPTH: usize = 64;
 pub const CLIENT_EVENTS_PER_SECOND: u32 = 10;
 
 /// Most user ids a watchlist may hold; the rest are dropped with error 4302 (Pusher protocol docs).
+/// A repeated id counts once: the watchlist is a set of users, kept in first-seen order.
 pub const MAX_WATCHLIST: usize = 100;
 
 /// How far `auth_timestamp` may be from the server's clock, in seconds (Pusher REST API docs).

@@ -331,16 +331,7 @@ fn authorise_presence(
         Some(cd),
         auth,
     )?;
-    let data = PresenceData::parse(cd).map_err(|e| SubscribeError::Invalid(e.to_string()))?;
-    if let Some(info) = &data.user_info {
-        if info.get().len() > app.max_user_info_bytes {
-            return Err(SubscribeError::LimitReached(format!(
-                "user_info is {} bytes, over the limit of {}",
-                info.get().len(),
-                app.max_user_info_bytes
-            )));
-        }
-    }
+    let data = PresenceData::parse(cd, app.max_user_info_bytes)?;
     Ok((Arc::from(data.user_id.as_str()), data.user_info))
 }
 

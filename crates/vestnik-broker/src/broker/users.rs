@@ -37,7 +37,9 @@ impl Broker {
             user_data,
             auth,
         )?;
-        let data = UserData::parse(user_data)?;
+        // The user's info becomes a presence member's when it joins without channel_data, so it
+        // is bounded here by the same limit as channel_data's.
+        let data = UserData::parse(user_data, app.max_user_info_bytes)?;
         let mut st = conn.state.lock();
         if let Some(existing) = &st.user {
             if *existing.id != *data.id {
@@ -48,6 +50,8 @@ impl Broker {
             return Ok(());
         }
         let id: Arc<str> = Arc::from(data.id.as_str());
+        // Distinct ids (UserData::parse keeps the first of each), so the limit counts users and
+        // each watched user's change reaches this socket once.
         let mut ids = data.watchlist;
         let over_limit = ids.len() > MAX_WATCHLIST;
         ids.truncate(MAX_WATCHLIST);
