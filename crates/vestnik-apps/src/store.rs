@@ -145,6 +145,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
 mod tests {
     use super::*;
 
+    /// A mistyped URL scheme must be named in the error, not tried as some database.
     #[tokio::test]
     async fn open_refuses_unknown_schemes() {
         match open("redis://127.0.0.1:6379").await {

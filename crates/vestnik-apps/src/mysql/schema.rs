@@ -11,6 +11,8 @@ use crate::store::Migrated;
 
 /// The named lock that serialises concurrent `migrate` calls, and how long to wait for it (seconds).
 const MIGRATE_LOCK: &str = "vestnik_apps_migrate";
+/// Long enough for another node's migration to finish; a node that waits longer fails its start
+/// rather than running DDL beside another.
 const MIGRATE_LOCK_WAIT_SECS: i64 = 60;
 
 /// The migrations, in order; a version is applied once and never edited afterwards.
@@ -112,11 +114,17 @@ const V1: &[&str] = &[
 ];
 
 /// The newest version this build knows.
+/// The newest version this build knows; a database at a higher one is refused.
 pub(crate) fn latest() -> i64 {
     MIGRATIONS.last().map_or(0, |(v, _)| *v)
 }
 
 /// Applies the missing migrations, holding the named lock on one connection.
+///
+/// `GET_LOCK` is per connection, so the whole migration runs on the one connection that holds it,
+/// and the lock is released whether the migration succeeded or not. Since MySQL DDL commits on its
+/// own, each statement is idempotent instead of the whole being one transaction; the version row is
+/// written after a version's last statement, so an interrupted version is run again in full.
 pub(crate) async fn migrate(pool: &MySqlPool) -> Result<Migrated, StoreError> {
     let mut conn = pool.acquire().await?;
     let locked: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, ?)")

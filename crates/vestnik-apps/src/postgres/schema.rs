@@ -9,6 +9,9 @@ use crate::error::StoreError;
 use crate::store::Migrated;
 
 /// The advisory lock key that serialises concurrent `migrate` calls ("vestnik" in ASCII, truncated).
+///
+/// A transaction-scoped advisory lock (`pg_advisory_xact_lock`): it is released by the commit or
+/// rollback, so a node that dies mid-migration cannot leave the lock held.
 const MIGRATE_LOCK: i64 = 0x0076_6573_746e_696b;
 
 /// The migrations, in order; a version is applied once and never edited afterwards.
@@ -121,11 +124,16 @@ CREATE INDEX vestnik_usage_hour ON vestnik_usage (hour_start);
 "#;
 
 /// The newest version this build knows.
+/// Stored in `vestnik_schema_version`; compared at every start.
 pub(crate) fn latest() -> i64 {
     MIGRATIONS.last().map_or(0, |(v, _)| *v)
 }
 
 /// Applies the missing migrations.
+///
+/// All of it runs in one transaction under the advisory lock: a second node waits, then finds the
+/// versions applied and does nothing. A schema newer than this build is refused rather than used, so
+/// an old node in a rolling upgrade never writes rows in a shape it does not know.
 pub(crate) async fn migrate(pool: &PgPool) -> Result<Migrated, StoreError> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
