@@ -113,7 +113,6 @@ const V1: &[&str] = &[
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
 ];
 
-/// The newest version this build knows.
 /// The newest version this build knows; a database at a higher one is refused.
 pub(crate) fn latest() -> i64 {
     MIGRATIONS.last().map_or(0, |(v, _)| *v)
