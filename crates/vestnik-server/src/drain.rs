@@ -41,6 +41,9 @@ pub struct Service {
 
 impl Service {
     /// Cancels the service and waits for its task to end.
+    ///
+    /// The task is awaited without a timeout: the cluster and webhook tasks bound their own shutdown
+    /// (the spool's last write, the cluster's goodbye), and the drain's own steps are already bounded.
     async fn stop(self) {
         self.stop.cancel();
         if let Some(task) = self.task {
@@ -50,6 +53,14 @@ impl Service {
 }
 
 /// Runs the whole drain once shutdown has started; returns when the process may exit.
+///
+/// The order is the point: readiness goes first so load balancers stop sending before anything is
+/// closed; the other nodes hear before the grace, so their quota counts are right by the time this
+/// node's clients reconnect to them; sockets close before the accept loop stops, so the API keeps
+/// serving the events those sockets still need; the cluster and the webhooks stop last, so the
+/// vacates and member removals caused by the closes still reach the other nodes and the spool.
+/// Every wait is bounded (`drain_grace_ms`, `drain_window_ms`, `shutdown_timeout`), so a stuck
+/// client or task cannot keep the process from exiting.
 pub async fn run(state: &AppState, cluster: Service, webhooks: Service) {
     let server = &state.config.server;
     let sockets = state.sockets.len();

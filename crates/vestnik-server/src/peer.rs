@@ -93,6 +93,8 @@ mod tests {
         h
     }
 
+    /// The right-most `X-Forwarded-For` entry is the one the trusted proxy wrote; entries to its left
+    /// came from the client and could be forged to dodge the per-IP limit.
     #[test]
     fn takes_the_right_most_entry_only_when_trusted() {
         let peer: SocketAddr = "10.0.0.1:4000".parse().unwrap();
@@ -126,6 +128,7 @@ mod tests {
         );
     }
 
+    /// Even behind a trusted proxy, a missing or unreadable header leaves the TCP peer as the client.
     #[test]
     fn falls_back_to_the_peer() {
         let peer: SocketAddr = "10.0.0.1:4000".parse().unwrap();
