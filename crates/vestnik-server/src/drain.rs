@@ -132,6 +132,7 @@ async fn close_in_batches(sockets: Vec<ConnectionHandle>, window: Duration) {
 }
 
 /// Queues the 4200 close on each socket's outbox; each socket's own task writes it and ends.
+/// Never awaits: a slow client's close waits in its own outbox, not in the drain's loop.
 fn close_batch(batch: &[ConnectionHandle]) {
     for conn in batch {
         conn.outbox().close(PusherCode::Reconnect, CLOSE_REASON);
@@ -170,6 +171,8 @@ impl BatchPlan {
 mod tests {
     use super::*;
 
+    /// The drain spreads reconnects as promised: the last batch lands at the end of the window, many
+    /// sockets go a batch per tick, few sockets one at a time across the whole window.
     #[test]
     fn batches_cover_the_window() {
         // 40 sockets over 2 s: 21 slots, so 20 batches of 2, the last at the end of the window.

@@ -154,6 +154,7 @@ impl fmt::Debug for AppState {
 mod tests {
     use super::*;
 
+    /// Issue 12's rule for the server state: `{:?}` and `{:#?}` name the apps, never a secret.
     #[test]
     fn debug_never_prints_a_secret() {
         let mut config = Config::default();
@@ -164,6 +165,8 @@ mod tests {
         assert!(!shown.contains("s3cret-that-must-not-print"), "{shown}");
     }
 
+    /// The three conditions `/ready`, the upgrade and the API check follow from `serving` and the
+    /// shutdown token in this order, and never overlap.
     #[test]
     fn starting_then_serving_then_draining() {
         let state = AppState::build(Config::default(), Shutdown::new(), None).unwrap();
