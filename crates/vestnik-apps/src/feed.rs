@@ -147,8 +147,8 @@ pub(crate) enum Loaded {
 }
 
 /// What a backend gives the feed: a change signal and the reads it triggers.
-/// Implemented by each backend over its pool. The feed calls only these four methods, which keeps the
-/// SQL (and its dialect) out of this module and makes the feed testable over a fake source.
+/// Implemented by each backend over its pool. The feed calls only these four methods, which keeps
+/// the SQL (and its dialect) out of this module and makes the feed testable over a fake source.
 pub(crate) trait Source: Send + Sync + 'static {
     /// The part of the signal set up before the snapshot is read (PostgreSQL's `LISTEN`), so that no
     /// change between the two is missed.
@@ -246,9 +246,9 @@ impl ChangeFeed {
     /// Reads the first snapshot and starts the feed's task over `source`.
     ///
     /// The signal is set up (`listen`) before the first snapshot is read, and followed from that
-    /// snapshot's revision: a change committed between the two is then seen by the signal rather than
-    /// lost. Fails if the database cannot be reached: a broker must not start on an empty catalogue it
-    /// believes is complete.
+    /// snapshot's revision: a change committed between the two is then seen by the signal rather
+    /// than lost. Fails if the database cannot be reached: a broker must not start on an empty
+    /// catalogue it believes is complete.
     pub(crate) async fn start<S: Source>(
         source: S,
         options: FeedOptions,
@@ -299,13 +299,14 @@ impl Feed {
     ///
     /// # The loop
     /// While connected, each turn waits for the first of: the handle dropping (`tx.closed()`, the
-    /// only way out), a resync owed to a lagging consumer and a free slot to send it in, a wake-up from
-    /// the signal (reload the named ids, or everything), or the refresh tick (a full reload, the
-    /// fallback for a missed signal). Any database error drops the signal and marks the feed down.
-    /// While disconnected, it sleeps the backoff (doubling up to `reconnect_max`, plus up to a fifth
-    /// of jitter so a fleet of nodes does not reconnect in step), then tries `connect`, which resyncs
-    /// and emits the differences. The snapshot is served throughout; nothing here awaits the consumer
-    /// except the owed resync, and that only in a `select` beside everything else.
+    /// only way out), a resync owed to a lagging consumer and a free slot to send it in, a wake-up
+    /// from the signal (reload the named ids, or everything), or the refresh tick (a full reload,
+    /// the fallback for a missed signal). Any database error drops the signal and marks the feed
+    /// down. While disconnected, it sleeps the backoff (doubling up to `reconnect_max`, plus up to
+    /// a fifth of jitter so a fleet of nodes does not reconnect in step), then tries `connect`,
+    /// which resyncs and emits the differences. The snapshot is served throughout; nothing here
+    /// awaits the consumer except the owed resync, and that only in a `select` beside everything
+    /// else.
     async fn run<S: Source>(mut self, source: S, signal: Signal, options: FeedOptions) {
         let mut signal = Some(signal);
         let mut backoff = options.reconnect_min;
@@ -380,8 +381,8 @@ impl Feed {
         Ok(())
     }
 
-    /// Reloads the apps a wake-up named. A row that no longer validates keeps the last good version in
-    /// service: a bad admin write must not take a live app offline.
+    /// Reloads the apps a wake-up named. A row that no longer validates keeps the last good version
+    /// in service: a bad admin write must not take a live app offline.
     async fn reload<S: Source>(
         &mut self,
         source: &S,
@@ -516,7 +517,8 @@ impl Feed {
 mod tests {
     use super::*;
 
-    /// A zero interval from a config would make the loop spin on a ready timer; `sane` must prevent it.
+    /// A zero interval from a config would make the loop spin on a ready timer; `sane` must prevent
+    /// it.
     #[test]
     fn zero_options_are_raised() {
         let zero = FeedOptions {

@@ -190,8 +190,8 @@ pub struct NewApp {
 impl NewApp {
     /// An enabled app with every default and generated credentials.
     ///
-    /// `NewApp::default()` is disabled (`enabled: false`, the `bool` default); this is the constructor
-    /// for the common case.
+    /// `NewApp::default()` is disabled (`enabled: false`, the `bool` default); this is the
+    /// constructor for the common case.
     pub fn generated() -> Self {
         Self {
             enabled: true,
@@ -464,8 +464,8 @@ mod tests {
         }
     }
 
-    /// A rotated-out secret must verify signatures during its grace and never after, or a leaked old
-    /// secret stays valid.
+    /// A rotated-out secret must verify signatures during its grace and never after, or a leaked
+    /// old secret stays valid.
     #[test]
     fn previous_secret_only_during_grace() {
         let r = record();
@@ -515,7 +515,8 @@ mod tests {
         assert!(check_grace(MAX_ROTATION_GRACE + Duration::from_secs(1)).is_err());
     }
 
-    /// An admin patch that names a key the group does not have (a typo) must be refused, not ignored.
+    /// An admin patch that names a key the group does not have (a typo) must be refused, not
+    /// ignored.
     #[test]
     fn groups_deserialize_with_defaults_and_refuse_unknown_keys() {
         let l: Limits = serde_json::from_str(r#"{"api_rate_limit":5}"#).unwrap();

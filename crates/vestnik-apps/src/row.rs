@@ -39,8 +39,8 @@ pub(crate) const GROUP_COLUMNS: [(&str, bool); 19] = [
 pub(crate) struct GroupValues {
     /// `enabled`: a disabled app is kept but refuses connections and triggers.
     pub enabled: bool,
-    /// The nine limits of [`Limits`], in the order of [`GROUP_COLUMNS`] entries 1 to 9; `i32` because
-    /// the columns are SQL `integer`.
+    /// The nine limits of [`Limits`], in the order of [`GROUP_COLUMNS`] entries 1 to 9; `i32`
+    /// because the columns are SQL `integer`.
     pub ints: [i32; 9],
     pub client_events: bool,
     /// The origin list as JSON text; the database stores it as `jsonb` or `JSON`.

@@ -140,8 +140,8 @@ pub struct UsageRow {
 /// the order the stores write them in (one lock order, so concurrent flushes do not deadlock).
 #[derive(Debug, Default)]
 pub struct UsageBatch {
-    /// A `BTreeMap` rather than a hash map for its order: `drain` hands the stores rows already in the
-    /// one lock order they write in.
+    /// A `BTreeMap` rather than a hash map for its order: `drain` hands the stores rows already in
+    /// the one lock order they write in.
     rows: BTreeMap<(String, Hour), Usage>,
 }
 

@@ -253,11 +253,12 @@ pub struct TriggerEvent {
 /// One event as the API (and the console) sends it, before validation.
 #[derive(Deserialize)]
 struct RawEvent<'a> {
-    /// Every field is optional here so that a missing one gets its own error (`MissingName`, …) from
-    /// `validate` instead of serde's generic message.
+    /// Every field is optional here so that a missing one gets its own error (`MissingName`, …)
+    /// from `validate` instead of serde's generic message.
     #[serde(default)]
     name: Option<String>,
-    /// Raw, because Pusher documents `data` as a string but clients (and soketi) also send an object.
+    /// Raw, because Pusher documents `data` as a string but clients (and soketi) also send an
+    /// object.
     #[serde(borrow, default)]
     data: Option<&'a RawValue>,
     #[serde(default)]
@@ -433,7 +434,8 @@ mod tests {
         parse_trigger(body.as_bytes(), &limits())
     }
 
-    /// The reason for [`Object`]: serde would read `["name", "data", …]` into `RawEvent` by position.
+    /// The reason for [`Object`]: serde would read `["name", "data", …]` into `RawEvent` by
+    /// position.
     #[test]
     fn arrays_are_never_read_as_events() {
         // Serde maps a JSON array onto a struct by position: without the object rule this body

@@ -229,8 +229,8 @@ mod tests {
         assert!(ChannelName::parse("-azAZ9_=@,.;").is_ok());
     }
 
-    /// Each way a name is refused has its own error, and the error quotes the name, so a client sees
-    /// which channel and why.
+    /// Each way a name is refused has its own error, and the error quotes the name, so a client
+    /// sees which channel and why.
     #[test]
     fn refusals() {
         assert_eq!(ChannelName::parse(""), Err(ChannelNameError::Empty));

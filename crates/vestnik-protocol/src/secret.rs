@@ -16,8 +16,8 @@ const REDACTED: &str = "<redacted>";
 
 /// An app secret. Read from configuration, compared and used for signing; never printed.
 ///
-/// `PartialEq` is a plain comparison, for config reloads and tests; a secret a client sends is never
-/// compared with it, since every check goes through an HMAC and a constant-time comparison.
+/// `PartialEq` is a plain comparison, for config reloads and tests; a secret a client sends is
+/// never compared with it, since every check goes through an HMAC and a constant-time comparison.
 /// `transparent` lets a config file write the secret as a plain string.
 #[derive(Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(transparent)]
@@ -75,7 +75,8 @@ impl fmt::Display for AppSecret {
 mod tests {
     use super::*;
 
-    /// The guarantee issue 12 asks for, at the source: neither `{:?}`, `{:#?}` nor `{}` shows the secret.
+    /// The guarantee issue 12 asks for, at the source: neither `{:?}`, `{:#?}` nor `{}` shows the
+    /// secret.
     #[test]
     fn debug_and_display_redact() {
         let s = AppSecret::from("t0p-s3cret");

@@ -30,8 +30,9 @@ impl SocketId {
 
     /// Parses `\d+\.\d+`.
     ///
-    /// At most 19 digits a part, so every accepted part fits a `u64` (20 digits could overflow). The
-    /// error quotes at most 64 characters of the input, so a hostile value cannot bloat a log line.
+    /// At most 19 digits a part, so every accepted part fits a `u64` (20 digits could overflow).
+    /// The error quotes at most 64 characters of the input, so a hostile value cannot bloat a log
+    /// line.
     pub fn parse(s: &str) -> Result<Self, SocketIdError> {
         let err = || SocketIdError(s.chars().take(64).collect());
         let (a, b) = s.split_once('.').ok_or_else(err)?;
@@ -57,7 +58,8 @@ impl fmt::Display for SocketId {
 mod tests {
     use super::*;
 
-    /// What the SDKs' `^\d+\.\d+$` accepts parses and prints back unchanged; everything else is refused.
+    /// What the SDKs' `^\d+\.\d+$` accepts parses and prints back unchanged; everything else is
+    /// refused.
     #[test]
     fn round_trip_and_refusals() {
         let id = SocketId::parse("45055.28877557").unwrap();

@@ -105,7 +105,8 @@ mod tests {
     const KEY: &str = "278d425bdf160c739803";
     const SECRET: &str = "7ad3773142a6692b25b8";
 
-    /// The reference vector from Pusher's auth docs: a private channel signature must match it exactly.
+    /// The reference vector from Pusher's auth docs: a private channel signature must match it
+    /// exactly.
     #[test]
     fn private_channel_matches_the_docs() {
         let a = authorize_channel(KEY, SECRET, "1234.1234", "private-foobar", None).unwrap();
@@ -119,8 +120,8 @@ mod tests {
         );
     }
 
-    /// The signature covers `channel_data` as sent, so the string signed and the string returned must be
-    /// the same bytes; re-encoding it would break pusher-js's subscribe.
+    /// The signature covers `channel_data` as sent, so the string signed and the string returned
+    /// must be the same bytes; re-encoding it would break pusher-js's subscribe.
     #[test]
     fn presence_channel_signs_the_exact_channel_data() {
         let m = PresenceMember {

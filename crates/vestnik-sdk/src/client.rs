@@ -61,7 +61,8 @@ impl BatchEvent {
 /// A Pusher HTTP API client for one app. Cheap to clone; clones share the connection pool.
 #[derive(Debug, Clone)]
 pub struct Client {
-    /// The broker's address and the app's credentials; `Debug` of the client hides the secret through it.
+    /// The broker's address and the app's credentials; `Debug` of the client hides the secret
+    /// through it.
     config: Config,
     /// The pool, shared by clones.
     http: HttpClient,
@@ -259,10 +260,10 @@ impl Client {
         )
     }
 
-    /// Signs and sends one POST under `/apps/{app_id}/`. The signature covers the method, the path, the
-    /// sorted query with `body_md5`, and is computed fresh per call (the timestamp is part of it). The
-    /// timeout covers the whole exchange, reading the answer included; a non-2xx answer comes back as
-    /// [`Error::Status`] with the broker's body, which names the problem.
+    /// Signs and sends one POST under `/apps/{app_id}/`. The signature covers the method, the path,
+    /// the sorted query with `body_md5`, and is computed fresh per call (the timestamp is part of
+    /// it). The timeout covers the whole exchange, reading the answer included; a non-2xx answer
+    /// comes back as [`Error::Status`] with the broker's body, which names the problem.
     async fn post(&self, endpoint: &str, body: String) -> Result<TriggerResponse, Error> {
         let path = format!("/apps/{}/{endpoint}", self.config.app_id);
         let query = sign_request(

@@ -42,8 +42,9 @@ pub struct Service {
 impl Service {
     /// Cancels the service and waits for its task to end.
     ///
-    /// The task is awaited without a timeout: the cluster and webhook tasks bound their own shutdown
-    /// (the spool's last write, the cluster's goodbye), and the drain's own steps are already bounded.
+    /// The task is awaited without a timeout: the cluster and webhook tasks bound their own
+    /// shutdown (the spool's last write, the cluster's goodbye), and the drain's own steps are
+    /// already bounded.
     async fn stop(self) {
         self.stop.cancel();
         if let Some(task) = self.task {
@@ -171,8 +172,8 @@ impl BatchPlan {
 mod tests {
     use super::*;
 
-    /// The drain spreads reconnects as promised: the last batch lands at the end of the window, many
-    /// sockets go a batch per tick, few sockets one at a time across the whole window.
+    /// The drain spreads reconnects as promised: the last batch lands at the end of the window,
+    /// many sockets go a batch per tick, few sockets one at a time across the whole window.
     #[test]
     fn batches_cover_the_window() {
         // 40 sockets over 2 s: 21 slots, so 20 batches of 2, the last at the end of the window.

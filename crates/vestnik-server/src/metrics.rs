@@ -28,8 +28,8 @@ use crate::state::AppState;
 ///
 /// The histogram buckets run from 0.1 ms to 1 s: `vestnik_publish_to_write_seconds` measures how
 /// long a frame waits in a socket's queue plus its write, which is sub-millisecond when healthy and
-/// only reaches seconds for a socket about to be dropped as slow. Returns `None` (and says why) when
-/// a recorder is already installed, as in a test process that starts several servers.
+/// only reaches seconds for a socket about to be dropped as slow. Returns `None` (and says why)
+/// when a recorder is already installed, as in a test process that starts several servers.
 pub fn install() -> Option<PrometheusHandle> {
     let buckets = [
         0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
@@ -127,8 +127,8 @@ fn process_figures() {
 /// `handshake_timeout`, like on the main listener, so a slow client cannot hold a connection.
 ///
 /// # The loop
-/// Accepts until the drain's `finishing` step, like the main accept loop, but untracked: a scrape in
-/// flight is simply dropped at exit, which Prometheus retries on its next interval.
+/// Accepts until the drain's `finishing` step, like the main accept loop, but untracked: a scrape
+/// in flight is simply dropped at exit, which Prometheus retries on its next interval.
 pub async fn serve(listener: TcpListener, handle: PrometheusHandle, state: AppState) {
     if let Ok(addr) = listener.local_addr() {
         info!("metrics on http://{addr}/metrics");

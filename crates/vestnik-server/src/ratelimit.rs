@@ -184,8 +184,8 @@ mod tests {
             .is_ok());
     }
 
-    /// One host cannot multiply its budget by picking new addresses in its /64, and an IPv4 client seen
-    /// through a dual-stack socket is counted as its IPv4 address, not as a separate client.
+    /// One host cannot multiply its budget by picking new addresses in its /64, and an IPv4 client
+    /// seen through a dual-stack socket is counted as its IPv4 address, not as a separate client.
     #[test]
     fn ipv6_clients_share_the_budget_of_their_64() {
         let ip = |s: &str| -> IpAddr { s.parse().unwrap() };

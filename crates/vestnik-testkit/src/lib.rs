@@ -31,8 +31,8 @@ pub mod tls;
 
 /// The default wait for anything expected to happen.
 ///
-/// Generous on purpose: CI machines are shared and slow, and a wait that succeeds returns as soon as
-/// the condition holds, so a long deadline costs nothing on the passing path.
+/// Generous on purpose: CI machines are shared and slow, and a wait that succeeds returns as soon
+/// as the condition holds, so a long deadline costs nothing on the passing path.
 pub const WAIT: Duration = Duration::from_secs(5);
 
 /// The `vestnik` binary for tests outside the server crate (which use `CARGO_BIN_EXE_vestnik`):
@@ -64,7 +64,8 @@ pub struct BrokerProcess {
     pub port: u16,
     /// The temporary config file, removed with the process handle.
     _config: Option<tempfile_path::TempPath>,
-    /// Stderr lines after the listen line, fed by a reader thread so the child never blocks on a full pipe.
+    /// Stderr lines after the listen line, fed by a reader thread so the child never blocks on a
+    /// full pipe.
     logs: mpsc::Receiver<String>,
     /// Stderr lines up to and including the listen line.
     startup: Vec<String>,
@@ -102,10 +103,11 @@ impl BrokerProcess {
     }
 
     ///
-    /// The broker is started on port 0 and the port is read from its own log line, so parallel tests
-    /// never race for a port; the log line ends with the address for that reason. `RUST_LOG=info` is
-    /// forced so the line is printed whatever the caller's environment says. Stderr is read by a
-    /// thread for the whole life of the process: an unread pipe would fill and stall the broker.
+    /// The broker is started on port 0 and the port is read from its own log line, so parallel
+    /// tests never race for a port; the log line ends with the address for that reason.
+    /// `RUST_LOG=info` is forced so the line is printed whatever the caller's environment says.
+    /// Stderr is read by a thread for the whole life of the process: an unread pipe would fill and
+    /// stall the broker.
     fn spawn_until(bin: &Path, config_toml: &str, env: &[(&str, &str)], marker: &str) -> Self {
         let path = std::env::temp_dir().join(format!(
             "vestnik-test-{}-{}.toml",
@@ -267,7 +269,8 @@ impl WsClient {
     /// nothing; a refused handshake returns the server's HTTP answer.
     ///
     /// For the refusals a node answers in plain HTTP before any upgrade (503 while starting or
-    /// draining, 429 over the IP rate): the test reads the status, the JSON error and `Retry-After`.
+    /// draining, 429 over the IP rate): the test reads the status, the JSON error and
+    /// `Retry-After`.
     pub async fn try_connect(url: &str, headers: &[(&str, &str)]) -> Result<Self, HttpResponse> {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         use tokio_tungstenite::tungstenite::Error;
@@ -324,7 +327,8 @@ impl WsClient {
     /// Reads the next frame within `timeout`; `None` if nothing came.
     ///
     /// Pings and pongs are skipped (tungstenite answers pings itself); a transport error reads as a
-    /// close with its text, so a test sees why the connection ended instead of a panic in the reader.
+    /// close with its text, so a test sees why the connection ended instead of a panic in the
+    /// reader.
     pub async fn recv_within(&mut self, timeout: Duration) -> Option<Received> {
         loop {
             let next = tokio::time::timeout(timeout, self.ws.next()).await.ok()?;
@@ -364,8 +368,8 @@ impl WsClient {
 
     /// Reads frames until the close; returns its code. Panics after `timeout`.
     ///
-    /// The frames seen before the close come back too, so a test can check what was delivered before a
-    /// drain or a refusal (a `pusher:error` before its close, for example).
+    /// The frames seen before the close come back too, so a test can check what was delivered
+    /// before a drain or a refusal (a `pusher:error` before its close, for example).
     pub async fn expect_close(&mut self, timeout: Duration) -> (Option<u16>, Vec<Value>) {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut seen = Vec::new();
@@ -400,8 +404,8 @@ impl WsClient {
 
     /// Subscribes and waits for `subscription_succeeded` (or returns the error frame).
     ///
-    /// Both answers are returned rather than asserted, so refusal tests use the same call and check the
-    /// error frame's `status` and `type`.
+    /// Both answers are returned rather than asserted, so refusal tests use the same call and check
+    /// the error frame's `status` and `type`.
     pub async fn subscribe(&mut self, data: Value) -> Value {
         let channel = data["channel"].as_str().expect("channel").to_owned();
         self.send(&serde_json::json!({"event": "pusher:subscribe", "data": data}))
@@ -493,8 +497,8 @@ impl Api {
 
     /// A signed request to an exact path.
     ///
-    /// The signature is computed over `path` and the query exactly as sent, the way the official SDKs
-    /// do, so a test exercises the broker's real verification rather than a shortcut.
+    /// The signature is computed over `path` and the query exactly as sent, the way the official
+    /// SDKs do, so a test exercises the broker's real verification rather than a shortcut.
     pub async fn call_path(
         &self,
         method: &str,
@@ -540,8 +544,8 @@ pub async fn raw_http(port: u16, method: &str, target: &str, body: &str) -> Http
 /// Like [`raw_http`], with exactly the given extra headers (cookies, authorization, content type);
 /// the answer's headers are kept in [`HttpResponse::headers`].
 ///
-/// Written by hand over TCP on purpose: a test controls every byte of the request (a missing header,
-/// a bad method), which an HTTP client library would fix up.
+/// Written by hand over TCP on purpose: a test controls every byte of the request (a missing
+/// header, a bad method), which an HTTP client library would fix up.
 pub async fn raw_http_with(
     port: u16,
     method: &str,

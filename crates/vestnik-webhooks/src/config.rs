@@ -55,7 +55,8 @@ pub mod defaults {
 pub(crate) struct EventTypeSet(u8);
 
 impl EventTypeSet {
-    /// Adds `t`. Each `EventType` is a bit position (its discriminant, under 8), so the set fits a `u8`.
+    /// Adds `t`. Each `EventType` is a bit position (its discriminant, under 8), so the set fits a
+    /// `u8`.
     pub(crate) fn insert(&mut self, t: EventType) {
         self.0 |= 1 << (t as u8);
     }
@@ -96,7 +97,8 @@ pub(crate) const RESERVED_HEADERS: [&str; 7] = [
 
 /// Validation of a [`WebhookTarget`], which lives here because it needs URL and header parsing.
 /// A trait rather than an inherent method because [`WebhookTarget`] is defined in
-/// `vestnik-protocol`, which must stay free of the `http` crate; the server's config check calls it.
+/// `vestnik-protocol`, which must stay free of the `http` crate; the server's config check calls
+/// it.
 pub trait ValidateTarget {
     /// Checks the URL and headers, so that a bad target fails at start, not at the first event.
     fn validate(&self) -> Result<(), Error>;
@@ -280,7 +282,8 @@ mod tests {
         apps: Vec<App>,
     }
 
-    /// The TOML in `docs/webhooks.md` must parse into what it says; a drift would mislead operators.
+    /// The TOML in `docs/webhooks.md` must parse into what it says; a drift would mislead
+    /// operators.
     #[test]
     fn parses_the_documented_toml() {
         let file: File = toml::from_str(
@@ -385,8 +388,8 @@ mod tests {
         assert!(text.contains("Authorization"));
     }
 
-    /// A target that wants only vacates still makes `submit` accept occupies, or the hold could never
-    /// cancel a vacate.
+    /// A target that wants only vacates still makes `submit` accept occupies, or the hold could
+    /// never cancel a vacate.
     #[test]
     fn filters_and_accepted_types() {
         let t = WebhookTarget {

@@ -95,9 +95,9 @@ impl WebhookEvent {
     }
 
     /// The event object as it appears in a webhook body, with `id` last.
-    /// Called once per event release, not per target or attempt: the string is shared by every batch
-    /// the event goes into and stored as is in the spool. `socket_id` is written as its wire text
-    /// (`123.456`), which is what Pusher's receivers expect.
+    /// Called once per event release, not per target or attempt: the string is shared by every
+    /// batch the event goes into and stored as is in the spool. `socket_id` is written as its wire
+    /// text (`123.456`), which is what Pusher's receivers expect.
     pub fn to_json(&self, id: &str) -> String {
         let mut wire = Wire {
             name: self.kind().as_str(),

@@ -21,8 +21,8 @@ use crate::spool::StoredBatch;
 /// One submitted event, with its app's index.
 #[derive(Debug)]
 pub(crate) struct Submission {
-    /// Index of the app in [`Shared::apps`] and in the planner's app list: resolved once by `submit`, so the
-    /// intake task never looks an app up by its id string.
+    /// Index of the app in [`Shared::apps`] and in the planner's app list: resolved once by
+    /// `submit`, so the intake task never looks an app up by its id string.
     pub app: usize,
     /// The fact the broker reported, with its id already assigned.
     pub event: WebhookEvent,
@@ -41,12 +41,12 @@ const SPOOL_RETRY: Duration = Duration::from_secs(1);
 /// Runs until shutdown, then persists everything still in memory.
 ///
 /// # The loop
-/// Each turn waits for the first of three things: shutdown (checked first, `biased`), a chunk of up to
-/// [`INTAKE_CHUNK`] submissions, or the next deadline, which is the earlier of the planner's (a held
-/// vacate falling due, a batch window closing) and the spool retry. Then it releases due holds, takes
-/// the batches that are ready and spools them in one transaction. A failed spool does not lose
-/// batches: they wait in `unspooled` and go first into the next attempt, [`SPOOL_RETRY`] later, so
-/// the order per app is kept.
+/// Each turn waits for the first of three things: shutdown (checked first, `biased`), a chunk of up
+/// to [`INTAKE_CHUNK`] submissions, or the next deadline, which is the earlier of the planner's (a
+/// held vacate falling due, a batch window closing) and the spool retry. Then it releases due
+/// holds, takes the batches that are ready and spools them in one transaction. A failed spool does
+/// not lose batches: they wait in `unspooled` and go first into the next attempt, [`SPOOL_RETRY`]
+/// later, so the order per app is kept.
 ///
 /// # Shutdown
 /// The queue is closed and drained, every held event is released (a vacate held at shutdown is
@@ -153,9 +153,9 @@ fn stored(shared: &Shared, planner: &Planner, ready: Vec<ReadyBatch>) -> Vec<Sto
 /// Spools `batches` in one durable transaction and, with `dispatch`, hands each to its lane.
 /// On failure the batches come back so the caller can try again.
 /// The write runs on the blocking pool (redb fsyncs), tracked so shutdown waits for it. A batch is
-/// dispatched only after its transaction committed: a lane never holds a job the spool does not, which
-/// is what makes delivery at least once across a crash. A panicked write task returns an empty `Err`,
-/// since the batches went down with it; that case is logged as a loss.
+/// dispatched only after its transaction committed: a lane never holds a job the spool does not,
+/// which is what makes delivery at least once across a crash. A panicked write task returns an
+/// empty `Err`, since the batches went down with it; that case is logged as a loss.
 async fn spool(
     shared: &Arc<Shared>,
     batches: Vec<StoredBatch>,

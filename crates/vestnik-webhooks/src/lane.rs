@@ -78,7 +78,8 @@ enum Outcome {
 struct Waiting {
     /// When the job becomes ready again.
     at: Instant,
-    /// Arrival order, the tie-break for equal times so jobs due together leave in the order they failed.
+    /// Arrival order, the tie-break for equal times so jobs due together leave in the order they
+    /// failed.
     seq: u64,
     job: Job,
 }
@@ -158,9 +159,9 @@ impl Lane {
         }
     }
 
-    /// Takes a job from the queue. The retry window starts here, when the lane first sees the job, so a
-    /// batch found pending after a restart gets a full window again rather than one already spent while
-    /// the broker was down.
+    /// Takes a job from the queue. The retry window starts here, when the lane first sees the job,
+    /// so a batch found pending after a restart gets a full window again rather than one already
+    /// spent while the broker was down.
     fn accept(&mut self, mut job: Job) {
         let window = self.shared.timing.retry_window;
         job.deadline.get_or_insert_with(|| Instant::now() + window);
@@ -176,9 +177,10 @@ impl Lane {
         }
     }
 
-    /// Settles one finished attempt: counts it, marks the lane healthy or not (which switches between
-    /// the full in-flight limit and one probe), and schedules a retry or dead-letters the job. A task that
-    /// panicked counts as a failed attempt, so its batch is retried rather than forgotten.
+    /// Settles one finished attempt: counts it, marks the lane healthy or not (which switches
+    /// between the full in-flight limit and one probe), and schedules a retry or dead-letters the
+    /// job. A task that panicked counts as a failed attempt, so its batch is retried rather than
+    /// forgotten.
     fn finished(&mut self, done: Result<(tokio::task::Id, Outcome), tokio::task::JoinError>) {
         let (id, outcome) = match done {
             Ok((id, outcome)) => (id, outcome),
@@ -234,8 +236,9 @@ impl Lane {
 /// turn first starts as many ready jobs as the limit allows (`max_in_flight`, or one while the
 /// receiver is failing), then waits for the first of: shutdown, an attempt finishing, a new job on
 /// the queue, or the earliest retry falling due. The lane outlives its queue's senders (`open`
-/// turns false) so jobs in flight and waiting still finish. Nothing here awaits the network directly:
-/// each attempt is its own task in `in_flight`, so a slow receiver holds a slot, never the loop.
+/// turns false) so jobs in flight and waiting still finish. Nothing here awaits the network
+/// directly: each attempt is its own task in `in_flight`, so a slow receiver holds a slot, never
+/// the loop.
 pub(crate) async fn run_lane(
     url: Arc<str>,
     mut rx: mpsc::UnboundedReceiver<Job>,

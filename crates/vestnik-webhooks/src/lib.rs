@@ -27,10 +27,10 @@
 //! broker ──submit()──► bounded queue ──► intake task ──► planner (hold, filter, batch)
 //!   (never blocks;       (queue_capacity;     │
 //!    drops when full)     the only link)      ▼
-//!                                        spool.insert (fsync) ──► lane of the URL ──► sender (POST)
-//!                                                                   │  2xx: spool.remove
-//!                                                                   │  fail: backoff, retry from spool
-//!                                                                   └  window over: spool.bury (dead letter)
+//!                        spool.insert (fsync) ──► lane of the URL ──► sender (POST)
+//!                                                   │  2xx: spool.remove
+//!                                                   │  fail: backoff, retry from spool
+//!                                                   └  window over: spool.bury (dead letter)
 //! ```
 //!
 //! # Long-lived tasks

@@ -44,7 +44,8 @@ pub(crate) struct ReadyBatch {
 /// What a held event is keyed by: the channel, and the user for presence removals.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct HoldKey {
-    /// The app's index, so two apps with a channel of the same name never cancel each other's holds.
+    /// The app's index, so two apps with a channel of the same name never cancel each other's
+    /// holds.
     app: usize,
     channel: ChannelName,
     /// `Some` for member events: a removal is cancelled only by the same user coming back, not by
@@ -55,15 +56,18 @@ struct HoldKey {
 /// An event waiting out its hold.
 #[derive(Debug)]
 struct Held {
-    /// Matches the entry in `hold_queue` that will release it; a hold cancelled and started again gets
-    /// a new generation, so the stale queue entry is skipped instead of releasing the new hold early.
+    /// Matches the entry in `hold_queue` that will release it; a hold cancelled and started again
+    /// gets a new generation, so the stale queue entry is skipped instead of releasing the new hold
+    /// early.
     generation: u64,
-    /// Assigned when the event arrived, so the id's UUID v7 time is when it happened, not when released.
+    /// Assigned when the event arrived, so the id's UUID v7 time is when it happened, not when
+    /// released.
     id: String,
     event: WebhookEvent,
 }
 
-/// One configured target as the planner sees it: the kinds it wants, for a cheap bit test per event.
+/// One configured target as the planner sees it: the kinds it wants, for a cheap bit test per
+/// event.
 #[derive(Debug)]
 struct Route {
     types: EventTypeSet,
@@ -75,8 +79,8 @@ struct Route {
 #[derive(Debug, Default)]
 struct Buffer {
     events: Vec<StoredEvent>,
-    /// When its first event arrived; the batch window counts from here, so a steady trickle of events
-    /// still leaves every `batch_window`.
+    /// When its first event arrived; the batch window counts from here, so a steady trickle of
+    /// events still leaves every `batch_window`.
     opened: Option<Instant>,
 }
 
@@ -140,9 +144,9 @@ impl Planner {
     }
 
     /// Takes in one event of app `app` at `now`; `unix_ms` stamps its id.
-    /// Vacates and removals are held (when the hold is not zero); an occupy or add that finds a held
-    /// partner cancels both and counts them as suppressed; everything else is released at once. Events
-    /// of kinds no target wants never get here: `Webhooks::submit` filters them first.
+    /// Vacates and removals are held (when the hold is not zero); an occupy or add that finds a
+    /// held partner cancels both and counts them as suppressed; everything else is released at
+    /// once. Events of kinds no target wants never get here: `Webhooks::submit` filters them first.
     pub(crate) fn submit(&mut self, app: usize, event: WebhookEvent, now: Instant, unix_ms: u64) {
         let Some(plan) = self.apps.get(app) else {
             return;
@@ -422,7 +426,8 @@ mod tests {
         assert_eq!(stats.queued, 0);
     }
 
-    /// Holds are keyed per user on presence channels: one user joining must not hide another's leave.
+    /// Holds are keyed per user on presence channels: one user joining must not hide another's
+    /// leave.
     #[test]
     fn a_different_user_does_not_cancel_a_removal() {
         let (mut p, _) = planner(vec![WebhookTarget::every_event("http://a/")], 20);
@@ -445,8 +450,8 @@ mod tests {
         );
     }
 
-    /// Guards the generation check: the stale queue entry of a cancelled hold must not release a newer
-    /// hold of the same key early.
+    /// Guards the generation check: the stale queue entry of a cancelled hold must not release a
+    /// newer hold of the same key early.
     #[test]
     fn a_vacate_held_again_after_cancellation_uses_its_own_deadline() {
         let (mut p, _) = planner(vec![WebhookTarget::every_event("http://a/")], 20);
@@ -466,7 +471,8 @@ mod tests {
         assert_eq!(p.take_ready(t1 + HOLD, true).len(), 1);
     }
 
-    /// Each target gets only its kinds and channels, and one event matching two targets goes into both.
+    /// Each target gets only its kinds and channels, and one event matching two targets goes into
+    /// both.
     #[test]
     fn targets_filter_by_kind_prefix_and_suffix() {
         let only_added = WebhookTarget {

@@ -28,7 +28,8 @@ pub(crate) struct AppEntry {
     pub index: usize,
     /// The app id as configured; the key of `Shared::by_id` and of every spool record.
     pub app_id: String,
-    /// The app key, sent as `X-Pusher-Key` so the receiver knows which secret verifies the signature.
+    /// The app key, sent as `X-Pusher-Key` so the receiver knows which secret verifies the
+    /// signature.
     pub key: String,
     /// Signs each webhook body (`X-Pusher-Signature`, HMAC-SHA256 as Pusher does). Never logged.
     pub secret: AppSecret,
@@ -49,8 +50,8 @@ impl std::fmt::Debug for AppEntry {
 }
 
 impl AppEntry {
-    /// Builds the runtime view of one configured app at `index` in the planner's list; the counters start
-    /// at zero on every start (they are not persisted with the spool).
+    /// Builds the runtime view of one configured app at `index` in the planner's list; the counters
+    /// start at zero on every start (they are not persisted with the spool).
     pub(crate) fn new(index: usize, app: &AppHooks) -> Self {
         Self {
             index,
@@ -74,7 +75,8 @@ pub(crate) struct Timing {
     pub retry_initial: Duration,
     /// The cap on one backoff delay, so a long outage still retries at a steady rate.
     pub retry_max: Duration,
-    /// The limit on one HTTP attempt, so a receiver that never answers cannot hold a lane slot forever.
+    /// The limit on one HTTP attempt, so a receiver that never answers cannot hold a lane slot
+    /// forever.
     pub request_timeout: Duration,
     /// Attempts one lane (one receiver URL) runs at once.
     pub max_in_flight: usize,
@@ -102,13 +104,13 @@ pub(crate) struct Shared {
     /// One pooled HTTP client for every lane, so connections to a receiver are reused.
     pub client: HttpClient,
     pub timing: Timing,
-    /// Tracks the intake, the lanes, their attempts and blocking spool work, so shutdown can wait for all
-    /// of them before the spool is closed.
+    /// Tracks the intake, the lanes, their attempts and blocking spool work, so shutdown can wait
+    /// for all of them before the spool is closed.
     pub tracker: TaskTracker,
     /// The one signal every task of this crate selects on.
     pub shutdown: CancellationToken,
-    /// The runtime the service was started on: `dispatch` can be called from a blocking thread (replay
-    /// from the admin API), where there is no ambient runtime to spawn a lane on.
+    /// The runtime the service was started on: `dispatch` can be called from a blocking thread
+    /// (replay from the admin API), where there is no ambient runtime to spawn a lane on.
     runtime: Handle,
     /// `None` once the service has stopped, so the file is closed even while handles live on.
     spool: RwLock<Option<Arc<Spool>>>,
@@ -118,7 +120,8 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Builds the shared state; the lanes map starts empty and fills as URLs are first dispatched to.
+    /// Builds the shared state; the lanes map starts empty and fills as URLs are first dispatched
+    /// to.
     #[allow(clippy::too_many_arguments)] // a constructor of plain fields, called once
     pub(crate) fn new(
         apps: Vec<Arc<AppEntry>>,
@@ -161,8 +164,9 @@ impl Shared {
     /// Hands a spooled batch to the lane of its URL, starting the lane if needed. After shutdown
     /// the job is left alone: the spool still has it for the next start.
     ///
-    /// A lane whose queue is closed (its task ended) is replaced by a new one, so a job is never lost to
-    /// a dead lane. The lock is held only to look up or insert the sender, never across an await.
+    /// A lane whose queue is closed (its task ended) is replaced by a new one, so a job is never
+    /// lost to a dead lane. The lock is held only to look up or insert the sender, never across an
+    /// await.
     pub(crate) fn dispatch(self: &Arc<Self>, url: &str, job: Job) {
         if self.shutdown.is_cancelled() {
             return;

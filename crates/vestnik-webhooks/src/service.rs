@@ -43,12 +43,13 @@ pub struct Webhooks {
 struct Inner {
     /// The state the tasks use too; the handle reads apps and the spool through it.
     shared: Arc<Shared>,
-    /// The bounded queue into the intake task (`queue_capacity` long); `submit` only ever `try_send`s.
+    /// The bounded queue into the intake task (`queue_capacity` long); `submit` only ever
+    /// `try_send`s.
     tx: mpsc::Sender<Submission>,
     /// Kept for replay, which cuts dead letters into batches of this size again.
     batch_max: usize,
-    /// Unix ms of the last "events lost" log line, shared by every app, so a flood of drops logs once a
-    /// second in total rather than once per event.
+    /// Unix ms of the last "events lost" log line, shared by every app, so a flood of drops logs
+    /// once a second in total rather than once per event.
     drop_logged_ms: AtomicU64,
 }
 
@@ -63,9 +64,9 @@ impl Webhooks {
     /// of the last sockets are dropped.
     ///
     /// Order matters here: pending batches are dispatched before the intake starts, so work left by
-    /// the previous run goes out ahead of new events. A supervisor task, the returned handle, waits for
-    /// `shutdown`, then for every tracked task (the intake's final spool, the lanes, blocking spool
-    /// work), and only then closes and syncs the spool, so no task writes to a closed file.
+    /// the previous run goes out ahead of new events. A supervisor task, the returned handle, waits
+    /// for `shutdown`, then for every tracked task (the intake's final spool, the lanes, blocking
+    /// spool work), and only then closes and syncs the spool, so no task writes to a closed file.
     pub fn start(
         apps: Vec<AppHooks>,
         settings: WebhookSettings,
@@ -193,8 +194,8 @@ impl Webhooks {
     }
 
     /// Counts one dropped event and logs it, rate-limited by [`DROP_LOG_INTERVAL_MS`]. The
-    /// compare-exchange lets exactly one of several racing callers log. Loud on purpose: a lost webhook
-    /// is a silent inconsistency at the receiver.
+    /// compare-exchange lets exactly one of several racing callers log. Loud on purpose: a lost
+    /// webhook is a silent inconsistency at the receiver.
     fn report_drop(&self, app: &AppEntry, reason: &'static str) {
         let total = app.counters.dropped(1);
         let now = unix_ms();
@@ -227,7 +228,8 @@ impl Webhooks {
     }
 
     /// A snapshot of every configured app's counters, in config order.
-    /// For the metrics export and `GET /apps/{id}/webhooks/stats`; reads atomics only, never the spool.
+    /// For the metrics export and `GET /apps/{id}/webhooks/stats`; reads atomics only, never the
+    /// spool.
     pub fn stats(&self) -> Vec<AppWebhookStats> {
         self.inner
             .shared
@@ -259,9 +261,9 @@ impl Webhooks {
         self.replay_selected(app_id, None)
     }
 
-    /// Moves the selected dead letters back to pending in one transaction (re-batched to `batch_max`),
-    /// then dispatches them. Their original event ids are kept, so a receiver that did get a batch
-    /// before it was dead-lettered can still dedupe it.
+    /// Moves the selected dead letters back to pending in one transaction (re-batched to
+    /// `batch_max`), then dispatches them. Their original event ids are kept, so a receiver that
+    /// did get a batch before it was dead-lettered can still dedupe it.
     fn replay_selected(&self, app_id: &str, ids: Option<&[String]>) -> Result<usize, Error> {
         let shared = &self.inner.shared;
         let batches = self

@@ -38,8 +38,8 @@ pub const SPOOL_FILE: &str = "webhooks.redb";
 /// One event as stored and sent: its id and its JSON object (which includes the id).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct StoredEvent {
-    /// The event id (UUID v7), kept apart from the JSON so the `X-Vestnik-Webhook-Id` header and replay
-    /// by id need no parsing.
+    /// The event id (UUID v7), kept apart from the JSON so the `X-Vestnik-Webhook-Id` header and
+    /// replay by id need no parsing.
     pub id: String,
     /// The finished JSON object, written once by the planner and sent as is on every attempt.
     pub json: String,
@@ -59,7 +59,8 @@ pub(crate) struct StoredBatch {
     pub headers: BTreeMap<String, String>,
     /// Unix ms when the batch was spooled (or replayed), shown on dead letters.
     pub created_ms: u64,
-    /// In release order; Pusher's receivers expect events of one channel in the order they happened.
+    /// In release order; Pusher's receivers expect events of one channel in the order they
+    /// happened.
     pub events: Vec<StoredEvent>,
 }
 
@@ -158,9 +159,9 @@ impl Spool {
         }
     }
 
-    /// Creates the tables if needed and sets the key counter past every key in use. The stored counter
-    /// alone is not trusted: the largest key present also counts, so keys never go back even if the
-    /// counter was not saved.
+    /// Creates the tables if needed and sets the key counter past every key in use. The stored
+    /// counter alone is not trusted: the largest key present also counts, so keys never go back
+    /// even if the counter was not saved.
     fn with(db: Database) -> Result<Self, Error> {
         let tx = db.begin_write()?;
         let next_key = {
@@ -186,8 +187,8 @@ impl Spool {
         app_ids(&self.db.begin_read()?)
     }
 
-    /// Hands out a fresh key. Relaxed is enough: only uniqueness matters, and the transaction that uses
-    /// the key orders everything else.
+    /// Hands out a fresh key. Relaxed is enough: only uniqueness matters, and the transaction that
+    /// uses the key orders everything else.
     fn key(&self) -> u64 {
         self.next_key.fetch_add(1, Ordering::Relaxed)
     }
@@ -228,7 +229,8 @@ impl Spool {
     }
 
     /// Forgets a delivered batch. Not fsynced: see the module docs.
-    /// A crash can undo the removal; the batch is then sent once more and the receiver dedupes by id.
+    /// A crash can undo the removal; the batch is then sent once more and the receiver dedupes by
+    /// id.
     pub(crate) fn remove(&self, key: u64) -> Result<(), Error> {
         let mut tx = self.db.begin_write()?;
         tx.set_durability(Durability::Eventual);
@@ -386,8 +388,8 @@ impl Spool {
 
     /// Deletes dead letters of `app_id` for good: those whose id is in `ids`, or all with `None`.
     /// Returns the number deleted.
-    /// Fsynced, unlike removals after delivery: a purge is an operator's decision that must not come
-    /// back after a crash.
+    /// Fsynced, unlike removals after delivery: a purge is an operator's decision that must not
+    /// come back after a crash.
     pub fn purge(&self, app_id: &str, ids: Option<&[String]>) -> Result<usize, Error> {
         let wanted: Option<HashSet<&str>> = ids.map(|ids| ids.iter().map(String::as_str).collect());
         let tx = self.db.begin_write()?;
@@ -414,7 +416,8 @@ impl Spool {
     }
 
     /// Makes every earlier commit durable (removals and moves are not fsynced on their own).
-    /// An empty write transaction with the default durability fsyncs everything committed before it.
+    /// An empty write transaction with the default durability fsyncs everything committed before
+    /// it.
     pub fn sync(&self) -> Result<(), Error> {
         let tx = self.db.begin_write()?;
         tx.commit()?;
@@ -521,8 +524,8 @@ mod tests {
         }
     }
 
-    /// The durability promise itself: what was spooled is pending after a reopen, and keys never repeat,
-    /// so a key in an old log line still names one batch.
+    /// The durability promise itself: what was spooled is pending after a reopen, and keys never
+    /// repeat, so a key in an old log line still names one batch.
     #[test]
     fn batches_survive_reopen_and_keys_keep_growing() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -35,9 +35,10 @@ pub struct AppWebhookStats {
 }
 
 /// The live counters of one app.
-/// The fields mirror [`AppWebhookStats`]; each transition of an event moves the gauges in pairs (for
-/// example `delivered` adds to `delivered` and takes from `pending`), so the sums stay consistent
-/// without a lock. Relaxed ordering: the counters are read for display, never to synchronise.
+/// The fields mirror [`AppWebhookStats`]; each transition of an event moves the gauges in pairs
+/// (for example `delivered` adds to `delivered` and takes from `pending`), so the sums stay
+/// consistent without a lock. Relaxed ordering: the counters are read for display, never to
+/// synchronise.
 #[derive(Debug, Default)]
 pub(crate) struct AppCounters {
     delivered: AtomicU64,

@@ -24,7 +24,8 @@ const OVERLAY_PAGE: u64 = 4096;
 /// A spool opened for reading only.
 #[derive(Debug)]
 pub struct SpoolView {
-    /// A redb database over [`ReadOnlyBackend`]; whatever redb writes while opening stays in memory.
+    /// A redb database over [`ReadOnlyBackend`]; whatever redb writes while opening stays in
+    /// memory.
     db: Database,
 }
 
@@ -112,7 +113,8 @@ impl StorageBackend for ReadOnlyBackend {
         Ok(*self.len.lock())
     }
 
-    /// Reads across page boundaries, each page from the overlay if redb wrote it, else from the file.
+    /// Reads across page boundaries, each page from the overlay if redb wrote it, else from the
+    /// file.
     fn read(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
         let mut out = Vec::with_capacity(len);
         let end = offset + len as u64;
@@ -138,8 +140,8 @@ impl StorageBackend for ReadOnlyBackend {
         Ok(())
     }
 
-    /// Read-modify-write of whole pages into the overlay, so a later read of a partly written page sees
-    /// both the file's bytes and redb's.
+    /// Read-modify-write of whole pages into the overlay, so a later read of a partly written page
+    /// sees both the file's bytes and redb's.
     fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
         let mut at = offset;
         let mut rest = data;
@@ -166,8 +168,8 @@ mod tests {
         std::fs::read(path).unwrap()
     }
 
-    /// The CLI on a mistyped `--data-dir` must say so, and must not leave an empty dir or spool behind
-    /// that a later broker start would then use.
+    /// The CLI on a mistyped `--data-dir` must say so, and must not leave an empty dir or spool
+    /// behind that a later broker start would then use.
     #[test]
     fn a_missing_dir_or_spool_is_an_error_and_nothing_is_created() {
         let dir = tempfile::tempdir().unwrap();
@@ -190,7 +192,8 @@ mod tests {
     }
 
     /// The file's bytes are compared before and after: redb's recovery-flag write must land in the
-    /// overlay, never on disk, and a spool a live broker holds is refused rather than read mid-change.
+    /// overlay, never on disk, and a spool a live broker holds is refused rather than read
+    /// mid-change.
     #[test]
     fn reads_without_writing_and_refuses_a_spool_in_use() {
         let dir = tempfile::tempdir().unwrap();

@@ -54,8 +54,8 @@ const SELECT: &str = "SELECT CAST(id AS CHAR), CAST(app_key AS CHAR), CAST(secre
 /// `Debug` names the store only: the pool's options hold the database URL and its password.
 #[derive(Clone)]
 pub struct MySqlStore {
-    /// Up to [`POOL_SIZE`] connections, each set to UTC at connect; shared by clones and by the feed's
-    /// polls.
+    /// Up to [`POOL_SIZE`] connections, each set to UTC at connect; shared by clones and by the
+    /// feed's polls.
     pool: MySqlPool,
 }
 
@@ -100,8 +100,8 @@ fn served(row: &MySqlRow) -> Result<AppRecord, StoreError> {
 
 /// Reads every app in one repeatable-read transaction with the catalogue revision.
 ///
-/// MySQL's `SET TRANSACTION` applies to the next transaction of the connection, so the connection is
-/// held explicitly rather than taken from the pool per statement.
+/// MySQL's `SET TRANSACTION` applies to the next transaction of the connection, so the connection
+/// is held explicitly rather than taken from the pool per statement.
 pub(crate) async fn load_all(pool: &MySqlPool) -> Result<Snapshot, StoreError> {
     let mut conn = pool.acquire().await?;
     // Applies to the next transaction on this connection only.
@@ -250,9 +250,9 @@ fn update_sql() -> String {
 }
 
 impl MySqlStore {
-    /// Deletes change rows older than [`CHANGES_KEPT`], inside a write that adds one, so the table stays
-    /// small without a scheduled job. A feed that was behind the pruned rows sees a hole and reloads
-    /// everything (see `signal`).
+    /// Deletes change rows older than [`CHANGES_KEPT`], inside a write that adds one, so the table
+    /// stays small without a scheduled job. A feed that was behind the pruned rows sees a hole and
+    /// reloads everything (see `signal`).
     async fn prune(&self, tx: &mut Transaction<'_, MySql>) -> Result<(), StoreError> {
         sqlx::query(&format!(
             "DELETE FROM vestnik_app_changes WHERE changed_at < CURRENT_TIMESTAMP(3) - {CHANGES_KEPT}"
@@ -263,8 +263,8 @@ impl MySqlStore {
     }
 
     /// Draws a fresh id and key on each try: a clash on a generated value is retried up to
-    /// [`RETRIES`], a clash on a given one is a conflict. Read back in the transaction, for the revision
-    /// and timestamps the triggers set.
+    /// [`RETRIES`], a clash on a given one is a conflict. Read back in the transaction, for the
+    /// revision and timestamps the triggers set.
     async fn create_app(&self, app: NewApp) -> Result<AppRecord, StoreError> {
         record::check_new(&app)?;
         let values = || {
@@ -332,8 +332,8 @@ impl MySqlStore {
         Ok(updated)
     }
 
-    /// One statement, relying on MySQL's left-to-right assignment (see the comment inside); the expiry
-    /// uses the database's clock, which every node shares.
+    /// One statement, relying on MySQL's left-to-right assignment (see the comment inside); the
+    /// expiry uses the database's clock, which every node shares.
     async fn rotate(&self, id: &str, grace: Duration) -> Result<AppRecord, StoreError> {
         record::check_grace(grace)?;
         let secret = Secret::generate();
@@ -362,7 +362,8 @@ impl MySqlStore {
         Ok(rotated)
     }
 
-    /// Adds a node's usage rows, sorted into one lock order; a deadlock is retried up to [`RETRIES`].
+    /// Adds a node's usage rows, sorted into one lock order; a deadlock is retried up to
+    /// [`RETRIES`].
     async fn record(&self, mut rows: Vec<UsageRow>) -> Result<(), StoreError> {
         // One lock order for every flush; InnoDB's gap locks can still deadlock two upserts of new
         // rows, and the loser simply retries.

@@ -65,10 +65,10 @@ impl Source for MySqlSource {
         Ok(())
     }
 
-    /// The polling task: every `poll_interval`, one indexed range query for revisions after the last
-    /// seen, starting from the snapshot's revision. A failed query is sent as [`Wake::Lost`] and ends the
-    /// task; the feed reconnects and resyncs. Missed ticks are delayed, not burst, so a slow database is
-    /// not polled harder after a stall.
+    /// The polling task: every `poll_interval`, one indexed range query for revisions after the
+    /// last seen, starting from the snapshot's revision. A failed query is sent as [`Wake::Lost`]
+    /// and ends the task; the feed reconnects and resyncs. Missed ticks are delayed, not burst, so
+    /// a slow database is not polled harder after a stall.
     fn follow(&self, _: (), revision: u64, options: FeedOptions) -> Signal {
         let (tx, wakes) = mpsc::channel(SIGNAL_QUEUE);
         let pool = self.pool.clone();
@@ -118,8 +118,8 @@ impl Source for MySqlSource {
 mod tests {
     use super::*;
 
-    /// Pins the hole rule: a gap before the first row must reload everything, or pruned changes would
-    /// be missed silently.
+    /// Pins the hole rule: a gap before the first row must reload everything, or pruned changes
+    /// would be missed silently.
     #[test]
     fn polls() {
         assert!(wake_for(5, &[]).is_none());

@@ -68,8 +68,8 @@ impl PgStore {
     }
 
     /// A store over an existing pool.
-    /// For a caller that already has a pool (tests, or a server that shares one); the pool's sizes are
-    /// then the caller's choice.
+    /// For a caller that already has a pool (tests, or a server that shares one); the pool's sizes
+    /// are then the caller's choice.
     pub fn with_pool(pool: PgPool) -> Self {
         Self { pool }
     }
@@ -95,8 +95,9 @@ fn served(row: &PgRow) -> Result<AppRecord, StoreError> {
 
 /// Reads every app in one repeatable-read transaction with the catalogue revision.
 ///
-/// Repeatable read makes the counter and the rows one consistent picture: the snapshot's revision is
-/// exactly the last write it contains, which is what lets the feed follow on from it without a gap.
+/// Repeatable read makes the counter and the rows one consistent picture: the snapshot's revision
+/// is exactly the last write it contains, which is what lets the feed follow on from it without a
+/// gap.
 pub(crate) async fn load_all(pool: &PgPool) -> Result<Snapshot, StoreError> {
     let mut tx = pool.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -181,8 +182,8 @@ enum Clash {
     KeyIsId,
 }
 
-/// Reads the SQLSTATE and constraint name, so a clash on a generated value can be retried and one on
-/// a given value reported as a conflict; any other error passes through.
+/// Reads the SQLSTATE and constraint name, so a clash on a generated value can be retried and one
+/// on a given value reported as a conflict; any other error passes through.
 fn clash(error: &sqlx::Error) -> Option<Clash> {
     let db = error
         .as_database_error()?
@@ -231,9 +232,10 @@ fn update_sql() -> String {
 }
 
 impl PgStore {
-    /// Draws a fresh id and key on each try: a clash on a value this call generated is bad luck and is
-    /// retried (up to [`RETRIES`]); a clash on a value the caller gave is a conflict at once. The row is
-    /// read back in the same transaction so the caller sees the revision and timestamps the triggers set.
+    /// Draws a fresh id and key on each try: a clash on a value this call generated is bad luck and
+    /// is retried (up to [`RETRIES`]); a clash on a value the caller gave is a conflict at once.
+    /// The row is read back in the same transaction so the caller sees the revision and timestamps
+    /// the triggers set.
     async fn create_app(&self, app: NewApp) -> Result<AppRecord, StoreError> {
         record::check_new(&app)?;
         let values = || {
@@ -326,8 +328,8 @@ impl PgStore {
         Ok(rotated)
     }
 
-    /// Adds a node's usage rows. Several nodes flush at once into the same `(app, hour)` rows, so the
-    /// rows are sorted into one lock order, and a deadlock that still happens is retried.
+    /// Adds a node's usage rows. Several nodes flush at once into the same `(app, hour)` rows, so
+    /// the rows are sorted into one lock order, and a deadlock that still happens is retried.
     async fn record(&self, mut rows: Vec<UsageRow>) -> Result<(), StoreError> {
         // One lock order for every flush, so that concurrent flushes queue instead of deadlocking.
         rows.sort_by(|a, b| (&a.app_id, a.hour).cmp(&(&b.app_id, b.hour)));
@@ -342,8 +344,8 @@ impl PgStore {
         }
     }
 
-    /// One upsert per row: counts add up, `peak_connections` keeps the larger value, since a peak is
-    /// a maximum, and two flushes of one hour must not add theirs together.
+    /// One upsert per row: counts add up, `peak_connections` keeps the larger value, since a peak
+    /// is a maximum, and two flushes of one hour must not add theirs together.
     async fn record_once(&self, rows: &[UsageRow]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for row in rows {
@@ -436,8 +438,8 @@ impl Catalogue for PgStore {
     }
 }
 
-/// Usage reads go straight to the table (`vestnik_usage`, keyed by app and hour); nothing is cached,
-/// since quotas and billing must read what every node flushed.
+/// Usage reads go straight to the table (`vestnik_usage`, keyed by app and hour); nothing is
+/// cached, since quotas and billing must read what every node flushed.
 impl UsageLedger for PgStore {
     fn record_usage(&self, rows: Vec<UsageRow>) -> StoreFuture<'_, ()> {
         Box::pin(self.record(rows))

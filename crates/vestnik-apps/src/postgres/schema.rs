@@ -132,8 +132,8 @@ pub(crate) fn latest() -> i64 {
 /// Applies the missing migrations.
 ///
 /// All of it runs in one transaction under the advisory lock: a second node waits, then finds the
-/// versions applied and does nothing. A schema newer than this build is refused rather than used, so
-/// an old node in a rolling upgrade never writes rows in a shape it does not know.
+/// versions applied and does nothing. A schema newer than this build is refused rather than used,
+/// so an old node in a rolling upgrade never writes rows in a shape it does not know.
 pub(crate) async fn migrate(pool: &PgPool) -> Result<Migrated, StoreError> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")

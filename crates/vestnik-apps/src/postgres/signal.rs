@@ -55,10 +55,10 @@ impl Source for PgSource {
     }
 
     /// The signal task: forwards each notification as a wake-up until the connection is lost or the
-    /// feed drops the signal. An unreadable payload becomes a full reload rather than a missed change.
-    /// A lost connection is sent as [`Wake::Lost`] and ends the task; the feed owns reconnecting.
-    /// Blocking on a full queue is fine here: the feed drains it, and while it is full PostgreSQL buffers
-    /// the notifications.
+    /// feed drops the signal. An unreadable payload becomes a full reload rather than a missed
+    /// change. A lost connection is sent as [`Wake::Lost`] and ends the task; the feed owns
+    /// reconnecting. Blocking on a full queue is fine here: the feed drains it, and while it is
+    /// full PostgreSQL buffers the notifications.
     fn follow(&self, mut listener: PgListener, _revision: u64, _options: FeedOptions) -> Signal {
         let (tx, wakes) = mpsc::channel(SIGNAL_QUEUE);
         let task = tokio::spawn(async move {

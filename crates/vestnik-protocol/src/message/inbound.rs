@@ -122,8 +122,8 @@ struct SubscribeData<'a> {
     /// sends `""` for public channels).
     #[serde(default)]
     auth: Option<String>,
-    /// Presence only: the member, kept as the exact bytes received, because the `auth` signs that string
-    /// and re-encoding it would change what is verified.
+    /// Presence only: the member, kept as the exact bytes received, because the `auth` signs that
+    /// string and re-encoding it would change what is verified.
     #[serde(borrow, default)]
     channel_data: Option<&'a RawValue>,
 }
@@ -139,7 +139,8 @@ struct UnsubscribeData<'a> {
 #[derive(Deserialize)]
 struct SigninData<'a> {
     auth: String,
-    /// The user, kept raw for the same reason as `channel_data`: the signature covers its exact text.
+    /// The user, kept raw for the same reason as `channel_data`: the signature covers its exact
+    /// text.
     #[serde(borrow)]
     user_data: &'a RawValue,
 }
@@ -189,9 +190,9 @@ fn channel(raw: &str) -> Result<ChannelName, MessageError> {
 impl ClientMessage {
     /// Parses one text frame, which must be a JSON object.
     ///
-    /// Dispatch is on the event name, in one place: the `pusher:` events this server understands, any
-    /// `client-` event, then refusals that say which rule was broken (an unknown `pusher:` event versus
-    /// an event that is neither ours nor a client's).
+    /// Dispatch is on the event name, in one place: the `pusher:` events this server understands,
+    /// any `client-` event, then refusals that say which rule was broken (an unknown `pusher:`
+    /// event versus an event that is neither ours nor a client's).
     pub fn parse(text: &str) -> Result<Self, MessageError> {
         let env: Envelope<'_> = json::from_object_str(text).map_err(malformed)?;
         match &*env.event {
@@ -222,8 +223,8 @@ impl ClientMessage {
         }
     }
 
-    /// `pusher:subscribe`: the channel is validated here, the `auth` only later by the broker, which
-    /// knows the app's secret.
+    /// `pusher:subscribe`: the channel is validated here, the `auth` only later by the broker,
+    /// which knows the app's secret.
     fn subscribe(data: Option<&RawValue>) -> Result<Self, MessageError> {
         let mut holder = String::new();
         let d: SubscribeData<'_> = parse_object(data, &mut holder, "pusher:subscribe")?;
@@ -331,7 +332,8 @@ mod tests {
         assert_eq!(data, "[1,2]");
     }
 
-    /// Each refusal maps to the Pusher code the session sends back, so clients see the documented code.
+    /// Each refusal maps to the Pusher code the session sends back, so clients see the documented
+    /// code.
     #[test]
     fn refusals_have_codes() {
         let cases: [(&str, u16); 6] = [

@@ -20,8 +20,8 @@ pub struct Draft {
     pub config: Config,
     /// The file read, if any: its text is searched for a key's line when a problem is reported.
     file: Option<SourceFile>,
-    /// Problems found while reading the file (a value of the wrong type, an unknown key), kept so they
-    /// are reported with the rest rather than one at a time.
+    /// Problems found while reading the file (a value of the wrong type, an unknown key), kept so
+    /// they are reported with the rest rather than one at a time.
     read_problems: Vec<ParseProblem>,
     /// Keys set by flags or variables, in the order they were set; the last one for a key wins.
     given: Vec<Given>,
@@ -106,9 +106,9 @@ impl Draft {
         self.conclude(problems)
     }
 
-    /// Places every problem, sorts them (flags and variables first, then the file by line), and returns
-    /// the config only when there are none: a start either has a whole valid config or reports all of
-    /// what is wrong at once.
+    /// Places every problem, sorts them (flags and variables first, then the file by line), and
+    /// returns the config only when there are none: a start either has a whole valid config or
+    /// reports all of what is wrong at once.
     fn conclude(self, problems: Vec<Problem>) -> Result<Config, ConfigError> {
         let path = self.file.as_ref().map(|f| f.path.as_str());
         let mut located: Vec<(usize, Located)> = self
@@ -199,7 +199,8 @@ mod tests {
         );
     }
 
-    /// A problem points at `file:line` when the file set the key, at the variable when one overrode it.
+    /// A problem points at `file:line` when the file set the key, at the variable when one overrode
+    /// it.
     #[test]
     fn the_file_line_or_the_variable() {
         let d = Draft::from_toml("[server]\n\nactivity_timeout = 0\n", "x.toml").unwrap();

@@ -33,7 +33,8 @@ mod tests {
         "# comment\n[server]\nport = 7000\n\n[[apps]]\nid = \"1\"\n\n[[apps]]\nid = \"2\"\n\
                         max_batch_events = 0\n[[apps.webhooks]]\nurl = \"x\"\n";
 
-    /// Dotted keys with array indexes (`apps.1.id`) find the line inside the right `[[apps]]` element.
+    /// Dotted keys with array indexes (`apps.1.id`) find the line inside the right `[[apps]]`
+    /// element.
     #[test]
     fn finds_keys_tables_and_array_elements() {
         assert_eq!(line_of(TEXT, "server.port"), Some(3));

@@ -211,8 +211,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
 mod tests {
     use super::*;
 
-    /// One bad value must not hide the others, nor stop the good values from being read: a user sees
-    /// every problem of the file in one `config check`.
+    /// One bad value must not hide the others, nor stop the good values from being read: a user
+    /// sees every problem of the file in one `config check`.
     #[test]
     fn every_bad_value_is_reported_and_the_rest_is_read() {
         let text = "[server]\nport = 7000\nmax_conections = 5\nactivity_timeout = -5\n\

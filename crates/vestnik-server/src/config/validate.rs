@@ -38,10 +38,10 @@ impl Problem {
 impl Config {
     /// Every problem of the values, in file order of their tables; empty when the set is servable.
     ///
-    /// The cluster timing rule exists because a node is declared dead after `node_timeout_ms` without a
-    /// heartbeat: a timeout at or below the heartbeat interval would declare live nodes dead between
-    /// two beats. The 30 s ceiling bounds how long a crashed node's presence members linger on the
-    /// others.
+    /// The cluster timing rule exists because a node is declared dead after `node_timeout_ms`
+    /// without a heartbeat: a timeout at or below the heartbeat interval would declare live nodes
+    /// dead between two beats. The 30 s ceiling bounds how long a crashed node's presence members
+    /// linger on the others.
     pub fn problems(&self) -> Vec<Problem> {
         let mut out = Vec::new();
         self.server.problems(&mut out);
@@ -400,8 +400,8 @@ mod tests {
         }
     }
 
-    /// A config with several mistakes reports all of them at once, each under its own key, so a user
-    /// fixes them in one pass rather than one start at a time.
+    /// A config with several mistakes reports all of them at once, each under its own key, so a
+    /// user fixes them in one pass rather than one start at a time.
     #[test]
     fn every_problem_is_reported_with_its_key() {
         let mut c = Config::default();

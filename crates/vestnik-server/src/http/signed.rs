@@ -67,7 +67,8 @@ impl fmt::Debug for SignedCall {
 
 /// Seconds since the Unix epoch, for the signature's timestamp window.
 ///
-/// A clock before 1970 reads as 0, which fails every signature's window check rather than panicking.
+/// A clock before 1970 reads as 0, which fails every signature's window check rather than
+/// panicking.
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -170,7 +171,8 @@ pub fn body_limit(app: &App) -> usize {
 mod tests {
     use super::*;
 
-    /// Issue 12's secret rule for the signed call: `{:?}` and `{:#?}` name the app, never its secret.
+    /// Issue 12's secret rule for the signed call: `{:?}` and `{:#?}` name the app, never its
+    /// secret.
     #[test]
     fn debug_never_prints_the_secret() {
         let app = App {

@@ -44,8 +44,8 @@ pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
 /// How long to wait for the client's close reply before dropping the connection.
 ///
 /// RFC 6455 asks the closing side to wait for the peer's close frame before dropping TCP, so the
-/// client sees a clean close with our code; two seconds is our bound on a client that never answers,
-/// so a drain of thousands of sockets is not held up by a few silent ones.
+/// client sees a clean close with our code; two seconds is our bound on a client that never
+/// answers, so a drain of thousands of sockets is not held up by a few silent ones.
 const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The timing a session runs by, from the `[server]` configuration.
@@ -323,8 +323,8 @@ impl Counters {
 /// # Why this order
 /// The outbox comes first so that a client flooding the server with frames cannot starve its own
 /// deliveries, and a close queued by the broker or the drain is acted on before any further input
-/// is read. The timer comes last: it only matters when the socket is otherwise idle, and every frame
-/// read already proves the client alive (`Liveness::seen`).
+/// is read. The timer comes last: it only matters when the socket is otherwise idle, and every
+/// frame read already proves the client alive (`Liveness::seen`).
 async fn drive(ws: &mut Socket, ctx: &SessionContext, conn: &ConnectionHandle) -> End {
     let settings = ctx.settings;
     let write_timeout = settings.write_timeout;

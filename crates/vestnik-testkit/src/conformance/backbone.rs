@@ -25,8 +25,8 @@ pub enum ServerKind {
 pub struct BackboneServer {
     /// Which server, for its command line and for failure messages.
     kind: ServerKind,
-    /// Chosen once and kept across restarts, so adapters reconnect to the same address, as they would
-    /// to a real backbone coming back.
+    /// Chosen once and kept across restarts, so adapters reconnect to the same address, as they
+    /// would to a real backbone coming back.
     port: u16,
     /// The running process; `None` while stopped (between `stop` and `start` of the restart case).
     child: Option<Child>,
@@ -81,8 +81,8 @@ impl BackboneServer {
         self.signal("CONT");
     }
 
-    /// Sends `sig` to this server's own pid only, never by name: other servers on the machine must not
-    /// be touched.
+    /// Sends `sig` to this server's own pid only, never by name: other servers on the machine must
+    /// not be touched.
     fn signal(&self, sig: &str) {
         let pid = self.child.as_ref().expect("the server is running").id();
         let ok = Command::new("kill")
@@ -92,9 +92,9 @@ impl BackboneServer {
         assert!(ok, "kill -{sig} {pid} failed");
     }
 
-    /// The server's command line. Redis runs without persistence (`--save ''`, no AOF), so a restart
-    /// starts empty and writes nothing to the working directory; both bind to loopback only. Output is
-    /// discarded: a test reads its state through the adapter, not the server's log.
+    /// The server's command line. Redis runs without persistence (`--save ''`, no AOF), so a
+    /// restart starts empty and writes nothing to the working directory; both bind to loopback
+    /// only. Output is discarded: a test reads its state through the adapter, not the server's log.
     fn command(&self) -> Command {
         let port = self.port.to_string();
         let mut cmd = match self.kind {
@@ -137,8 +137,8 @@ impl BackboneServer {
 }
 
 impl Backbone for BackboneServer {
-    /// SIGKILL, not a clean shutdown: the case is a backbone that vanishes, and the adapters must not
-    /// get a polite goodbye first.
+    /// SIGKILL, not a clean shutdown: the case is a backbone that vanishes, and the adapters must
+    /// not get a polite goodbye first.
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

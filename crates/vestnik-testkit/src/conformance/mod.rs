@@ -78,8 +78,8 @@ impl<A: Adapter + ?Sized> Node<A> {
     /// Makes node `id` with `make`, takes its events and waits for the first one, which must be
     /// `Connected`.
     ///
-    /// The first event must be `Connected`: the cluster layer relies on it to know when it may send,
-    /// so an adapter that stays silent at start fails here rather than in a later case.
+    /// The first event must be `Connected`: the cluster layer relies on it to know when it may
+    /// send, so an adapter that stays silent at start fails here rather than in a later case.
     pub async fn join<F, Fut>(make: &mut F, id: NodeId) -> Self
     where
         F: FnMut(NodeId) -> Fut,
@@ -105,8 +105,8 @@ impl<A: Adapter + ?Sized> Node<A> {
 
     /// Sends and asserts that the adapter queued it.
     ///
-    /// `send` never waits; a `false` means the adapter refused the message (down, or its queue full),
-    /// which must not happen while connected and idle.
+    /// `send` never waits; a `false` means the adapter refused the message (down, or its queue
+    /// full), which must not happen while connected and idle.
     pub fn send(&self, to: Destination, payload: impl Into<Bytes>) {
         let name = self.adapter.name();
         assert!(

@@ -40,8 +40,8 @@ impl hyper::body::Body for EventStream {
     /// The stream cannot fail; it ends when the console's task drops its sender.
     type Error = Infallible;
 
-    /// Polls the task's queue; `None` when the task ended (console gone or shutdown), which ends the
-    /// response.
+    /// Polls the task's queue; `None` when the task ended (console gone or shutdown), which ends
+    /// the response.
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -182,8 +182,8 @@ mod tests {
         (event, data)
     }
 
-    /// The promise of the module: a stalled console never slows the broker, loses its oldest records,
-    /// and is told how many with a `lagged` message; its task ends when the console goes.
+    /// The promise of the module: a stalled console never slows the broker, loses its oldest
+    /// records, and is told how many with a `lagged` message; its task ends when the console goes.
     #[tokio::test]
     async fn a_console_that_does_not_read_loses_the_oldest_and_is_told() {
         let mut config = Config::default();

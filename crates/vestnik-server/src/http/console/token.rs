@@ -137,7 +137,8 @@ mod tests {
         assert!(!token.contains("s1"), "the token must not carry the secret");
     }
 
-    /// Expiry is exact at `expires` (`now >= expires` refuses), so a token lives no longer than issued.
+    /// Expiry is exact at `expires` (`now >= expires` refuses), so a token lives no longer than
+    /// issued.
     #[test]
     fn an_expired_token_is_refused() {
         let apps = [app("one", "s1")];
@@ -149,7 +150,8 @@ mod tests {
         );
     }
 
-    /// A holder who edits the expiry to extend the session, or changes the MAC, gets `BadSignature`.
+    /// A holder who edits the expiry to extend the session, or changes the MAC, gets
+    /// `BadSignature`.
     #[test]
     fn a_tampered_expiry_or_signature_is_refused() {
         let apps = [app("one", "s1")];
@@ -195,7 +197,8 @@ mod tests {
         );
     }
 
-    /// Rotation is the console's logout-everyone: a token signed with the old secret no longer verifies.
+    /// Rotation is the console's logout-everyone: a token signed with the old secret no longer
+    /// verifies.
     #[test]
     fn a_rotated_secret_ends_the_session() {
         let token = issue(&app("one", "old"), NOW + 60);
@@ -226,7 +229,8 @@ mod tests {
         }
     }
 
-    /// The sign-in comparison accepts the exact secret only: no prefix, no extra byte, no empty string.
+    /// The sign-in comparison accepts the exact secret only: no prefix, no extra byte, no empty
+    /// string.
     #[test]
     fn the_secret_check_is_exact() {
         let a = app("one", "s3cret");
