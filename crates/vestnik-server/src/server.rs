@@ -32,6 +32,9 @@ use crate::shutdown::Shutdown;
 use crate::state::AppState;
 
 /// How often expired cache entries are dropped.
+///
+/// A cache entry past its TTL is already ignored when read; the purge only frees the memory of
+/// channels nobody asks about any more, so once a minute is enough and costs one registry scan.
 const CACHE_PURGE_INTERVAL_SECS: u64 = 60;
 
 /// First wait before connecting to an unreachable backbone again at start; doubled after each
@@ -69,6 +72,9 @@ pub enum ServerError {
 }
 
 /// Binds to the configured address.
+///
+/// Called before the webhook spool or the broker are built, so a port already in use fails the
+/// start at once, naming the address.
 pub async fn bind(config: &Config) -> Result<TcpListener, ServerError> {
     let addr = format!("{}:{}", config.server.host, config.server.port);
     TcpListener::bind(&addr)
