@@ -26,6 +26,10 @@ use crate::record::AppRecord;
 use crate::store::{Rejected, Snapshot};
 
 /// One change to the catalogue, as the broker applies it.
+///
+/// A consumer applies changes in the order received. An `Upsert` is emitted only when the app's
+/// revision differs from the one the feed last emitted for it, so repeated signals and the periodic
+/// refresh do not repeat changes.
 #[derive(Debug, Clone)]
 pub enum Change {
     /// An app was created or changed: serve this version from now on.
@@ -40,6 +44,9 @@ pub enum Change {
 }
 
 /// Whether the feed is following the database.
+///
+/// The feed never stops serving on its own: while `Down`, [`ChangeFeed::snapshot`] returns the last
+/// good view, so a broker keeps accepting sockets for the apps it knows during a database outage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FeedState {
     /// Following: changes arrive within a second.
@@ -57,6 +64,9 @@ pub enum FeedState {
 /// refresh every 30 s, reconnects from 100 ms up to 5 s apart.
 ///
 /// Intervals below [`MIN_INTERVAL`] are raised to it, and a zero capacity to one.
+///
+/// The capacity bounds memory, not correctness: a consumer that falls behind gets one `Resync`
+/// instead of the changes it missed, so no change is lost, only coalesced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FeedOptions {
     /// Time between full refreshes, the fallback for a missed signal.

@@ -34,6 +34,12 @@
 //! A secret is a [`Secret`] from the moment it is read, so `Debug` of a record, a snapshot or an
 //! error never shows it; [`Secret::expose`] is the one way to the text, for signing and for the
 //! write to the store.
+//!
+//! # When the database is down
+//! Reads that a broker depends on keep working from the feed's snapshot ([`FeedState::Down`] is
+//! reported, never hidden). Admin writes and usage flushes fail with [`StoreError::Database`]
+//! (503). A caller that keeps its counts in a [`UsageBatch`] can go on merging into it and flush
+//! once the database is back, so an outage need only delay billing figures, not lose them.
 
 pub mod error;
 pub mod feed;

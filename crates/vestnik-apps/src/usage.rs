@@ -89,6 +89,9 @@ pub(crate) fn from_unix_millis(ms: i64) -> SystemTime {
 }
 
 /// What one app did in one hour (or what one node adds to it).
+///
+/// Plain counts with no app or hour: the key lives in [`UsageRow`] or [`UsageBatch`], so a node's
+/// hot path only adds to numbers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     /// Most concurrent sockets seen; merged by maximum. Each node reports its own peak, so across a
@@ -119,6 +122,9 @@ impl Usage {
     }
 
     /// Messages as a daily quota counts them: received through the API plus delivered.
+    ///
+    /// The daily quota counts both directions, as Pusher's message count does: an API event
+    /// delivered to 100 sockets counts 101.
     pub fn messages(&self) -> u64 {
         self.messages_delivered
             .saturating_add(self.messages_received)

@@ -138,6 +138,10 @@ impl ValidateTarget for WebhookTarget {
 }
 
 /// Delivery settings shared by every app: the `[webhooks]` table.
+///
+/// Shared by every app on purpose: the spool, the queue and the retry policy are the node's, and
+/// one app's receiver being slow must not change how another's is treated beyond sharing a lane
+/// when they share a URL.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebhookSettings {
@@ -210,6 +214,9 @@ impl WebhookSettings {
 /// One app as the webhook service needs it: who it is, how to sign, and where to send.
 ///
 /// `Debug` hides the secret.
+///
+/// Built by the server from its config; this crate keeps its own copy, so a
+/// webhook never needs to look the app up in the broker.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AppHooks {
     /// The app id, as the broker passes it to `submit`.

@@ -137,6 +137,9 @@ impl Spool {
     /// Opens (or creates) the spool in `data_dir`, creating the directory when missing.
     ///
     /// Fails with a spool error if another process has it open.
+    ///
+    /// redb takes an exclusive lock on the file, which is what stops two brokers from sharing a
+    /// data dir and sending every webhook twice.
     pub fn open(data_dir: &Path) -> Result<Self, Error> {
         std::fs::create_dir_all(data_dir).map_err(|source| Error::DataDir {
             path: data_dir.to_owned(),

@@ -16,9 +16,21 @@ const MIGRATE_LOCK: &str = "vestnik_apps_migrate";
 const MIGRATE_LOCK_WAIT_SECS: i64 = 60;
 
 /// The migrations, in order; a version is applied once and never edited afterwards.
+///
+/// Statements are separate entries, run one at a time, each idempotent on its own (see the module
+/// docs), so a migration interrupted half-way can be run again from the top.
 const MIGRATIONS: &[(i64, &[&str])] = &[(1, V1)];
 
 /// Version 1: the catalogue counter, apps with their triggers, the changes table, and usage.
+///
+/// - `vestnik_catalogue`: the one revision counter, locked by each write until commit, so revisions
+///   commit in order and `vestnik_app_changes` has no holes except where rows were pruned.
+/// - `vestnik_apps`: the same columns and `CHECK`s as the PostgreSQL table; JSON columns as `JSON`.
+/// - `vestnik_app_changes`: one row per change (revision, app id), written by the triggers; the
+///   MySQL feed polls it in place of `NOTIFY`, and writes prune rows older than a day.
+/// - The triggers set the revision and timestamps, refuse a key that is another app's id with a
+///   `vestnik:` `SIGNAL`, and log each change, so writes from outside Vestnik follow the same rules.
+/// - `vestnik_usage`: one row per app and UTC hour, merged by upsert.
 const V1: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS vestnik_catalogue (
         singleton TINYINT NOT NULL PRIMARY KEY,

@@ -15,9 +15,23 @@ use crate::store::Migrated;
 const MIGRATE_LOCK: i64 = 0x0076_6573_746e_696b;
 
 /// The migrations, in order; a version is applied once and never edited afterwards.
+///
+/// A version is never edited once released: a database that applied it would never see the edit.
+/// A change is a new version appended here.
 const MIGRATIONS: &[(i64, &str)] = &[(1, V1)];
 
 /// Version 1: the catalogue counter, apps with their triggers, and usage.
+///
+/// - `vestnik_catalogue`: one row holding the catalogue revision. Every write to an app takes the
+///   next value inside its own transaction and keeps the row locked until commit, so revisions
+///   commit in order and a snapshot's revision is exact.
+/// - `vestnik_apps`: one row per app; the limits and options as columns with `CHECK`s that mirror
+///   the validation in `record`, the origins and webhook targets as `jsonb`.
+/// - The before-write trigger sets the revision and the timestamps and refuses a key that is another
+///   app's id (`VK001`), so writes from outside Vestnik (an admin panel's SQL) keep the same rules.
+/// - The after-write and after-truncate triggers `NOTIFY vestnik_apps` with the id and revision (or
+///   `{"id":null}` for a TRUNCATE, which fires no row triggers), which is what the feed listens to.
+/// - `vestnik_usage`: one row per app and UTC hour, merged by upsert.
 const V1: &str = r#"
 CREATE TABLE vestnik_catalogue (
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
