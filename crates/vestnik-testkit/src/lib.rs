@@ -38,6 +38,9 @@ pub const WAIT: Duration = Duration::from_secs(5);
 /// The `vestnik` binary for tests outside the server crate (which use `CARGO_BIN_EXE_vestnik`):
 /// `$VESTNIK_BIN`, else `$CARGO_TARGET_DIR/debug/vestnik`, else the workspace's `target/debug/vestnik`.
 /// Panics with the build command when it is missing (`cargo test --workspace` builds it).
+///
+/// Tests run the real binary rather than an in-process server so that they cover what operators run:
+/// flags, config loading, signal handling and the exit code.
 pub fn broker_binary() -> std::path::PathBuf {
     let path = std::env::var_os("VESTNIK_BIN")
         .map(std::path::PathBuf::from)
@@ -181,6 +184,8 @@ impl BrokerProcess {
     }
 
     /// Sends a signal (e.g. "TERM") to the process.
+    ///
+    /// By pid, through `kill`, so the drain tests send the same SIGTERM an orchestrator would.
     pub fn signal(&self, sig: &str) {
         let pid = self.child.as_ref().expect("running").id();
         let ok = Command::new("kill")
@@ -192,6 +197,9 @@ impl BrokerProcess {
     }
 
     /// Waits for the process to exit, returning its exit code.
+    ///
+    /// Polls `try_wait` because a child's exit has no async notification in `std`; the deadline turns a
+    /// hung drain into a failure that names the wait.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
         let child = self.child.as_mut().expect("running");
         let deadline = std::time::Instant::now() + timeout;

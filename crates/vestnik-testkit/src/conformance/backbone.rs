@@ -72,6 +72,9 @@ impl BackboneServer {
 
     /// Freezes the server (SIGSTOP): connections stay open but nothing answers, as in a network
     /// partition. Adapters must notice through their own health checks.
+    ///
+    /// Freezing rather than killing is the harder case: the TCP connections stay up, so only the
+    /// adapter's own heartbeat or ping can tell the backbone is gone.
     pub fn freeze(&self) {
         self.signal("STOP");
     }
