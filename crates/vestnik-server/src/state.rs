@@ -55,6 +55,10 @@ impl AppState {
     /// Builds the broker from `config`, reporting channel happenings to `webhooks` if given (through
     /// the console's tap, which costs one atomic load while nobody watches). The node starts not
     /// serving; the server turns `serving` on once it has joined its cluster.
+    ///
+    /// The event sinks are chained: the broker reports to the console's tap, which forwards to the
+    /// webhook sink (or to `NoEvents`), so the broker holds one `EventSink` and knows neither
+    /// consumer.
     pub fn build(
         config: Config,
         shutdown: Shutdown,

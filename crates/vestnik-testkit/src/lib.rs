@@ -39,8 +39,8 @@ pub const WAIT: Duration = Duration::from_secs(5);
 /// `$VESTNIK_BIN`, else `$CARGO_TARGET_DIR/debug/vestnik`, else the workspace's `target/debug/vestnik`.
 /// Panics with the build command when it is missing (`cargo test --workspace` builds it).
 ///
-/// Tests run the real binary rather than an in-process server so that they cover what operators run:
-/// flags, config loading, signal handling and the exit code.
+/// Tests run the real binary rather than an in-process server so that they cover what operators
+/// run: flags, config loading, signal handling and the exit code.
 pub fn broker_binary() -> std::path::PathBuf {
     let path = std::env::var_os("VESTNIK_BIN")
         .map(std::path::PathBuf::from)
@@ -198,8 +198,8 @@ impl BrokerProcess {
 
     /// Waits for the process to exit, returning its exit code.
     ///
-    /// Polls `try_wait` because a child's exit has no async notification in `std`; the deadline turns a
-    /// hung drain into a failure that names the wait.
+    /// Polls `try_wait` because a child's exit has no async notification in `std`; the deadline
+    /// turns a hung drain into a failure that names the wait.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
         let child = self.child.as_mut().expect("running");
         let deadline = std::time::Instant::now() + timeout;

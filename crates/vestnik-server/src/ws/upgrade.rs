@@ -188,6 +188,10 @@ pub fn upgrade(req: Request<Incoming>, state: AppState, peer: SocketAddr) -> Res
 /// The refusals that are about the node or the client's rate, not what the socket asks for, answered
 /// as plain HTTP before anything is allocated: 503 while starting or draining, 429 over the client
 /// IP's connection rate, 426 for a WebSocket version other than 13. Otherwise the client's IP.
+///
+/// The order is cheapest first and most general first: node state, then the client's rate (the
+/// limiter counts the attempt), then the WebSocket version. A refused client gets an HTTP status,
+/// since a node that is not serving should not spend an upgrade and a session task on it.
 fn refusal_about_the_node(
     req: &Request<Incoming>,
     state: &AppState,
