@@ -8,7 +8,7 @@
 //! [`FeedState::Down`], reconnects with backoff and resyncs (emitting the differences). A consumer
 //! that falls behind the queue gets one [`Change::Resync`] with the whole snapshot once it catches
 //! up, instead of a blocked feed: the feed never awaits its consumer's progress on a change. This
-//! module must never run SQL itself; the backends do, through [`Source`].
+//! module must never run SQL itself; the backends do, through `Source`.
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -34,7 +34,7 @@ impl SpoolView {
     /// is missing, or when a running broker holds it.
     ///
     /// Read-only here means the file's bytes: redb still writes its recovery flag on open, into the
-    /// in-memory overlay of [`ReadOnlyBackend`], which is dropped with the view.
+    /// in-memory overlay of `ReadOnlyBackend`, which is dropped with the view.
     pub fn open(data_dir: &Path) -> Result<Self, Error> {
         let path = spool::existing_file(data_dir)?;
         let file = File::open(&path).map_err(|e| Error::from(redb::DatabaseError::from(e)))?;
