@@ -65,6 +65,7 @@ impl StoreError {
         }
     }
 
+    /// Shorthand for [`StoreError::Invalid`], used by the validation in `record`.
     pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         StoreError::Invalid {
             field: field.into(),

@@ -8,7 +8,7 @@
 //! [`FeedState::Down`], reconnects with backoff and resyncs (emitting the differences). A consumer
 //! that falls behind the queue gets one [`Change::Resync`] with the whole snapshot once it catches
 //! up, instead of a blocked feed: the feed never awaits its consumer's progress on a change. This
-//! module must never run SQL itself; the backends do, through [`Source`].
+//! module must never run SQL itself; the backends do, through `Source`.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -26,6 +26,10 @@ use crate::record::AppRecord;
 use crate::store::{Rejected, Snapshot};
 
 /// One change to the catalogue, as the broker applies it.
+///
+/// A consumer applies changes in the order received. An `Upsert` is emitted only when the app's
+/// revision differs from the one the feed last emitted for it, so repeated signals and the periodic
+/// refresh do not repeat changes.
 #[derive(Debug, Clone)]
 pub enum Change {
     /// An app was created or changed: serve this version from now on.
@@ -40,6 +44,9 @@ pub enum Change {
 }
 
 /// Whether the feed is following the database.
+///
+/// The feed never stops serving on its own: while `Down`, [`ChangeFeed::snapshot`] returns the last
+/// good view, so a broker keeps accepting sockets for the apps it knows during a database outage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FeedState {
     /// Following: changes arrive within a second.
@@ -57,6 +64,9 @@ pub enum FeedState {
 /// refresh every 30 s, reconnects from 100 ms up to 5 s apart.
 ///
 /// Intervals below [`MIN_INTERVAL`] are raised to it, and a zero capacity to one.
+///
+/// The capacity bounds memory, not correctness: a consumer that falls behind gets one `Resync`
+/// instead of the changes it missed, so no change is lost, only coalesced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FeedOptions {
     /// Time between full refreshes, the fallback for a missed signal.
@@ -77,6 +87,7 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
 
 impl FeedOptions {
     /// The options with every interval at least [`MIN_INTERVAL`] and a queue of at least one.
+    /// Applied once in `ChangeFeed::start`, so the loop can use the options without checking them.
     pub(crate) fn sane(self) -> Self {
         Self {
             refresh_interval: self.refresh_interval.max(MIN_INTERVAL),
@@ -117,6 +128,8 @@ pub(crate) enum Wake {
 }
 
 /// A backend's change signal, running in its own task; dropping it stops the task.
+/// The backend owns how it learns of changes (a `LISTEN` connection, a polling loop); the feed only
+/// reads wake-ups, so both databases share one feed loop.
 pub(crate) struct Signal {
     /// Wake-ups; a closed channel counts as a lost connection.
     pub wakes: mpsc::Receiver<Wake>,
@@ -125,6 +138,8 @@ pub(crate) struct Signal {
 }
 
 impl Drop for Signal {
+    /// Aborting the task also drops its database connection, so a replaced signal never lingers and
+    /// holds a connection slot.
     fn drop(&mut self) {
         self.task.abort();
     }
@@ -142,6 +157,8 @@ pub(crate) enum Loaded {
 }
 
 /// What a backend gives the feed: a change signal and the reads it triggers.
+/// Implemented by each backend over its pool. The feed calls only these four methods, which keeps
+/// the SQL (and its dialect) out of this module and makes the feed testable over a fake source.
 pub(crate) trait Source: Send + Sync + 'static {
     /// The part of the signal set up before the snapshot is read (PostgreSQL's `LISTEN`), so that no
     /// change between the two is missed.
@@ -164,14 +181,20 @@ pub(crate) trait Source: Send + Sync + 'static {
 }
 
 /// The view a feed keeps and shares with its handle.
+/// Written only by the feed's task; read by the handle for `snapshot()`. The lock is a short
+/// `parking_lot` one, never held across an await.
 #[derive(Debug, Default)]
 struct View {
+    /// Apps by id, as last emitted; `Arc` so an upsert shares one record with the consumer's index.
     apps: HashMap<String, Arc<AppRecord>>,
+    /// The highest catalogue revision seen, from rows or from the signal (a delete leaves no row).
     revision: u64,
+    /// Rows that could not be served, kept so the admin view can say why an app is missing.
     rejected: Vec<Rejected>,
 }
 
 impl View {
+    /// Sorted by id, so two snapshots of the same view compare and print alike.
     fn snapshot(&self) -> Snapshot {
         let mut apps: Vec<Arc<AppRecord>> = self.apps.values().cloned().collect();
         apps.sort_by(|a, b| a.id.cmp(&b.id));
@@ -187,9 +210,14 @@ impl View {
 /// Dropping it stops the feed's task.
 #[derive(Debug)]
 pub struct ChangeFeed {
+    /// The bounded queue of changes (`capacity` long).
     changes: mpsc::Receiver<Change>,
+    /// A watch, not a queue: readers only ever need the latest state.
     state: watch::Receiver<FeedState>,
+    /// The feed task's view, shared so `snapshot()` answers without a round trip to the task.
     view: Arc<RwLock<View>>,
+    /// The feed's task, aborted when the handle drops: a feed nobody reads must not keep a database
+    /// connection open.
     task: JoinHandle<()>,
 }
 
@@ -226,6 +254,11 @@ impl ChangeFeed {
     }
 
     /// Reads the first snapshot and starts the feed's task over `source`.
+    ///
+    /// The signal is set up (`listen`) before the first snapshot is read, and followed from that
+    /// snapshot's revision: a change committed between the two is then seen by the signal rather
+    /// than lost. Fails if the database cannot be reached: a broker must not start on an empty
+    /// catalogue it believes is complete.
     pub(crate) async fn start<S: Source>(
         source: S,
         options: FeedOptions,
@@ -264,6 +297,7 @@ impl ChangeFeed {
 /// The feed's task state.
 struct Feed {
     view: Arc<RwLock<View>>,
+    /// Sent to with `try_send` only (see `emit`); its `closed()` tells the loop the handle is gone.
     tx: mpsc::Sender<Change>,
     state: watch::Sender<FeedState>,
     /// A change could not be queued; the consumer is owed a resync.
@@ -271,6 +305,18 @@ struct Feed {
 }
 
 impl Feed {
+    /// The change feed loop: the feed's one task, from `start` until the handle drops.
+    ///
+    /// # The loop
+    /// While connected, each turn waits for the first of: the handle dropping (`tx.closed()`, the
+    /// only way out), a resync owed to a lagging consumer and a free slot to send it in, a wake-up
+    /// from the signal (reload the named ids, or everything), or the refresh tick (a full reload,
+    /// the fallback for a missed signal). Any database error drops the signal and marks the feed
+    /// down. While disconnected, it sleeps the backoff (doubling up to `reconnect_max`, plus up to
+    /// a fifth of jitter so a fleet of nodes does not reconnect in step), then tries `connect`,
+    /// which resyncs and emits the differences. The snapshot is served throughout; nothing here
+    /// awaits the consumer except the owed resync, and that only in a `select` beside everything
+    /// else.
     async fn run<S: Source>(mut self, source: S, signal: Signal, options: FeedOptions) {
         let mut signal = Some(signal);
         let mut backoff = options.reconnect_min;
@@ -338,12 +384,15 @@ impl Feed {
         Ok(source.follow(listening, revision, options))
     }
 
+    /// A full reload compared with the view; emits only the differences.
     async fn resync<S: Source>(&mut self, source: &S) -> Result<(), StoreError> {
         let snapshot = source.load_all().await?;
         self.apply_snapshot(snapshot);
         Ok(())
     }
 
+    /// Reloads the apps a wake-up named. A row that no longer validates keeps the last good version
+    /// in service: a bad admin write must not take a live app offline.
     async fn reload<S: Source>(
         &mut self,
         source: &S,
@@ -408,6 +457,8 @@ impl Feed {
         }
     }
 
+    /// Applies one app unless the view already holds this revision or a newer one: wake-ups and
+    /// refreshes can race, and an older row must never replace a newer one.
     fn upsert(&mut self, record: AppRecord) {
         let record = Arc::new(record);
         {
@@ -426,6 +477,8 @@ impl Feed {
         self.emit(Change::Upsert(record));
     }
 
+    /// Forgets a deleted app and emits a `Delete` only if the view had it, so a repeated signal is
+    /// harmless.
     fn remove(&mut self, id: &str) {
         let removed = {
             let mut view = self.view.write();
@@ -449,6 +502,8 @@ impl Feed {
         }
     }
 
+    /// Marks the feed down. Logs at warn on the transition only; every retry after is debug, so an
+    /// outage of hours writes one warning, not thousands.
     fn down(&mut self, error: &StoreError) {
         let was_up = matches!(*self.state.borrow(), FeedState::Up);
         if was_up {
@@ -462,6 +517,7 @@ impl Feed {
         }
     }
 
+    /// `send_replace` so the state is stored even while no receiver is waiting.
     fn set_state(&self, state: FeedState) {
         self.state.send_replace(state);
     }
@@ -471,6 +527,8 @@ impl Feed {
 mod tests {
     use super::*;
 
+    /// A zero interval from a config would make the loop spin on a ready timer; `sane` must prevent
+    /// it.
     #[test]
     fn zero_options_are_raised() {
         let zero = FeedOptions {

@@ -18,6 +18,28 @@
 //! - [`error`]: [`StoreError`], with the HTTP status each maps to.
 //! - [`postgres`]: [`PgStore`] (`LISTEN/NOTIFY`); [`mysql`]: [`MySqlStore`] (polls a changes
 //!   table). `row` holds the column order both share.
+//!
+//! # Revisions
+//! Every write to any app takes the next value of one catalogue counter (a row the triggers lock
+//! until commit), so revisions commit in order. A snapshot reads the counter and the apps in one
+//! transaction; the feed then follows changes after that revision. A consumer compares revisions
+//! to drop stale news: a larger revision is always the newer state, on every node.
+//!
+//! # Long-lived tasks
+//! Each [`ChangeFeed`] runs one feed task plus one signal task (a `LISTEN` connection, or a
+//! polling loop). Both end when the feed handle is dropped. Nothing else here runs in the
+//! background: usage is flushed by the caller, with [`UsageLedger::record_usage`].
+//!
+//! # Secrets
+//! A secret is a [`Secret`] from the moment it is read, so `Debug` of a record, a snapshot or an
+//! error never shows it; [`Secret::expose`] is the one way to the text, for signing and for the
+//! write to the store.
+//!
+//! # When the database is down
+//! Reads that a broker depends on keep working from the feed's snapshot ([`FeedState::Down`] is
+//! reported, never hidden). Admin writes and usage flushes fail with [`StoreError::Database`]
+//! (503). A caller that keeps its counts in a [`UsageBatch`] can go on merging into it and flush
+//! once the database is back, so an outage need only delay billing figures, not lose them.
 
 pub mod error;
 pub mod feed;

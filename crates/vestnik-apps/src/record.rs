@@ -103,6 +103,8 @@ pub struct Limits {
     pub api_rate_limit: u32,
 }
 
+/// The broker's protocol limits (`vestnik_protocol::limits`, each with its source), so an app made
+/// with no limits behaves exactly like an `[[apps]]` entry in the config file that names none.
 impl Default for Limits {
     fn default() -> Self {
         let n = |v: usize| u32::try_from(v).expect("default limits fit in u32");
@@ -138,6 +140,8 @@ pub struct Options {
     pub cache_ttl: u32,
 }
 
+/// As in `[[apps]]`: client events on, any origin, sign-in optional, watchlist on, no subscription
+/// counts, the protocol's cache TTL.
 impl Default for Options {
     fn default() -> Self {
         Self {
@@ -185,6 +189,9 @@ pub struct NewApp {
 
 impl NewApp {
     /// An enabled app with every default and generated credentials.
+    ///
+    /// `NewApp::default()` is disabled (`enabled: false`, the `bool` default); this is the
+    /// constructor for the common case.
     pub fn generated() -> Self {
         Self {
             enabled: true,
@@ -385,6 +392,9 @@ pub(crate) fn check_quotas(q: &Quotas) -> Result<(), StoreError> {
 }
 
 /// Checks everything a new app holds except the generated parts.
+///
+/// Checked here before any SQL runs, so the admin gets a 422 naming the field; the table's
+/// `CHECK`s are the second line, for writes that bypass Vestnik.
 pub(crate) fn check_new(app: &NewApp) -> Result<(), StoreError> {
     if let Some(id) = &app.id {
         check_name("id", id)?;
@@ -419,6 +429,7 @@ pub(crate) fn check_update(u: &AppUpdate) -> Result<(), StoreError> {
 }
 
 /// Checks a rotation's grace period.
+/// A zero grace is allowed: it drops the old secret at once (an emergency rotation after a leak).
 pub(crate) fn check_grace(grace: Duration) -> Result<(), StoreError> {
     if grace > MAX_ROTATION_GRACE {
         return Err(StoreError::invalid(
@@ -453,6 +464,8 @@ mod tests {
         }
     }
 
+    /// A rotated-out secret must verify signatures during its grace and never after, or a leaked
+    /// old secret stays valid.
     #[test]
     fn previous_secret_only_during_grace() {
         let r = record();
@@ -463,6 +476,7 @@ mod tests {
         assert_eq!(after, ["new-secret"]);
     }
 
+    /// Records are logged on admin changes: neither the current nor the previous secret may print.
     #[test]
     fn record_debug_hides_both_secrets() {
         let shown = format!("{:?}", record());
@@ -501,6 +515,8 @@ mod tests {
         assert!(check_grace(MAX_ROTATION_GRACE + Duration::from_secs(1)).is_err());
     }
 
+    /// An admin patch that names a key the group does not have (a typo) must be refused, not
+    /// ignored.
     #[test]
     fn groups_deserialize_with_defaults_and_refuse_unknown_keys() {
         let l: Limits = serde_json::from_str(r#"{"api_rate_limit":5}"#).unwrap();

@@ -37,15 +37,21 @@ pub(crate) const GROUP_COLUMNS: [(&str, bool); 19] = [
 
 /// The values of [`GROUP_COLUMNS`] for one app, in database types.
 pub(crate) struct GroupValues {
+    /// `enabled`: a disabled app is kept but refuses connections and triggers.
     pub enabled: bool,
+    /// The nine limits of [`Limits`], in the order of [`GROUP_COLUMNS`] entries 1 to 9; `i32`
+    /// because the columns are SQL `integer`.
     pub ints: [i32; 9],
     pub client_events: bool,
+    /// The origin list as JSON text; the database stores it as `jsonb` or `JSON`.
     pub allowed_origins: String,
     pub signin_timeout: i32,
     pub watchlist: bool,
     pub subscription_count: bool,
     pub cache_ttl: i32,
+    /// The webhook targets as JSON text, in the shape of `[[apps.webhooks]]` in the config file.
     pub webhooks: String,
+    /// `quota_max_connections` and `quota_max_messages_per_day`, as `bigint`.
     pub quotas: [i64; 2],
 }
 
@@ -70,11 +76,13 @@ macro_rules! bind_groups {
 }
 pub(crate) use bind_groups;
 
+/// A limit as the `integer` column holds it.
 fn db_int(n: u32) -> i32 {
     // Validation keeps every stored limit within i32 (the `integer` column).
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
+/// A quota as the `bigint` column holds it; saturates rather than wrapping to a negative quota.
 fn db_big(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -126,25 +134,34 @@ pub(crate) struct RawApp {
     id: String,
     app_key: String,
     secret: String,
+    /// The secret before the last rotation, still accepted until `previous_expires_ms`.
     previous_secret: Option<String>,
+    /// Unix ms, computed by the SELECT so both databases hand over the same representation.
     previous_expires_ms: Option<i64>,
     enabled: bool,
+    /// The nine limits, as in [`GroupValues::ints`].
     ints: [i32; 9],
     client_events: bool,
+    /// JSON text, checked in `into_record`.
     allowed_origins: String,
     signin_timeout: i32,
     watchlist: bool,
     subscription_count: bool,
     cache_ttl: i32,
+    /// JSON text, checked in `into_record`.
     webhooks: String,
     quotas: [i64; 2],
     created_ms: i64,
     updated_ms: i64,
+    /// The catalogue revision of the app's last write; the feed compares it to skip stale rows.
     revision: i64,
 }
 
 impl RawApp {
     /// Reads a row of either database by position.
+    ///
+    /// Generic over the row type so PostgreSQL and MySQL share one reader; the positions are the
+    /// `SELECT` lists' and must move with them.
     pub fn decode<'r, R>(row: &'r R) -> Result<Self, sqlx::Error>
     where
         R: Row,

@@ -13,6 +13,9 @@ use rand::Rng;
 pub const REDACTED: &str = "…redacted…";
 
 /// An app secret: signs API requests, channel auth, sign-in and webhooks. Never printed.
+///
+/// `PartialEq` is an ordinary comparison, meant for tests and for noticing a rotation; it must not
+/// be used to check a secret a client sent (see the module docs).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -34,12 +37,14 @@ impl Secret {
 }
 
 impl fmt::Debug for Secret {
+    /// Redacted, so `{:?}` of any record or error that holds a secret is safe to log.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(REDACTED)
     }
 }
 
 impl fmt::Display for Secret {
+    /// Redacted too: a `format!("{secret}")` by mistake must not leak it either.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(REDACTED)
     }
@@ -58,6 +63,8 @@ pub fn generate_key() -> String {
     random_hex(10)
 }
 
+/// `bytes` random bytes as lowercase hex, from the thread-local CSPRNG (`rand::rng()` is a ChaCha
+/// generator seeded from the OS), so generated secrets are fit for signing.
 fn random_hex(bytes: usize) -> String {
     let mut rng = rand::rng();
     (0..bytes)
@@ -69,6 +76,8 @@ fn random_hex(bytes: usize) -> String {
 mod tests {
     use super::*;
 
+    /// Every way a secret could reach a log (`Display`, `Debug`, inside an `Option`) shows the
+    /// placeholder, while `expose` still gives signing the real value.
     #[test]
     fn never_prints() {
         let s = Secret::new("hunter2-very-secret");
@@ -81,6 +90,7 @@ mod tests {
         assert_eq!(s.expose(), "hunter2-very-secret");
     }
 
+    /// The shapes the SDKs accept: a numeric id (the Python SDK), a 20-hex key, a 32-hex secret.
     #[test]
     fn generated_shapes() {
         let id = generate_id();

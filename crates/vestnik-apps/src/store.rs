@@ -54,9 +54,16 @@ pub struct Migrated {
 pub trait Catalogue: Send + Sync {
     /// Creates or upgrades the schema to this build's version. Idempotent, and safe to run from
     /// several nodes at once (one holds a lock, the others then find nothing to do).
+    ///
+    /// A server runs it at start, before `watch`; it refuses a database whose schema is newer than
+    /// this build ([`StoreError::SchemaTooNew`]), so an old node in a rolling upgrade never writes
+    /// rows in a shape it does not know.
     fn migrate(&self) -> StoreFuture<'_, Migrated>;
 
     /// Every app, read in one transaction.
+    ///
+    /// One transaction, so the revision and the apps agree; rows that cannot be served are listed
+    /// in `rejected` rather than failing the whole read.
     fn snapshot(&self) -> StoreFuture<'_, Snapshot>;
 
     /// Reads a snapshot and follows every later change, from this store's writes and from anyone
@@ -65,6 +72,8 @@ pub trait Catalogue: Send + Sync {
     fn watch(&self, options: FeedOptions) -> StoreFuture<'_, ChangeFeed>;
 
     /// One app.
+    ///
+    /// Read from the database, never from a feed's view, so an admin sees what was committed.
     fn show<'a>(&'a self, id: &'a str) -> StoreFuture<'a, AppRecord>;
 
     /// Creates an app, generating its id, key and secret unless given. A generated id or key that
@@ -72,6 +81,9 @@ pub trait Catalogue: Send + Sync {
     fn create(&self, app: NewApp) -> StoreFuture<'_, AppRecord>;
 
     /// Replaces the groups given in `update` (limits, options, quotas, webhooks, enabled).
+    ///
+    /// With `expected_revision`, a concurrent change since the caller's read is a conflict (409)
+    /// instead of being overwritten.
     fn update<'a>(&'a self, id: &'a str, update: AppUpdate) -> StoreFuture<'a, AppRecord>;
 
     /// Gives the app a fresh secret and keeps the current one valid for `grace` (measured by the
@@ -80,6 +92,8 @@ pub trait Catalogue: Send + Sync {
     fn rotate_secret<'a>(&'a self, id: &'a str, grace: Duration) -> StoreFuture<'a, AppRecord>;
 
     /// Deletes an app. Its usage rows stay, for billing.
+    ///
+    /// Every node's feed emits a `Delete`, and their brokers close the app's sockets.
     fn delete<'a>(&'a self, id: &'a str) -> StoreFuture<'a, ()>;
 
     /// Every app, sorted by id.
@@ -111,6 +125,10 @@ pub trait Catalogue: Send + Sync {
 }
 
 /// Usage per app and hour, for billing, and the daily counts quotas check.
+///
+/// A separate trait from [`Catalogue`] because the two are used by different parts of a server
+/// (the feed and the admin API versus the usage flusher and the quota check), and a test can fake
+/// one without the other.
 pub trait UsageLedger: Send + Sync {
     /// Merges each row into the stored one (peak by maximum, counts by sum), in one transaction.
     /// Safe under concurrent calls from many nodes.
@@ -132,6 +150,9 @@ impl<T: Catalogue + UsageLedger> Store for T {}
 
 /// Connects to the store a URL names: `postgres://` / `postgresql://` or `mysql://` / `mariadb://`.
 /// Does not migrate.
+///
+/// Both stores use a small pool with a short acquire timeout, so an unreachable database is
+/// reported within seconds instead of hanging the caller.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     let scheme = url.split_once("://").map_or("", |(s, _)| s);
     match scheme {
@@ -145,6 +166,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
 mod tests {
     use super::*;
 
+    /// A mistyped URL scheme must be named in the error, not tried as some database.
     #[tokio::test]
     async fn open_refuses_unknown_schemes() {
         match open("redis://127.0.0.1:6379").await {

@@ -9,10 +9,14 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+/// Seconds in an hour; usage rows are keyed by UTC hour, so no time zone or leap second enters.
 const HOUR_SECS: i64 = 3_600;
+/// Seconds in a UTC day (Unix time has no leap seconds), the span of a daily quota.
 const DAY_SECS: i64 = 86_400;
 
 /// A UTC hour, as the Unix time of its first second.
+///
+/// Transparent in JSON (a bare number), so the admin API's usage rows are easy to chart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Hour(i64);
@@ -66,6 +70,8 @@ impl Day {
     }
 }
 
+/// Whole seconds since the epoch. Before 1970 the `- 1` errs a second early rather than late, so
+/// `div_euclid` never puts a pre-epoch time into the following hour.
 fn unix_secs(t: SystemTime) -> i64 {
     match t.duration_since(SystemTime::UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
@@ -83,6 +89,9 @@ pub(crate) fn from_unix_millis(ms: i64) -> SystemTime {
 }
 
 /// What one app did in one hour (or what one node adds to it).
+///
+/// Plain counts with no app or hour: the key lives in [`UsageRow`] or [`UsageBatch`], so a node's
+/// hot path only adds to numbers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     /// Most concurrent sockets seen; merged by maximum. Each node reports its own peak, so across a
@@ -113,6 +122,9 @@ impl Usage {
     }
 
     /// Messages as a daily quota counts them: received through the API plus delivered.
+    ///
+    /// The daily quota counts both directions, as Pusher's message count does: an API event
+    /// delivered to 100 sockets counts 101.
     pub fn messages(&self) -> u64 {
         self.messages_delivered
             .saturating_add(self.messages_received)
@@ -134,6 +146,8 @@ pub struct UsageRow {
 /// the order the stores write them in (one lock order, so concurrent flushes do not deadlock).
 #[derive(Debug, Default)]
 pub struct UsageBatch {
+    /// A `BTreeMap` rather than a hash map for its order: `drain` hands the stores rows already in
+    /// the one lock order they write in.
     rows: BTreeMap<(String, Hour), Usage>,
 }
 
@@ -179,6 +193,8 @@ pub(crate) fn from_db(n: i64) -> u64 {
 mod tests {
     use super::*;
 
+    /// Hour and day boundaries, including a time just before the epoch, which must fall in the hour
+    /// before it.
     #[test]
     fn hours_and_days() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(86_400 * 3 + 3_600 * 5 + 59);
@@ -192,6 +208,7 @@ mod tests {
         );
     }
 
+    /// The merge rule that makes concurrent flushes safe, and the drain order the stores rely on.
     #[test]
     fn batch_merges_peak_by_max_and_counts_by_sum() {
         let mut b = UsageBatch::default();

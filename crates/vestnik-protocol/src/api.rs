@@ -253,8 +253,12 @@ pub struct TriggerEvent {
 /// One event as the API (and the console) sends it, before validation.
 #[derive(Deserialize)]
 struct RawEvent<'a> {
+    /// Every field is optional here so that a missing one gets its own error (`MissingName`, …)
+    /// from `validate` instead of serde's generic message.
     #[serde(default)]
     name: Option<String>,
+    /// Raw, because Pusher documents `data` as a string but clients (and soketi) also send an
+    /// object.
     #[serde(borrow, default)]
     data: Option<&'a RawValue>,
     #[serde(default)]
@@ -263,10 +267,13 @@ struct RawEvent<'a> {
     channels: Option<Vec<String>>,
     #[serde(default)]
     socket_id: Option<String>,
+    /// Comma-separated attributes to return (`user_count`, `subscription_count`).
     #[serde(default)]
     info: Option<String>,
 }
 
+/// The body of `batch_events`. Each item is an [`Object`], so an array item is refused rather than
+/// read into a struct by position.
 #[derive(Deserialize)]
 struct RawBatch<'a> {
     #[serde(borrow)]
@@ -325,6 +332,10 @@ pub fn parse_batch(body: &[u8], limits: &TriggerLimits) -> Result<Vec<TriggerEve
 }
 
 /// Checks one event against the limits.
+///
+/// The order of the checks is the order of the error messages a user fixes them in: name, data,
+/// channels, socket id. `data` is measured after decoding, as Pusher's 10 KB limit counts the data,
+/// not its JSON escaping. An empty `socket_id` counts as none.
 fn validate(
     raw: RawEvent<'_>,
     limits: &TriggerLimits,
@@ -367,6 +378,10 @@ fn validate(
 
 /// The event's channels: parsed, without repeats, within the limit, and no encrypted one among
 /// several.
+///
+/// Repeats are dropped (an event goes once to a channel however often it is named). An encrypted
+/// channel must be triggered alone: its payload is encrypted per channel by the caller, so one body
+/// cannot be valid for two of them.
 fn channels(
     channel: Option<String>,
     channels: Option<Vec<String>>,
@@ -419,6 +434,8 @@ mod tests {
         parse_trigger(body.as_bytes(), &limits())
     }
 
+    /// The reason for [`Object`]: serde would read `["name", "data", …]` into `RawEvent` by
+    /// position.
     #[test]
     fn arrays_are_never_read_as_events() {
         // Serde maps a JSON array onto a struct by position: without the object rule this body
@@ -446,6 +463,7 @@ mod tests {
         .is_ok());
     }
 
+    /// The example body from Pusher's HTTP API reference.
     #[test]
     fn a_trigger_from_the_pusher_docs_parses() {
         let ev = trigger(
@@ -535,6 +553,7 @@ mod tests {
         assert_eq!(trigger(&long), Err(ApiBodyError::NameTooLong));
     }
 
+    /// A batch with one bad item publishes nothing, and the error says which item.
     #[test]
     fn a_batch_is_checked_whole_and_names_the_bad_event() {
         let ok = parse_batch(

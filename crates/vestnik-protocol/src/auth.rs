@@ -11,6 +11,7 @@ use subtle::ConstantTimeEq;
 
 use crate::limits::AUTH_TIMESTAMP_WINDOW_SECS;
 
+/// Every Pusher signature is HMAC-SHA256 with the app secret as the key, hex-encoded in lowercase.
 type HmacSha256 = Hmac<Sha256>;
 
 /// Lowercase hex HMAC-SHA256 of `message` with `secret`.
@@ -89,6 +90,10 @@ pub enum AuthError {
     BadSignature,
 }
 
+///
+/// The key is compared in constant time too, though it is public: it keeps the function's timing
+/// independent of any input. The signature is compared by the `hmac` crate's constant-time
+/// `verify_slice`, so a forger cannot find it byte by byte from response times.
 fn verify_auth(key: &str, secret: &str, message: &str, auth: &str) -> Result<(), AuthError> {
     let (given_key, sig) = auth.split_once(':').ok_or(AuthError::Malformed)?;
     if given_key.as_bytes().ct_eq(key.as_bytes()).unwrap_u8() != 1 {
@@ -324,6 +329,7 @@ mod tests {
     const KEY: &str = "278d425bdf160c739803";
     const SECRET: &str = "7ad3773142a6692b25b8";
 
+    /// The worked example of Pusher's channel-authorisation docs.
     #[test]
     fn pusher_docs_private_channel() {
         let auth = sign_channel(KEY, SECRET, "1234.1234", "private-foobar", None);
@@ -349,6 +355,7 @@ mod tests {
         );
     }
 
+    /// The worked example of Pusher's user-authentication docs.
     #[test]
     fn pusher_docs_user_authentication() {
         let auth = sign_user(KEY, SECRET, "1234.1234", r#"{"id":"12345"}"#);
@@ -374,6 +381,7 @@ mod tests {
         );
     }
 
+    /// Signatures produced by pusher-http-php, so a PHP backend's auth verifies here.
     #[test]
     fn php_sdk_vectors() {
         let s = |sock: &str, ch: &str, cd: Option<&str>| {
@@ -408,6 +416,7 @@ mod tests {
         );
     }
 
+    /// Signatures produced by pusher-http-python.
     #[test]
     fn python_sdk_vectors() {
         assert_eq!(
@@ -448,6 +457,7 @@ mod tests {
         );
     }
 
+    /// The signed-request example of Pusher's HTTP API reference, including `body_md5`.
     #[test]
     fn rest_api_worked_example() {
         let body = br#"{"name":"foo","channels":["project-3"],"data":"{\"some\":\"data\"}"}"#;

@@ -65,11 +65,17 @@ pub enum ChannelNameError {
 /// `&str`.
 #[derive(Clone)]
 pub struct ChannelName {
+    /// Shared, not copied: one name is held by the registry, every subscription and every broker
+    /// event, and cloning a `ChannelName` is a reference-count increment.
     name: Arc<str>,
+    /// Worked out once from the prefix, so the hot paths never look at the string again.
     kind: ChannelKind,
+    /// Whether the name carries a `cache-` form.
     cache: bool,
 }
 
+/// Pusher's channel-name charset, byte by byte: names are ASCII, so a multi-byte character is
+/// refused without decoding.
 fn valid_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'=' | b'@' | b',' | b'.' | b';')
 }
@@ -142,6 +148,9 @@ impl ChannelName {
 }
 
 /// Splits a name into kind, cache flag and what follows the prefix. Longest prefixes first.
+///
+/// The order matters: `private-encrypted-` must be tried before `private-`, or an encrypted channel
+/// would be taken for a private one named `encrypted-…` and its payloads sent in the clear.
 fn classify(name: &str) -> (ChannelKind, bool, &str) {
     const PREFIXES: [(&str, ChannelKind, bool); 7] = [
         ("private-encrypted-cache-", ChannelKind::Encrypted, true),
@@ -160,12 +169,14 @@ fn classify(name: &str) -> (ChannelKind, bool, &str) {
     (ChannelKind::Public, false, name)
 }
 
+/// By name only: the kind and the cache flag follow from the name, so comparing them adds nothing.
 impl PartialEq for ChannelName {
     fn eq(&self, other: &Self) -> bool {
         self.name == other.name
     }
 }
 impl Eq for ChannelName {}
+/// Hashes exactly what `Borrow<str>` exposes, so a map keyed by `ChannelName` is found by `&str`.
 impl Hash for ChannelName {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.name.hash(state);
@@ -191,6 +202,7 @@ impl fmt::Display for ChannelName {
 mod tests {
     use super::*;
 
+    /// Every prefix, including the longest-first cases, maps to its kind and cache flag.
     #[test]
     fn kinds_from_prefixes() {
         let cases = [
@@ -211,11 +223,14 @@ mod tests {
         }
     }
 
+    /// The whole documented charset is accepted, so a name that works on Pusher works here.
     #[test]
     fn every_allowed_punctuation_is_accepted() {
         assert!(ChannelName::parse("-azAZ9_=@,.;").is_ok());
     }
 
+    /// Each way a name is refused has its own error, and the error quotes the name, so a client
+    /// sees which channel and why.
     #[test]
     fn refusals() {
         assert_eq!(ChannelName::parse(""), Err(ChannelNameError::Empty));
@@ -243,6 +258,7 @@ mod tests {
         ));
     }
 
+    /// The reserved `#server-to-user-` form round-trips to its user id, and only that form has one.
     #[test]
     fn server_to_user_id() {
         let c = ChannelName::server_to_user("42").unwrap();

@@ -42,6 +42,9 @@ pub enum PusherCode {
 }
 
 /// What a client should do after a close with a given code (Pusher protocol docs, close code ranges).
+///
+/// pusher-js acts on the range of the close code, not the code itself, which is why a new code must
+/// be placed in the range whose policy it wants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReconnectPolicy {
     /// 4000-4099: do not reconnect unchanged.
@@ -114,6 +117,8 @@ impl PusherCode {
 mod tests {
     use super::*;
 
+    /// Each code lands in the range whose reconnect policy it needs; a code in the wrong range
+    /// would make pusher-js reconnect in a loop, or give up when it should retry.
     #[test]
     fn ranges_map_to_policies() {
         assert_eq!(

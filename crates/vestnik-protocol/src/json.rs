@@ -71,10 +71,13 @@ struct ObjectVisitor<T>(PhantomData<T>);
 impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
     type Value = T;
 
+    /// The phrase serde puts in "invalid type: sequence, expected …", which the client then reads.
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
+    /// Only maps reach `T`: `visit_seq` is not implemented, so serde refuses an array with the
+    /// `expecting` message instead of filling fields by position.
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
         T::deserialize(MapAccessDeserializer::new(map))
     }
@@ -92,6 +95,7 @@ impl<T> Object<T> {
     }
 }
 
+/// Reads through to `T`, so code handling a batch uses its items as plain events.
 impl<T> Deref for Object<T> {
     type Target = T;
 
@@ -169,6 +173,7 @@ mod tests {
         b: Option<u32>,
     }
 
+    /// Pins the serde behaviour this module exists for, so a serde change that fixes it is noticed.
     #[test]
     fn serde_alone_reads_arrays_by_position() {
         // The hole this module closes: a derived impl takes an array.
@@ -177,6 +182,7 @@ mod tests {
         assert_eq!(p.b, Some(2));
     }
 
+    /// The guard itself: the same struct accepts an object and refuses an array.
     #[test]
     fn objects_pass_and_arrays_do_not() {
         let p: Pair<'_> = from_object_str(r#" {"a":"x","b":2} "#).unwrap();
@@ -190,6 +196,7 @@ mod tests {
         assert!(from_object_str::<Pair<'_>>(r#"{"a":"x"} trailing"#).is_err());
     }
 
+    /// The guard must not force copies: `&str` and `&RawValue` fields still borrow from the input.
     #[test]
     fn borrowed_and_raw_fields_still_borrow() {
         #[derive(Deserialize)]
@@ -221,6 +228,7 @@ mod tests {
         assert!(from_object_str::<Nested<'_>>(r#"{"inner":["z"]}"#).is_err());
     }
 
+    /// A bracket inside a string literal (escaped quotes included) does not count as nesting.
     #[test]
     fn depth_counts_brackets_outside_strings() {
         assert_eq!(nesting_depth("1"), 0);

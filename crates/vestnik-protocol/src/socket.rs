@@ -8,7 +8,9 @@ use std::fmt;
 /// A socket id such as `1234.5678`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SocketId {
+    /// The part before the dot.
     high: u64,
+    /// The part after the dot.
     low: u64,
 }
 
@@ -27,6 +29,10 @@ impl SocketId {
     }
 
     /// Parses `\d+\.\d+`.
+    ///
+    /// At most 19 digits a part, so every accepted part fits a `u64` (20 digits could overflow).
+    /// The error quotes at most 64 characters of the input, so a hostile value cannot bloat a log
+    /// line.
     pub fn parse(s: &str) -> Result<Self, SocketIdError> {
         let err = || SocketIdError(s.chars().take(64).collect());
         let (a, b) = s.split_once('.').ok_or_else(err)?;
@@ -52,6 +58,8 @@ impl fmt::Display for SocketId {
 mod tests {
     use super::*;
 
+    /// What the SDKs' `^\d+\.\d+$` accepts parses and prints back unchanged; everything else is
+    /// refused.
     #[test]
     fn round_trip_and_refusals() {
         let id = SocketId::parse("45055.28877557").unwrap();

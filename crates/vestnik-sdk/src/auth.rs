@@ -105,6 +105,8 @@ mod tests {
     const KEY: &str = "278d425bdf160c739803";
     const SECRET: &str = "7ad3773142a6692b25b8";
 
+    /// The reference vector from Pusher's auth docs: a private channel signature must match it
+    /// exactly.
     #[test]
     fn private_channel_matches_the_docs() {
         let a = authorize_channel(KEY, SECRET, "1234.1234", "private-foobar", None).unwrap();
@@ -118,6 +120,8 @@ mod tests {
         );
     }
 
+    /// The signature covers `channel_data` as sent, so the string signed and the string returned
+    /// must be the same bytes; re-encoding it would break pusher-js's subscribe.
     #[test]
     fn presence_channel_signs_the_exact_channel_data() {
         let m = PresenceMember {
@@ -138,6 +142,7 @@ mod tests {
         .is_ok());
     }
 
+    /// The user-authentication reference vector, for `pusher:signin`.
     #[test]
     fn user_sign_in_matches_the_docs() {
         let u = authenticate_user(KEY, SECRET, "1234.1234", &json!({"id": "12345"})).unwrap();
@@ -147,6 +152,9 @@ mod tests {
             .ends_with("4708d583dada6a56435fb8bc611c77c359a31eebde13337c16ab43aa6de336ba"));
     }
 
+    /// Refused locally with a typed error, before anything is signed: a malformed socket id, an
+    /// invalid channel name, a presence channel without member data (or member data for another
+    /// kind), a user without an `id`.
     #[test]
     fn refusals() {
         assert!(matches!(

@@ -25,6 +25,8 @@ use crate::auth::{self, ChannelAuth, PresenceMember, UserAuth};
 use crate::webhook::{self, WebhookBody};
 use crate::{Config, Error};
 
+/// HTTP/1.1 over a pooled connector: a backend that triggers often reuses its connections to the
+/// broker instead of paying a TCP (and TLS) handshake per event.
 type HttpClient = hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// A broker's answer to a trigger: `{}` or, when asked for, channel attributes.
@@ -59,10 +61,16 @@ impl BatchEvent {
 /// A Pusher HTTP API client for one app. Cheap to clone; clones share the connection pool.
 #[derive(Debug, Clone)]
 pub struct Client {
+    /// The broker's address and the app's credentials; `Debug` of the client hides the secret
+    /// through it.
     config: Config,
+    /// The pool, shared by clones.
     http: HttpClient,
 }
 
+/// Pusher's `data` is a string on the wire. A `&str` is sent as is (the caller may have encoded it
+/// already, as the official SDKs allow), anything else as its JSON text, so a struct is not encoded
+/// twice into a quoted string.
 fn encode_data<T: Serialize + ?Sized>(data: &T) -> Result<String, Error> {
     Ok(match serde_json::to_value(data)? {
         Value::String(s) => s,
@@ -70,6 +78,8 @@ fn encode_data<T: Serialize + ?Sized>(data: &T) -> Result<String, Error> {
     })
 }
 
+/// Refuses what the broker would refuse anyway, before the request: an empty or over-long name, or
+/// data over Pusher's 10 KB. A clear local error beats a 413 from the other side of the network.
 fn check_event(name: &str, data: &str) -> Result<(), Error> {
     if name.is_empty() || name.len() > MAX_EVENT_NAME_LEN {
         return Err(Error::EventName {
@@ -104,6 +114,7 @@ pub fn https_connector(
     })
 }
 
+/// A connector over a caller's own rustls config (its roots, its client certificate).
 fn with_tls(connect_timeout: Duration, tls: rustls::ClientConfig) -> HttpsConnector<HttpConnector> {
     finish(
         hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls),
@@ -111,6 +122,8 @@ fn with_tls(connect_timeout: Duration, tls: rustls::ClientConfig) -> HttpsConnec
     )
 }
 
+/// The plain-TCP layer under both: `enforce_http(false)` so one connector serves both schemes,
+/// `TCP_NODELAY` because API calls are small and latency-bound, and the connect deadline.
 fn finish(
     builder: hyper_rustls::HttpsConnectorBuilder<hyper_rustls::builderstates::WantsSchemes>,
     connect_timeout: Duration,
@@ -125,6 +138,8 @@ fn finish(
         .wrap_connector(connector)
 }
 
+/// Seconds since the epoch for `auth_timestamp`; the broker accepts a window around its own clock
+/// (600 s in Pusher's servers), so a host with a badly wrong clock gets 401s.
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -245,6 +260,10 @@ impl Client {
         )
     }
 
+    /// Signs and sends one POST under `/apps/{app_id}/`. The signature covers the method, the path,
+    /// the sorted query with `body_md5`, and is computed fresh per call (the timestamp is part of
+    /// it). The timeout covers the whole exchange, reading the answer included; a non-2xx answer
+    /// comes back as [`Error::Status`] with the broker's body, which names the problem.
     async fn post(&self, endpoint: &str, body: String) -> Result<TriggerResponse, Error> {
         let path = format!("/apps/{}/{endpoint}", self.config.app_id);
         let query = sign_request(

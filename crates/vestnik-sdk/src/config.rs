@@ -25,6 +25,8 @@ impl Scheme {
     }
 
     /// Parses `http` or `https` (any case).
+    ///
+    /// For settings read from an environment variable or a URL, where the case is the user's.
     pub fn parse(s: &str) -> Option<Self> {
         match s.to_ascii_lowercase().as_str() {
             "http" => Some(Scheme::Http),

@@ -74,6 +74,7 @@ mod tests {
     const BODY: &[u8] = br#"{"time_ms":1530710011901,"events":[{"name":"client_event","channel":"private-my-channel","event":"client-event","data":"Unencrypted","socket_id":"240621.35780774"}]}"#;
     const SIG: &str = "a19cab2af3ca1029257570395e78d5d675e9e700ca676d18a375a7083178df1c";
 
+    /// The signature from Pusher's webhook docs must verify byte for byte.
     #[test]
     fn accepts_the_reference_vector() {
         let b = verify_webhook("k", "thisisasecret", Some("k"), Some(SIG), BODY).unwrap();
@@ -82,6 +83,7 @@ mod tests {
         assert_eq!(b.events[0].socket_id.as_deref(), Some("240621.35780774"));
     }
 
+    /// A changed body, a signature for another secret, or a key of another app is refused.
     #[test]
     fn refuses_tampering_and_wrong_keys() {
         assert!(matches!(

@@ -41,6 +41,10 @@ pub struct Service {
 
 impl Service {
     /// Cancels the service and waits for its task to end.
+    ///
+    /// The task is awaited without a timeout: the cluster and webhook tasks bound their own
+    /// shutdown (the spool's last write, the cluster's goodbye), and the drain's own steps are
+    /// already bounded.
     async fn stop(self) {
         self.stop.cancel();
         if let Some(task) = self.task {
@@ -50,6 +54,14 @@ impl Service {
 }
 
 /// Runs the whole drain once shutdown has started; returns when the process may exit.
+///
+/// The order is the point: readiness goes first so load balancers stop sending before anything is
+/// closed; the other nodes hear before the grace, so their quota counts are right by the time this
+/// node's clients reconnect to them; sockets close before the accept loop stops, so the API keeps
+/// serving the events those sockets still need; the cluster and the webhooks stop last, so the
+/// vacates and member removals caused by the closes still reach the other nodes and the spool.
+/// Every wait is bounded (`drain_grace_ms`, `drain_window_ms`, `shutdown_timeout`), so a stuck
+/// client or task cannot keep the process from exiting.
 pub async fn run(state: &AppState, cluster: Service, webhooks: Service) {
     let server = &state.config.server;
     let sockets = state.sockets.len();
@@ -121,6 +133,7 @@ async fn close_in_batches(sockets: Vec<ConnectionHandle>, window: Duration) {
 }
 
 /// Queues the 4200 close on each socket's outbox; each socket's own task writes it and ends.
+/// Never awaits: a slow client's close waits in its own outbox, not in the drain's loop.
 fn close_batch(batch: &[ConnectionHandle]) {
     for conn in batch {
         conn.outbox().close(PusherCode::Reconnect, CLOSE_REASON);
@@ -159,6 +172,8 @@ impl BatchPlan {
 mod tests {
     use super::*;
 
+    /// The drain spreads reconnects as promised: the last batch lands at the end of the window,
+    /// many sockets go a batch per tick, few sockets one at a time across the whole window.
     #[test]
     fn batches_cover_the_window() {
         // 40 sockets over 2 s: 21 slots, so 20 batches of 2, the last at the end of the window.

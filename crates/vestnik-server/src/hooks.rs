@@ -24,6 +24,9 @@ impl WebhookSink {
 }
 
 /// The webhook targets of every app, in the sender's terms.
+///
+/// Apps without targets are left out, so the webhook service is not started at all when no app
+/// has one (see [`crate::server::run`]) and no spool file appears for a broker that sends none.
 pub fn app_hooks(config: &Config) -> Vec<AppHooks> {
     config
         .apps
@@ -41,6 +44,10 @@ pub fn app_hooks(config: &Config) -> Vec<AppHooks> {
 impl EventSink for WebhookSink {
     /// Turns one broker happening into a webhook event for the app's targets that want it; never
     /// waits (the sender's queue is bounded and drops, counted, when full).
+    ///
+    /// Two checks before any allocation: the app has targets, and one of them wants this kind (hold
+    /// partners included). Only then is the event built, copying the client event's data, so a busy
+    /// app without client-event webhooks pays nothing per client event.
     fn on_event(&self, app: &App, event: BrokerEvent<'_>) {
         if app.webhooks.is_empty() {
             return;

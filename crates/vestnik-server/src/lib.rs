@@ -36,6 +36,38 @@
 //!
 //! The protocol crate parses what comes in (frames, API bodies, signatures); the broker crate
 //! decides; this crate only moves bytes between them and the network.
+//!
+//! # The two paths
+//! A trigger, from the HTTP request to the socket write:
+//!
+//! ```text
+//! server::accept_loop ─► serve_http (hyper, one task per TCP connection)
+//!   ─► router::route: Route::Api { app, endpoint } (path parsed once)
+//!   ─► http::api::call: refuse while starting, find the app, count
+//!   ─► http::signed::verify: read the body (bounded), check the signature (protocol crate)
+//!   ─► rate limit ─► http::events::trigger: parse and check the body (protocol crate)
+//!   ─► AppState::publish ─► Broker::publish: encode once per channel, push the same Bytes into
+//!      every subscriber's Outbox (never awaiting), relay to the cluster, report to the event sink
+//!   ─► each subscriber's ws::session::drive wakes: drain the outbox, write, flush once
+//! ```
+//!
+//! A frame, from the socket to the core and back:
+//!
+//! ```text
+//! router::route: Route::Upgrade ─► ws::upgrade: admit (key, app, origin, limits), answer 101
+//!   ─► ws::session::run: Broker::connect, list in live, queue connection_established
+//!   ─► drive: read a text frame ─► handle_text: ClientMessage::parse (protocol crate)
+//!   ─► Broker::subscribe / client_event / signin / unsubscribe (synchronous)
+//!   ─► replies and fan-out go into outboxes ─► drive writes them, in the broker's order
+//! ```
+//!
+//! # Long-lived tasks
+//! - the accept loop (`server::accept_loop`), from bind to the drain's `finishing` step;
+//! - one task per TCP connection (`server::spawn_connection`), tracked by [`shutdown`];
+//! - one task per WebSocket (`ws::session::run`, its loop is `drive`), tracked the same way;
+//! - the cache purge tick, the cluster task (in the broker crate), the webhook service's tasks
+//!   (in `vestnik-webhooks`) and the metrics listener;
+//! - the drain ([`drain::run`]), which stops them in its numbered order.
 
 pub mod config;
 pub mod drain;

@@ -108,6 +108,7 @@ mod tests {
 
     use super::*;
 
+    /// The drain's wait ends as soon as the last registration drops, with no polling.
     #[tokio::test]
     async fn lists_sockets_and_wakes_the_drain_when_the_last_goes() {
         let store = StaticAppStore::new(vec![App::default()]).unwrap();

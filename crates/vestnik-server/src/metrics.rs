@@ -25,6 +25,11 @@ use crate::reply::json_response;
 use crate::state::AppState;
 
 /// Installs the process-wide Prometheus recorder. Only the first call in a process installs it.
+///
+/// The histogram buckets run from 0.1 ms to 1 s: `vestnik_publish_to_write_seconds` measures how
+/// long a frame waits in a socket's queue plus its write, which is sub-millisecond when healthy and
+/// only reaches seconds for a socket about to be dropped as slow. Returns `None` (and says why)
+/// when a recorder is already installed, as in a test process that starts several servers.
 pub fn install() -> Option<PrometheusHandle> {
     let buckets = [
         0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
@@ -120,6 +125,10 @@ fn process_figures() {
 /// Each connection is its own small task, outside the shutdown tracker: scrapes never hold the
 /// drain up. Request headers are bounded by
 /// `handshake_timeout`, like on the main listener, so a slow client cannot hold a connection.
+///
+/// # The loop
+/// Accepts until the drain's `finishing` step, like the main accept loop, but untracked: a scrape
+/// in flight is simply dropped at exit, which Prometheus retries on its next interval.
 pub async fn serve(listener: TcpListener, handle: PrometheusHandle, state: AppState) {
     if let Ok(addr) = listener.local_addr() {
         info!("metrics on http://{addr}/metrics");

@@ -33,6 +33,10 @@ pub fn is_https(headers: &HeaderMap, native_tls: bool, trust_proxy: bool) -> boo
 }
 
 /// The client IP of a request from `peer` with `headers`.
+///
+/// Only the last `X-Forwarded-For` entry is read, the one the trusted proxy appended; any earlier
+/// one came from the client. Without `trust_proxy` the header is ignored entirely, since anyone
+/// could send it to spread their sockets over invented addresses and dodge the per-IP limit.
 pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trust_proxy: bool) -> IpAddr {
     if !trust_proxy {
         return peer.ip();
@@ -67,6 +71,8 @@ fn parse_entry(entry: &str) -> Option<IpAddr> {
 mod tests {
     use super::*;
 
+    /// `X-Forwarded-Proto: https` counts only behind a trusted proxy: from anyone else the header
+    /// is just the client's own claim.
     #[test]
     fn https_natively_or_from_a_trusted_proxy_only() {
         let mut h = HeaderMap::new();
@@ -93,6 +99,8 @@ mod tests {
         h
     }
 
+    /// The right-most `X-Forwarded-For` entry is the one the trusted proxy wrote; entries to its
+    /// left came from the client and could be forged to dodge the per-IP limit.
     #[test]
     fn takes_the_right_most_entry_only_when_trusted() {
         let peer: SocketAddr = "10.0.0.1:4000".parse().unwrap();
@@ -126,6 +134,8 @@ mod tests {
         );
     }
 
+    /// Even behind a trusted proxy, a missing or unreadable header leaves the TCP peer as the
+    /// client.
     #[test]
     fn falls_back_to_the_peer() {
         let peer: SocketAddr = "10.0.0.1:4000".parse().unwrap();

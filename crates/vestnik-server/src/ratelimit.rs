@@ -162,6 +162,7 @@ impl ApiLimiter {
 mod tests {
     use super::*;
 
+    /// The window is fixed, per IP, and `Retry-After` says how much of it is left, rounded up.
     #[test]
     fn ip_window_counts_per_ip_and_resets() {
         let l = IpRateLimiter::new(2, Duration::from_secs(10));
@@ -183,6 +184,8 @@ mod tests {
             .is_ok());
     }
 
+    /// One host cannot multiply its budget by picking new addresses in its /64, and an IPv4 client
+    /// seen through a dual-stack socket is counted as its IPv4 address, not as a separate client.
     #[test]
     fn ipv6_clients_share_the_budget_of_their_64() {
         let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
@@ -210,6 +213,7 @@ mod tests {
         assert!(l.check(ip("192.0.2.7"), t).is_err());
     }
 
+    /// The map forgets expired windows, so a scan from many addresses cannot grow it without bound.
     #[test]
     fn ip_windows_are_pruned() {
         let l = IpRateLimiter::new(1, Duration::from_secs(1));
@@ -222,6 +226,7 @@ mod tests {
         assert_eq!(l.inner.lock().unwrap().windows.len(), 1);
     }
 
+    /// The bucket holds a second's worth, refills continuously, and is per app; 0 turns it off.
     #[test]
     fn api_bucket_refills_and_says_when() {
         let l = ApiLimiter::default();

@@ -195,6 +195,8 @@ fn too_large(limit: usize) -> ApiError {
 mod tests {
     use super::*;
 
+    /// Paths decode `%40` to `@` but keep `+` as is: `+` means a space only in query strings, and a
+    /// user id with a `+` must reach the broker unchanged.
     #[test]
     fn path_segments_are_percent_decoded_but_plus_stays() {
         assert_eq!(path_segment("user%40x%20y").unwrap(), "user@x y");
@@ -209,6 +211,7 @@ mod tests {
         );
     }
 
+    /// Each body error maps to exactly one status, in this one place (design rule 7).
     #[test]
     fn body_errors_map_to_one_status_each() {
         let too_big = ApiBodyError::DataTooLarge { size: 2, limit: 1 };

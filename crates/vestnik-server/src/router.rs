@@ -167,6 +167,8 @@ mod tests {
             .unwrap()
     }
 
+    /// An upgrade at `/console` is still an upgrade: the session then refuses the path with 4005,
+    /// which a WebSocket client can read, where an HTTP 404 would be invisible to it.
     #[test]
     fn an_upgrade_is_decided_first_whatever_the_path() {
         assert_eq!(Route::of(&upgrade_request("/app/key")), Route::Upgrade);
@@ -175,6 +177,7 @@ mod tests {
         assert_eq!(Route::of(&plain), Route::Console(ConsoleRoute::Page));
     }
 
+    /// RFC 6455 section 4.1: anything else with upgrade headers is a 400 before any upgrade.
     #[test]
     fn an_upgrade_must_be_a_get_over_http_1_1() {
         let mut post = upgrade_request("/app/key");
@@ -185,6 +188,8 @@ mod tests {
         assert_eq!(Route::of(&old), Route::InvalidUpgrade);
     }
 
+    /// Each path maps to one route and one metrics name, and values in the path never reach the
+    /// name.
     #[test]
     fn paths_parse_once_into_routes_and_names() {
         let cases = [

@@ -32,6 +32,9 @@ use crate::shutdown::Shutdown;
 use crate::state::AppState;
 
 /// How often expired cache entries are dropped.
+///
+/// A cache entry past its TTL is already ignored when read; the purge only frees the memory of
+/// channels nobody asks about any more, so once a minute is enough and costs one registry scan.
 const CACHE_PURGE_INTERVAL_SECS: u64 = 60;
 
 /// First wait before connecting to an unreachable backbone again at start; doubled after each
@@ -69,6 +72,9 @@ pub enum ServerError {
 }
 
 /// Binds to the configured address.
+///
+/// Called before the webhook spool or the broker are built, so a port already in use fails the
+/// start at once, naming the address.
 pub async fn bind(config: &Config) -> Result<TcpListener, ServerError> {
     let addr = format!("{}:{}", config.server.host, config.server.port);
     TcpListener::bind(&addr)
@@ -337,6 +343,9 @@ fn spawn_cache_purge(state: &AppState) {
 
 /// Serves one accepted TCP connection as a tracked task: the TLS handshake first when configured
 /// (bounded by `tls_handshake_timeout`), then HTTP.
+///
+/// The TLS handshake runs on the connection's own task, never on the accept loop, so one slow or
+/// hostile handshake cannot delay accepting everyone else.
 fn spawn_connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
@@ -364,6 +373,9 @@ fn spawn_connection(
 /// set of handles). Upgrades are enabled on the connection, so a request the router sends to the
 /// WebSocket edge can take the socket over after its 101; the session then runs on its own task
 /// and outlives this function.
+///
+/// At `finishing`, `graceful_shutdown` lets the request in flight complete and closes the
+/// connection instead of cutting a response in half; idle keep-alive connections close at once.
 async fn serve_http<IO>(io: IO, peer: SocketAddr, state: AppState)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,

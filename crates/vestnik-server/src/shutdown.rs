@@ -64,6 +64,9 @@ impl Shutdown {
     }
 
     /// Triggers on SIGTERM or SIGINT; a second signal exits the process at once.
+    ///
+    /// The second signal exits with status 130 without draining: an operator who presses Ctrl-C
+    /// twice wants the process gone, and the first signal already started everything that is safe.
     pub fn listen_for_signals(&self) {
         let this = self.clone();
         tokio::spawn(async move {

@@ -55,6 +55,10 @@ impl AppState {
     /// Builds the broker from `config`, reporting channel happenings to `webhooks` if given (through
     /// the console's tap, which costs one atomic load while nobody watches). The node starts not
     /// serving; the server turns `serving` on once it has joined its cluster.
+    ///
+    /// The event sinks are chained: the broker reports to the console's tap, which forwards to the
+    /// webhook sink (or to `NoEvents`), so the broker holds one `EventSink` and knows neither
+    /// consumer.
     pub fn build(
         config: Config,
         shutdown: Shutdown,
@@ -154,6 +158,7 @@ impl fmt::Debug for AppState {
 mod tests {
     use super::*;
 
+    /// Issue 12's rule for the server state: `{:?}` and `{:#?}` name the apps, never a secret.
     #[test]
     fn debug_never_prints_a_secret() {
         let mut config = Config::default();
@@ -164,6 +169,8 @@ mod tests {
         assert!(!shown.contains("s3cret-that-must-not-print"), "{shown}");
     }
 
+    /// The three conditions `/ready`, the upgrade and the API check follow from `serving` and the
+    /// shutdown token in this order, and never overlap.
     #[test]
     fn starting_then_serving_then_draining() {
         let state = AppState::build(Config::default(), Shutdown::new(), None).unwrap();

@@ -40,6 +40,10 @@ pub enum TlsError {
 }
 
 /// The acceptor for the configured certificate, or `None` when TLS is off.
+///
+/// Built once at start and cloned per connection (an `Arc` inside). The `ring` provider is named
+/// explicitly so the server does not depend on which rustls provider another crate of the build
+/// made the process default.
 pub fn acceptor(server: &ServerConfig) -> Result<Option<TlsAcceptor>, TlsError> {
     let (Some(cert), Some(key)) = (&server.tls_cert, &server.tls_key) else {
         return Ok(None);

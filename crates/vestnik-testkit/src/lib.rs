@@ -30,11 +30,17 @@ pub mod conformance;
 pub mod tls;
 
 /// The default wait for anything expected to happen.
+///
+/// Generous on purpose: CI machines are shared and slow, and a wait that succeeds returns as soon
+/// as the condition holds, so a long deadline costs nothing on the passing path.
 pub const WAIT: Duration = Duration::from_secs(5);
 
 /// The `vestnik` binary for tests outside the server crate (which use `CARGO_BIN_EXE_vestnik`):
 /// `$VESTNIK_BIN`, else `$CARGO_TARGET_DIR/debug/vestnik`, else the workspace's `target/debug/vestnik`.
 /// Panics with the build command when it is missing (`cargo test --workspace` builds it).
+///
+/// Tests run the real binary rather than an in-process server so that they cover what operators
+/// run: flags, config loading, signal handling and the exit code.
 pub fn broker_binary() -> std::path::PathBuf {
     let path = std::env::var_os("VESTNIK_BIN")
         .map(std::path::PathBuf::from)
@@ -55,14 +61,20 @@ pub fn broker_binary() -> std::path::PathBuf {
 /// A running broker process; killed when dropped.
 #[derive(Debug)]
 pub struct BrokerProcess {
+    /// The process; `None` once it has exited (`wait_exit`) so `Drop` does not kill a reused pid.
     child: Option<Child>,
     /// The port it listens on.
     pub port: u16,
+    /// The temporary config file, removed with the process handle.
     _config: Option<tempfile_path::TempPath>,
+    /// Stderr lines after the listen line, fed by a reader thread so the child never blocks on a
+    /// full pipe.
     logs: mpsc::Receiver<String>,
+    /// Stderr lines up to and including the listen line.
     startup: Vec<String>,
 }
 
+/// A path deleted on drop, without a dependency on the `tempfile` crate in the library.
 mod tempfile_path {
     /// A file removed when dropped.
     #[derive(Debug)]
@@ -93,6 +105,12 @@ impl BrokerProcess {
         Self::spawn_until(bin, config_toml, env, "accepting on http")
     }
 
+    ///
+    /// The broker is started on port 0 and the port is read from its own log line, so parallel
+    /// tests never race for a port; the log line ends with the address for that reason.
+    /// `RUST_LOG=info` is forced so the line is printed whatever the caller's environment says.
+    /// Stderr is read by a thread for the whole life of the process: an unread pipe would fill and
+    /// stall the broker.
     fn spawn_until(bin: &Path, config_toml: &str, env: &[(&str, &str)], marker: &str) -> Self {
         let path = std::env::temp_dir().join(format!(
             "vestnik-test-{}-{}.toml",
@@ -166,6 +184,8 @@ impl BrokerProcess {
     }
 
     /// Sends a signal (e.g. "TERM") to the process.
+    ///
+    /// By pid, through `kill`, so the drain tests send the same SIGTERM an orchestrator would.
     pub fn signal(&self, sig: &str) {
         let pid = self.child.as_ref().expect("running").id();
         let ok = Command::new("kill")
@@ -177,6 +197,9 @@ impl BrokerProcess {
     }
 
     /// Waits for the process to exit, returning its exit code.
+    ///
+    /// Polls `try_wait` because a child's exit has no async notification in `std`; the deadline
+    /// turns a hung drain into a failure that names the wait.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
         let child = self.child.as_mut().expect("running");
         let deadline = std::time::Instant::now() + timeout;
@@ -205,6 +228,7 @@ impl BrokerProcess {
 }
 
 impl Drop for BrokerProcess {
+    /// Kills and reaps the broker, so a failing test never leaves a process (and its port) behind.
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -225,6 +249,7 @@ pub enum Received {
 /// A raw WebSocket client.
 #[derive(Debug)]
 pub struct WsClient {
+    /// The connection; `MaybeTlsStream` so the same client speaks `ws://` and `wss://`.
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     /// The socket id from the handshake, if `connect` saw one.
     pub socket_id: String,
@@ -250,6 +275,10 @@ impl WsClient {
 
     /// Tries the handshake with extra request headers (such as `X-Forwarded-For`) and reads
     /// nothing; a refused handshake returns the server's HTTP answer.
+    ///
+    /// For the refusals a node answers in plain HTTP before any upgrade (503 while starting or
+    /// draining, 429 over the IP rate): the test reads the status, the JSON error and
+    /// `Retry-After`.
     pub async fn try_connect(url: &str, headers: &[(&str, &str)]) -> Result<Self, HttpResponse> {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         use tokio_tungstenite::tungstenite::Error;
@@ -304,6 +333,10 @@ impl WsClient {
     }
 
     /// Reads the next frame within `timeout`; `None` if nothing came.
+    ///
+    /// Pings and pongs are skipped (tungstenite answers pings itself); a transport error reads as a
+    /// close with its text, so a test sees why the connection ended instead of a panic in the
+    /// reader.
     pub async fn recv_within(&mut self, timeout: Duration) -> Option<Received> {
         loop {
             let next = tokio::time::timeout(timeout, self.ws.next()).await.ok()?;
@@ -323,6 +356,9 @@ impl WsClient {
     }
 
     /// Reads frames until one has event `name`; panics after [`WAIT`] or on close.
+    ///
+    /// Frames of other events are skipped, so a test can wait for the one it cares about without
+    /// knowing what else the server sends in between (pings, `subscription_count`, member events).
     pub async fn expect_event(&mut self, name: &str) -> Value {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
@@ -339,6 +375,9 @@ impl WsClient {
     }
 
     /// Reads frames until the close; returns its code. Panics after `timeout`.
+    ///
+    /// The frames seen before the close come back too, so a test can check what was delivered
+    /// before a drain or a refusal (a `pusher:error` before its close, for example).
     pub async fn expect_close(&mut self, timeout: Duration) -> (Option<u16>, Vec<Value>) {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut seen = Vec::new();
@@ -353,6 +392,9 @@ impl WsClient {
     }
 
     /// Asserts that no frame with event `name` arrives within `window`.
+    ///
+    /// The one wait that must last its whole window; keep the window short, and use it only after a
+    /// positive wait has shown that the events before it arrived.
     pub async fn expect_no_event(&mut self, name: &str, window: Duration) {
         let deadline = tokio::time::Instant::now() + window;
         loop {
@@ -369,6 +411,9 @@ impl WsClient {
     }
 
     /// Subscribes and waits for `subscription_succeeded` (or returns the error frame).
+    ///
+    /// Both answers are returned rather than asserted, so refusal tests use the same call and check
+    /// the error frame's `status` and `type`.
     pub async fn subscribe(&mut self, data: Value) -> Value {
         let channel = data["channel"].as_str().expect("channel").to_owned();
         self.send(&serde_json::json!({"event": "pusher:subscribe", "data": data}))
@@ -427,6 +472,7 @@ impl HttpResponse {
     }
 }
 
+/// The request timestamp, as the signed API wants it (seconds since the epoch).
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -458,6 +504,9 @@ impl Api {
     }
 
     /// A signed request to an exact path.
+    ///
+    /// The signature is computed over `path` and the query exactly as sent, the way the official
+    /// SDKs do, so a test exercises the broker's real verification rather than a shortcut.
     pub async fn call_path(
         &self,
         method: &str,
@@ -486,6 +535,9 @@ impl Api {
 }
 
 /// Sends one HTTP/1.1 request with `Connection: close` and reads the whole answer.
+///
+/// `Connection: close` lets the answer be read to the end of the stream, so the helper needs no
+/// HTTP parser beyond the status line and headers.
 pub async fn raw_http(port: u16, method: &str, target: &str, body: &str) -> HttpResponse {
     raw_http_with(
         port,
@@ -499,6 +551,9 @@ pub async fn raw_http(port: u16, method: &str, target: &str, body: &str) -> Http
 
 /// Like [`raw_http`], with exactly the given extra headers (cookies, authorization, content type);
 /// the answer's headers are kept in [`HttpResponse::headers`].
+///
+/// Written by hand over TCP on purpose: a test controls every byte of the request (a missing
+/// header, a bad method), which an HTTP client library would fix up.
 pub async fn raw_http_with(
     port: u16,
     method: &str,
@@ -545,6 +600,9 @@ pub async fn raw_http_with(
 }
 
 /// Channel `auth` for a socket.
+///
+/// What an app server's auth endpoint would answer, computed with the protocol crate's signer, so a
+/// test needs no app server.
 pub fn channel_auth(
     key: &str,
     secret: &str,
@@ -556,6 +614,9 @@ pub fn channel_auth(
 }
 
 /// Waits until `cond` holds, polling every 20 ms, or panics with `what` after `timeout`.
+///
+/// Polling rather than a notification because the conditions are outside observations (metrics,
+/// stats over HTTP, process state); 20 ms keeps the wait short without busy-looping.
 pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut cond: F)
 where
     F: FnMut() -> Fut,

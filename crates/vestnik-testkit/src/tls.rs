@@ -11,15 +11,24 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// The test CA, PEM.
 pub const CA_PEM: &[u8] = include_bytes!("../tls/ca.pem");
+/// The front's certificate, for `localhost` and `127.0.0.1`, signed by [`CA_PEM`]. Committed so
+/// tests need no `openssl` at run time and get the same certificate everywhere.
 const CERT_PEM: &[u8] = include_bytes!("../tls/server.pem");
+/// The certificate's private key. A test key, public by design: it protects nothing.
 const KEY_PEM: &[u8] = include_bytes!("../tls/server.key");
 
+/// The `ring` provider named explicitly, so the tests do not depend on which rustls provider some
+/// other crate of the build enabled as the process default.
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// Listens on a free loopback port, terminates TLS with the test certificate and relays each
 /// connection to `backend` on 127.0.0.1. Returns the front's port; it runs until the runtime ends.
+///
+/// Each connection is relayed byte for byte (`copy_bidirectional`), so WebSocket upgrades and
+/// keep-alive pass through unchanged; a failed handshake just drops that connection, which is what
+/// a client with the wrong trust should see.
 pub async fn front(backend: u16) -> u16 {
     let certs =
         vec![CertificateDer::from_pem_slice(CERT_PEM).expect("the committed test cert parses")];

@@ -55,14 +55,18 @@ pub mod defaults {
 pub(crate) struct EventTypeSet(u8);
 
 impl EventTypeSet {
+    /// Adds `t`. Each `EventType` is a bit position (its discriminant, under 8), so the set fits a
+    /// `u8`.
     pub(crate) fn insert(&mut self, t: EventType) {
         self.0 |= 1 << (t as u8);
     }
 
+    /// Whether `t` is in the set: the one test per event and target on the planner's hot path.
     pub(crate) fn contains(self, t: EventType) -> bool {
         self.0 & (1 << (t as u8)) != 0
     }
 
+    /// Both sets together: a target's kinds plus their hold partners, for what `submit` accepts.
     pub(crate) fn union(self, other: EventTypeSet) -> EventTypeSet {
         EventTypeSet(self.0 | other.0)
     }
@@ -79,6 +83,8 @@ impl FromIterator<EventType> for EventTypeSet {
 }
 
 /// Headers the sender sets itself; a target may not override them.
+/// A configured `X-Pusher-Signature` would let the config forge what the receiver trusts, and a
+/// configured `Content-Length` or `Host` would break the request, so these are refused at start.
 pub(crate) const RESERVED_HEADERS: [&str; 7] = [
     "content-type",
     "content-length",
@@ -90,6 +96,9 @@ pub(crate) const RESERVED_HEADERS: [&str; 7] = [
 ];
 
 /// Validation of a [`WebhookTarget`], which lives here because it needs URL and header parsing.
+/// A trait rather than an inherent method because [`WebhookTarget`] is defined in
+/// `vestnik-protocol`, which must stay free of the `http` crate; the server's config check calls
+/// it.
 pub trait ValidateTarget {
     /// Checks the URL and headers, so that a bad target fails at start, not at the first event.
     fn validate(&self) -> Result<(), Error>;
@@ -129,6 +138,10 @@ impl ValidateTarget for WebhookTarget {
 }
 
 /// Delivery settings shared by every app: the `[webhooks]` table.
+///
+/// Shared by every app on purpose: the spool, the queue and the retry policy are the node's, and
+/// one app's receiver being slow must not change how another's is treated beyond sharing a lane
+/// when they share a URL.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebhookSettings {
@@ -201,6 +214,9 @@ impl WebhookSettings {
 /// One app as the webhook service needs it: who it is, how to sign, and where to send.
 ///
 /// `Debug` hides the secret.
+///
+/// Built by the server from its config; this crate keeps its own copy, so a
+/// webhook never needs to look the app up in the broker.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AppHooks {
     /// The app id, as the broker passes it to `submit`.
@@ -235,6 +251,8 @@ impl AppHooks {
 
     /// The kinds some target wants, plus their hold partners (see [`EventType::partner`]): the
     /// events `submit` must accept for this app.
+    /// Without the partners, a target that wants only `channel_vacated` would never see the
+    /// `channel_occupied` that cancels a held vacate, and would get every reload's vacate.
     pub(crate) fn accepted_types(&self) -> EventTypeSet {
         let wanted: EventTypeSet = self
             .targets
@@ -271,6 +289,8 @@ mod tests {
         apps: Vec<App>,
     }
 
+    /// The TOML in `docs/webhooks.md` must parse into what it says; a drift would mislead
+    /// operators.
     #[test]
     fn parses_the_documented_toml() {
         let file: File = toml::from_str(
@@ -309,6 +329,7 @@ mod tests {
         file.webhooks.validate().expect("valid settings");
     }
 
+    /// A typo in a key or an event kind must fail the start, not silently send nothing.
     #[test]
     fn unknown_keys_and_kinds_are_errors() {
         let unknown_key = toml::from_str::<WebhookTarget>("url = \"http://a\"\nfilter = \"x\"");
@@ -356,6 +377,7 @@ mod tests {
             .expect("defaults are valid");
     }
 
+    /// Config is logged at start: neither the app secret nor a target's `Authorization` may print.
     #[test]
     fn debug_hides_secrets_and_header_values() {
         let mut target = WebhookTarget::every_event("http://a/");
@@ -373,6 +395,8 @@ mod tests {
         assert!(text.contains("Authorization"));
     }
 
+    /// A target that wants only vacates still makes `submit` accept occupies, or the hold could
+    /// never cancel a vacate.
     #[test]
     fn filters_and_accepted_types() {
         let t = WebhookTarget {

@@ -5,6 +5,8 @@
 //! (config, spool at start) or is reported to an admin (dead-letter operations).
 
 /// What can go wrong when starting the service or using its spool.
+/// The variants a CLI user meets (`NoDataDir`, `NoSpool`, `InUse`) say what to do next in their
+/// text, because the CLI prints them as they are.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A target or a setting is unusable; the text names it.
@@ -63,6 +65,8 @@ pub enum Error {
 }
 
 /// redb splits its errors by operation; they all mean "the spool failed".
+/// One `From` per redb error type, so `?` works on every redb call and all of them become
+/// [`Error::Spool`], the one variant callers match for "the disk failed".
 macro_rules! spool_error {
     ($($t:ty),*) => {$(
         impl From<$t> for Error {

@@ -68,6 +68,7 @@ pub enum WebhookEvent {
 
 impl WebhookEvent {
     /// The kind of the event, for target filters.
+    /// Exhaustive on purpose (no `_`): a new variant must choose its kind here and in `to_json`.
     pub fn kind(&self) -> EventType {
         match self {
             WebhookEvent::ChannelOccupied { .. } => EventType::ChannelOccupied,
@@ -94,6 +95,9 @@ impl WebhookEvent {
     }
 
     /// The event object as it appears in a webhook body, with `id` last.
+    /// Called once per event release, not per target or attempt: the string is shared by every
+    /// batch the event goes into and stored as is in the spool. `socket_id` is written as its wire
+    /// text (`123.456`), which is what Pusher's receivers expect.
     pub fn to_json(&self, id: &str) -> String {
         let mut wire = Wire {
             name: self.kind().as_str(),
@@ -132,23 +136,31 @@ impl WebhookEvent {
 /// The wire object; field order follows Pusher's docs, `id` (our addition) comes last.
 #[derive(Serialize)]
 struct Wire<'a> {
+    /// Pusher's name for the kind (`channel_occupied`, `member_added`, …).
     name: &'static str,
     channel: &'a str,
+    /// Client events only: the `client-…` event name.
     #[serde(skip_serializing_if = "Option::is_none")]
     event: Option<&'a str>,
+    /// Client events only: the data string exactly as the client sent it.
     #[serde(skip_serializing_if = "Option::is_none")]
     data: Option<&'a str>,
+    /// Client events only: the sender, so the receiver can tell who sent it.
     #[serde(skip_serializing_if = "Option::is_none")]
     socket_id: Option<String>,
+    /// Member events, and client events on presence channels.
     #[serde(skip_serializing_if = "Option::is_none")]
     user_id: Option<&'a str>,
+    /// `subscription_count` events only.
     #[serde(skip_serializing_if = "Option::is_none")]
     subscription_count: Option<u64>,
+    /// Our addition: the event id receivers dedupe on; Pusher's receivers ignore unknown fields.
     id: &'a str,
 }
 
 /// A new event id: a UUID version 7 (RFC 9562), so ids are unique across nodes and restarts
 /// without coordination, sort by creation time, and fit a receiver's `uuid` column.
+/// Only the low 48 bits of `unix_ms` fit the UUID's time field, which lasts until the year 10889.
 pub(crate) fn new_event_id(unix_ms: u64) -> String {
     let random: u128 = rand::random();
     let mut v: u128 = u128::from(unix_ms & 0xFFFF_FFFF_FFFF) << 80;
@@ -168,6 +180,7 @@ pub(crate) fn new_event_id(unix_ms: u64) -> String {
 }
 
 /// Milliseconds since the Unix epoch, as webhook `time_ms` uses them.
+/// A clock before 1970 reads as 0 rather than panicking: a wrong clock must not stop deliveries.
 pub(crate) fn unix_ms() -> u64 {
     let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -183,6 +196,7 @@ mod tests {
         ChannelName::parse(name).expect("valid channel")
     }
 
+    /// Field names and presence per kind follow Pusher's webhook docs, which receivers' SDKs parse.
     #[test]
     fn each_kind_has_pushers_shape() {
         let cases = [

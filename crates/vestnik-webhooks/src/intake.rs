@@ -21,17 +21,38 @@ use crate::spool::StoredBatch;
 /// One submitted event, with its app's index.
 #[derive(Debug)]
 pub(crate) struct Submission {
+    /// Index of the app in [`Shared::apps`] and in the planner's app list: resolved once by
+    /// `submit`, so the intake task never looks an app up by its id string.
     pub app: usize,
+    /// The fact the broker reported, with its id already assigned.
     pub event: WebhookEvent,
 }
 
 /// Submissions taken off the queue per wake-up.
+/// Bounds the work done between two deadline checks, so a flood of submissions cannot delay a due
+/// hold release by more than one chunk; large enough that one wake-up amortises the select.
 const INTAKE_CHUNK: usize = 256;
 
 /// Wait before trying again to spool batches after the spool failed (disk full, for example).
+/// Long enough not to spin on a full disk, short enough that batches reach receivers soon after
+/// the operator frees space.
 const SPOOL_RETRY: Duration = Duration::from_secs(1);
 
 /// Runs until shutdown, then persists everything still in memory.
+///
+/// # The loop
+/// Each turn waits for the first of three things: shutdown (checked first, `biased`), a chunk of up
+/// to [`INTAKE_CHUNK`] submissions, or the next deadline, which is the earlier of the planner's (a
+/// held vacate falling due, a batch window closing) and the spool retry. Then it releases due
+/// holds, takes the batches that are ready and spools them in one transaction. A failed spool does
+/// not lose batches: they wait in `unspooled` and go first into the next attempt, [`SPOOL_RETRY`]
+/// later, so the order per app is kept.
+///
+/// # Shutdown
+/// The queue is closed and drained, every held event is released (a vacate held at shutdown is
+/// real: no subscriber can arrive on a stopped broker) and every open batch is closed early. These
+/// are spooled but not dispatched; the next start sends them. Only if the spool fails here are
+/// events lost, and then they are counted as dropped and logged.
 pub(crate) async fn run_intake(
     shared: Arc<Shared>,
     mut rx: mpsc::Receiver<Submission>,
@@ -110,6 +131,8 @@ pub(crate) async fn run_intake(
 }
 
 /// Turns ready batches into spool records, with their target's URL and headers.
+/// The spool record carries the URL and headers, not the target's index, so a batch spooled before
+/// a config change still goes where it was meant to go when it is replayed after a restart.
 fn stored(shared: &Shared, planner: &Planner, ready: Vec<ReadyBatch>) -> Vec<StoredBatch> {
     let created_ms = unix_ms();
     ready
@@ -129,6 +152,10 @@ fn stored(shared: &Shared, planner: &Planner, ready: Vec<ReadyBatch>) -> Vec<Sto
 
 /// Spools `batches` in one durable transaction and, with `dispatch`, hands each to its lane.
 /// On failure the batches come back so the caller can try again.
+/// The write runs on the blocking pool (redb fsyncs), tracked so shutdown waits for it. A batch is
+/// dispatched only after its transaction committed: a lane never holds a job the spool does not,
+/// which is what makes delivery at least once across a crash. A panicked write task returns an
+/// empty `Err`, since the batches went down with it; that case is logged as a loss.
 async fn spool(
     shared: &Arc<Shared>,
     batches: Vec<StoredBatch>,

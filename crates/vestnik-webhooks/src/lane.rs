@@ -25,8 +25,11 @@ use crate::spool::StoredBatch;
 /// A spooled batch on its way to a receiver.
 #[derive(Debug)]
 pub(crate) struct Job {
+    /// The batch's key in the spool's pending table: all a lane needs to find the batch again.
     key: u64,
+    /// The owning app, for its counters and its key and secret at send time.
     app_id: Arc<str>,
+    /// Events in the batch, so the counters move by events, not batches, without loading it.
     events: u64,
     /// The batch itself for its first attempt (it was just spooled); dropped after a failure.
     cached: Option<Arc<StoredBatch>>,
@@ -39,6 +42,8 @@ pub(crate) struct Job {
 
 impl Job {
     /// A job for the batch spooled under `key`.
+    /// `events` is the batch's event count; `cached` is the batch itself when the caller has just
+    /// spooled it (saves a read for the first attempt), `None` for batches found pending at start.
     pub(crate) fn new(
         key: u64,
         app_id: &str,
@@ -71,7 +76,10 @@ enum Outcome {
 
 /// A job waiting for its retry time; the heap is a min-heap on (time, arrival).
 struct Waiting {
+    /// When the job becomes ready again.
     at: Instant,
+    /// Arrival order, the tie-break for equal times so jobs due together leave in the order they
+    /// failed.
     seq: u64,
     job: Job,
 }
@@ -87,6 +95,7 @@ impl PartialOrd for Waiting {
         Some(self.cmp(other))
     }
 }
+/// Reversed on purpose: `BinaryHeap` is a max-heap, and the lane wants the earliest retry on top.
 impl Ord for Waiting {
     fn cmp(&self, other: &Self) -> Ordering {
         (other.at, other.seq).cmp(&(self.at, self.seq))
@@ -104,13 +113,16 @@ pub(crate) fn backoff(failures: u32, initial: Duration, max: Duration) -> Durati
 
 /// The state of one lane's loop.
 struct Lane {
+    /// The receiver URL; this lane is the only sender to it.
     url: Arc<str>,
     shared: Arc<Shared>,
     /// Jobs to send as soon as a slot is free, in arrival order.
     ready: VecDeque<Job>,
     /// Jobs waiting for their retry time.
     waiting: BinaryHeap<Waiting>,
+    /// The last `seq` handed out in `waiting`.
     waiting_seq: u64,
+    /// The attempts running now, one task each; its length is compared with the in-flight limit.
     in_flight: JoinSet<Outcome>,
     /// The job of each in-flight task, so a panicking task still gives its job back.
     flying: HashMap<tokio::task::Id, Job>,
@@ -147,12 +159,16 @@ impl Lane {
         }
     }
 
+    /// Takes a job from the queue. The retry window starts here, when the lane first sees the job,
+    /// so a batch found pending after a restart gets a full window again rather than one already
+    /// spent while the broker was down.
     fn accept(&mut self, mut job: Job) {
         let window = self.shared.timing.retry_window;
         job.deadline.get_or_insert_with(|| Instant::now() + window);
         self.ready.push_back(job);
     }
 
+    /// Moves every job whose retry time has come from `waiting` to the back of `ready`.
     fn wake_due(&mut self) {
         let now = Instant::now();
         while self.waiting.peek().is_some_and(|w| w.at <= now) {
@@ -161,6 +177,10 @@ impl Lane {
         }
     }
 
+    /// Settles one finished attempt: counts it, marks the lane healthy or not (which switches
+    /// between the full in-flight limit and one probe), and schedules a retry or dead-letters the
+    /// job. A task that panicked counts as a failed attempt, so its batch is retried rather than
+    /// forgotten.
     fn finished(&mut self, done: Result<(tokio::task::Id, Outcome), tokio::task::JoinError>) {
         let (id, outcome) = match done {
             Ok((id, outcome)) => (id, outcome),
@@ -210,6 +230,15 @@ impl Lane {
 
 /// Runs the lane of `url` until shutdown. In-flight requests are abandoned then: their batches stay
 /// in the spool and are sent again after a restart.
+///
+/// # The loop
+/// One task per receiver URL, started by [`Shared::dispatch`] on the first job for that URL. Each
+/// turn first starts as many ready jobs as the limit allows (`max_in_flight`, or one while the
+/// receiver is failing), then waits for the first of: shutdown, an attempt finishing, a new job on
+/// the queue, or the earliest retry falling due. The lane outlives its queue's senders (`open`
+/// turns false) so jobs in flight and waiting still finish. Nothing here awaits the network
+/// directly: each attempt is its own task in `in_flight`, so a slow receiver holds a slot, never
+/// the loop.
 pub(crate) async fn run_lane(
     url: Arc<str>,
     mut rx: mpsc::UnboundedReceiver<Job>,
@@ -246,6 +275,9 @@ pub(crate) async fn run_lane(
 }
 
 /// After a failed attempt: the job's next try, or `None` if it was dead-lettered.
+/// The backoff is clipped to the deadline, so the last retry happens at the end of the window
+/// rather than being skipped. The cached batch is dropped: a job waiting for a retry holds only its
+/// key, which keeps a long outage's memory cost flat.
 fn fail(shared: &Arc<Shared>, url: &str, mut job: Job, reason: String) -> Option<(Instant, Job)> {
     job.failures += 1;
     let now = Instant::now();
@@ -266,6 +298,8 @@ fn fail(shared: &Arc<Shared>, url: &str, mut job: Job, reason: String) -> Option
 }
 
 /// Moves a job's batch to the dead-letter list, off the lane's loop.
+/// A stopped service leaves the batch pending rather than burying it: a shutdown is not the
+/// receiver's failure. If the move fails, the batch stays pending and is tried again at next start.
 fn bury(shared: &Arc<Shared>, url: &str, job: Job, reason: String) {
     let Some(spool) = shared.spool() else {
         return; // stopped: the batch stays pending and is retried after a restart
@@ -289,6 +323,8 @@ fn bury(shared: &Arc<Shared>, url: &str, job: Job, reason: String) {
 }
 
 /// One attempt: load the batch if needed, send it, and forget it on success.
+/// A batch that is already gone from the spool (delivered by an earlier run, or replayed) is
+/// `Gone`, not a failure. The app's credentials are read at send time, from the running config.
 async fn deliver(
     shared: Arc<Shared>,
     key: u64,
@@ -352,6 +388,8 @@ async fn deliver(
 mod tests {
     use super::*;
 
+    /// Equal jitter keeps every delay within [base/2, base]: never zero (no hot loop against a dead
+    /// receiver) and never above the cap.
     #[test]
     fn backoff_doubles_caps_and_jitters_within_half() {
         let initial = Duration::from_millis(1_000);

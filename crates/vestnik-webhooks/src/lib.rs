@@ -21,6 +21,28 @@
 //! - `service`: [`Webhooks`], the handle: start, submit, stats, dead-letter admin.
 //! - `stats`: per-app counters ([`AppWebhookStats`]).
 //! - `error`: [`Error`].
+//!
+//! # The path of one event
+//! ```text
+//! broker ──submit()──► bounded queue ──► intake task ──► planner (hold, filter, batch)
+//!   (never blocks;       (queue_capacity;     │
+//!    drops when full)     the only link)      ▼
+//!                        spool.insert (fsync) ──► lane of the URL ──► sender (POST)
+//!                                                   │  2xx: spool.remove
+//!                                                   │  fail: backoff, retry from spool
+//!                                                   └  window over: spool.bury (dead letter)
+//! ```
+//!
+//! # Long-lived tasks
+//! All tracked by one `TaskTracker` and stopped by one `CancellationToken`: the intake task
+//! (`intake::run_intake`), one lane per receiver URL (`lane::run_lane`) with one short task per
+//! attempt, and the supervisor that [`Webhooks::start`] returns, which closes the spool last.
+//!
+//! # Guarantees
+//! At least once: an event is acknowledged by the spool before any attempt, and removed only after
+//! a 2xx. Not exactly once: a crash between the receiver's 2xx and the removal resends the batch,
+//! which is why every event carries an id. Order is kept per target as far as one lane with one
+//! request in flight keeps it; with `max_in_flight` above 1, batches of one target may overtake.
 
 mod config;
 mod error;

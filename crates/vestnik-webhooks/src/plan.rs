@@ -44,34 +44,52 @@ pub(crate) struct ReadyBatch {
 /// What a held event is keyed by: the channel, and the user for presence removals.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct HoldKey {
+    /// The app's index, so two apps with a channel of the same name never cancel each other's
+    /// holds.
     app: usize,
     channel: ChannelName,
+    /// `Some` for member events: a removal is cancelled only by the same user coming back, not by
+    /// another member joining.
     user_id: Option<String>,
 }
 
+/// An event waiting out its hold.
 #[derive(Debug)]
 struct Held {
+    /// Matches the entry in `hold_queue` that will release it; a hold cancelled and started again
+    /// gets a new generation, so the stale queue entry is skipped instead of releasing the new hold
+    /// early.
     generation: u64,
+    /// Assigned when the event arrived, so the id's UUID v7 time is when it happened, not when
+    /// released.
     id: String,
     event: WebhookEvent,
 }
 
+/// One configured target as the planner sees it: the kinds it wants, for a cheap bit test per
+/// event.
 #[derive(Debug)]
 struct Route {
     types: EventTypeSet,
+    /// The target itself, for its channel filter and, when a batch is ready, its URL and headers.
     target: WebhookTarget,
 }
 
+/// The open batch for one target.
 #[derive(Debug, Default)]
 struct Buffer {
     events: Vec<StoredEvent>,
+    /// When its first event arrived; the batch window counts from here, so a steady trickle of
+    /// events still leaves every `batch_window`.
     opened: Option<Instant>,
 }
 
+/// One app's targets and their open batches; `routes[i]` and `buffers[i]` belong together.
 #[derive(Debug)]
 struct AppPlan {
     routes: Vec<Route>,
     buffers: Vec<Buffer>,
+    /// The app's counters, moved as events are held, suppressed and released.
     counters: Arc<AppCounters>,
 }
 
@@ -79,12 +97,15 @@ struct AppPlan {
 #[derive(Debug)]
 pub(crate) struct Planner {
     rules: PlanRules,
+    /// Indexed by the app index the service gives each submission.
     apps: Vec<AppPlan>,
+    /// Events in their hold, at most one per key: a second vacate for a held key is suppressed.
     held: HashMap<HoldKey, Held>,
     /// Hold deadlines in arrival order. Every hold lasts the same time, so this queue is sorted;
     /// entries whose generation no longer matches `held` were cancelled and are skipped.
     hold_queue: VecDeque<(Instant, HoldKey, u64)>,
     next_generation: u64,
+    /// Batches that filled up during `submit`, handed out by the next `take_ready`.
     ready: Vec<ReadyBatch>,
 }
 
@@ -123,6 +144,9 @@ impl Planner {
     }
 
     /// Takes in one event of app `app` at `now`; `unix_ms` stamps its id.
+    /// Vacates and removals are held (when the hold is not zero); an occupy or add that finds a
+    /// held partner cancels both and counts them as suppressed; everything else is released at
+    /// once. Events of kinds no target wants never get here: `Webhooks::submit` filters them first.
     pub(crate) fn submit(&mut self, app: usize, event: WebhookEvent, now: Instant, unix_ms: u64) {
         let Some(plan) = self.apps.get(app) else {
             return;
@@ -190,6 +214,7 @@ impl Planner {
         }
     }
 
+    /// Releases one hold if it is still the current one for its key (see `Held::generation`).
     fn release_held(&mut self, key: HoldKey, generation: u64, now: Instant) {
         let current = self.held.get(&key).map(|h| h.generation);
         if current != Some(generation) {
@@ -230,6 +255,7 @@ impl Planner {
 
     /// Takes the batches that are full or whose window has passed; with `everything`, takes every
     /// non-empty batch (at shutdown).
+    /// A batch is one target's, never mixed: each target has its own URL, signature and headers.
     pub(crate) fn take_ready(&mut self, now: Instant, everything: bool) -> Vec<ReadyBatch> {
         let mut ready = std::mem::take(&mut self.ready);
         for (app, plan) in self.apps.iter_mut().enumerate() {
@@ -273,6 +299,8 @@ impl Planner {
     }
 }
 
+/// The key that pairs a leave with the join that cancels it: channel for occupancy events, channel
+/// and user for member events, as Pusher's own hold does.
 fn hold_key(app: usize, event: &WebhookEvent) -> HoldKey {
     let user_id = match event {
         WebhookEvent::MemberAdded { user_id, .. } | WebhookEvent::MemberRemoved { user_id, .. } => {
@@ -334,6 +362,7 @@ mod tests {
             .collect()
     }
 
+    /// Pusher's "max 250 ms or 20 events": a batch leaves as soon as either limit is reached.
     #[test]
     fn batch_is_ready_at_max_or_after_the_window() {
         let (mut p, _) = planner(vec![WebhookTarget::every_event("http://a/")], 3);
@@ -353,6 +382,7 @@ mod tests {
         assert_eq!(p.next_deadline(), None);
     }
 
+    /// A vacate with no re-occupation is delivered, just `hold` late: the hold delays, never drops.
     #[test]
     fn vacate_is_held_then_released() {
         let (mut p, counters) = planner(vec![WebhookTarget::every_event("http://a/")], 20);
@@ -370,6 +400,7 @@ mod tests {
         assert_eq!(counters.snapshot("1").queued, 0);
     }
 
+    /// The page-reload case the hold exists for: leave then join within the hold sends nothing.
     #[test]
     fn reoccupation_inside_the_hold_cancels_both() {
         let (mut p, counters) = planner(vec![WebhookTarget::every_event("http://a/")], 20);
@@ -395,6 +426,8 @@ mod tests {
         assert_eq!(stats.queued, 0);
     }
 
+    /// Holds are keyed per user on presence channels: one user joining must not hide another's
+    /// leave.
     #[test]
     fn a_different_user_does_not_cancel_a_removal() {
         let (mut p, _) = planner(vec![WebhookTarget::every_event("http://a/")], 20);
@@ -417,6 +450,8 @@ mod tests {
         );
     }
 
+    /// Guards the generation check: the stale queue entry of a cancelled hold must not release a
+    /// newer hold of the same key early.
     #[test]
     fn a_vacate_held_again_after_cancellation_uses_its_own_deadline() {
         let (mut p, _) = planner(vec![WebhookTarget::every_event("http://a/")], 20);
@@ -436,6 +471,8 @@ mod tests {
         assert_eq!(p.take_ready(t1 + HOLD, true).len(), 1);
     }
 
+    /// Each target gets only its kinds and channels, and one event matching two targets goes into
+    /// both.
     #[test]
     fn targets_filter_by_kind_prefix_and_suffix() {
         let only_added = WebhookTarget {

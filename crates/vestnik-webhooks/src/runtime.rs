@@ -26,11 +26,16 @@ use crate::stats::AppCounters;
 pub(crate) struct AppEntry {
     /// Position in the planner's app list.
     pub index: usize,
+    /// The app id as configured; the key of `Shared::by_id` and of every spool record.
     pub app_id: String,
+    /// The app key, sent as `X-Pusher-Key` so the receiver knows which secret verifies the
+    /// signature.
     pub key: String,
+    /// Signs each webhook body (`X-Pusher-Signature`, HMAC-SHA256 as Pusher does). Never logged.
     pub secret: AppSecret,
     /// Kinds `submit` accepts for this app (what targets want, plus hold partners).
     pub accepted: EventTypeSet,
+    /// Shared with the planner and the stats view; an `Arc` so counting needs no lock on `Shared`.
     pub counters: Arc<AppCounters>,
 }
 
@@ -45,6 +50,8 @@ impl std::fmt::Debug for AppEntry {
 }
 
 impl AppEntry {
+    /// Builds the runtime view of one configured app at `index` in the planner's list; the counters
+    /// start at zero on every start (they are not persisted with the spool).
     pub(crate) fn new(index: usize, app: &AppHooks) -> Self {
         Self {
             index,
@@ -58,12 +65,20 @@ impl AppEntry {
 }
 
 /// Retry and concurrency rules of the lanes, from the settings.
+/// Copied out of [`WebhookSettings`] once at start as `Duration`s, so the hot paths do no unit
+/// conversion and the settings struct need not be shared.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timing {
+    /// How long after its first attempt a batch is still retried before it becomes a dead letter.
     pub retry_window: Duration,
+    /// The first backoff delay; it doubles per failed attempt.
     pub retry_initial: Duration,
+    /// The cap on one backoff delay, so a long outage still retries at a steady rate.
     pub retry_max: Duration,
+    /// The limit on one HTTP attempt, so a receiver that never answers cannot hold a lane slot
+    /// forever.
     pub request_timeout: Duration,
+    /// Attempts one lane (one receiver URL) runs at once.
     pub max_in_flight: usize,
 }
 
@@ -82,12 +97,20 @@ impl From<&WebhookSettings> for Timing {
 /// Everything the intake, the lanes and the admin calls share.
 #[derive(Debug)]
 pub(crate) struct Shared {
+    /// The configured apps in the order the planner uses; fixed for the service's life.
     pub apps: Vec<Arc<AppEntry>>,
+    /// App id to index in `apps`, for spool records and admin calls that name an app by id.
     pub by_id: HashMap<String, usize>,
+    /// One pooled HTTP client for every lane, so connections to a receiver are reused.
     pub client: HttpClient,
     pub timing: Timing,
+    /// Tracks the intake, the lanes, their attempts and blocking spool work, so shutdown can wait
+    /// for all of them before the spool is closed.
     pub tracker: TaskTracker,
+    /// The one signal every task of this crate selects on.
     pub shutdown: CancellationToken,
+    /// The runtime the service was started on: `dispatch` can be called from a blocking thread
+    /// (replay from the admin API), where there is no ambient runtime to spawn a lane on.
     runtime: Handle,
     /// `None` once the service has stopped, so the file is closed even while handles live on.
     spool: RwLock<Option<Arc<Spool>>>,
@@ -97,6 +120,8 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Builds the shared state; the lanes map starts empty and fills as URLs are first dispatched
+    /// to.
     #[allow(clippy::too_many_arguments)] // a constructor of plain fields, called once
     pub(crate) fn new(
         apps: Vec<Arc<AppEntry>>,
@@ -138,6 +163,10 @@ impl Shared {
 
     /// Hands a spooled batch to the lane of its URL, starting the lane if needed. After shutdown
     /// the job is left alone: the spool still has it for the next start.
+    ///
+    /// A lane whose queue is closed (its task ended) is replaced by a new one, so a job is never
+    /// lost to a dead lane. The lock is held only to look up or insert the sender, never across an
+    /// await.
     pub(crate) fn dispatch(self: &Arc<Self>, url: &str, job: Job) {
         if self.shutdown.is_cancelled() {
             return;

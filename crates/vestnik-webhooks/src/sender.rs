@@ -21,11 +21,16 @@ use crate::error::Error;
 use crate::spool::StoredEvent;
 
 /// The pooled client every lane shares.
+/// HTTP/1.1 only: webhook receivers are ordinary web apps, and one batch per request gains nothing
+/// from HTTP/2 multiplexing.
 pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// The header listing the ids of every event in the body, comma-separated, in body order.
+/// Not part of Pusher's protocol: receivers that ignore it lose nothing, receivers that read it can
+/// dedupe a redelivered batch without parsing the body.
 pub const ID_HEADER: &str = "x-vestnik-webhook-id";
 /// The header numbering the attempt (1 for the first request of a batch, 2 for its first retry…).
+/// Lets a receiver tell a retry from a first delivery in its own logs.
 pub const ATTEMPT_HEADER: &str = "x-vestnik-webhook-attempt";
 
 /// How much of a response body is read (then discarded) so the connection can be reused. A
@@ -55,6 +60,9 @@ pub(crate) enum SendError {
 }
 
 /// Builds the shared client: keep-alive pooled per host, at most `max_idle` idle connections.
+/// `enforce_http(false)` lets the one connector take `https://` URLs; `https_or_http` keeps plain
+/// `http://` working for receivers on a private network. The `ring` provider is named explicitly so
+/// the crate does not depend on which rustls provider some other crate enabled.
 pub(crate) fn client(connect_timeout: Duration, max_idle: usize) -> Result<HttpClient, Error> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
@@ -73,6 +81,8 @@ pub(crate) fn client(connect_timeout: Duration, max_idle: usize) -> Result<HttpC
 }
 
 /// `{"time_ms":…,"events":[…]}` from events that are already JSON objects.
+/// The spool keeps each event as its finished JSON, so a retry only writes the envelope around the
+/// stored text and never serialises an event again.
 pub(crate) fn body(time_ms: u64, events: &[StoredEvent]) -> Vec<u8> {
     let len: usize = events.iter().map(|e| e.json.len() + 1).sum();
     let mut out = Vec::with_capacity(len + 40);
@@ -91,16 +101,26 @@ pub(crate) fn body(time_ms: u64, events: &[StoredEvent]) -> Vec<u8> {
 
 /// Everything one attempt needs.
 pub(crate) struct Attempt<'a> {
+    /// Where to POST: the target's URL as it was when the batch was spooled.
     pub url: &'a str,
+    /// The app key for `X-Pusher-Key`.
     pub key: &'a str,
+    /// The app secret that signs the body; only borrowed for the attempt.
     pub secret: &'a str,
+    /// Extra headers from the target's config (an `Authorization` for the receiver, for example).
     pub headers: &'a BTreeMap<String, String>,
+    /// The batch's events, already JSON.
     pub events: &'a [StoredEvent],
+    /// 1-based attempt number, sent as [`ATTEMPT_HEADER`].
     pub number: u32,
+    /// The envelope's `time_ms`: now, not when the event happened, so receivers that reject stale
+    /// bodies accept a late retry.
     pub time_ms: u64,
 }
 
 impl Attempt<'_> {
+    /// Builds the signed POST. The signature is over the exact body bytes sent, as Pusher's
+    /// `X-Pusher-Signature` is (HMAC-SHA256 with the app secret, hex).
     fn request(&self) -> Result<Request<Full<Bytes>>, SendError> {
         let invalid = |what: &str| SendError::Invalid(what.to_owned());
         let uri: Uri = self.url.parse().map_err(|_| invalid("URL"))?;
@@ -135,6 +155,9 @@ impl Attempt<'_> {
     }
 
     /// Sends the attempt; `Ok` only for a 2xx answer received within `timeout`.
+    /// The timeout covers connect, the exchange and reading the bounded body, so one stuck receiver
+    /// costs at most `timeout` per slot. A 3xx is a failure: webhook receivers are not expected to
+    /// redirect, and following one would send the signed body to a host nobody configured.
     pub(crate) async fn send(
         &self,
         client: &HttpClient,
@@ -182,6 +205,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
 
+    /// Byte-exact, because the signature is over these bytes: the Pusher SDKs verify it as sent.
     #[test]
     fn body_is_pushers_envelope() {
         let events = [
@@ -204,6 +228,8 @@ mod tests {
         );
     }
 
+    /// A receiver using a Pusher SDK needs `X-Pusher-Key` and a signature over the exact body; the
+    /// target's own headers ride along.
     #[test]
     fn request_carries_the_protocol_headers() {
         let events = [StoredEvent {

@@ -34,14 +34,22 @@ const DROP_LOG_INTERVAL_MS: u64 = 1_000;
 /// The webhook service. Cheap to clone; every clone talks to the same tasks and spool.
 #[derive(Debug, Clone)]
 pub struct Webhooks {
+    /// One allocation shared by every clone, so the broker can hand a clone to each app cheaply.
     inner: Arc<Inner>,
 }
 
+/// What the handle's clones share.
 #[derive(Debug)]
 struct Inner {
+    /// The state the tasks use too; the handle reads apps and the spool through it.
     shared: Arc<Shared>,
+    /// The bounded queue into the intake task (`queue_capacity` long); `submit` only ever
+    /// `try_send`s.
     tx: mpsc::Sender<Submission>,
+    /// Kept for replay, which cuts dead letters into batches of this size again.
     batch_max: usize,
+    /// Unix ms of the last "events lost" log line, shared by every app, so a flood of drops logs
+    /// once a second in total rather than once per event.
     drop_logged_ms: AtomicU64,
 }
 
@@ -54,6 +62,11 @@ impl Webhooks {
     /// cancelled and every held or batching event is spooled; it closes the spool file. Cancel
     /// `shutdown` only after the broker has stopped submitting (after its drain), or the vacates
     /// of the last sockets are dropped.
+    ///
+    /// Order matters here: pending batches are dispatched before the intake starts, so work left by
+    /// the previous run goes out ahead of new events. A supervisor task, the returned handle, waits
+    /// for `shutdown`, then for every tracked task (the intake's final spool, the lanes, blocking
+    /// spool work), and only then closes and syncs the spool, so no task writes to a closed file.
     pub fn start(
         apps: Vec<AppHooks>,
         settings: WebhookSettings,
@@ -180,6 +193,9 @@ impl Webhooks {
         }
     }
 
+    /// Counts one dropped event and logs it, rate-limited by [`DROP_LOG_INTERVAL_MS`]. The
+    /// compare-exchange lets exactly one of several racing callers log. Loud on purpose: a lost
+    /// webhook is a silent inconsistency at the receiver.
     fn report_drop(&self, app: &AppEntry, reason: &'static str) {
         let total = app.counters.dropped(1);
         let now = unix_ms();
@@ -202,6 +218,8 @@ impl Webhooks {
 
     /// Whether some target of `app_id` wants events of `kind` (hold partners included), so the
     /// broker can skip building an event nobody will receive.
+    /// Cheap (one map lookup and one bit test), so the broker can call it on its hot path before it
+    /// clones the data of a client event.
     pub fn wants(&self, app_id: &str, kind: EventType) -> bool {
         self.inner
             .shared
@@ -210,6 +228,8 @@ impl Webhooks {
     }
 
     /// A snapshot of every configured app's counters, in config order.
+    /// For the metrics export and `GET /apps/{id}/webhooks/stats`; reads atomics only, never the
+    /// spool.
     pub fn stats(&self) -> Vec<AppWebhookStats> {
         self.inner
             .shared
@@ -219,6 +239,7 @@ impl Webhooks {
             .collect()
     }
 
+    /// The open spool, or [`Error::Stopped`] so admin calls after shutdown fail cleanly.
     fn spool(&self) -> Result<Arc<Spool>, Error> {
         self.inner.shared.spool().ok_or(Error::Stopped)
     }
@@ -240,6 +261,9 @@ impl Webhooks {
         self.replay_selected(app_id, None)
     }
 
+    /// Moves the selected dead letters back to pending in one transaction (re-batched to
+    /// `batch_max`), then dispatches them. Their original event ids are kept, so a receiver that
+    /// did get a batch before it was dead-lettered can still dedupe it.
     fn replay_selected(&self, app_id: &str, ids: Option<&[String]>) -> Result<usize, Error> {
         let shared = &self.inner.shared;
         let batches = self

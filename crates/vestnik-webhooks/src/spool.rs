@@ -20,7 +20,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
+/// Batches waiting for delivery, by key. Values are JSON [`StoredBatch`]es: JSON rather than a
+/// binary format so a spool stays readable across versions and by hand in an emergency. The `_v1`
+/// suffix leaves room for a changed record shape to live in a new table beside the old one.
 const PENDING: TableDefinition<u64, &[u8]> = TableDefinition::new("pending_v1");
+/// Dead letters, one event each, by key: one per event so that replay and purge can pick single
+/// events by id.
 const DEAD: TableDefinition<u64, &[u8]> = TableDefinition::new("dead_v1");
 /// `next_key`: keys are never reused, even across restarts, so a key names one batch for good
 /// (in logs, for example).
@@ -33,7 +38,10 @@ pub const SPOOL_FILE: &str = "webhooks.redb";
 /// One event as stored and sent: its id and its JSON object (which includes the id).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct StoredEvent {
+    /// The event id (UUID v7), kept apart from the JSON so the `X-Vestnik-Webhook-Id` header and
+    /// replay by id need no parsing.
     pub id: String,
+    /// The finished JSON object, written once by the planner and sent as is on every attempt.
     pub json: String,
 }
 
@@ -41,11 +49,18 @@ pub(crate) struct StoredEvent {
 /// a batch spooled before a config change still goes where it was meant to go.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct StoredBatch {
+    /// The app whose key and secret sign the batch at send time.
     pub app_id: String,
+    /// The receiver URL when the batch was spooled.
     pub url: String,
+    /// The target's extra headers when the batch was spooled; `default` so spools written before
+    /// headers existed still load.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Unix ms when the batch was spooled (or replayed), shown on dead letters.
     pub created_ms: u64,
+    /// In release order; Pusher's receivers expect events of one channel in the order they
+    /// happened.
     pub events: Vec<StoredEvent>,
 }
 
@@ -89,19 +104,27 @@ pub struct DeadLetter {
 /// What the sender needs to know about a spooled batch without keeping its events in memory.
 #[derive(Debug, Clone)]
 pub(crate) struct PendingSummary {
+    /// The batch's key in `pending_v1`.
     pub key: u64,
     pub app_id: String,
     pub url: String,
+    /// How many events the batch holds, for the counters.
     pub events: usize,
 }
 
 /// The redb-backed spool. Opening it takes an exclusive lock on the file: one process at a time.
+/// Shared as `Arc<Spool>` by the intake, the lanes and the admin calls; redb serialises writers
+/// internally, and every method here is one short transaction, so no extra lock is needed.
 #[derive(Debug)]
 pub struct Spool {
     db: Database,
+    /// The next key to hand out, shared by both tables; taken with `fetch_add` so keys are unique
+    /// without a lock, and saved to `meta_v1` in every transaction that uses one.
     next_key: AtomicU64,
 }
 
+/// Reads one record; a record that does not parse is reported with its key, so an operator can find
+/// it, rather than failing the whole spool silently.
 fn decode<T: for<'de> Deserialize<'de>>(key: u64, bytes: &[u8]) -> Result<T, Error> {
     serde_json::from_slice(bytes).map_err(|source| Error::Record { key, source })
 }
@@ -114,6 +137,9 @@ impl Spool {
     /// Opens (or creates) the spool in `data_dir`, creating the directory when missing.
     ///
     /// Fails with a spool error if another process has it open.
+    ///
+    /// redb takes an exclusive lock on the file, which is what stops two brokers from sharing a
+    /// data dir and sending every webhook twice.
     pub fn open(data_dir: &Path) -> Result<Self, Error> {
         std::fs::create_dir_all(data_dir).map_err(|source| Error::DataDir {
             path: data_dir.to_owned(),
@@ -136,6 +162,9 @@ impl Spool {
         }
     }
 
+    /// Creates the tables if needed and sets the key counter past every key in use. The stored
+    /// counter alone is not trusted: the largest key present also counts, so keys never go back
+    /// even if the counter was not saved.
     fn with(db: Database) -> Result<Self, Error> {
         let tx = db.begin_write()?;
         let next_key = {
@@ -161,6 +190,8 @@ impl Spool {
         app_ids(&self.db.begin_read()?)
     }
 
+    /// Hands out a fresh key. Relaxed is enough: only uniqueness matters, and the transaction that
+    /// uses the key orders everything else.
     fn key(&self) -> u64 {
         self.next_key.fetch_add(1, Ordering::Relaxed)
     }
@@ -173,6 +204,8 @@ impl Spool {
     }
 
     /// Spools new batches durably, in one transaction; returns their keys in the same order.
+    /// This is the one write that is fsynced before it returns (redb's default durability): a batch
+    /// is never handed to a lane before it is on disk.
     pub(crate) fn insert(&self, batches: &[StoredBatch]) -> Result<Vec<u64>, Error> {
         let tx = self.db.begin_write()?;
         let mut keys = Vec::with_capacity(batches.len());
@@ -190,6 +223,7 @@ impl Spool {
     }
 
     /// Reads one pending batch; `None` if it was delivered or dead-lettered meanwhile.
+    /// A lane reads the batch back on each retry instead of keeping it in memory.
     pub(crate) fn get(&self, key: u64) -> Result<Option<StoredBatch>, Error> {
         let tx = self.db.begin_read()?;
         let pending = tx.open_table(PENDING)?;
@@ -198,6 +232,8 @@ impl Spool {
     }
 
     /// Forgets a delivered batch. Not fsynced: see the module docs.
+    /// A crash can undo the removal; the batch is then sent once more and the receiver dedupes by
+    /// id.
     pub(crate) fn remove(&self, key: u64) -> Result<(), Error> {
         let mut tx = self.db.begin_write()?;
         tx.set_durability(Durability::Eventual);
@@ -208,6 +244,9 @@ impl Spool {
 
     /// Moves a pending batch to the dead-letter list, one record per event. Returns the number of
     /// events moved (0 if the batch was gone).
+    ///
+    /// Each dead record keeps the batch's URL and headers, so replay sends the event where it was
+    /// meant to go even after the target was reconfigured.
     pub(crate) fn bury(
         &self,
         key: u64,
@@ -246,6 +285,7 @@ impl Spool {
     }
 
     /// Every pending batch, oldest first, without its events: what a restart must resume.
+    /// Reads every batch in full to summarise it; done once per start.
     pub(crate) fn pending(&self) -> Result<Vec<PendingSummary>, Error> {
         let tx = self.db.begin_read()?;
         let table = tx.open_table(PENDING)?;
@@ -351,6 +391,8 @@ impl Spool {
 
     /// Deletes dead letters of `app_id` for good: those whose id is in `ids`, or all with `None`.
     /// Returns the number deleted.
+    /// Fsynced, unlike removals after delivery: a purge is an operator's decision that must not
+    /// come back after a crash.
     pub fn purge(&self, app_id: &str, ids: Option<&[String]>) -> Result<usize, Error> {
         let wanted: Option<HashSet<&str>> = ids.map(|ids| ids.iter().map(String::as_str).collect());
         let tx = self.db.begin_write()?;
@@ -377,6 +419,8 @@ impl Spool {
     }
 
     /// Makes every earlier commit durable (removals and moves are not fsynced on their own).
+    /// An empty write transaction with the default durability fsyncs everything committed before
+    /// it.
     pub fn sync(&self) -> Result<(), Error> {
         let tx = self.db.begin_write()?;
         tx.commit()?;
@@ -483,6 +527,8 @@ mod tests {
         }
     }
 
+    /// The durability promise itself: what was spooled is pending after a reopen, and keys never
+    /// repeat, so a key in an old log line still names one batch.
     #[test]
     fn batches_survive_reopen_and_keys_keep_growing() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -513,6 +559,8 @@ mod tests {
         assert!(Spool::open(dir.path()).is_err(), "one process at a time");
     }
 
+    /// The dead-letter life cycle an operator drives: bury splits a batch into events, replay by id
+    /// moves only those back, purge deletes for good.
     #[test]
     fn bury_replay_and_purge() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -35,6 +35,10 @@ pub struct AppWebhookStats {
 }
 
 /// The live counters of one app.
+/// The fields mirror [`AppWebhookStats`]; each transition of an event moves the gauges in pairs
+/// (for example `delivered` adds to `delivered` and takes from `pending`), so the sums stay
+/// consistent without a lock. Relaxed ordering: the counters are read for display, never to
+/// synchronise.
 #[derive(Debug, Default)]
 pub(crate) struct AppCounters {
     delivered: AtomicU64,
@@ -61,14 +65,17 @@ fn sub(counter: &AtomicU64, n: u64) {
 }
 
 impl AppCounters {
+    /// `submit` accepted `n` events into the queue.
     pub(crate) fn enqueue(&self, n: u64) {
         add(&self.queued, n);
     }
 
+    /// `n` events left the queue or the hold: released into a batch, suppressed, or dropped.
     pub(crate) fn unqueue(&self, n: u64) {
         sub(&self.queued, n);
     }
 
+    /// `n` events were cancelled by the hold (a leave and the join that undid it).
     pub(crate) fn suppressed(&self, n: u64) {
         add(&self.suppressed, n);
     }
@@ -78,28 +85,34 @@ impl AppCounters {
         self.dropped.fetch_add(n, Ordering::Relaxed) + n
     }
 
+    /// `n` event deliveries were committed to the spool (or found there at start).
     pub(crate) fn spooled(&self, n: u64) {
         add(&self.pending, n);
     }
 
+    /// `n` event deliveries were acknowledged with a 2xx and left the spool.
     pub(crate) fn delivered(&self, n: u64) {
         add(&self.delivered, n);
         sub(&self.pending, n);
     }
 
+    /// One request failed; counts requests, not events.
     pub(crate) fn failed_request(&self) {
         add(&self.failed, 1);
     }
 
+    /// One request was a retry of a batch that failed before.
     pub(crate) fn retried_request(&self) {
         add(&self.retried, 1);
     }
 
+    /// `n` event deliveries gave up and moved to the dead-letter list.
     pub(crate) fn dead_lettered(&self, n: u64) {
         add(&self.dead_lettered, n);
         sub(&self.pending, n);
     }
 
+    /// `n` dead letters were put back to pending by a replay.
     pub(crate) fn replayed(&self, n: u64) {
         add(&self.replayed, n);
         add(&self.pending, n);
@@ -111,6 +124,8 @@ impl AppCounters {
         sub(&self.pending, n);
     }
 
+    /// Reads every counter once. The fields are loaded one by one, so a snapshot taken while events
+    /// move may be off by the events in transit; fine for metrics, not for accounting.
     pub(crate) fn snapshot(&self, app_id: &str) -> AppWebhookStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         AppWebhookStats {
@@ -132,6 +147,7 @@ impl AppCounters {
 mod tests {
     use super::*;
 
+    /// A miscounted decrement must read as 0, not as 18 quintillion pending events on a dashboard.
     #[test]
     fn gauges_saturate_instead_of_wrapping() {
         let c = AppCounters::default();

@@ -24,12 +24,17 @@ const OVERLAY_PAGE: u64 = 4096;
 /// A spool opened for reading only.
 #[derive(Debug)]
 pub struct SpoolView {
+    /// A redb database over [`ReadOnlyBackend`]; whatever redb writes while opening stays in
+    /// memory.
     db: Database,
 }
 
 impl SpoolView {
     /// Opens the spool in `data_dir` without writing to it: fails when the directory or the spool
     /// is missing, or when a running broker holds it.
+    ///
+    /// Read-only here means the file's bytes: redb still writes its recovery flag on open, into the
+    /// in-memory overlay of `ReadOnlyBackend`, which is dropped with the view.
     pub fn open(data_dir: &Path) -> Result<Self, Error> {
         let path = spool::existing_file(data_dir)?;
         let file = File::open(&path).map_err(|e| Error::from(redb::DatabaseError::from(e)))?;
@@ -78,9 +83,11 @@ fn lock_shared(_file: &File, _data_dir: &Path) -> Result<(), Error> {
 /// in-memory overlay of whole pages, which later reads see.
 #[derive(Debug)]
 struct ReadOnlyBackend {
+    /// The spool file, opened read-only and holding the shared lock for the view's life.
     file: Mutex<File>,
     /// The length redb believes the storage has (it may grow it in memory).
     len: Mutex<u64>,
+    /// Pages redb wrote, by page index; they shadow the file's pages and are dropped with the view.
     overlay: Mutex<HashMap<u64, Vec<u8>>>,
 }
 
@@ -104,10 +111,13 @@ impl ReadOnlyBackend {
 }
 
 impl StorageBackend for ReadOnlyBackend {
+    /// The length redb set last, which may differ from the file's after an in-memory `set_len`.
     fn len(&self) -> std::io::Result<u64> {
         Ok(*self.len.lock())
     }
 
+    /// Reads across page boundaries, each page from the overlay if redb wrote it, else from the
+    /// file.
     fn read(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
         let mut out = Vec::with_capacity(len);
         let end = offset + len as u64;
@@ -122,15 +132,19 @@ impl StorageBackend for ReadOnlyBackend {
         Ok(out)
     }
 
+    /// Only the believed length changes; the file is never truncated or extended.
     fn set_len(&self, len: u64) -> std::io::Result<()> {
         *self.len.lock() = len;
         Ok(())
     }
 
+    /// Nothing to make durable: no write ever reaches the disk.
     fn sync_data(&self, _eventual: bool) -> std::io::Result<()> {
         Ok(())
     }
 
+    /// Read-modify-write of whole pages into the overlay, so a later read of a partly written page
+    /// sees both the file's bytes and redb's.
     fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
         let mut at = offset;
         let mut rest = data;
@@ -157,6 +171,8 @@ mod tests {
         std::fs::read(path).unwrap()
     }
 
+    /// The CLI on a mistyped `--data-dir` must say so, and must not leave an empty dir or spool
+    /// behind that a later broker start would then use.
     #[test]
     fn a_missing_dir_or_spool_is_an_error_and_nothing_is_created() {
         let dir = tempfile::tempdir().unwrap();
@@ -178,6 +194,9 @@ mod tests {
         assert!(!missing.exists());
     }
 
+    /// The file's bytes are compared before and after: redb's recovery-flag write must land in the
+    /// overlay, never on disk, and a spool a live broker holds is refused rather than read
+    /// mid-change.
     #[test]
     fn reads_without_writing_and_refuses_a_spool_in_use() {
         let dir = tempfile::tempdir().unwrap();

@@ -54,6 +54,8 @@ const SELECT: &str = "SELECT CAST(id AS CHAR), CAST(app_key AS CHAR), CAST(secre
 /// `Debug` names the store only: the pool's options hold the database URL and its password.
 #[derive(Clone)]
 pub struct MySqlStore {
+    /// Up to [`POOL_SIZE`] connections, each set to UTC at connect; shared by clones and by the
+    /// feed's polls.
     pool: MySqlPool,
 }
 
@@ -81,12 +83,14 @@ impl MySqlStore {
     }
 }
 
+/// One row to an app or to a [`Rejected`]; see the PostgreSQL store's `decode`, which this mirrors.
 fn decode(row: &MySqlRow) -> Result<Result<AppRecord, Rejected>, StoreError> {
     let raw = RawApp::decode(row)?;
     let id = raw.id().to_owned();
     Ok(raw.into_record().map_err(|reason| Rejected { id, reason }))
 }
 
+/// For reads that must return one app: a row that cannot be served is an error here.
 fn served(row: &MySqlRow) -> Result<AppRecord, StoreError> {
     decode(row)?.map_err(|r| StoreError::BadRow {
         id: r.id,
@@ -95,6 +99,9 @@ fn served(row: &MySqlRow) -> Result<AppRecord, StoreError> {
 }
 
 /// Reads every app in one repeatable-read transaction with the catalogue revision.
+///
+/// MySQL's `SET TRANSACTION` applies to the next transaction of the connection, so the connection
+/// is held explicitly rather than taken from the pool per statement.
 pub(crate) async fn load_all(pool: &MySqlPool) -> Result<Snapshot, StoreError> {
     let mut conn = pool.acquire().await?;
     // Applies to the next transaction on this connection only.
@@ -124,6 +131,8 @@ pub(crate) async fn load_all(pool: &MySqlPool) -> Result<Snapshot, StoreError> {
 }
 
 /// Reads the current rows of `ids`.
+///
+/// An empty `ids` asks nothing: `IN ()` is a syntax error in MySQL.
 pub(crate) async fn load(
     pool: &MySqlPool,
     ids: Vec<String>,
@@ -152,6 +161,8 @@ pub(crate) async fn load(
         .collect())
 }
 
+/// One app read inside `tx`; with `lock`, `FOR UPDATE`, so a read-modify-write cannot lose a
+/// concurrent change.
 async fn show_in(
     tx: &mut Transaction<'_, MySql>,
     id: &str,
@@ -169,10 +180,14 @@ async fn show_in(
     served(&row)
 }
 
+/// Which of a unique id, a unique key, or the key/id rule a write broke; decides retry or conflict.
 #[derive(Debug, PartialEq, Eq)]
 enum Clash {
+    /// The id is taken.
     Id,
+    /// The key is taken.
     Key,
+    /// The key is another app's id or the id another's key (the trigger's `SIGNAL`).
     KeyIsId,
 }
 
@@ -181,6 +196,8 @@ const ER_DUP_ENTRY: u16 = 1062;
 const ER_SIGNAL_EXCEPTION: u16 = 1644;
 const ER_LOCK_DEADLOCK: u16 = 1213;
 
+/// MySQL reports a duplicate by number, not by constraint name, so the message tells id from key;
+/// the trigger's own error starts with `vestnik:` to be told from other `SIGNAL`s.
 fn clash(error: &sqlx::Error) -> Option<Clash> {
     let db = error
         .as_database_error()?
@@ -193,6 +210,7 @@ fn clash(error: &sqlx::Error) -> Option<Clash> {
     }
 }
 
+/// InnoDB chose this transaction as a deadlock victim: running it again is the documented answer.
 fn is_deadlock(error: &sqlx::Error) -> bool {
     error
         .as_database_error()
@@ -200,6 +218,7 @@ fn is_deadlock(error: &sqlx::Error) -> bool {
         .is_some_and(|d| d.number() == ER_LOCK_DEADLOCK)
 }
 
+/// The message names the taken value, so an admin can see which one to change.
 fn conflict(clash: Clash, id: &str, key: &str) -> StoreError {
     StoreError::Conflict(match clash {
         Clash::Id => format!("an app with the id {id:?} exists"),
@@ -210,6 +229,8 @@ fn conflict(clash: Clash, id: &str, key: &str) -> StoreError {
     })
 }
 
+/// Built from [`GROUP_COLUMNS`], shared with the PostgreSQL store; JSON columns take text here, so
+/// no cast is needed as in PostgreSQL.
 fn insert_sql() -> String {
     let names: Vec<&str> = GROUP_COLUMNS.iter().map(|(n, _)| *n).collect();
     format!(
@@ -219,6 +240,7 @@ fn insert_sql() -> String {
     )
 }
 
+/// Sets every group column; the id is bound last, after the group values.
 fn update_sql() -> String {
     let sets: Vec<String> = GROUP_COLUMNS
         .iter()
@@ -228,6 +250,9 @@ fn update_sql() -> String {
 }
 
 impl MySqlStore {
+    /// Deletes change rows older than [`CHANGES_KEPT`], inside a write that adds one, so the table
+    /// stays small without a scheduled job. A feed that was behind the pruned rows sees a hole and
+    /// reloads everything (see `signal`).
     async fn prune(&self, tx: &mut Transaction<'_, MySql>) -> Result<(), StoreError> {
         sqlx::query(&format!(
             "DELETE FROM vestnik_app_changes WHERE changed_at < CURRENT_TIMESTAMP(3) - {CHANGES_KEPT}"
@@ -237,6 +262,9 @@ impl MySqlStore {
         Ok(())
     }
 
+    /// Draws a fresh id and key on each try: a clash on a generated value is retried up to
+    /// [`RETRIES`], a clash on a given one is a conflict. Read back in the transaction, for the
+    /// revision and timestamps the triggers set.
     async fn create_app(&self, app: NewApp) -> Result<AppRecord, StoreError> {
         record::check_new(&app)?;
         let values = || {
@@ -280,6 +308,7 @@ impl MySqlStore {
         ))
     }
 
+    /// A read-modify-write under the row lock, so validation sees the row it changes.
     async fn update_app(&self, id: &str, update: AppUpdate) -> Result<AppRecord, StoreError> {
         record::check_update(&update)?;
         let mut tx = self.pool.begin().await?;
@@ -303,6 +332,8 @@ impl MySqlStore {
         Ok(updated)
     }
 
+    /// One statement, relying on MySQL's left-to-right assignment (see the comment inside); the
+    /// expiry uses the database's clock, which every node shares.
     async fn rotate(&self, id: &str, grace: Duration) -> Result<AppRecord, StoreError> {
         record::check_grace(grace)?;
         let secret = Secret::generate();
@@ -331,6 +362,8 @@ impl MySqlStore {
         Ok(rotated)
     }
 
+    /// Adds a node's usage rows, sorted into one lock order; a deadlock is retried up to
+    /// [`RETRIES`].
     async fn record(&self, mut rows: Vec<UsageRow>) -> Result<(), StoreError> {
         // One lock order for every flush; InnoDB's gap locks can still deadlock two upserts of new
         // rows, and the loser simply retries.
@@ -346,6 +379,8 @@ impl MySqlStore {
         }
     }
 
+    /// One upsert per row: counts add up, `peak_connections` keeps the larger value (a peak is a
+    /// maximum, not a count).
     async fn record_once(&self, rows: &[UsageRow]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for row in rows {
@@ -376,6 +411,8 @@ impl MySqlStore {
     }
 }
 
+/// Each method boxes the matching inherent `async fn`; the feed polls `vestnik_app_changes` through
+/// `signal::MySqlSource` over the same pool.
 impl Catalogue for MySqlStore {
     fn migrate(&self) -> StoreFuture<'_, Migrated> {
         Box::pin(schema::migrate(&self.pool))
@@ -425,6 +462,8 @@ impl Catalogue for MySqlStore {
     }
 }
 
+/// Usage reads go straight to `vestnik_usage`; hours are `DATETIME` in UTC (the session time zone),
+/// so the rows of every node line up.
 impl UsageLedger for MySqlStore {
     fn record_usage(&self, rows: Vec<UsageRow>) -> StoreFuture<'_, ()> {
         Box::pin(self.record(rows))

@@ -11,12 +11,26 @@ use crate::store::Migrated;
 
 /// The named lock that serialises concurrent `migrate` calls, and how long to wait for it (seconds).
 const MIGRATE_LOCK: &str = "vestnik_apps_migrate";
+/// Long enough for another node's migration to finish; a node that waits longer fails its start
+/// rather than running DDL beside another.
 const MIGRATE_LOCK_WAIT_SECS: i64 = 60;
 
 /// The migrations, in order; a version is applied once and never edited afterwards.
+///
+/// Statements are separate entries, run one at a time, each idempotent on its own (see the module
+/// docs), so a migration interrupted half-way can be run again from the top.
 const MIGRATIONS: &[(i64, &[&str])] = &[(1, V1)];
 
 /// Version 1: the catalogue counter, apps with their triggers, the changes table, and usage.
+///
+/// - `vestnik_catalogue`: the one revision counter, locked by each write until commit, so revisions
+///   commit in order and `vestnik_app_changes` has no holes except where rows were pruned.
+/// - `vestnik_apps`: the same columns and `CHECK`s as the PostgreSQL table; JSON columns as `JSON`.
+/// - `vestnik_app_changes`: one row per change (revision, app id), written by the triggers; the
+///   MySQL feed polls it in place of `NOTIFY`, and writes prune rows older than a day.
+/// - The triggers set the revision and timestamps, refuse a key that is another app's id with a
+///   `vestnik:` `SIGNAL`, and log each change, so writes from outside Vestnik follow the same rules.
+/// - `vestnik_usage`: one row per app and UTC hour, merged by upsert.
 const V1: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS vestnik_catalogue (
         singleton TINYINT NOT NULL PRIMARY KEY,
@@ -111,12 +125,17 @@ const V1: &[&str] = &[
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
 ];
 
-/// The newest version this build knows.
+/// The newest version this build knows; a database at a higher one is refused.
 pub(crate) fn latest() -> i64 {
     MIGRATIONS.last().map_or(0, |(v, _)| *v)
 }
 
 /// Applies the missing migrations, holding the named lock on one connection.
+///
+/// `GET_LOCK` is per connection, so the whole migration runs on the one connection that holds it,
+/// and the lock is released whether the migration succeeded or not. Since MySQL DDL commits on its
+/// own, each statement is idempotent instead of the whole being one transaction; the version row is
+/// written after a version's last statement, so an interrupted version is run again in full.
 pub(crate) async fn migrate(pool: &MySqlPool) -> Result<Migrated, StoreError> {
     let mut conn = pool.acquire().await?;
     let locked: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, ?)")

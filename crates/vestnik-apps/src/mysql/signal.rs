@@ -19,6 +19,7 @@ const SIGNAL_QUEUE: usize = 16;
 
 /// The feed's view of a MySQL store.
 pub(crate) struct MySqlSource {
+    /// The store's pool; a poll borrows one connection for one query.
     pool: MySqlPool,
 }
 
@@ -29,6 +30,11 @@ impl MySqlSource {
 }
 
 /// What a poll found: the ids changed after `since`, or that the feed must reload everything.
+///
+/// Two cases reload everything: a first row that is not `since + 1` (rows were pruned, so some
+/// change may be unseen) and a full page of [`POLL_LIMIT`] rows (a burst, cheaper to reload whole).
+/// Ids are deduplicated in first-seen order, so an app written ten times is reloaded once.
+/// Returns the revision to poll from next; `None` when nothing changed.
 fn wake_for(since: i64, rows: &[(i64, String)]) -> Option<(Wake, i64)> {
     let (first, _) = rows.first()?;
     let (last, _) = rows.last()?;
@@ -53,11 +59,16 @@ fn wake_for(since: i64, rows: &[(i64, String)]) -> Option<(Wake, i64)> {
 impl Source for MySqlSource {
     type Listening = ();
 
+    /// Nothing to do: changes are rows, so a change between snapshot and first poll is still there.
     async fn listen(&self) -> Result<(), StoreError> {
         // The changes table is durable: nothing to set up before the snapshot.
         Ok(())
     }
 
+    /// The polling task: every `poll_interval`, one indexed range query for revisions after the
+    /// last seen, starting from the snapshot's revision. A failed query is sent as [`Wake::Lost`]
+    /// and ends the task; the feed reconnects and resyncs. Missed ticks are delayed, not burst, so
+    /// a slow database is not polled harder after a stall.
     fn follow(&self, _: (), revision: u64, options: FeedOptions) -> Signal {
         let (tx, wakes) = mpsc::channel(SIGNAL_QUEUE);
         let pool = self.pool.clone();
@@ -107,6 +118,8 @@ impl Source for MySqlSource {
 mod tests {
     use super::*;
 
+    /// Pins the hole rule: a gap before the first row must reload everything, or pruned changes
+    /// would be missed silently.
     #[test]
     fn polls() {
         assert!(wake_for(5, &[]).is_none());

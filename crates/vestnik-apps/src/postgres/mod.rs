@@ -46,6 +46,7 @@ const SELECT: &str = "SELECT id, app_key, secret, previous_secret, \
 /// `Debug` names the store only: the pool's options hold the database URL and its password.
 #[derive(Clone)]
 pub struct PgStore {
+    /// Up to [`POOL_SIZE`] connections, shared by clones of the store (a clone is a cheap handle).
     pool: PgPool,
 }
 
@@ -67,17 +68,24 @@ impl PgStore {
     }
 
     /// A store over an existing pool.
+    /// For a caller that already has a pool (tests, or a server that shares one); the pool's sizes
+    /// are then the caller's choice.
     pub fn with_pool(pool: PgPool) -> Self {
         Self { pool }
     }
 }
 
+/// One row to an app, or to a [`Rejected`] naming what is wrong with it. The outer error is a
+/// database error (a column of the wrong type); the inner one is a row that reads but cannot be
+/// served, which a snapshot lists rather than fails on.
 fn decode(row: &PgRow) -> Result<Result<AppRecord, Rejected>, StoreError> {
     let raw = RawApp::decode(row)?;
     let id = raw.id().to_owned();
     Ok(raw.into_record().map_err(|reason| Rejected { id, reason }))
 }
 
+/// For reads that must return one app (`show`, and the read-back after a write): a row that cannot
+/// be served is an error there, not something to skip.
 fn served(row: &PgRow) -> Result<AppRecord, StoreError> {
     decode(row)?.map_err(|r| StoreError::BadRow {
         id: r.id,
@@ -86,6 +94,10 @@ fn served(row: &PgRow) -> Result<AppRecord, StoreError> {
 }
 
 /// Reads every app in one repeatable-read transaction with the catalogue revision.
+///
+/// Repeatable read makes the counter and the rows one consistent picture: the snapshot's revision
+/// is exactly the last write it contains, which is what lets the feed follow on from it without a
+/// gap.
 pub(crate) async fn load_all(pool: &PgPool) -> Result<Snapshot, StoreError> {
     let mut tx = pool.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -112,6 +124,9 @@ pub(crate) async fn load_all(pool: &PgPool) -> Result<Snapshot, StoreError> {
 }
 
 /// Reads the current rows of `ids`.
+///
+/// Every asked id comes back once, in the asked order; an id with no row is [`Loaded::Missing`],
+/// which the feed takes as a delete.
 pub(crate) async fn load(
     pool: &PgPool,
     ids: Vec<String>,
@@ -136,6 +151,8 @@ pub(crate) async fn load(
         .collect())
 }
 
+/// One app read inside `tx`. With `lock`, the row is taken `FOR UPDATE`, so a read-modify-write
+/// (an update of some groups) cannot lose a concurrent writer's change.
 async fn show_in(
     tx: &mut Transaction<'_, Postgres>,
     id: &str,
@@ -156,11 +173,17 @@ async fn show_in(
 /// Which of a unique id, a unique key, or the key/id rule a database error broke.
 #[derive(Debug, PartialEq, Eq)]
 enum Clash {
+    /// The id is taken (primary key).
     Id,
+    /// The key is taken (unique key).
     Key,
+    /// The key equals another app's id or the id another app's key (the trigger's `VK001`): either
+    /// would make `/apps/{segment}` ambiguous, since the API accepts an id or a key there.
     KeyIsId,
 }
 
+/// Reads the SQLSTATE and constraint name, so a clash on a generated value can be retried and one
+/// on a given value reported as a conflict; any other error passes through.
 fn clash(error: &sqlx::Error) -> Option<Clash> {
     let db = error
         .as_database_error()?
@@ -173,6 +196,7 @@ fn clash(error: &sqlx::Error) -> Option<Clash> {
     }
 }
 
+/// Deadlock (`40P01`) or serialization failure (`40001`): both mean "run the transaction again".
 fn is_deadlock(error: &sqlx::Error) -> bool {
     error
         .as_database_error()
@@ -180,6 +204,8 @@ fn is_deadlock(error: &sqlx::Error) -> bool {
         .is_some_and(|c| c == "40P01" || c == "40001")
 }
 
+/// Built from [`GROUP_COLUMNS`], the one list of group columns both backends share, so adding a
+/// column is one edit there plus a migration; placeholders start at `$4` after id, key and secret.
 fn insert_sql() -> String {
     let names: Vec<&str> = GROUP_COLUMNS.iter().map(|(n, _)| *n).collect();
     let values: Vec<String> = GROUP_COLUMNS
@@ -194,6 +220,8 @@ fn insert_sql() -> String {
     )
 }
 
+/// Sets every group column; `$1` is the id. The caller has applied the update to the current row,
+/// so columns the update did not name are written back unchanged.
 fn update_sql() -> String {
     let sets: Vec<String> = GROUP_COLUMNS
         .iter()
@@ -204,6 +232,10 @@ fn update_sql() -> String {
 }
 
 impl PgStore {
+    /// Draws a fresh id and key on each try: a clash on a value this call generated is bad luck and
+    /// is retried (up to [`RETRIES`]); a clash on a value the caller gave is a conflict at once.
+    /// The row is read back in the same transaction so the caller sees the revision and timestamps
+    /// the triggers set.
     async fn create_app(&self, app: NewApp) -> Result<AppRecord, StoreError> {
         record::check_new(&app)?;
         let values = || {
@@ -246,6 +278,8 @@ impl PgStore {
         ))
     }
 
+    /// A read-modify-write under the row lock, so validation (`AppUpdate::apply`) sees the row it
+    /// changes.
     async fn update_app(&self, id: &str, update: AppUpdate) -> Result<AppRecord, StoreError> {
         record::check_update(&update)?;
         let mut tx = self.pool.begin().await?;
@@ -267,6 +301,8 @@ impl PgStore {
         Ok(updated)
     }
 
+    /// One statement, so the old secret moves to `previous_secret` and the new one takes its place
+    /// atomically; the expiry uses the database's clock (`now()`), the one clock every node shares.
     async fn rotate(&self, id: &str, grace: Duration) -> Result<AppRecord, StoreError> {
         record::check_grace(grace)?;
         let secret = Secret::generate();
@@ -292,6 +328,8 @@ impl PgStore {
         Ok(rotated)
     }
 
+    /// Adds a node's usage rows. Several nodes flush at once into the same `(app, hour)` rows, so
+    /// the rows are sorted into one lock order, and a deadlock that still happens is retried.
     async fn record(&self, mut rows: Vec<UsageRow>) -> Result<(), StoreError> {
         // One lock order for every flush, so that concurrent flushes queue instead of deadlocking.
         rows.sort_by(|a, b| (&a.app_id, a.hour).cmp(&(&b.app_id, b.hour)));
@@ -306,6 +344,8 @@ impl PgStore {
         }
     }
 
+    /// One upsert per row: counts add up, `peak_connections` keeps the larger value, since a peak
+    /// is a maximum, and two flushes of one hour must not add theirs together.
     async fn record_once(&self, rows: &[UsageRow]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for row in rows {
@@ -336,6 +376,7 @@ impl PgStore {
     }
 }
 
+/// The message names the taken value, so an admin can see which one to change.
 fn conflict(clash: Clash, id: &str, key: &str) -> StoreError {
     StoreError::Conflict(match clash {
         Clash::Id => format!("an app with the id {id:?} exists"),
@@ -346,6 +387,8 @@ fn conflict(clash: Clash, id: &str, key: &str) -> StoreError {
     })
 }
 
+/// Each method boxes the matching inherent `async fn`; the feed runs over `signal::PgSource`, a
+/// clone of the same pool, whose `LISTEN` connection is opened separately from the pool's four.
 impl Catalogue for PgStore {
     fn migrate(&self) -> StoreFuture<'_, Migrated> {
         Box::pin(schema::migrate(&self.pool))
@@ -395,6 +438,8 @@ impl Catalogue for PgStore {
     }
 }
 
+/// Usage reads go straight to the table (`vestnik_usage`, keyed by app and hour); nothing is
+/// cached, since quotas and billing must read what every node flushed.
 impl UsageLedger for PgStore {
     fn record_usage(&self, rows: Vec<UsageRow>) -> StoreFuture<'_, ()> {
         Box::pin(self.record(rows))

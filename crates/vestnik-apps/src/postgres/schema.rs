@@ -9,12 +9,29 @@ use crate::error::StoreError;
 use crate::store::Migrated;
 
 /// The advisory lock key that serialises concurrent `migrate` calls ("vestnik" in ASCII, truncated).
+///
+/// A transaction-scoped advisory lock (`pg_advisory_xact_lock`): it is released by the commit or
+/// rollback, so a node that dies mid-migration cannot leave the lock held.
 const MIGRATE_LOCK: i64 = 0x0076_6573_746e_696b;
 
 /// The migrations, in order; a version is applied once and never edited afterwards.
+///
+/// A version is never edited once released: a database that applied it would never see the edit.
+/// A change is a new version appended here.
 const MIGRATIONS: &[(i64, &str)] = &[(1, V1)];
 
 /// Version 1: the catalogue counter, apps with their triggers, and usage.
+///
+/// - `vestnik_catalogue`: one row holding the catalogue revision. Every write to an app takes the
+///   next value inside its own transaction and keeps the row locked until commit, so revisions
+///   commit in order and a snapshot's revision is exact.
+/// - `vestnik_apps`: one row per app; the limits and options as columns with `CHECK`s that mirror
+///   the validation in `record`, the origins and webhook targets as `jsonb`.
+/// - The before-write trigger sets the revision and the timestamps and refuses a key that is another
+///   app's id (`VK001`), so writes from outside Vestnik (an admin panel's SQL) keep the same rules.
+/// - The after-write and after-truncate triggers `NOTIFY vestnik_apps` with the id and revision (or
+///   `{"id":null}` for a TRUNCATE, which fires no row triggers), which is what the feed listens to.
+/// - `vestnik_usage`: one row per app and UTC hour, merged by upsert.
 const V1: &str = r#"
 CREATE TABLE vestnik_catalogue (
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
@@ -121,11 +138,16 @@ CREATE INDEX vestnik_usage_hour ON vestnik_usage (hour_start);
 "#;
 
 /// The newest version this build knows.
+/// Stored in `vestnik_schema_version`; compared at every start.
 pub(crate) fn latest() -> i64 {
     MIGRATIONS.last().map_or(0, |(v, _)| *v)
 }
 
 /// Applies the missing migrations.
+///
+/// All of it runs in one transaction under the advisory lock: a second node waits, then finds the
+/// versions applied and does nothing. A schema newer than this build is refused rather than used,
+/// so an old node in a rolling upgrade never writes rows in a shape it does not know.
 pub(crate) async fn migrate(pool: &PgPool) -> Result<Migrated, StoreError> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")

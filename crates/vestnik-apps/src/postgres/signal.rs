@@ -20,6 +20,7 @@ const SIGNAL_QUEUE: usize = 256;
 
 /// The feed's view of a PostgreSQL store.
 pub(crate) struct PgSource {
+    /// The store's pool; `listen` takes a dedicated connection from its options, not a pooled one.
     pool: PgPool,
 }
 
@@ -31,9 +32,12 @@ impl PgSource {
 
 /// What a notification's payload says: `{"id": "..", "revision": n}`, or `{"id": null}` after a
 /// TRUNCATE.
+/// Written by the table's trigger with `pg_notify`.
 #[derive(serde::Deserialize)]
 struct Payload {
     id: Option<String>,
+    /// The catalogue revision of the change; 0 when absent (older payloads), which never lowers the
+    /// feed's revision.
     #[serde(default)]
     revision: u64,
 }
@@ -41,6 +45,7 @@ struct Payload {
 impl Source for PgSource {
     type Listening = PgListener;
 
+    /// Opens the `LISTEN` connection before the snapshot is read (see the module docs).
     async fn listen(&self) -> Result<PgListener, StoreError> {
         let mut listener = PgListener::connect_with(&self.pool).await?;
         // A lost connection ends the signal; the feed reconnects with its own backoff and resyncs.
@@ -49,6 +54,11 @@ impl Source for PgSource {
         Ok(listener)
     }
 
+    /// The signal task: forwards each notification as a wake-up until the connection is lost or the
+    /// feed drops the signal. An unreadable payload becomes a full reload rather than a missed
+    /// change. A lost connection is sent as [`Wake::Lost`] and ends the task; the feed owns
+    /// reconnecting. Blocking on a full queue is fine here: the feed drains it, and while it is
+    /// full PostgreSQL buffers the notifications.
     fn follow(&self, mut listener: PgListener, _revision: u64, _options: FeedOptions) -> Signal {
         let (tx, wakes) = mpsc::channel(SIGNAL_QUEUE);
         let task = tokio::spawn(async move {

@@ -98,39 +98,54 @@ impl MessageError {
     }
 }
 
+/// The outer shape every client frame shares. Fields borrow from the frame where they can, so a
+/// client event's data is copied once, into the message, and not again per field.
 #[derive(Deserialize)]
 struct Envelope<'a> {
+    /// The event name; `Cow` because a name with JSON escapes cannot be borrowed as is.
     #[serde(borrow)]
     event: Cow<'a, str>,
+    /// Only client events carry a top-level channel; `pusher:` events put it inside `data`.
     #[serde(borrow, default)]
     channel: Option<Cow<'a, str>>,
+    /// Kept raw: its shape depends on the event, and client-event data is forwarded as its text.
     #[serde(borrow, default)]
     data: Option<&'a RawValue>,
 }
 
+/// The `data` of `pusher:subscribe`.
 #[derive(Deserialize)]
 struct SubscribeData<'a> {
     #[serde(borrow)]
     channel: Cow<'a, str>,
+    /// `key:signature` for private and presence channels; an empty string counts as none (pusher-js
+    /// sends `""` for public channels).
     #[serde(default)]
     auth: Option<String>,
+    /// Presence only: the member, kept as the exact bytes received, because the `auth` signs that
+    /// string and re-encoding it would change what is verified.
     #[serde(borrow, default)]
     channel_data: Option<&'a RawValue>,
 }
 
+/// The `data` of `pusher:unsubscribe`.
 #[derive(Deserialize)]
 struct UnsubscribeData<'a> {
     #[serde(borrow)]
     channel: Cow<'a, str>,
 }
 
+/// The `data` of `pusher:signin` (user authentication).
 #[derive(Deserialize)]
 struct SigninData<'a> {
     auth: String,
+    /// The user, kept raw for the same reason as `channel_data`: the signature covers its exact
+    /// text.
     #[serde(borrow)]
     user_data: &'a RawValue,
 }
 
+/// Any shape problem is `Malformed` (`InvalidMessage`, 4300), with the parser's words for the log.
 fn malformed(e: impl std::fmt::Display) -> MessageError {
     MessageError::Malformed(e.to_string())
 }
@@ -163,6 +178,8 @@ fn parse_object<'a, T: Deserialize<'a>>(
     }
 }
 
+/// A channel name that fails validation is reported with the name itself, so the session can answer
+/// with a `pusher:subscription_error` on that channel, which pusher-js surfaces to the app.
 fn channel(raw: &str) -> Result<ChannelName, MessageError> {
     ChannelName::parse(raw).map_err(|error| MessageError::InvalidChannel {
         channel: raw.to_owned(),
@@ -172,6 +189,10 @@ fn channel(raw: &str) -> Result<ChannelName, MessageError> {
 
 impl ClientMessage {
     /// Parses one text frame, which must be a JSON object.
+    ///
+    /// Dispatch is on the event name, in one place: the `pusher:` events this server understands,
+    /// any `client-` event, then refusals that say which rule was broken (an unknown `pusher:`
+    /// event versus an event that is neither ours nor a client's).
     pub fn parse(text: &str) -> Result<Self, MessageError> {
         let env: Envelope<'_> = json::from_object_str(text).map_err(malformed)?;
         match &*env.event {
@@ -202,6 +223,8 @@ impl ClientMessage {
         }
     }
 
+    /// `pusher:subscribe`: the channel is validated here, the `auth` only later by the broker,
+    /// which knows the app's secret.
     fn subscribe(data: Option<&RawValue>) -> Result<Self, MessageError> {
         let mut holder = String::new();
         let d: SubscribeData<'_> = parse_object(data, &mut holder, "pusher:subscribe")?;
@@ -213,6 +236,8 @@ impl ClientMessage {
         }))
     }
 
+    /// A `client-` event: the name's length is checked here (Pusher's 200 characters); whether the
+    /// socket may send it (channel kind, subscription, rate) is the broker's decision.
     fn client_event(event: &str, env: &Envelope<'_>) -> Result<Self, MessageError> {
         if event.len() > MAX_EVENT_NAME_LEN {
             return Err(MessageError::EventNameTooLong);
@@ -238,6 +263,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The frame pusher-js sends for a public channel, byte for byte.
     #[test]
     fn parses_pusher_js_public_subscribe() {
         let m = ClientMessage::parse(
@@ -254,6 +280,7 @@ mod tests {
         }
     }
 
+    /// `channel_data` must come out as the exact text received, or presence signatures would fail.
     #[test]
     fn keeps_channel_data_bytes_exactly() {
         let cd = r#"{"user_id": "fred", "user_info": {"key": "value"}}"#;
@@ -265,6 +292,7 @@ mod tests {
         assert_eq!(s.channel_data.as_deref(), Some(cd));
     }
 
+    /// Some clients send `data` as a JSON string holding the object; both forms parse alike.
     #[test]
     fn accepts_double_encoded_data() {
         let m =
@@ -273,6 +301,7 @@ mod tests {
         assert!(matches!(m, ClientMessage::Subscribe(_)));
     }
 
+    /// Client-event data is forwarded as text: a string as its contents, an object as its JSON.
     #[test]
     fn client_event_data_object_or_string() {
         let m = ClientMessage::parse(
@@ -303,6 +332,8 @@ mod tests {
         assert_eq!(data, "[1,2]");
     }
 
+    /// Each refusal maps to the Pusher code the session sends back, so clients see the documented
+    /// code.
     #[test]
     fn refusals_have_codes() {
         let cases: [(&str, u16); 6] = [

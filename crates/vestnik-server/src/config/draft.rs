@@ -18,13 +18,19 @@ pub struct Draft {
     /// The values so far: change them, recording each with [`Draft::given`], then
     /// [`Draft::finish`].
     pub config: Config,
+    /// The file read, if any: its text is searched for a key's line when a problem is reported.
     file: Option<SourceFile>,
+    /// Problems found while reading the file (a value of the wrong type, an unknown key), kept so
+    /// they are reported with the rest rather than one at a time.
     read_problems: Vec<ParseProblem>,
+    /// Keys set by flags or variables, in the order they were set; the last one for a key wins.
     given: Vec<Given>,
 }
 
+/// The config file as read, for placing problems at their line.
 #[derive(Debug, Clone)]
 struct SourceFile {
+    /// As the user named it, so the report shows the path they typed.
     path: String,
     text: String,
 }
@@ -32,7 +38,9 @@ struct SourceFile {
 /// A key set by a flag or a variable, and that flag or variable as the user wrote it.
 #[derive(Debug, Clone)]
 struct Given {
+    /// The dotted key, as problems name it.
     key: String,
+    /// The flag or variable, as the user wrote it.
     name: String,
 }
 
@@ -98,6 +106,9 @@ impl Draft {
         self.conclude(problems)
     }
 
+    /// Places every problem, sorts them (flags and variables first, then the file by line), and
+    /// returns the config only when there are none: a start either has a whole valid config or
+    /// reports all of what is wrong at once.
     fn conclude(self, problems: Vec<Problem>) -> Result<Config, ConfigError> {
         let path = self.file.as_ref().map(|f| f.path.as_str());
         let mut located: Vec<(usize, Located)> = self
@@ -174,6 +185,8 @@ mod tests {
         draft.finish().unwrap_err().to_string()
     }
 
+    /// A bad value set by `--port` is reported as `--port`, the thing the user typed, not as
+    /// `server.port`.
     #[test]
     fn a_flag_is_named_instead_of_the_key() {
         let mut d = Draft::from_toml("[server]\nport = 7000\n", "x.toml").unwrap();
@@ -186,6 +199,8 @@ mod tests {
         );
     }
 
+    /// A problem points at `file:line` when the file set the key, at the variable when one overrode
+    /// it.
     #[test]
     fn the_file_line_or_the_variable() {
         let d = Draft::from_toml("[server]\n\nactivity_timeout = 0\n", "x.toml").unwrap();
@@ -197,6 +212,7 @@ mod tests {
         assert!(err.contains("is also VESTNIK_PORT"), "{err}");
     }
 
+    /// `server.metrics` must not be rewritten inside `server.metrics_port`.
     #[test]
     fn replaces_whole_keys_only() {
         assert_eq!(

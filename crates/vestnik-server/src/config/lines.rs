@@ -33,6 +33,8 @@ mod tests {
         "# comment\n[server]\nport = 7000\n\n[[apps]]\nid = \"1\"\n\n[[apps]]\nid = \"2\"\n\
                         max_batch_events = 0\n[[apps.webhooks]]\nurl = \"x\"\n";
 
+    /// Dotted keys with array indexes (`apps.1.id`) find the line inside the right `[[apps]]`
+    /// element.
     #[test]
     fn finds_keys_tables_and_array_elements() {
         assert_eq!(line_of(TEXT, "server.port"), Some(3));
@@ -41,6 +43,7 @@ mod tests {
         assert_eq!(line_of(TEXT, "apps.1.webhooks.0.url"), Some(12));
     }
 
+    /// A key left at its default is not in the file; the problem then points at its table's header.
     #[test]
     fn a_missing_key_falls_back_to_its_table() {
         assert_eq!(line_of(TEXT, "server.tls_key"), Some(2));

@@ -81,12 +81,17 @@ pub fn parse(text: &str, path: &str) -> Result<(Config, Vec<ParseProblem>), Conf
     unreachable!("every round removes or repairs an entry of a finite file")
 }
 
+/// What one repair round did to the parsed document, so the caller can word the problem: a value
+/// that was converted, or an entry that had to go (with the keys its table accepts, for a "did you
+/// mean" hint).
 enum Repair {
     /// A boolish string was turned into a boolean.
     Boolean,
     /// The entry `key` was taken out; `known` are the keys its table accepts (from the message).
     Removed {
+        /// The removed key, as written.
         key: String,
+        /// Its byte offset in the file, for the line number of the problem.
         key_start: usize,
         known: Vec<String>,
     },
@@ -206,6 +211,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
 mod tests {
     use super::*;
 
+    /// One bad value must not hide the others, nor stop the good values from being read: a user
+    /// sees every problem of the file in one `config check`.
     #[test]
     fn every_bad_value_is_reported_and_the_rest_is_read() {
         let text = "[server]\nport = 7000\nmax_conections = 5\nactivity_timeout = -5\n\
@@ -228,6 +235,8 @@ mod tests {
         );
     }
 
+    /// An unknown key is reported with the keys its table accepts; a TOML syntax error stops the
+    /// reading, since nothing after it can be trusted.
     #[test]
     fn a_far_key_lists_the_known_ones_and_syntax_stops() {
         let (_, problems) = parse("[server]\nzzz = 1\n", "x.toml").unwrap();

@@ -37,6 +37,11 @@ impl Problem {
 
 impl Config {
     /// Every problem of the values, in file order of their tables; empty when the set is servable.
+    ///
+    /// The cluster timing rule exists because a node is declared dead after `node_timeout_ms`
+    /// without a heartbeat: a timeout at or below the heartbeat interval would declare live nodes
+    /// dead between two beats. The 30 s ceiling bounds how long a crashed node's presence members
+    /// linger on the others.
     pub fn problems(&self) -> Vec<Problem> {
         let mut out = Vec::new();
         self.server.problems(&mut out);
@@ -120,6 +125,8 @@ impl Config {
         }
     }
 
+    /// The app checks: first every credential problem, spelled out one by one; then, only if those
+    /// pass, the store's own constructor, which stays the authority on what it refuses.
     fn app_problems(&self, out: &mut Vec<Problem>) {
         let before = out.len();
         self.credential_problems(out);
@@ -362,6 +369,7 @@ fn first_mentioned<'a>(message: &str, fields: &'a [String]) -> Option<&'a str> {
         .map(|(_, f)| f.as_str())
 }
 
+/// `table.field`, or `table` alone when the message named no field.
 fn join(table: &str, field: Option<&str>) -> String {
     match field {
         Some(f) => format!("{table}.{f}"),
@@ -373,6 +381,8 @@ fn join(table: &str, field: Option<&str>) -> String {
 mod tests {
     use super::*;
 
+    /// IP literals (IPv6 with or without brackets) and valid names pass; an address with a port, a
+    /// space, a leading hyphen or an empty label fails.
     #[test]
     fn hosts() {
         for ok in [
@@ -390,6 +400,8 @@ mod tests {
         }
     }
 
+    /// A config with several mistakes reports all of them at once, each under its own key, so a
+    /// user fixes them in one pass rather than one start at a time.
     #[test]
     fn every_problem_is_reported_with_its_key() {
         let mut c = Config::default();
@@ -413,6 +425,8 @@ mod tests {
         assert_eq!(all.lines().count(), 5, "{all}");
     }
 
+    /// Two listeners on port 0 do not clash (each gets its own free port), and a metrics port equal
+    /// to the main port is no clash while metrics are off.
     #[test]
     fn metrics_may_share_port_0_or_be_off() {
         let mut c = Config::default();
@@ -424,6 +438,7 @@ mod tests {
         assert!(c.problems().is_empty());
     }
 
+    /// The problem names the later of two apps with one id, which is the one the user just added.
     #[test]
     fn duplicate_apps_point_at_the_later_one() {
         let mut c = Config::default();

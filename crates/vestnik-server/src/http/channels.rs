@@ -15,6 +15,9 @@ use crate::reply::{ok, path_segment, ApiError, Body};
 use crate::state::AppState;
 
 /// The channel named by a path segment, decoded and parsed: 400 when it is not a channel name.
+///
+/// Decoded first because SDKs percent-encode channel names in the path (`presence-a@b` arrives as
+/// `presence-a%40b`), and the signature was checked over the encoded form.
 fn channel_name(name: &str) -> Result<ChannelName, ApiError> {
     let decoded = path_segment(name)?;
     ChannelName::parse(&decoded)
@@ -22,6 +25,10 @@ fn channel_name(name: &str) -> Result<ChannelName, ApiError> {
 }
 
 /// `GET /apps/{id}/channels?filter_by_prefix=..&info=user_count`.
+///
+/// The list spans the cluster (the broker asks the other nodes), so it can await; only occupied
+/// channels are listed, as Pusher does. `user_count` is allowed only with a `presence-` prefix
+/// filter (Pusher's rule), which `api::channel_list_info` enforces.
 pub async fn list(state: &AppState, call: &SignedCall) -> Result<Response<Body>, ApiError> {
     let prefix = call.param("filter_by_prefix").unwrap_or("");
     let info = api::channel_list_info(prefix, call.param("info"))?;
@@ -45,6 +52,9 @@ pub async fn list(state: &AppState, call: &SignedCall) -> Result<Response<Body>,
 }
 
 /// `GET /apps/{id}/channels/{name}?info=user_count,subscription_count,cache`.
+///
+/// `occupied` is always present; the other attributes only when asked for in `info`, in Pusher's
+/// shape. `cache` is this node's cached event and its remaining TTL, `null` when nothing is cached.
 pub async fn show(
     state: &AppState,
     call: &SignedCall,
@@ -78,6 +88,9 @@ pub async fn show(
 }
 
 /// `GET /apps/{id}/channels/{name}/users`: presence channels only.
+///
+/// The ids are this node's roster merged with the members the cluster layer already knows on the
+/// other nodes (replicated as they join), so the answer needs no round trip.
 pub fn users(state: &AppState, call: &SignedCall, name: &str) -> Result<Response<Body>, ApiError> {
     let channel = channel_name(name)?;
     if channel.kind() != ChannelKind::Presence {

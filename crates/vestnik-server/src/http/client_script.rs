@@ -20,6 +20,7 @@ const MAX_AGE_SECS: u32 = 300;
 /// FNV-1a (64-bit) over the script, computed at compile time: a content hash for the `ETag`, which
 /// only has to change when the file changes (no security property is needed).
 const fn fnv1a(bytes: &[u8]) -> u64 {
+    /// The FNV-1a 64-bit offset basis and prime, as the algorithm defines them.
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
     let mut hash = OFFSET;
@@ -32,6 +33,7 @@ const fn fnv1a(bytes: &[u8]) -> u64 {
     hash
 }
 
+/// Computed by the compiler, so serving the script costs no hashing at run time.
 const SCRIPT_HASH: u64 = fnv1a(PUSHLER_JS.as_bytes());
 
 /// The script's entity tag, quoted as HTTP wants it.
@@ -89,6 +91,7 @@ pub fn serve(method: &Method, headers: &HeaderMap) -> Response<Body> {
 mod tests {
     use super::*;
 
+    /// A browser gets JavaScript with a cache lifetime and a validator, so reloads are cheap.
     #[test]
     fn serves_the_script_with_type_cache_and_etag() {
         let r = serve(&Method::GET, &HeaderMap::new());
@@ -99,6 +102,7 @@ mod tests {
         assert!(PUSHLER_JS.contains("root.PushlerClient = PushlerClient"));
     }
 
+    /// Revalidation works: the current tag gets 304 with no body, a stale tag the new script.
     #[test]
     fn a_matching_if_none_match_gets_304_and_another_gets_the_script() {
         let mut h = HeaderMap::new();
@@ -109,6 +113,7 @@ mod tests {
         assert_eq!(serve(&Method::GET, &h).status(), StatusCode::OK);
     }
 
+    /// The tag is the content's hash, so it changes exactly when the embedded script does.
     #[test]
     fn the_etag_follows_the_content() {
         assert_ne!(fnv1a(b"a"), fnv1a(b"b"));

@@ -112,6 +112,10 @@ impl ConsoleRoute {
 }
 
 /// Serves one console request. Every route answers 404 while the console is disabled.
+///
+/// A disabled console answers 404 on every route, sign-in included, so no secret can be tried
+/// against it. Every answer carries `Cache-Control: no-store`: they belong to one session and must
+/// not sit in a shared cache.
 pub async fn serve(
     route: ConsoleRoute,
     req: Request<Incoming>,
@@ -182,6 +186,9 @@ fn apps(state: &AppState) -> Response<Body> {
 }
 
 /// The app of the request's session cookie, or 401.
+///
+/// The token is checked against the app's current secret on every call, so a rotation ends the
+/// session at the next request, on any node, without shared state.
 fn session(req: &Request<Incoming>, state: &AppState) -> Result<Arc<App>, ApiError> {
     let token = req
         .headers()
@@ -231,6 +238,11 @@ struct SignIn {
 }
 
 /// `POST /console/api/session`: checks the secret and sets the session cookie.
+///
+/// The per-IP limit runs before the body is read or the secret compared, so a guessing client pays
+/// for its attempts before it costs the node anything. A wrong secret and an unknown app answer
+/// differently (401, 404) because app ids are listed by `/console/api/apps` anyway; the secret is
+/// what must not leak, and the comparison is constant-time.
 async fn sign_in(
     req: Request<Incoming>,
     state: &AppState,

@@ -16,6 +16,9 @@ use crate::reply::{json_response, Body};
 use crate::state::AppState;
 
 /// `GET /up`.
+///
+/// Always 200 while the process can answer: a liveness probe that failed during a drain would make
+/// an orchestrator kill the node before its sockets moved.
 pub fn up() -> http::Response<Body> {
     json_response(StatusCode::OK, &json!({"status": "ok"}))
 }
@@ -23,6 +26,9 @@ pub fn up() -> http::Response<Body> {
 /// `GET /ready`.
 /// 200 `{"status": "ready"}`, or 503 with the state (`starting`, `draining`, `backbone_down`) and
 /// an `error` that says what it means.
+///
+/// `backbone_down` takes the node out of rotation while its cluster link is lost: a socket admitted
+/// then would miss events published on other nodes, which is worse than being sent elsewhere.
 pub fn ready(state: &AppState) -> http::Response<Body> {
     let serving = state.serving.load(Ordering::Relaxed);
     let backbone = state.broker.cluster().is_none_or(|c| c.is_connected());

@@ -22,24 +22,28 @@ use crate::state::AppState;
 
 /// Largest API request body. Ten events of 10 KB each, JSON-escaped, fit with room to spare; a larger
 /// per-app limit raises it.
+///
+/// The body is read whole before the signature can be checked (the signature covers its MD5), so
+/// this bound is what an unsigned client can make the node buffer.
 const MIN_BODY_LIMIT: usize = 256 * 1024;
 
 /// A request that passed the signature check.
 pub struct SignedCall {
-    /// The app it is for.
+    /// The app it is for, as found before verification; its secret checked the signature.
     pub app: Arc<App>,
-    /// The method.
+    /// The method, as signed.
     pub method: Method,
-    /// The path as requested.
+    /// The path exactly as requested and signed (still percent-encoded), for messages and 404s.
     pub path: String,
-    /// Decoded query parameters.
+    /// Decoded query parameters, parsed once in [`crate::http::api::call`] and reused here.
     pub query: Vec<(String, String)>,
-    /// The raw body.
+    /// The raw body, already checked against `body_md5`; the handlers parse it.
     pub body: Bytes,
 }
 
 impl SignedCall {
-    /// A query parameter.
+    /// A query parameter: the GET endpoints' `filter_by_prefix` and `info`. The first occurrence of
+    /// a repeated name wins.
     pub fn param(&self, name: &str) -> Option<&str> {
         self.query
             .iter()
@@ -62,6 +66,9 @@ impl fmt::Debug for SignedCall {
 }
 
 /// Seconds since the Unix epoch, for the signature's timestamp window.
+///
+/// A clock before 1970 reads as 0, which fails every signature's window check rather than
+/// panicking.
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -101,6 +108,11 @@ pub fn find_app(
 
 /// Checks that `auth_key` names `app`, reads the body and verifies the signature. 401 for a missing
 /// or foreign key or a bad signature, 403 for a disabled app.
+///
+/// The order is deliberate: the cheap key check first (no body read for a foreign key), then the
+/// body (bounded by size and by `body_timeout`, so a slow upload cannot hold a task), then the
+/// constant-time signature check. The disabled check comes after the signature, so an unsigned
+/// caller cannot learn whether an app is disabled.
 pub async fn verify(
     req: Request<Incoming>,
     state: &AppState,
@@ -148,6 +160,9 @@ pub async fn verify(
 }
 
 /// The largest body a call for `app` may send: a full batch of its largest events, JSON-escaped.
+///
+/// Doubled because JSON escaping of event data (quotes, backslashes, control characters) can grow
+/// it, and Pusher's limit applies to the data, not to its escaped form.
 pub fn body_limit(app: &App) -> usize {
     MIN_BODY_LIMIT.max(app.max_event_bytes * app.max_batch_events * 2)
 }
@@ -156,6 +171,8 @@ pub fn body_limit(app: &App) -> usize {
 mod tests {
     use super::*;
 
+    /// Issue 12's secret rule for the signed call: `{:?}` and `{:#?}` name the app, never its
+    /// secret.
     #[test]
     fn debug_never_prints_the_secret() {
         let app = App {

@@ -10,6 +10,10 @@ use crate::reply::{ok, path_segment, ApiError, Body};
 use crate::state::AppState;
 
 /// Terminates the user's sockets; answers `{}`.
+///
+/// Answers `{}` whether or not the user had sockets here, as Pusher does: the call is a request to
+/// end sessions, not a query. The broker relays the termination to the other nodes, so one call
+/// ends the user's sockets across the cluster.
 pub fn terminate(
     state: &AppState,
     call: &SignedCall,

@@ -48,6 +48,9 @@ fn hooks(state: &AppState) -> Result<Webhooks, ApiError> {
 }
 
 /// Runs a spool call on the blocking pool; a failure of the spool or the task is a 500.
+///
+/// The spool is redb, whose calls block on the disk; running them on a runtime worker would stall
+/// every socket scheduled on that worker.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, vestnik_webhooks::Error> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -75,6 +78,9 @@ pub async fn dead_letters(state: &AppState, call: &SignedCall) -> Result<Respons
 }
 
 /// `POST /apps/{id}/webhooks/dead_letters/{replay|purge}`.
+///
+/// Either explicit ids or `all: true`, never an empty selection: a body of `{}` must not be read as
+/// "every dead letter", since a purge cannot be undone.
 pub async fn act(
     state: &AppState,
     call: &SignedCall,

@@ -17,6 +17,12 @@ use crate::config::ServerConfig;
 const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
 /// The tungstenite settings every socket gets.
+///
+/// - the read buffer is `socket_read_buffer` (small: client frames are small);
+/// - one message and one frame are capped at `max_message_bytes`, so tungstenite refuses an
+///   oversized client frame instead of buffering it;
+/// - `max_write_buffer_size` leaves room for a few of the largest messages on top of the buffer,
+///   so a burst to a slow reader fails the write (a slow consumer) rather than growing memory.
 pub fn websocket_config(server: &ServerConfig) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(server.socket_read_buffer)

@@ -37,9 +37,15 @@ use crate::config::ServerConfig;
 use crate::live::LiveSockets;
 
 /// The socket type every session drives.
+/// The stream over hyper's `Upgraded` connection: the session takes the socket over after the 101
+/// that `ws::upgrade` answered, whether the connection came in plain or over TLS.
 pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
 /// How long to wait for the client's close reply before dropping the connection.
+///
+/// RFC 6455 asks the closing side to wait for the peer's close frame before dropping TCP, so the
+/// client sees a clean close with our code; two seconds is our bound on a client that never
+/// answers, so a drain of thousands of sockets is not held up by a few silent ones.
 const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The timing a session runs by, from the `[server]` configuration.
@@ -56,6 +62,7 @@ pub struct SessionSettings {
 
 impl SessionSettings {
     /// The settings of `server`.
+    /// Read once when the state is built, so a session does not reach into the config per socket.
     pub fn from_config(server: &ServerConfig) -> Self {
         Self {
             activity_timeout: server.activity_timeout,
@@ -89,6 +96,9 @@ enum WriteFailure {
 /// Runs one write, flush or close on the socket, for at most `limit`. Every write of a session goes
 /// through here: an unbounded write to a client that stopped reading would block its session for
 /// ever (TCP keeps a full window open indefinitely), and with it the close queued behind it.
+///
+/// `Stalled` (the timer ran out) and `Failed` (the transport said no) are kept apart because they
+/// end differently: a stall counts as a slow consumer (4100), a failure as a client that left.
 async fn bounded<T>(
     limit: Duration,
     op: impl std::future::Future<Output = Result<T, WsError>>,
@@ -103,6 +113,10 @@ async fn bounded<T>(
 /// Sends `pusher:error` with `code`, closes with the same code, and waits briefly for the reply.
 /// Counts the refusal in `vestnik_sockets_refused_total` under `app_id` (the app the key named, or
 /// `unknown`: never a value the client chose).
+///
+/// Used before a session exists (unknown key, disabled app, over a limit), so the frame is written
+/// straight to the socket rather than through an outbox; the error frame comes first because
+/// pusher-js reads the code from `pusher:error`, not from the close frame.
 pub async fn refuse(
     mut ws: Socket,
     app_id: &str,
@@ -134,6 +148,9 @@ pub async fn refuse(
 
 /// Closes with `code` and `reason` (the write bounded by `write_timeout`), then waits (bounded) for
 /// the client's close reply.
+///
+/// The reason is cut to 123 bytes at a UTF-8 boundary: a control frame carries at most 125 bytes of
+/// payload, two of which are the code (RFC 6455 §5.5), and tungstenite refuses a longer one.
 async fn close(ws: &mut Socket, code: u16, reason: &str, write_timeout: Duration) {
     // Close reasons are limited to 123 bytes by RFC 6455.
     let mut end = reason.len().min(123);
@@ -156,6 +173,10 @@ async fn close(ws: &mut Socket, code: u16, reason: &str, write_timeout: Duration
 /// Runs an admitted socket: asks the broker to connect it, lists it for the drain, sends
 /// `pusher:connection_established`, then drives it (`drive`) until it ends, and finally disconnects it from
 /// the broker, counts how it ended and closes the socket.
+///
+/// `ctx.broker.disconnect` runs on every way out of `drive`, before the close is written, so the
+/// socket's subscriptions (and presence membership, and the vacate webhook) are released even when
+/// the client is too slow to receive the close.
 pub async fn run(mut ws: Socket, ctx: SessionContext, app: Arc<App>, peer: IpAddr) {
     let write_timeout = ctx.settings.write_timeout;
     let app_id = app.id.clone();
@@ -241,6 +262,8 @@ struct Liveness {
 
 impl Liveness {
     /// The client sent a frame: it is alive, and any outstanding ping is answered.
+    ///
+    /// Deliberately cheap (two stores, no timer reset): it runs for every frame read.
     fn seen(&mut self) {
         self.last_seen = Instant::now();
         self.ping_sent = None;
@@ -298,6 +321,12 @@ impl Counters {
 ///    `activity_timeout` of silence, close with 4201 when the pong does not come.
 ///
 /// Returns how the session ended; [`run`] does the closing, so every way out goes through one path.
+///
+/// # Why this order
+/// The outbox comes first so that a client flooding the server with frames cannot starve its own
+/// deliveries, and a close queued by the broker or the drain is acted on before any further input
+/// is read. The timer comes last: it only matters when the socket is otherwise idle, and every
+/// frame read already proves the client alive (`Liveness::seen`).
 async fn drive(ws: &mut Socket, ctx: &SessionContext, conn: &ConnectionHandle) -> End {
     let settings = ctx.settings;
     let write_timeout = settings.write_timeout;
@@ -368,6 +397,11 @@ async fn drive(ws: &mut Socket, ctx: &SessionContext, conn: &ConnectionHandle) -
 /// Handles what one read from the socket gave: a text frame goes to the broker, a ping's queued pong
 /// is flushed, a binary frame is refused, and the end of the stream, a close, a read error or an
 /// oversized message end the session. Returns how the session ends, or `None` to keep going.
+///
+/// A binary frame is answered with an error but the socket stays open: the Pusher protocol speaks
+/// only JSON text, and pusher-js never sends binary, so this is a client bug worth reporting, not a
+/// reason to drop it. An oversized message closes with `InvalidMessage` (4300): tungstenite has
+/// stopped reading the stream mid-message and cannot resynchronise.
 async fn on_read(
     ws: &mut Socket,
     broker: &Broker,
@@ -475,6 +509,9 @@ fn send_error(conn: &ConnectionHandle, code: PusherCode, message: &str) {
 /// broker call. Refusals become the wire's own answers: a `pusher:subscription_error` on the
 /// channel for a refused subscription (so pusher-js reports it on that channel), an error and a
 /// close for a failed sign-in, a counted `pusher:error` for a refused client event.
+///
+/// The broker is synchronous: nothing here awaits, so one slow call cannot hold up the session's
+/// writes; whatever the broker decides comes back through the outbox.
 fn handle_text(broker: &Broker, conn: &ConnectionHandle, text: &str) {
     match ClientMessage::parse(text) {
         Ok(ClientMessage::Ping) => conn.send(ServerMessage::Pong.encode()),

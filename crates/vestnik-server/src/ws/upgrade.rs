@@ -31,6 +31,9 @@ use crate::reply::{ApiError, Body, UNKNOWN_APP};
 use crate::state::AppState;
 
 /// Why a socket is refused before it reaches the broker.
+///
+/// Carried from `admit` (before the 101) into the session task (after it), which writes the
+/// `pusher:error` and the close; the broker never sees a refused socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     /// The app the key named, when it named one: the only app id a refusal is counted under.
@@ -56,6 +59,9 @@ impl Refusal {
 /// the path (4005), the key (4001), the protocol version (4006-4008), the origin (4009). The answer
 /// is decided before the 101 and delivered after it, so that a refused client reads a Pusher code
 /// rather than an HTTP status it cannot see.
+///
+/// The key is looked up by key only, never by id: a socket URL carries the public key, and
+/// accepting an id there would let a guessable number stand in for it.
 pub fn admit(
     state: &AppState,
     path: &str,
@@ -123,6 +129,11 @@ pub fn admit(
 
 /// Answers an upgrade request: plain-HTTP refusals about the node (starting, draining, IP rate,
 /// WebSocket version), or 101 with the session (or its refusal) spawned on the shutdown tracker.
+///
+/// The 101 is returned at once and the socket is taken over on a tracked task, because hyper only
+/// hands the connection over (`hyper::upgrade::on`) after this response has been written. The
+/// session's context is built here, from the state, so the session task holds the broker and its
+/// settings, not the whole [`AppState`].
 pub fn upgrade(req: Request<Incoming>, state: AppState, peer: SocketAddr) -> Response<Body> {
     let peer = match refusal_about_the_node(&req, &state, peer) {
         Ok(ip) => ip,
@@ -177,6 +188,10 @@ pub fn upgrade(req: Request<Incoming>, state: AppState, peer: SocketAddr) -> Res
 /// The refusals that are about the node or the client's rate, not what the socket asks for, answered
 /// as plain HTTP before anything is allocated: 503 while starting or draining, 429 over the client
 /// IP's connection rate, 426 for a WebSocket version other than 13. Otherwise the client's IP.
+///
+/// The order is cheapest first and most general first: node state, then the client's rate (the
+/// limiter counts the attempt), then the WebSocket version. A refused client gets an HTTP status,
+/// since a node that is not serving should not spend an upgrade and a session task on it.
 fn refusal_about_the_node(
     req: &Request<Incoming>,
     state: &AppState,

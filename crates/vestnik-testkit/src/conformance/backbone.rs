@@ -23,8 +23,12 @@ pub enum ServerKind {
 /// the backbone. Killed when dropped. Never use it on a port somebody else's server may hold.
 #[derive(Debug)]
 pub struct BackboneServer {
+    /// Which server, for its command line and for failure messages.
     kind: ServerKind,
+    /// Chosen once and kept across restarts, so adapters reconnect to the same address, as they
+    /// would to a real backbone coming back.
     port: u16,
+    /// The running process; `None` while stopped (between `stop` and `start` of the restart case).
     child: Option<Child>,
 }
 
@@ -41,6 +45,7 @@ impl BackboneServer {
         Self::spawn(ServerKind::Nats)
     }
 
+    /// Picks a free port and starts the server; both constructors go through here.
     fn spawn(kind: ServerKind) -> Self {
         let port = free_port();
         let mut server = Self {
@@ -67,6 +72,9 @@ impl BackboneServer {
 
     /// Freezes the server (SIGSTOP): connections stay open but nothing answers, as in a network
     /// partition. Adapters must notice through their own health checks.
+    ///
+    /// Freezing rather than killing is the harder case: the TCP connections stay up, so only the
+    /// adapter's own heartbeat or ping can tell the backbone is gone.
     pub fn freeze(&self) {
         self.signal("STOP");
     }
@@ -76,6 +84,8 @@ impl BackboneServer {
         self.signal("CONT");
     }
 
+    /// Sends `sig` to this server's own pid only, never by name: other servers on the machine must
+    /// not be touched.
     fn signal(&self, sig: &str) {
         let pid = self.child.as_ref().expect("the server is running").id();
         let ok = Command::new("kill")
@@ -85,6 +95,9 @@ impl BackboneServer {
         assert!(ok, "kill -{sig} {pid} failed");
     }
 
+    /// The server's command line. Redis runs without persistence (`--save ''`, no AOF), so a
+    /// restart starts empty and writes nothing to the working directory; both bind to loopback
+    /// only. Output is discarded: a test reads its state through the adapter, not the server's log.
     fn command(&self) -> Command {
         let port = self.port.to_string();
         let mut cmd = match self.kind {
@@ -127,6 +140,8 @@ impl BackboneServer {
 }
 
 impl Backbone for BackboneServer {
+    /// SIGKILL, not a clean shutdown: the case is a backbone that vanishes, and the adapters must
+    /// not get a polite goodbye first.
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -134,6 +149,9 @@ impl Backbone for BackboneServer {
         }
     }
 
+    /// Starts the process and waits (bounded by [`EVENT_WAIT`]) until the port accepts a TCP
+    /// connection; a server that exits at start fails at once with its status rather than at the
+    /// deadline.
     fn start(&mut self) {
         assert!(
             self.child.is_none(),
@@ -179,6 +197,9 @@ impl Drop for BackboneServer {
 }
 
 /// A loopback port that was free a moment ago.
+///
+/// Another process could take it before the server binds; on a test machine this is rare, and
+/// the server then fails to start loudly rather than sharing a port.
 fn free_port() -> u16 {
     TcpListener::bind(("127.0.0.1", 0))
         .and_then(|l| l.local_addr())

@@ -21,9 +21,11 @@ use super::{BackboneServer, Node, EVENT_WAIT};
 use crate::wait_until;
 
 /// How many messages the close and slow-consumer cases send.
+/// Enough that a shell which dropped its queue on `close` would visibly lose messages.
 const BURST: u32 = 500;
 
 /// How many messages the slow-consumer case sends at a node whose event queue is small.
+/// Far more than the small queue the case configures, so drops must happen.
 const FLOOD: u32 = 100;
 
 /// How exactly a backbone can count the messages it drops on the receiving side.
@@ -48,6 +50,9 @@ async fn expect_end(name: &str, id: NodeId, events: &mut mpsc::Receiver<AdapterE
 
 /// `close` publishes the messages queued before it, in order; afterwards the adapter reports
 /// disconnected, refuses (and counts) sends, and its event stream ends.
+///
+/// This is the drain's promise for the cluster: the "leaving" message a node queues last is
+/// published before its adapter closes.
 pub async fn close_publishes_what_is_queued_then_ends<F, Fut, T>(mut make: F)
 where
     F: FnMut(NodeId) -> Fut,
@@ -90,6 +95,9 @@ where
 }
 
 /// Dropping the last handle ends the backbone's tasks, and with them the event stream.
+///
+/// A leaked backbone task would keep a connection open after a broker shut down, and a test suite
+/// that makes many nodes would run out of connections.
 pub async fn drop_ends_the_tasks_and_the_stream<F, Fut, T>(mut make: F)
 where
     F: FnMut(NodeId) -> Fut,
@@ -107,6 +115,9 @@ where
 
 /// The counters count what moved: sent by the sender, received by each receiver (the sender
 /// hears its own `All` message), nothing dropped.
+///
+/// These counters feed the broker's metrics; a backbone that miscounts would make the cluster
+/// dashboards lie.
 pub async fn stats_count_what_moved<F, Fut, T>(mut make: F)
 where
     F: FnMut(NodeId) -> Fut,

@@ -77,6 +77,9 @@ pub struct Node<A: ?Sized> {
 impl<A: Adapter + ?Sized> Node<A> {
     /// Makes node `id` with `make`, takes its events and waits for the first one, which must be
     /// `Connected`.
+    ///
+    /// The first event must be `Connected`: the cluster layer relies on it to know when it may
+    /// send, so an adapter that stays silent at start fails here rather than in a later case.
     pub async fn join<F, Fut>(make: &mut F, id: NodeId) -> Self
     where
         F: FnMut(NodeId) -> Fut,
@@ -101,6 +104,9 @@ impl<A: Adapter + ?Sized> Node<A> {
     }
 
     /// Sends and asserts that the adapter queued it.
+    ///
+    /// `send` never waits; a `false` means the adapter refused the message (down, or its queue
+    /// full), which must not happen while connected and idle.
     pub fn send(&self, to: Destination, payload: impl Into<Bytes>) {
         let name = self.adapter.name();
         assert!(
@@ -182,12 +188,16 @@ impl<A: Adapter + ?Sized> Node<A> {
 }
 
 /// A short description of a payload for failure messages.
+/// Only the length and the first 16 bytes: a 64 KiB payload would drown the failure message.
 fn describe(payload: &[u8]) -> String {
     let head: Vec<u8> = payload.iter().copied().take(16).collect();
     format!("{} bytes starting {head:?}", payload.len())
 }
 
 /// Case 1: `All` reaches every node, the sender included, from any sender.
+///
+/// Every backbone must behave alike here, sender included, so the cluster layer can treat its own
+/// broadcasts the same way on every backbone instead of knowing which one it runs on.
 pub async fn all_reaches_every_node<F, Fut, A>(mut make: F)
 where
     F: FnMut(NodeId) -> Fut,
@@ -210,6 +220,9 @@ where
 /// Case 2: `Node(id)` reaches that node only. After the target has the message, the server has
 /// routed it; a marker sent afterwards to every other node must then be the next thing each of
 /// them sees, so no time window is needed to prove the absence.
+///
+/// Directed messages carry query answers and snapshots for one node; a copy leaking to another
+/// node would be taken as an answer to a question it never asked.
 pub async fn node_reaches_only_that_node<F, Fut, A>(mut make: F)
 where
     F: FnMut(NodeId) -> Fut,
@@ -245,6 +258,9 @@ where
 }
 
 /// Case 3: [`ORDER_COUNT`] messages from one sender arrive in order, to one node and to all.
+///
+/// Order per sender is what keeps replicated presence right: a member's join and leave relayed out
+/// of order would leave the member listed on other nodes after it left.
 pub async fn order_is_kept<F, Fut, A>(mut make: F)
 where
     F: FnMut(NodeId) -> Fut,
@@ -278,6 +294,9 @@ where
 
 /// Case 4: empty, one-byte and 64 KiB binary payloads (every byte value) arrive byte-exact, to
 /// one node and to all.
+///
+/// The cluster's wire format is binary; an adapter that treated payloads as text (or trimmed an
+/// empty one) would corrupt it. Every byte value is sent so no encoding step can hide.
 pub async fn payloads_pass_unchanged<F, Fut, A>(mut make: F)
 where
     F: FnMut(NodeId) -> Fut,
@@ -301,6 +320,9 @@ where
 }
 
 /// Case 5: `events()` hands out the stream once; the second call returns `None`.
+///
+/// The event stream has one reader, the cluster layer; a second reader would silently split the
+/// messages between the two.
 pub async fn events_is_taken_once<F, Fut, A>(mut make: F)
 where
     F: FnMut(NodeId) -> Fut,
@@ -339,6 +361,10 @@ pub trait Backbone {
 
 /// Case 6: the backbone restarts. Every adapter emits `Disconnected`, refuses sends while down,
 /// emits `Connected` once back, and messages flow again both ways.
+///
+/// The cluster layer relies on these events: `Disconnected` makes it stop trusting what it knows of
+/// other nodes, `Connected` makes it announce itself again. A refused send while down is what keeps
+/// a publisher from waiting on a dead backbone.
 pub async fn restart_recovers<F, Fut, A>(mut make: F, backbone: &mut dyn Backbone)
 where
     F: FnMut(NodeId) -> Fut,
@@ -407,6 +433,8 @@ where
     );
 }
 
+/// Joins nodes one after another, each waiting for its `Connected`, so every case starts with all
+/// nodes subscribed and none misses the first message.
 async fn join_many<F, Fut, A>(make: &mut F, ids: &[NodeId]) -> Vec<Node<A>>
 where
     F: FnMut(NodeId) -> Fut,
@@ -422,6 +450,9 @@ where
 
 /// A cluster prefix no other test run uses, so tests can share one Redis or NATS server.
 /// Only `[a-z0-9-]`, valid for both Redis channels and NATS subjects.
+///
+/// The pid, the time and a counter together make it unique across runs, across parallel test
+/// binaries and within one binary.
 pub fn unique_prefix(tag: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()

@@ -7,8 +7,12 @@ use http::Response;
 use crate::http::Body;
 use crate::reply::asset;
 
+/// The console page, compiled into the binary: the console needs no files next to the broker and
+/// loads nothing from other hosts, so it works offline and under a strict CSP.
 const PAGE: &str = include_str!("index.html");
+/// The page's script, served from `/console/console.js`.
 const SCRIPT: &str = include_str!("console.js");
+/// The page's style sheet, served from `/console/console.css`.
 const STYLE: &str = include_str!("console.css");
 
 /// `GET /console`.

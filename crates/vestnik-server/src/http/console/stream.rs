@@ -35,9 +35,13 @@ pub struct EventStream {
 }
 
 impl hyper::body::Body for EventStream {
+    /// Each frame is one whole SSE message, so a message is never split across writes.
     type Data = Bytes;
+    /// The stream cannot fail; it ends when the console's task drops its sender.
     type Error = Infallible;
 
+    /// Polls the task's queue; `None` when the task ended (console gone or shutdown), which ends
+    /// the response.
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -90,6 +94,13 @@ pub async fn stats(state: &AppState, app: &App) -> Value {
 }
 
 /// `GET /console/api/stream`: starts the console's task and answers with its stream.
+///
+/// # The loop
+/// The console's task, tracked so the drain waits for it. It sends `hello`, then loops: each turn
+/// picks the first of shutdown, the console going away (`tx.closed()`), a tap record (or a
+/// `lagged` count), or the stats tick, and then sends the message, again racing shutdown, so a
+/// console that stopped reading cannot hold the task past shutdown. The wait on `tx.send` is the
+/// only backpressure, and it falls on the console's own view: the tap drops its oldest records.
 pub fn open(state: &AppState, app: Arc<App>) -> Result<Response<EventStream>, ApiError> {
     let mut watch = state.tap.watch(&app.id).ok_or_else(|| {
         ApiError::new(
@@ -171,6 +182,8 @@ mod tests {
         (event, data)
     }
 
+    /// The promise of the module: a stalled console never slows the broker, loses its oldest
+    /// records, and is told how many with a `lagged` message; its task ends when the console goes.
     #[tokio::test]
     async fn a_console_that_does_not_read_loses_the_oldest_and_is_told() {
         let mut config = Config::default();

@@ -50,11 +50,16 @@ pub fn secret_matches(app: &App, given: &str) -> bool {
     verify_hex(SECRET_CHECK_KEY, given.as_bytes(), &expected)
 }
 
+/// The exact bytes a token's MAC covers: the label, the version, the hex app id and the expiry, one
+/// per line. The app id travels as hex so a `.` in an id cannot shift the token's fields.
 fn message(app_hex: &str, expires: u64) -> String {
     format!("{LABEL}\n{VERSION}\n{app_hex}\n{expires}")
 }
 
 /// A token for `app` that is valid until `expires` (Unix seconds).
+///
+/// The expiry is inside the MAC, so a holder cannot extend a token; nothing is stored, so a
+/// token cannot be revoked one by one: rotating the app's secret ends them all.
 pub fn issue(app: &App, expires: u64) -> String {
     let app_hex = hex::encode(app.id.as_bytes());
     let mac = sign_bytes(&app.secret, message(&app_hex, expires).as_bytes());
@@ -122,6 +127,7 @@ mod tests {
 
     const NOW: u64 = 1_800_000_000;
 
+    /// The round trip: a token issued for an app verifies to that app before its expiry.
     #[test]
     fn a_fresh_token_signs_in_to_its_app() {
         let apps = [app("one", "s1"), app("two", "s2")];
@@ -131,6 +137,8 @@ mod tests {
         assert!(!token.contains("s1"), "the token must not carry the secret");
     }
 
+    /// Expiry is exact at `expires` (`now >= expires` refuses), so a token lives no longer than
+    /// issued.
     #[test]
     fn an_expired_token_is_refused() {
         let apps = [app("one", "s1")];
@@ -142,6 +150,8 @@ mod tests {
         );
     }
 
+    /// A holder who edits the expiry to extend the session, or changes the MAC, gets
+    /// `BadSignature`.
     #[test]
     fn a_tampered_expiry_or_signature_is_refused() {
         let apps = [app("one", "s1")];
@@ -161,6 +171,8 @@ mod tests {
         );
     }
 
+    /// The scoping promise of keying by the app's secret: a token re-labelled with another app's id
+    /// fails that app's signature check.
     #[test]
     fn a_token_for_one_app_does_not_open_another() {
         let apps = [app("one", "s1"), app("two", "s2")];
@@ -185,6 +197,8 @@ mod tests {
         );
     }
 
+    /// Rotation is the console's logout-everyone: a token signed with the old secret no longer
+    /// verifies.
     #[test]
     fn a_rotated_secret_ends_the_session() {
         let token = issue(&app("one", "old"), NOW + 60);
@@ -195,6 +209,7 @@ mod tests {
         );
     }
 
+    /// Anything not of the four-field shape is `Malformed`, never a panic on a hostile cookie.
     #[test]
     fn garbage_is_malformed() {
         let apps = [app("one", "s1")];
@@ -214,6 +229,8 @@ mod tests {
         }
     }
 
+    /// The sign-in comparison accepts the exact secret only: no prefix, no extra byte, no empty
+    /// string.
     #[test]
     fn the_secret_check_is_exact() {
         let a = app("one", "s3cret");
@@ -223,6 +240,7 @@ mod tests {
         }
     }
 
+    /// Browsers send every cookie of the host in one header; ours is picked out by name.
     #[test]
     fn the_cookie_is_found_among_others() {
         assert_eq!(
