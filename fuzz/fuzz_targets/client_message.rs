@@ -57,6 +57,7 @@ fn check_channel_event(event: &str, channel: &str, data: &str, user_id: Option<&
         channel,
         data,
         user_id,
+        position: None,
     };
     let bytes = msg.encode();
     assert_eq!(&bytes[..], msg.to_json().as_bytes(), "encode != to_json");
@@ -105,7 +106,11 @@ fn check_channel_name(text: &str) {
         }
     }
     // A valid name never needs escaping in JSON, but check the encoders anyway.
-    let v = frame(&ServerMessage::SubscriptionSucceeded { channel: text }.encode());
+    let v = frame(&ServerMessage::SubscriptionSucceeded {
+        channel: text,
+        position: None,
+        recovery: None,
+    }.encode());
     assert_eq!(v["channel"].as_str(), Some(text));
 }
 
@@ -166,6 +171,8 @@ fn check_presence(channel: &str, p: &PresenceData) {
         &ServerMessage::PresenceSubscriptionSucceeded {
             channel,
             members: &members,
+            position: None,
+            recovery: None,
         }
         .encode(),
     );
