@@ -58,6 +58,7 @@ fn check_channel_event(event: &str, channel: &str, data: &str, user_id: Option<&
         channel,
         data,
         user_id,
+        position: None,
     };
     let bytes = msg.encode();
     assert_eq!(&bytes[..], msg.to_json().as_bytes(), "encode != to_json");
@@ -106,7 +107,11 @@ fn check_channel_name(text: &str) {
         }
     }
     // A valid name never needs escaping in JSON, but check the encoders anyway.
-    let v = frame(&ServerMessage::SubscriptionSucceeded { channel: text }.encode());
+    let v = frame(&ServerMessage::SubscriptionSucceeded {
+        channel: text,
+        position: None,
+        recovery: None,
+    }.encode());
     assert_eq!(v["channel"].as_str(), Some(text));
 }
 
@@ -168,6 +173,8 @@ fn check_presence(channel: &str, p: &PresenceData) {
         &ServerMessage::PresenceSubscriptionSucceeded {
             channel,
             members: &members,
+            position: None,
+            recovery: None,
         }
         .encode(),
     );

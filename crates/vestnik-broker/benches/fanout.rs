@@ -30,6 +30,7 @@ fn fanout(c: &mut Criterion) {
                         channel: channel.clone(),
                         auth: None,
                         channel_data: None,
+                        recover: None,
                     },
                 )
                 .unwrap();

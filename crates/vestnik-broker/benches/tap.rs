@@ -33,6 +33,7 @@ fn setup(events: Arc<dyn EventSink>) -> (Broker, Arc<App>, ConnectionHandle) {
                 channel: ChannelName::parse("orders").unwrap(),
                 auth: None,
                 channel_data: None,
+                recover: None,
             },
         )
         .unwrap();

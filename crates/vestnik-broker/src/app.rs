@@ -13,6 +13,8 @@ use vestnik_protocol::limits;
 use vestnik_protocol::webhook::WebhookTarget;
 use vestnik_protocol::AppSecret;
 
+use crate::history::HistoryConfig;
+
 /// One app: its credentials, switches and limits. Every field has a default, so a config file names
 /// only what differs.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -60,6 +62,9 @@ pub struct App {
     pub api_rate_limit: u32,
     /// Where this app's webhooks go (`[[apps.webhooks]]`); none by default.
     pub webhooks: Vec<WebhookTarget>,
+    /// Channel history and positions (`[apps.history]`): on by default, bounded; see
+    /// docs/recovery.md.
+    pub history: HistoryConfig,
 }
 
 impl Default for App {
@@ -85,6 +90,7 @@ impl Default for App {
             max_channels_per_socket: limits::MAX_CHANNELS_PER_SOCKET,
             api_rate_limit: 0,
             webhooks: Vec::new(),
+            history: HistoryConfig::default(),
         }
     }
 }

@@ -34,6 +34,7 @@
 //! - [`presence`]: presence rosters with per-user socket counts.
 //! - [`broker`]: [`Broker`], the one API the edges call, one file per concern (connections,
 //!   channels, users, publish, queries, and the local API the cluster layer calls).
+//! - [`history`]: each channel's recent events with their positions, bounded, for recovery.
 //! - [`hook`]: [`ClusterHook`](hook::ClusterHook), what the broker tells the cluster and asks of it.
 //! - [`cluster`]: the layer over the broker that makes several nodes one: the link, the cluster
 //!   loop, the private wire format, replicated presence.
@@ -48,6 +49,7 @@ pub mod cluster;
 pub mod connection;
 pub mod error;
 pub mod events;
+pub mod history;
 pub mod hook;
 pub mod presence;
 pub mod registry;
@@ -58,4 +60,5 @@ pub use broker::{AppRuntime, Broker, BrokerConfig, BrokerStats, PublishEvent};
 pub use connection::{CloseRequest, Connection, ConnectionHandle, Drained, Outbox};
 pub use error::{ClientEventError, ConnectError, SigninError, SubscribeError};
 pub use events::{BrokerEvent, EventSink, NoEvents};
+pub use history::{HistoryConfig, HistoryRule};
 pub use tap::{Tap, TapItem, TapWatch};

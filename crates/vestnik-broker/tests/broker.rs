@@ -48,6 +48,7 @@ fn join_presence(b: &Broker, app: &App, conn: &ConnectionHandle, channel: &str, 
             channel: ChannelName::parse(channel).unwrap(),
             auth: Some(auth),
             channel_data: Some(cd),
+            recover: None,
         },
     )
     .unwrap();
@@ -117,6 +118,7 @@ fn publish_encodes_once_and_skips_the_excluded_socket() {
                 channel: ChannelName::parse("x").unwrap(),
                 auth: None,
                 channel_data: None,
+                recover: None,
             },
         )
         .unwrap();
@@ -158,6 +160,7 @@ fn slow_consumer_is_closed_without_affecting_others() {
                 channel: channels[0].clone(),
                 auth: None,
                 channel_data: None,
+                recover: None,
             },
         )
         .unwrap();
@@ -284,6 +287,7 @@ fn events_report_first_and_last_of_everything() {
             channel: ChannelName::parse("cache-x").unwrap(),
             auth: None,
             channel_data: None,
+            recover: None,
         },
     )
     .unwrap();
@@ -338,6 +342,7 @@ fn channels_per_socket_are_capped_and_the_socket_stays_usable() {
         channel: ChannelName::parse(name).unwrap(),
         auth: None,
         channel_data: None,
+        recover: None,
     };
     b.subscribe(&conn, sub("a")).unwrap();
     b.subscribe(&conn, sub("b")).unwrap();

@@ -110,6 +110,7 @@ fn subscribe(n: &Node, channel: &str) -> ConnectionHandle {
                 channel: ChannelName::parse(channel).unwrap(),
                 auth: None,
                 channel_data: None,
+                recover: None,
             },
         )
         .unwrap();
@@ -134,6 +135,7 @@ fn join_presence(n: &Node, channel: &str, user: &str) -> (ConnectionHandle, Vec<
                 channel: ChannelName::parse(channel).unwrap(),
                 auth: Some(auth),
                 channel_data: Some(cd),
+                recover: None,
             },
         )
         .unwrap();
@@ -325,6 +327,7 @@ async fn a_node_that_starts_late_replays_the_cache_of_the_others() {
                 channel: channels[0].clone(),
                 auth: None,
                 channel_data: None,
+                recover: None,
             },
         )
         .unwrap();

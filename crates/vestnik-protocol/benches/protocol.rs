@@ -17,6 +17,7 @@ fn encode(c: &mut Criterion) {
                 channel: black_box("private-user-42"),
                 data: black_box(data),
                 user_id: None,
+                position: None,
             }
             .encode()
         })

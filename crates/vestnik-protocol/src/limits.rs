@@ -118,3 +118,20 @@ pub const MAX_CHANNELS_PER_SOCKET: usize = 100;
 /// Milliseconds between two batches of a drain's closes. Ten batches a second spread the reconnects
 /// smoothly (a 10 s window gives 100 batches) without waking the drain more often than needed.
 pub const DRAIN_BATCH_INTERVAL_MS: u64 = 100;
+
+/// Events a channel's history keeps by default. Our choice, cheap on purpose: enough to cover a
+/// reconnect of a few seconds on a busy channel (centrifuge's examples use 10 to 100).
+pub const HISTORY_SIZE: usize = 100;
+
+/// Seconds a channel's history keeps an event by default: a phone through a tunnel, a laptop lid, a
+/// rolling deploy. Our choice; centrifuge's examples keep 300 s too.
+pub const HISTORY_TTL_SECS: u64 = 300;
+
+/// Bytes of history one app may hold on a node by default (frames plus a fixed per-event overhead).
+/// Over it, the channels published to longest ago lose their history (and their epoch). Our choice:
+/// 16 MiB holds about 50,000 events of 300 bytes.
+pub const HISTORY_MAX_BYTES: usize = 16 * 1024 * 1024;
+
+/// Most events one recovery replays. The replay goes into the socket's bounded outbox at once, so it
+/// must leave room in [`OUTBOX_CAPACITY`] for live events; more than this is answered `too_old`.
+pub const MAX_RECOVERED_EVENTS: usize = OUTBOX_CAPACITY / 2;

@@ -398,6 +398,30 @@ mod tests {
     }
 
     #[test]
+    fn history_is_on_by_default_and_tuned_per_app_and_prefix() {
+        let c = Config::from_toml(
+            "[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\n\
+             [apps.history]\nsize = 20\n\
+             [[apps.history.channels]]\nprefix = \"noisy-\"\nenabled = false\n\
+             [[apps]]\nid = \"2\"\nkey = \"k2\"\nsecret = \"s\"\n",
+            "x.toml",
+        )
+        .unwrap();
+        assert_eq!(c.apps[0].history.for_channel("a").unwrap().size, 20);
+        assert_eq!(c.apps[0].history.for_channel("noisy-a"), None);
+        assert_eq!(
+            c.apps[1].history.for_channel("a").unwrap().size,
+            limits::HISTORY_SIZE
+        );
+        let e = Config::from_toml(
+            "[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\n[apps.history]\nttl = 0\n",
+            "x.toml",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("history.ttl"), "{e}");
+    }
+
+    #[test]
     fn bad_value_and_duplicates() {
         let e = Config::from_toml("[server]\nport = \"x\"\n", "x.toml").unwrap_err();
         assert!(e.to_string().starts_with("x.toml:2:"), "{e}");

@@ -7,8 +7,13 @@
 //!    [`ClusterHook`](crate::hook::ClusterHook)).
 //! 3. [`Joining::join_registry`]: the socket joins the channel's subscribers; the first one occupies
 //!    the channel.
-//! 4. Replies and events: `subscription_succeeded` (with the roster), `member_added` to the others,
-//!    the subscription count, the cached event or `cache_miss`.
+//! 4. Replies and events: `subscription_succeeded` (with the roster, the channel's position and the
+//!    answer to a `recover`), the missed events a recovery found, `member_added` to the others, the
+//!    subscription count, the cached event or `cache_miss` (not after a recovery).
+//!
+//! Where the channel keeps history, steps 2 to 4 run under its stream's lock (taken before the
+//! shard), the lock its publishers fan out under: the missed events and the live ones meet with no
+//! gap and no duplicate.
 //!
 //! The roster step runs before the registry step so that a full presence channel refuses a socket
 //! before it is anyone's subscriber. All steps run under the socket's state lock and the channel's
@@ -20,17 +25,23 @@ use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 use vestnik_protocol::auth::{verify_channel, AuthError};
+use vestnik_protocol::limits::MAX_RECOVERED_EVENTS;
 use vestnik_protocol::limits::{
     SUBSCRIPTION_COUNT_INTERVAL_SECS, SUBSCRIPTION_COUNT_THROTTLE_ABOVE,
 };
-use vestnik_protocol::message::{MemberView, PresenceData, Subscribe};
+use vestnik_protocol::message::{
+    MemberView, Position, PresenceData, Recover, Recovery, RecoveryFailure, Subscribe,
+};
 use vestnik_protocol::{ChannelKind, ChannelName, ServerMessage};
+
+use bytes::Bytes;
 
 use super::{AppRuntime, Broker};
 use crate::app::App;
 use crate::connection::{Connection, ConnectionHandle, ConnectionState};
 use crate::error::SubscribeError;
 use crate::events::BrokerEvent;
+use crate::history::Stream;
 use crate::hook::RemoteMembers;
 use crate::presence::{Join, Leave, Members};
 use crate::registry::Channel;
@@ -62,7 +73,6 @@ impl Broker {
             )));
         }
         let rt = self.runtime(&app);
-        let mut entry = rt.registry.channels.entry(channel.clone()).or_default();
         let step = Joining {
             broker: self,
             conn,
@@ -71,31 +81,17 @@ impl Broker {
             member: member.as_ref(),
             already,
         };
-        let (join, remote_only) = match step.join_roster(&mut entry) {
-            Ok(joined) => joined,
-            Err(e) => {
-                let empty = entry.subscribers.is_empty();
-                drop(entry);
-                if empty {
-                    rt.registry
-                        .channels
-                        .remove_if(&channel, |_, c| c.subscribers.is_empty());
-                }
-                return Err(e);
-            }
-        };
-        if !already {
-            step.join_registry(&mut entry);
+        let recover = req.recover.as_ref();
+        match self.history_limits(&app, channel.as_str()) {
+            // The registry join and the history read under the stream's lock: a publish waits, and
+            // then reaches this socket live, after the missed events.
+            Some(limits) => rt
+                .history
+                .with_stream(&channel, limits, Instant::now(), |s| {
+                    step.join(&rt, Some(s), recover)
+                })?,
+            None => step.join(&rt, None, recover)?,
         }
-        step.reply_succeeded(&entry, &remote_only);
-        step.announce_member(&entry, join, &remote_only);
-        if !already {
-            send_subscription_count(self, &app, &channel, &mut entry);
-        }
-        if channel.is_cache() {
-            step.send_cached(&rt);
-        }
-        drop(entry);
         st.channels.insert(channel, member.map(|(uid, _)| uid));
         Ok(())
     }
@@ -121,6 +117,81 @@ struct Joining<'a> {
 }
 
 impl Joining<'_> {
+    /// Steps 2 to 4 under the channel's shard lock, and under `stream`'s lock where the channel keeps
+    /// history, which makes the recovery exact: the missed events are read and sent in the same
+    /// critical section that makes the socket a subscriber.
+    fn join(
+        &self,
+        rt: &AppRuntime,
+        stream: Option<&mut Stream>,
+        recover: Option<&Recover>,
+    ) -> Result<(), SubscribeError> {
+        let mut entry = rt
+            .registry
+            .channels
+            .entry(self.channel.clone())
+            .or_default();
+        let (join, remote_only) = match self.join_roster(&mut entry) {
+            Ok(joined) => joined,
+            Err(e) => {
+                let empty = entry.subscribers.is_empty();
+                drop(entry);
+                if empty {
+                    rt.registry
+                        .channels
+                        .remove_if(self.channel, |_, c| c.subscribers.is_empty());
+                }
+                return Err(e);
+            }
+        };
+        if !self.already {
+            self.join_registry(&mut entry);
+        }
+        let stream = stream.map(|s| &*s);
+        let (recovery, missed) = self.recover(stream, recover);
+        let position = stream.map(Stream::position);
+        self.reply_succeeded(&entry, &remote_only, position, recovery);
+        let recovered = !missed.is_empty() || matches!(recovery, Some(Recovery::Recovered { .. }));
+        for frame in missed {
+            self.conn.send(frame);
+        }
+        self.announce_member(&entry, join, &remote_only);
+        if !self.already {
+            send_subscription_count(self.broker, self.app, self.channel, &mut entry);
+        }
+        // A recovered client has the last event already (or just got it among the missed ones).
+        if self.channel.is_cache() && !recovered {
+            self.send_cached(rt);
+        }
+        Ok(())
+    }
+
+    /// Step 4 (recovery): what to answer a `recover`, and the missed frames to send after
+    /// `subscription_succeeded`.
+    fn recover(
+        &self,
+        stream: Option<&Stream>,
+        recover: Option<&Recover>,
+    ) -> (Option<Recovery>, Vec<Bytes>) {
+        let Some(from) = recover else {
+            return (None, Vec::new());
+        };
+        let found = match (self.broker.hook(), stream) {
+            (Some(_), _) => Err(RecoveryFailure::ClusterHistoryUnavailable),
+            (None, None) => Err(RecoveryFailure::HistoryOff),
+            (None, Some(s)) => s.since(from, MAX_RECOVERED_EVENTS),
+        };
+        match found {
+            Ok(frames) => (
+                Some(Recovery::Recovered {
+                    missed: frames.len(),
+                }),
+                frames,
+            ),
+            Err(reason) => (Some(Recovery::Failed(reason)), Vec::new()),
+        }
+    }
+
     /// Step 2: adds the presence member to the local roster unless the channel is full, counting the
     /// members that are only on other nodes. Returns how the roster changed and those remote-only
     /// members (empty off presence channels and on a single node).
@@ -181,8 +252,15 @@ impl Joining<'_> {
         );
     }
 
-    /// Step 4a: `subscription_succeeded`, with the whole cluster's roster on presence channels.
-    fn reply_succeeded(&self, entry: &Channel, remote_only: &RemoteMembers) {
+    /// Step 4a: `subscription_succeeded`, with the whole cluster's roster on presence channels, the
+    /// channel's position where it keeps history, and the answer to a `recover`.
+    fn reply_succeeded(
+        &self,
+        entry: &Channel,
+        remote_only: &RemoteMembers,
+        position: Option<Position<'_>>,
+        recovery: Option<Recovery>,
+    ) {
         let channel = self.channel.as_str();
         let succeeded = match &entry.members {
             Some(m) => {
@@ -196,10 +274,17 @@ impl Joining<'_> {
                 ServerMessage::PresenceSubscriptionSucceeded {
                     channel,
                     members: &views,
+                    position,
+                    recovery,
                 }
                 .encode()
             }
-            None => ServerMessage::SubscriptionSucceeded { channel }.encode(),
+            None => ServerMessage::SubscriptionSucceeded {
+                channel,
+                position,
+                recovery,
+            }
+            .encode(),
         };
         self.conn.send(succeeded);
     }

@@ -15,7 +15,8 @@
 //! cluster layer only as a [`ClusterHook`], told about the moments that matter to other nodes; a
 //! one-node broker holds none and takes none of those branches.
 //!
-//! Lock order, outermost first: a connection's state, then a channel shard, then the cluster's
+//! Lock order, outermost first: a connection's state, then a channel's history stream (see
+//! [`crate::history`]), then a channel shard, then the cluster's
 //! remote roster (behind the hook), then the users shard, then the watchers shard, then an outbox.
 //! No lock is held across an `.await`. This module must never know about HTTP, WebSocket or disk,
 //! and must never name a cluster wire message.
@@ -41,6 +42,7 @@ use crate::app::{App, AppStore};
 use crate::cluster::{ClusterLink, ClusterNode, ClusterSettings};
 use crate::connection::ConnectionHandle;
 use crate::events::{BrokerEvent, EventSink, NoEvents};
+use crate::history::{History, StreamLimits};
 use crate::hook::ClusterHook;
 use crate::registry::Registry;
 
@@ -70,6 +72,8 @@ impl Default for BrokerConfig {
 pub struct AppRuntime {
     /// Channels and cache.
     pub registry: Registry,
+    /// Channel history and positions; empty on a node in a cluster.
+    pub history: History,
     /// Signed-in sockets by user id.
     users: DashMap<Arc<str>, Vec<ConnectionHandle>>,
     /// Sockets watching a user id.
@@ -193,12 +197,23 @@ impl Broker {
         }
     }
 
-    /// Drops expired cache entries of every app.
+    /// Drops expired cache entries and expired history of every app.
     pub fn purge_expired(&self) {
         let now = Instant::now();
         for rt in self.inner.runtimes.iter() {
             rt.registry.purge_expired(now);
+            rt.history.purge_expired(now);
         }
+    }
+
+    /// The bounds of `channel`'s history, or `None` where it keeps none: history off for it, or
+    /// this node is in a cluster, whose history is not cluster-wide yet (a node's own numbering
+    /// would contradict the others', so it gives none).
+    fn history_limits(&self, app: &App, channel: &str) -> Option<StreamLimits> {
+        if self.hook().is_some() {
+            return None;
+        }
+        app.history.for_channel(channel)
     }
 
     /// Joins the cluster as `node` through `adapter` (which must deliver `Destination::Node(node)`

@@ -11,6 +11,9 @@
 
 use std::time::Instant;
 
+use bytes::Bytes;
+
+use vestnik_protocol::message::Position;
 use vestnik_protocol::{ChannelName, ServerMessage, SocketId};
 
 use super::Broker;
@@ -45,30 +48,46 @@ impl Broker {
         self.publish_local(app, event)
     }
 
-    /// Fans an event out to this node's sockets only (and caches it on cache channels).
+    /// Fans an event out to this node's sockets only (and caches it on cache channels). Where the
+    /// channel keeps history, the event takes the next position and is fanned out under the
+    /// stream's lock, so every subscriber sees offset order.
     pub(crate) fn publish_local(&self, app: &App, event: &PublishEvent<'_>) -> usize {
         let rt = self.runtime(app);
         let now = Instant::now();
         let mut delivered = 0;
+        let mut kept = false;
         for channel in event.channels {
-            let frame = ServerMessage::ChannelEvent {
-                event: event.name,
-                channel: channel.as_str(),
-                data: event.data,
-                user_id: None,
-            }
-            .encode();
-            if channel.is_cache() {
-                rt.registry.cache.insert(
-                    channel.clone(),
-                    CachedEvent {
-                        frame: frame.clone(),
-                        data: event.data.to_owned(),
-                        expires: now + app.cache_ttl(),
-                    },
-                );
-            }
-            let recipients = rt.registry.fan_out(channel.as_str(), &frame, event.except);
+            let encode = |position: Option<Position<'_>>| {
+                ServerMessage::ChannelEvent {
+                    event: event.name,
+                    channel: channel.as_str(),
+                    data: event.data,
+                    user_id: None,
+                    position,
+                }
+                .encode()
+            };
+            let deliver = |frame: &Bytes| {
+                if channel.is_cache() {
+                    rt.registry.cache.insert(
+                        channel.clone(),
+                        CachedEvent {
+                            frame: frame.clone(),
+                            data: event.data.to_owned(),
+                            expires: now + app.cache_ttl(),
+                        },
+                    );
+                }
+                rt.registry.fan_out(channel.as_str(), frame, event.except)
+            };
+            let recipients = match self.history_limits(app, channel.as_str()) {
+                Some(limits) => {
+                    kept = true;
+                    rt.history
+                        .publish(channel, limits, now, |p| encode(Some(p)), deliver)
+                }
+                None => deliver(&encode(None)),
+            };
             self.report(
                 app,
                 BrokerEvent::Published {
@@ -79,6 +98,9 @@ impl Broker {
                 },
             );
             delivered += recipients;
+        }
+        if kept {
+            rt.history.evict_over(app.history.max_bytes);
         }
         delivered
     }
@@ -145,17 +167,34 @@ impl Broker {
         Ok(delivered)
     }
 
-    /// Fans a client event out to this node's subscribers of its channel, except its sender.
+    /// Fans a client event out to this node's subscribers of its channel, except its sender; where
+    /// the channel keeps history, at its next position, like [`Broker::publish_local`].
     pub(crate) fn client_event_local(&self, app: &App, event: &RelayedClientEvent<'_>) -> usize {
-        let frame = ServerMessage::ChannelEvent {
-            event: event.event,
-            channel: event.channel.as_str(),
-            data: event.data,
-            user_id: event.user_id,
+        let encode = |position: Option<Position<'_>>| {
+            ServerMessage::ChannelEvent {
+                event: event.event,
+                channel: event.channel.as_str(),
+                data: event.data,
+                user_id: event.user_id,
+                position,
+            }
+            .encode()
+        };
+        let rt = self.runtime(app);
+        let deliver = |frame: &Bytes| {
+            rt.registry
+                .fan_out(event.channel.as_str(), frame, Some(event.socket_id))
+        };
+        match self.history_limits(app, event.channel.as_str()) {
+            Some(limits) => {
+                let now = Instant::now();
+                let n =
+                    rt.history
+                        .publish(event.channel, limits, now, |p| encode(Some(p)), deliver);
+                rt.history.evict_over(app.history.max_bytes);
+                n
+            }
+            None => deliver(&encode(None)),
         }
-        .encode();
-        self.runtime(app)
-            .registry
-            .fan_out(event.channel.as_str(), &frame, Some(event.socket_id))
     }
 }

@@ -12,6 +12,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::position::Recover;
 use crate::channel::{ChannelName, ChannelNameError};
 use crate::code::PusherCode;
 use crate::json;
@@ -58,6 +59,8 @@ pub struct Subscribe {
     pub auth: Option<String>,
     /// For presence channels, the exact `channel_data` string that was signed.
     pub channel_data: Option<String>,
+    /// The last position the client saw on the channel, to be sent what it missed since.
+    pub recover: Option<Recover>,
 }
 
 /// Why a client message was refused.
@@ -126,6 +129,8 @@ struct SubscribeData<'a> {
     /// string and re-encoding it would change what is verified.
     #[serde(borrow, default)]
     channel_data: Option<&'a RawValue>,
+    #[serde(default)]
+    recover: Option<json::Object<Recover>>,
 }
 
 /// The `data` of `pusher:unsubscribe`.
@@ -233,6 +238,7 @@ impl ClientMessage {
             channel: channel(&d.channel)?,
             auth: d.auth.filter(|a| !a.is_empty()),
             channel_data,
+            recover: d.recover.map(json::Object::into_inner),
         }))
     }
 

@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
+use super::position::{push_position, push_recovery, Position, Recovery};
 use crate::code::PusherCode;
 
 /// One presence member, as listed in `subscription_succeeded`.
@@ -76,6 +77,10 @@ pub enum ServerMessage<'a> {
     SubscriptionSucceeded {
         /// The channel joined.
         channel: &'a str,
+        /// The channel's position when joined (a top-level field), where it has history.
+        position: Option<Position<'a>>,
+        /// The answer to a `recover`, in the data, when one was asked.
+        recovery: Option<Recovery>,
     },
     /// `pusher_internal:subscription_succeeded` on a presence channel, with the roster.
     PresenceSubscriptionSucceeded {
@@ -83,6 +88,10 @@ pub enum ServerMessage<'a> {
         channel: &'a str,
         /// Every member, the subscriber included.
         members: &'a [MemberView<'a>],
+        /// The channel's position when joined (a top-level field), where it has history.
+        position: Option<Position<'a>>,
+        /// The answer to a `recover`, in the data, when one was asked.
+        recovery: Option<Recovery>,
     },
     /// `pusher:subscription_error`, channel-scoped so pusher-js surfaces it on the channel.
     SubscriptionError {
@@ -143,6 +152,8 @@ pub enum ServerMessage<'a> {
         data: &'a str,
         /// On presence client events, the sender's user id.
         user_id: Option<&'a str>,
+        /// The event's place in its channel's history, where the channel has one.
+        position: Option<Position<'a>>,
     },
 }
 
@@ -169,18 +180,33 @@ impl ServerMessage<'_> {
             Self::Error { code, message } => error(&mut out, code, message),
             Self::Ping => out.push_str("{\"event\":\"pusher:ping\",\"data\":{}}"),
             Self::Pong => out.push_str("{\"event\":\"pusher:pong\",\"data\":{}}"),
-            Self::SubscriptionSucceeded { channel } => envelope(
-                &mut out,
-                "pusher_internal:subscription_succeeded",
-                Some(channel),
-                Some("{}"),
-            ),
-            Self::PresenceSubscriptionSucceeded { channel, members } => envelope(
-                &mut out,
-                "pusher_internal:subscription_succeeded",
-                Some(channel),
-                Some(&roster(members)),
-            ),
+            Self::SubscriptionSucceeded {
+                channel,
+                position,
+                recovery,
+            } => {
+                let mut data = String::from("{");
+                if let Some(r) = recovery {
+                    push_recovery(&mut data, r);
+                }
+                data.push('}');
+                succeeded(&mut out, channel, &data, position);
+            }
+            Self::PresenceSubscriptionSucceeded {
+                channel,
+                members,
+                position,
+                recovery,
+            } => {
+                let mut data = roster(members);
+                if let Some(r) = recovery {
+                    data.pop();
+                    data.push(',');
+                    push_recovery(&mut data, r);
+                    data.push('}');
+                }
+                succeeded(&mut out, channel, &data, position);
+            }
             Self::SubscriptionError {
                 channel,
                 kind,
@@ -214,9 +240,32 @@ impl ServerMessage<'_> {
                 channel,
                 data,
                 user_id,
-            } => channel_event(&mut out, event, channel, data, user_id),
+                position,
+            } => {
+                channel_event(&mut out, event, channel, data, user_id);
+                if let Some(p) = position {
+                    out.pop();
+                    push_position(&mut out, p);
+                    out.push('}');
+                }
+            }
         }
         out
+    }
+}
+
+/// `pusher_internal:subscription_succeeded` with `data`, and the channel's position beside it.
+fn succeeded(out: &mut String, channel: &str, data: &str, position: Option<Position<'_>>) {
+    envelope(
+        out,
+        "pusher_internal:subscription_succeeded",
+        Some(channel),
+        Some(data),
+    );
+    if let Some(p) = position {
+        out.pop();
+        push_position(out, p);
+        out.push('}');
     }
 }
 
@@ -336,7 +385,7 @@ fn envelope(out: &mut String, event: &str, channel: Option<&str>, data: Option<&
 }
 
 /// Appends `s` as a JSON string literal.
-fn push_json_str(out: &mut String, s: &str) {
+pub(crate) fn push_json_str(out: &mut String, s: &str) {
     out.reserve(s.len() + 2);
     out.push('"');
     let mut start = 0;
@@ -410,6 +459,8 @@ mod tests {
         let b = ServerMessage::PresenceSubscriptionSucceeded {
             channel: "presence-example-channel",
             members: &members,
+            position: None,
+            recovery: None,
         }
         .encode();
         let v = parse_json(&b);
@@ -439,6 +490,8 @@ mod tests {
             &ServerMessage::PresenceSubscriptionSucceeded {
                 channel: "presence-x",
                 members: &members,
+                position: None,
+                recovery: None,
             }
             .encode(),
         );
@@ -449,6 +502,8 @@ mod tests {
         let empty = ServerMessage::PresenceSubscriptionSucceeded {
             channel: "presence-x",
             members: &[],
+            position: None,
+            recovery: None,
         }
         .encode();
         assert_eq!(
@@ -471,6 +526,8 @@ mod tests {
             &ServerMessage::PresenceSubscriptionSucceeded {
                 channel: "presence-x",
                 members: &[member],
+                position: None,
+                recovery: None,
             }
             .encode(),
         );
@@ -498,6 +555,7 @@ mod tests {
             channel: "presence-a",
             data: "{\"t\":\"a\\\"b\nc\u{1}\"}",
             user_id: Some("7"),
+            position: None,
         }
         .encode();
         let v = parse_json(&b);

@@ -148,6 +148,7 @@ impl Config {
                     ));
                 }
             }
+            history_problems(i, app, out);
             for (key, value) in [
                 ("max_channels_per_trigger", app.max_channels_per_trigger),
                 ("max_batch_events", app.max_batch_events),
@@ -374,6 +375,39 @@ fn join(table: &str, field: Option<&str>) -> String {
     match field {
         Some(f) => format!("{table}.{f}"),
         None => table.to_owned(),
+    }
+}
+
+/// `[apps.history]`: bounds of at least 1 and prefixes that name something.
+fn history_problems(i: usize, app: &vestnik_broker::App, out: &mut Vec<Problem>) {
+    let h = &app.history;
+    let at_least_one = |out: &mut Vec<Problem>, key: String, value: u64| {
+        if value == 0 {
+            let message = format!("app {:?}: {key} must be at least 1", app.id);
+            out.push(Problem::new(key, message));
+        }
+    };
+    at_least_one(out, format!("apps.{i}.history.size"), h.size as u64);
+    at_least_one(out, format!("apps.{i}.history.ttl"), h.ttl);
+    at_least_one(
+        out,
+        format!("apps.{i}.history.max_bytes"),
+        h.max_bytes as u64,
+    );
+    for (j, rule) in h.channels.iter().enumerate() {
+        let at = format!("apps.{i}.history.channels.{j}");
+        if let Some(size) = rule.size {
+            at_least_one(out, format!("{at}.size"), size as u64);
+        }
+        if let Some(ttl) = rule.ttl {
+            at_least_one(out, format!("{at}.ttl"), ttl);
+        }
+        if rule.prefix.is_empty() {
+            out.push(Problem::new(
+                format!("{at}.prefix"),
+                format!("app {:?}: a history rule needs a non-empty prefix", app.id),
+            ));
+        }
     }
 }
 

@@ -1,0 +1,233 @@
+//! Positions and recovery over real sockets: events from the HTTP API (trigger and batch) and client
+//! events carry `position`; a socket that comes back with `recover` gets what it missed, in order
+//! and once, or `recovered:false` with the reason; private channels recover only after their auth;
+//! a node in a cluster says it cannot recover.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+const APPS_WITH_HISTORY: &str = r#"
+[[apps]]
+id = "main"
+key = "key-main"
+secret = "secret-main"
+
+[apps.history]
+size = 5
+
+[[apps.history.channels]]
+prefix = "quiet-"
+enabled = false
+
+[[apps]]
+id = "off"
+key = "key-nohistory"
+secret = "secret-nohistory"
+
+[apps.history]
+enabled = false
+"#;
+
+fn data(v: &Value) -> Value {
+    serde_json::from_str(v["data"].as_str().expect("data is a string")).expect("data is JSON")
+}
+
+fn position(v: &Value) -> (String, u64) {
+    (
+        v["position"]["epoch"]
+            .as_str()
+            .expect("an epoch")
+            .to_owned(),
+        v["position"]["offset"].as_u64().expect("an offset"),
+    )
+}
+
+/// The next `n` frames that are not `pusher:ping`/`pong`.
+async fn next_frames(c: &mut WsClient, n: usize) -> Vec<Value> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        match c.recv_within(Duration::from_secs(5)).await {
+            Some(Received::Json(v)) if v["event"] != "pusher:ping" => out.push(v),
+            Some(Received::Json(_)) => {}
+            other => panic!("wanted {n} frames, got {out:?} then {other:?}"),
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_returning_socket_gets_the_missed_events_once_in_order_then_live_ones() {
+    let b = BrokerProcess::spawn(bin(), APPS_WITH_HISTORY);
+    let api = api(&b);
+    let mut c = WsClient::connect(&b.ws_url(KEY)).await;
+    let ok = c.subscribe(json!({"channel": "orders"})).await;
+    assert_eq!(ok["data"], "{}", "without recover the data is as before");
+    let (epoch, start) = position(&ok);
+    assert_eq!(start, 0);
+    assert_eq!(
+        api.trigger(&["orders"], "status", "packed").await.status,
+        200
+    );
+    let got = c.expect_event("status").await;
+    assert_eq!(position(&got), (epoch.clone(), 1));
+    assert_eq!(got["data"], "packed");
+    drop(c);
+
+    // Away: a trigger and a batch of two.
+    assert_eq!(
+        api.trigger(&["orders"], "status", "shipped").await.status,
+        200
+    );
+    let batch = json!({"batch": [
+        {"channel": "orders", "name": "status", "data": "out"},
+        {"channel": "orders", "name": "status", "data": "delivered"},
+    ]})
+    .to_string();
+    assert_eq!(
+        api.call("POST", "/batch_events", &[], &batch).await.status,
+        200
+    );
+
+    let mut c = WsClient::connect(&b.ws_url(KEY)).await;
+    let ok = c
+        .subscribe(json!({"channel": "orders", "recover": {"epoch": epoch, "offset": 1}}))
+        .await;
+    assert_eq!(
+        data(&ok)["recovery"],
+        json!({"recovered": true, "missed": 3})
+    );
+    assert_eq!(position(&ok), (epoch.clone(), 4));
+    let missed = next_frames(&mut c, 3).await;
+    assert_eq!(
+        missed.iter().map(|f| f["data"].clone()).collect::<Vec<_>>(),
+        ["shipped", "out", "delivered"]
+    );
+    assert_eq!(
+        missed.iter().map(position).map(|p| p.1).collect::<Vec<_>>(),
+        [2, 3, 4]
+    );
+    assert_eq!(
+        api.trigger(&["orders"], "status", "rated").await.status,
+        200
+    );
+    let live = c.expect_event("status").await;
+    assert_eq!(
+        (live["data"].clone(), position(&live).1),
+        (json!("rated"), 5)
+    );
+}
+
+#[tokio::test]
+async fn refusals_carry_their_reason_and_private_channels_need_their_auth() {
+    let b = BrokerProcess::spawn(bin(), APPS_WITH_HISTORY);
+    let api = api(&b);
+    for i in 0..7 {
+        api.trigger(&["private-a", "quiet-a"], "e", &i.to_string())
+            .await;
+    }
+    let mut c = WsClient::connect(&b.ws_url(KEY)).await;
+    let epoch = {
+        let auth = channel_auth(KEY, SECRET, &c.socket_id, "private-a", None);
+        let ok = c
+            .subscribe(json!({"channel": "private-a", "auth": auth}))
+            .await;
+        position(&ok).0
+    };
+    let mut c = WsClient::connect(&b.ws_url(KEY)).await;
+    // A bad signature is refused before anything of the history is sent.
+    let bad = c
+        .subscribe(
+            json!({"channel": "private-a", "auth": format!("{KEY}:{}", "0".repeat(64)),
+                          "recover": {"epoch": epoch, "offset": 5}}),
+        )
+        .await;
+    assert_eq!(bad["event"], "pusher:subscription_error");
+    c.expect_no_event("e", Duration::from_millis(200)).await;
+    let auth = channel_auth(KEY, SECRET, &c.socket_id, "private-a", None);
+    let too_old = c
+        .subscribe(
+            json!({"channel": "private-a", "auth": auth, "recover": {"epoch": epoch, "offset": 1}}),
+        )
+        .await;
+    assert_eq!(
+        data(&too_old)["recovery"],
+        json!({"recovered": false, "reason": "too_old"})
+    );
+    let other_epoch = c
+        .subscribe(json!({"channel": "orders", "recover": {"epoch": "0000", "offset": 1}}))
+        .await;
+    assert_eq!(
+        data(&other_epoch)["recovery"],
+        json!({"recovered": false, "reason": "epoch_changed"})
+    );
+    let off = c
+        .subscribe(json!({"channel": "quiet-a", "recover": {"epoch": epoch, "offset": 1}}))
+        .await;
+    assert_eq!(
+        data(&off)["recovery"],
+        json!({"recovered": false, "reason": "history_off"})
+    );
+    assert!(off.get("position").is_none());
+    c.expect_no_event("e", Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
+async fn client_events_take_positions_and_an_app_without_history_sends_none() {
+    let b = BrokerProcess::spawn(bin(), APPS_WITH_HISTORY);
+    let mut a = WsClient::connect(&b.ws_url(KEY)).await;
+    let mut z = WsClient::connect(&b.ws_url(KEY)).await;
+    let mut epochs = Vec::new();
+    for c in [&mut a, &mut z] {
+        let auth = channel_auth(KEY, SECRET, &c.socket_id, "private-chat", None);
+        let ok = c
+            .subscribe(json!({"channel": "private-chat", "auth": auth}))
+            .await;
+        epochs.push(position(&ok));
+    }
+    assert_eq!(epochs[0], epochs[1]);
+    a.send(&json!({"event": "client-typing", "channel": "private-chat", "data": {}}))
+        .await;
+    let got = z.expect_event("client-typing").await;
+    assert_eq!(position(&got), (epochs[0].0.clone(), 1));
+
+    let plain = Api::new(b.port, "off", "key-nohistory", "secret-nohistory");
+    let mut c = WsClient::connect(&b.ws_url("key-nohistory")).await;
+    let ok = c
+        .subscribe(json!({"channel": "c", "recover": {"epoch": "x", "offset": 0}}))
+        .await;
+    assert!(ok.get("position").is_none());
+    assert_eq!(
+        data(&ok)["recovery"],
+        json!({"recovered": false, "reason": "history_off"})
+    );
+    assert_eq!(plain.trigger(&["c"], "e", "x").await.status, 200);
+    let got = c.expect_event("e").await;
+    assert_eq!(got, json!({"event": "e", "channel": "c", "data": "x"}));
+}
+
+#[tokio::test]
+async fn a_node_in_a_cluster_says_it_cannot_recover_and_gives_no_positions() {
+    require_redis();
+    let prefix = format!("vestnik-recovery-{}", std::process::id());
+    let config = format!(
+        "[cluster]\nadapter = \"redis\"\nredis_url = \"{}\"\nprefix = \"{prefix}\"\n{APPS_WITH_HISTORY}",
+        redis_url()
+    );
+    let b = BrokerProcess::spawn(bin(), &config);
+    let mut c = WsClient::connect(&b.ws_url(KEY)).await;
+    let ok = c
+        .subscribe(json!({"channel": "orders", "recover": {"epoch": "x", "offset": 3}}))
+        .await;
+    assert_eq!(
+        data(&ok)["recovery"],
+        json!({"recovered": false, "reason": "cluster_history_unavailable"})
+    );
+    assert!(ok.get("position").is_none());
+    assert_eq!(api(&b).trigger(&["orders"], "e", "x").await.status, 200);
+    let got = c.expect_event("e").await;
+    assert!(got.get("position").is_none(), "{got}");
+}
