@@ -22,6 +22,8 @@
 //! non-blocking queue push, and a message that cannot be queued is counted as lost. It must never
 //! reach into the broker's state; it goes through the broker's local API.
 
+mod departed;
+mod hearing;
 mod message;
 mod node;
 mod presence;
