@@ -3,7 +3,7 @@
 //!
 //! Together with `publish_local`, `client_event_local` and `terminate_local` this is all the cluster
 //! layer may do to the broker: apply a remote member change to local sockets, report what a dead
-//! node can no longer report, take a snapshot of this node's state for a `Sync`, keep another node's
+//! node can no longer report (and what a written-off node brings back when it returns), take a snapshot of this node's state for a `Sync`, keep another node's
 //! cache entries, and count what a query asks for. Everything is in the broker's types (apps,
 //! channel names, frames); this module must never know how the cluster encodes or routes them.
 
@@ -115,6 +115,27 @@ impl Broker {
         if self.runtime(app).registry.stats(channel.as_str()).is_none() {
             self.report(app, BrokerEvent::ChannelVacated { channel });
         }
+    }
+
+    /// A channel came back to the cluster with a node that had been written off for its silence
+    /// (stopped or cut off, not dead): `channel_occupied`, unless a socket here holds it (then it
+    /// was never vacated). The cluster layer calls it on the node that reported the vacate only.
+    pub(crate) fn report_remote_occupied(&self, app: &App, channel: &ChannelName) {
+        if self.runtime(app).registry.stats(channel.as_str()).is_none() {
+            self.report(app, BrokerEvent::ChannelOccupied { channel });
+        }
+    }
+
+    /// A member came back to the cluster with a node that had been written off for its silence:
+    /// `member_added`, reported by the node that reported its removal, and only when nobody else
+    /// had the user meanwhile (the caller checks it against the cluster-wide roster).
+    pub(crate) fn report_remote_member_added(
+        &self,
+        app: &App,
+        channel: &ChannelName,
+        user_id: &str,
+    ) {
+        self.report(app, BrokerEvent::MemberAdded { channel, user_id });
     }
 
     /// A dead node's presence member is gone from the cluster: `member_removed`, reported on one

@@ -7,6 +7,9 @@
 //! - Heartbeats carry socket counts (for app quotas) and detect dead nodes, whose members are then
 //!   removed everywhere. A (re)connected node says `Hello` and everyone answers with a `Sync` of its
 //!   own state, so a new node, or one that lost the backbone, catches up at once.
+//! - Silence is judged only while this node could hear (`hearing`): a node that was stopped or cut
+//!   off writes nobody off for it. A node the others wrote off and that comes back is told as a
+//!   return (`departed`): what its `Sync` brings back is reported as occupied and added again.
 //! - Channel counts are asked of every live node when the API needs them.
 //!
 //! # Layers
@@ -22,6 +25,8 @@
 //! non-blocking queue push, and a message that cannot be queued is counted as lost. It must never
 //! reach into the broker's state; it goes through the broker's local API.
 
+mod departed;
+mod hearing;
 mod message;
 mod node;
 mod presence;
@@ -50,7 +55,8 @@ use presence::{RemoteOccupancy, RemotePresence};
 pub struct ClusterSettings {
     /// How often a node says it is alive.
     pub heartbeat_interval: Duration,
-    /// Silence after which a node counts as dead and its members are removed (at most 30 s).
+    /// Silence after which a node counts as dead and its members are removed (at most 30 s),
+    /// measured only while this node could hear it (see `hearing`).
     pub node_timeout: Duration,
     /// How long an API query waits for the other nodes' answers.
     pub query_timeout: Duration,

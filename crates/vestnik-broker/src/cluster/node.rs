@@ -13,11 +13,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 use vestnik_protocol::{ChannelName, SocketId};
 
+use super::departed::WrittenOff;
+use super::hearing::{Hearing, Tick};
 use super::message::{Answer, CacheEntry, Envelope, Msg, Query, SyncMember};
 use super::{ClusterLink, ClusterSettings, Peer, QueryNews};
 use crate::adapter::{Adapter, AdapterEvent, Destination, NodeId};
@@ -44,6 +47,18 @@ pub(crate) struct ClusterNode {
     link: Arc<ClusterLink>,
     /// The adapter's events, taken by the loop when it starts; `None` for a single node.
     events: Option<mpsc::Receiver<AdapterEvent>>,
+    /// Nodes declared dead by their silence, so that their return is reported as joins.
+    written_off: Mutex<WrittenOff>,
+}
+
+/// Why a node is forgotten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Departure {
+    /// It said `Leaving`: it is gone for good.
+    Left,
+    /// It was silent for longer than the node timeout while this node could hear it: it died, or
+    /// it is stopped or cut off and may come back with the same id.
+    Silent,
 }
 
 impl ClusterNode {
@@ -65,6 +80,7 @@ impl ClusterNode {
             broker,
             link,
             events,
+            written_off: Mutex::new(WrittenOff::default()),
         }
     }
 
@@ -92,7 +108,10 @@ impl ClusterNode {
     /// 3. **Settle**: one round trip after connecting, the node counts as ready (the others have
     ///    had time to answer `Hello` with their `Sync`), which releases [`ClusterLink::ready`].
     /// 4. **Heartbeat tick**: send this node's socket counts per app, and forget nodes that have been
-    ///    silent longer than the node timeout (their members leave, their channels vacate).
+    ///    silent longer than the node timeout (their members leave, their channels vacate). Silence
+    ///    counts only while this node could hear ([`Hearing`]): not while its backbone is down, not
+    ///    across a stall of this loop (a stopped process), not while its own messages fail to come
+    ///    back. After a stall or a deaf spell the node resyncs as after a reconnection.
     ///
     /// Nothing in the loop awaits anything but the adapter's close on shutdown, so a slow branch
     /// never delays the others.
@@ -107,6 +126,7 @@ impl ClusterNode {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let settle = tokio::time::sleep(IDLE);
         tokio::pin!(settle);
+        let mut hearing = Hearing::new(Instant::now(), &link.settings);
         loop {
             tokio::select! {
                 () = &mut shutdown => {
@@ -121,7 +141,7 @@ impl ClusterNode {
                         shutdown.await;
                         return;
                     }
-                    Some(ev) => if self.on_adapter_event(ev) {
+                    Some(ev) => if self.on_adapter_event(ev, &mut hearing) {
                         let wait = link.settings.query_timeout.min(SETTLE_MAX);
                         settle.as_mut().reset(tokio::time::Instant::now() + wait);
                     },
@@ -131,20 +151,27 @@ impl ClusterNode {
                     settle.as_mut().reset(tokio::time::Instant::now() + IDLE);
                 }
                 _ = tick.tick() => {
-                    self.send_heartbeat();
-                    self.sweep_dead_nodes();
+                    self.on_tick(&mut hearing);
                 }
             }
         }
     }
 
     /// Handles one adapter event; returns whether the backbone just (re)connected.
-    fn on_adapter_event(&self, ev: AdapterEvent) -> bool {
+    fn on_adapter_event(&self, ev: AdapterEvent, hearing: &mut Hearing) -> bool {
         let link = &self.link;
         match ev {
             AdapterEvent::Message(bytes) => {
                 match Envelope::decode(&bytes) {
-                    Some(env) if env.from == link.node => {}
+                    Some(env) if env.from == link.node => {
+                        if hearing.echo(Instant::now()) {
+                            info!(
+                                node = link.node,
+                                "this node hears itself again on the backbone; resyncing"
+                            );
+                            self.resync();
+                        }
+                    }
                     Some(env) => {
                         link.counters.received.fetch_add(1, Ordering::Relaxed);
                         self.handle(env);
@@ -160,9 +187,8 @@ impl ClusterNode {
                     "cluster backbone connected; resyncing"
                 );
                 link.connected.store(true, Ordering::Relaxed);
-                link.send(Destination::All, Msg::Hello);
-                link.send(Destination::All, self.sync_msg());
-                self.send_heartbeat();
+                hearing.connected(Instant::now());
+                self.resync();
                 true
             }
             AdapterEvent::Disconnected => {
@@ -172,9 +198,49 @@ impl ClusterNode {
                     "cluster backbone lost; serving local sockets and reconnecting"
                 );
                 link.connected.store(false, Ordering::Relaxed);
+                hearing.disconnected();
                 false
             }
         }
+    }
+
+    /// The heartbeat tick: notice a stall or a deaf spell of this node, say "I am alive", and
+    /// forget the nodes that were silent for longer than the node timeout while this node could
+    /// hear them.
+    fn on_tick(&self, hearing: &mut Hearing) {
+        let node = self.link.node;
+        match hearing.tick(Instant::now()) {
+            Tick::Steady => self.send_heartbeat(),
+            Tick::Stalled(gap) => {
+                warn!(
+                    node,
+                    stalled_ms = u64::try_from(gap.as_millis()).unwrap_or(u64::MAX),
+                    "the cluster loop did not run for a while (process stopped or starved); \
+                     not judging other nodes by a silence it could not hear; resyncing"
+                );
+                self.resync();
+            }
+            Tick::Deaf(quiet) => {
+                warn!(
+                    node,
+                    quiet_ms = u64::try_from(quiet.as_millis()).unwrap_or(u64::MAX),
+                    "this node's own messages stopped coming back from the backbone; \
+                     not judging other nodes until it hears itself again"
+                );
+                self.send_heartbeat();
+            }
+        }
+        self.sweep_dead_nodes(hearing);
+    }
+
+    /// Announces this node and asks for everyone's state: `Hello`, this node's `Sync`, a heartbeat.
+    /// After a (re)connection, a stall or a deaf spell: the others may have missed this node's
+    /// changes, or written it off, and this node may have missed theirs.
+    fn resync(&self) {
+        let link = &self.link;
+        link.send(Destination::All, Msg::Hello);
+        link.send(Destination::All, self.sync_msg());
+        self.send_heartbeat();
     }
 
     /// Says "I am alive" with this node's sockets per app, for the others' app quotas.
@@ -184,15 +250,21 @@ impl ClusterNode {
             .send(Destination::All, Msg::Heartbeat { connections });
     }
 
-    /// Forgets every node that has been silent for longer than the node timeout.
-    fn sweep_dead_nodes(&self) {
+    /// Forgets every node that has been silent for longer than the node timeout while this node
+    /// could hear it. While this node cannot hear (backbone down, just stalled, deaf), nobody is
+    /// judged: the silence is this node's own.
+    fn sweep_dead_nodes(&self, hearing: &Hearing) {
         let link = &self.link;
         let now = Instant::now();
         let dead: Vec<NodeId> = link
             .peers
             .lock()
             .iter()
-            .filter(|(_, p)| now.duration_since(p.last_seen) > link.settings.node_timeout)
+            .filter(|(_, p)| {
+                hearing
+                    .silence(p.last_seen, now)
+                    .is_some_and(|quiet| quiet > link.settings.node_timeout)
+            })
             .map(|(id, _)| *id)
             .collect();
         for node in dead {
@@ -200,20 +272,25 @@ impl ClusterNode {
                 node,
                 "cluster node stopped sending heartbeats; removing its members"
             );
-            self.forget_node(node);
+            self.forget_node(node, Departure::Silent);
         }
     }
 
     /// Forgets a node that left or died: queries stop waiting for it, its channels vacate and its
     /// members leave. The departed node cannot send its webhooks; the lowest surviving node id
-    /// does, so they go out once.
-    fn forget_node(&self, node: NodeId) {
+    /// does, so they go out once. A node forgotten for its silence is remembered, with whether this
+    /// node reported it, so that its return reports its members and channels back.
+    fn forget_node(&self, node: NodeId, why: Departure) {
         let link = &self.link;
         link.peers.lock().remove(&node);
         for tx in link.queries.lock().values() {
             let _ = tx.send(QueryNews::Gone(node));
         }
         let leader = link.peers.lock().keys().all(|peer| *peer > link.node);
+        match why {
+            Departure::Silent => self.written_off.lock().insert(node, leader),
+            Departure::Left => self.written_off.lock().forget(node),
+        }
         for (app, channel) in link.occupancy.of_node(node) {
             let gone = link.occupancy.vacate(node, &app, &channel);
             let (Some(app), Ok(channel)) =
@@ -348,7 +425,9 @@ impl ClusterNode {
                     self.broker.terminate_local(&app, &user_id);
                 }
             }
-            Msg::MemberJoined(m) => self.remote_member_joined(from, m),
+            Msg::MemberJoined(m) => {
+                self.remote_member_joined(from, &m);
+            }
             Msg::MemberLeft {
                 app,
                 channel,
@@ -366,14 +445,16 @@ impl ClusterNode {
                 channels,
                 cache,
             } => self.apply_sync(from, members, channels, cache),
-            Msg::Occupied { app, channel } => link.occupancy.occupy(from, &app, &channel),
+            Msg::Occupied { app, channel } => {
+                link.occupancy.occupy(from, &app, &channel);
+            }
             Msg::Vacated { app, channel } => {
                 link.occupancy.vacate(from, &app, &channel);
             }
             Msg::Draining => info!(node = from, "cluster node is draining"),
             Msg::Leaving => {
                 info!(node = from, "cluster node left");
-                self.forget_node(from);
+                self.forget_node(from, Departure::Left);
             }
             Msg::Query { id, query } => {
                 let answer = self.answer(&query);
@@ -415,9 +496,16 @@ impl ClusterNode {
         );
     }
 
-    /// Another node's whole state replaces what this node knew of it: members it no longer has
-    /// leave, new ones join, its cache fills gaps here, and its occupied channels are exactly the
-    /// ones it lists.
+    /// Another node's whole state replaces what this node knew of it: its occupied channels are
+    /// exactly the ones it lists, members it no longer has leave, new ones join, and its cache
+    /// fills gaps here.
+    ///
+    /// The first `Sync` of a node this node had written off for its silence is its return: it was
+    /// stopped or cut off, not dead, and the cluster reported its channels vacated and its members
+    /// removed. If this node reported that, every channel and member that the return puts back
+    /// into the cluster-wide view (nobody here or elsewhere had it) is reported again, as
+    /// `channel_occupied` and `member_added`, so that the webhooks end in the truth. Members and
+    /// channels that never left the cluster-wide view are not reported twice.
     fn apply_sync(
         &self,
         from: NodeId,
@@ -426,6 +514,30 @@ impl ClusterNode {
         cache: Vec<CacheEntry>,
     ) {
         let link = &self.link;
+        let returned = self.written_off.lock().take(from);
+        if let Some(reported) = returned {
+            info!(
+                node = from,
+                reporting = reported,
+                "cluster node written off for its silence is back; restoring its members"
+            );
+        }
+        let report = returned == Some(true);
+        let listed: HashSet<(String, String)> = channels.iter().cloned().collect();
+        for (app, channel) in link.occupancy.of_node(from) {
+            if !listed.contains(&(app.clone(), channel.clone())) {
+                link.occupancy.vacate(from, &app, &channel);
+            }
+        }
+        for (app, channel) in channels {
+            if link.occupancy.occupy(from, &app, &channel) && report {
+                if let (Some(app), Ok(channel)) =
+                    (self.broker.apps().by_id(&app), ChannelName::parse(&channel))
+                {
+                    self.broker.report_remote_occupied(&app, &channel);
+                }
+            }
+        }
         let now: HashSet<(String, String, String)> = members
             .iter()
             .map(|m| (m.app.clone(), m.channel.clone(), m.user_id.clone()))
@@ -436,18 +548,18 @@ impl ClusterNode {
             }
         }
         for m in members {
-            self.remote_member_joined(from, m);
-        }
-        self.apply_cache(cache);
-        let now: HashSet<(String, String)> = channels.iter().cloned().collect();
-        for (app, channel) in link.occupancy.of_node(from) {
-            if !now.contains(&(app.clone(), channel.clone())) {
-                link.occupancy.vacate(from, &app, &channel);
+            let back = self.remote_member_joined(from, &m);
+            if back && report {
+                if let (Some(app), Ok(channel)) = (
+                    self.broker.apps().by_id(&m.app),
+                    ChannelName::parse(&m.channel),
+                ) {
+                    self.broker
+                        .report_remote_member_added(&app, &channel, &m.user_id);
+                }
             }
         }
-        for (app, channel) in channels {
-            link.occupancy.occupy(from, &app, &channel);
-        }
+        self.apply_cache(cache);
     }
 
     /// Keeps another node's cache events this node does not have.
@@ -483,11 +595,16 @@ impl ClusterNode {
     }
 
     /// A remote node's first socket of a user joined: announce the user locally if nobody had it.
-    fn remote_member_joined(&self, from: NodeId, m: SyncMember) {
+    /// Returns whether the user appeared in the cluster-wide roster (nobody here or elsewhere had
+    /// it).
+    fn remote_member_joined(&self, from: NodeId, m: &SyncMember) -> bool {
         let Some(app) = self.broker.apps().by_id(&m.app) else {
-            return;
+            return false;
         };
-        let info = m.info.and_then(|i| RawValue::from_string(i).ok());
+        let info = m
+            .info
+            .as_ref()
+            .and_then(|i| RawValue::from_string(i.clone()).ok());
         let presence = &self.link.presence;
         self.broker.apply_remote_member(
             &app,
@@ -495,7 +612,7 @@ impl ClusterNode {
             &m.user_id,
             RemoteMemberChange::Joined(info.as_deref()),
             || presence.join(from, &m.app, &m.channel, &m.user_id, info.clone()),
-        );
+        )
     }
 
     /// A remote node's last socket of a user left: announce it locally if nobody has the user now.

@@ -150,12 +150,15 @@ pub struct RemoteOccupancy {
 }
 
 impl RemoteOccupancy {
-    /// `node` got its first subscriber on the channel.
-    pub fn occupy(&self, node: NodeId, app: &str, channel: &str) {
+    /// `node` got its first subscriber on the channel; returns whether no remote node had the
+    /// channel before.
+    pub fn occupy(&self, node: NodeId, app: &str, channel: &str) -> bool {
         let mut nodes = self.channels.entry(key(app, channel)).or_default();
+        let first = nodes.is_empty();
         if !nodes.contains(&node) {
             nodes.push(node);
         }
+        first
     }
 
     /// `node` lost its last subscriber; returns whether no remote node has the channel now (and
