@@ -98,7 +98,7 @@ impl Link {
                     match session.publish(&self.channels, &mut batch).await {
                         Ok(()) => Counters::add(&self.state.counters().sent, n),
                         Err(e) => {
-                            Counters::add(&self.state.counters().dropped_sends, n);
+                            self.state.counters().lost_after_send(n);
                             return End::Lost(format!("PUBLISH failed: {e}"));
                         }
                     }
@@ -213,7 +213,7 @@ impl Link {
         while self.outgoing.try_recv().is_ok() {
             left += 1;
         }
-        Counters::add(&self.state.counters().dropped_sends, left);
+        self.state.counters().lost_after_send(left);
         debug!(
             node = self.node,
             dropped = left,
