@@ -123,6 +123,7 @@ async fn connect(
         send_queue: options.send_queue,
         event_queue: options.event_queue,
         close_timeout: options.close_timeout,
+        hold: options.relay_hold,
     };
     Ok(AdapterShell::start(
         node,

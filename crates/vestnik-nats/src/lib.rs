@@ -23,7 +23,8 @@
 //! - **Echo**: a message to `All` also comes back to its sender.
 //! - **Order**: what one node sends to one destination arrives in send order. `All` and `Node`
 //!   traffic are two subscriptions, so between them the order may differ from the send order.
-//! - **At most once**: `send` returning `true` means queued, not delivered. The client buffers
+//! - **At most once**: `send` returning `true` means queued (or, while the link is down, held
+//!   by the shell's relay hold for up to `relay_hold`, then sent first), not delivered. The client buffers
 //!   publishes during a reconnect and sends them after it; whatever other nodes publish while this
 //!   one is disconnected is lost (core NATS keeps nothing): resync on `Connected`.
 //! - **Payloads**: any bytes up to the server's `max_payload` (1 MiB by default;

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use vestnik_broker::adapter::HoldLimits;
+
 /// How a [`NatsAdapter`](crate::NatsAdapter) queues, times out and reconnects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NatsOptions {
@@ -29,6 +31,9 @@ pub struct NatsOptions {
     pub confirm_timeout: Duration,
     /// How long [`close`](crate::NatsAdapter::close) waits to publish what is still queued.
     pub close_timeout: Duration,
+    /// What `send` keeps while the link is down, and for how long (10 s and 64 MiB by default;
+    /// see [`HoldLimits`]). The server's `cluster.relay_hold_ms` sets the time.
+    pub relay_hold: HoldLimits,
 }
 
 impl Default for NatsOptions {
@@ -42,6 +47,7 @@ impl Default for NatsOptions {
             ping_interval: Duration::from_secs(5),
             confirm_timeout: Duration::from_secs(5),
             close_timeout: Duration::from_secs(2),
+            relay_hold: HoldLimits::default(),
         }
     }
 }

@@ -73,7 +73,7 @@ impl Publisher {
         while self.queue.try_recv().is_ok() {
             left += 1;
         }
-        Counters::add(&self.state.counters().dropped_sends, left);
+        self.state.counters().lost_after_send(left);
         debug!(
             node = self.node,
             dropped = left,
@@ -89,7 +89,7 @@ impl Publisher {
             match self.client.publish(self.subjects.of(to), payload).await {
                 Ok(()) => Counters::add(&counters.sent, 1),
                 Err(e) => {
-                    Counters::add(&counters.dropped_sends, 1);
+                    counters.lost_after_send(1);
                     if !std::mem::replace(warned, true) {
                         warn!(node = self.node, error = %e, "nats adapter: publish failed; message dropped");
                     }

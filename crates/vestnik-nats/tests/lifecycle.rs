@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use vestnik_broker::adapter::{Adapter, Destination, NodeId};
+use vestnik_broker::adapter::{Adapter, Destination, HoldLimits, NodeId};
 use vestnik_nats::{Error, NatsAdapter, NatsOptions};
 use vestnik_testkit::conformance::{self, unique_prefix, BackboneServer, DropAccounting};
 
@@ -166,4 +166,35 @@ async fn a_silent_backbone_is_noticed() {
         async move { connect_with(&url, &prefix, id, quick).await }
     };
     conformance::a_silent_backbone_is_noticed(make, &server).await;
+}
+
+/// A Nats restart shorter than the relay hold loses nothing; one longer loses exactly what expired,
+/// and counts it.
+#[tokio::test]
+async fn the_relay_hold_covers_a_restart_and_counts_what_outlives_it() {
+    let mut server = BackboneServer::nats();
+    let prefix = unique_prefix("nats-hold");
+    let url = server.url();
+    let quick = NatsOptions {
+        reconnect_min: Duration::from_millis(20),
+        reconnect_max: Duration::from_millis(200),
+        ..NatsOptions::default()
+    };
+    let make = |id| {
+        let (url, prefix, quick) = (url.clone(), prefix.clone(), quick.clone());
+        async move { connect_with(&url, &prefix, id, quick).await }
+    };
+    conformance::a_restart_within_the_relay_hold_loses_nothing(make, &mut server).await;
+    let short = NatsOptions {
+        relay_hold: HoldLimits {
+            time: Duration::from_secs(2),
+            ..HoldLimits::default()
+        },
+        ..quick.clone()
+    };
+    let make = |id| {
+        let (url, prefix, short) = (url.clone(), prefix.clone(), short.clone());
+        async move { connect_with(&url, &prefix, id, short).await }
+    };
+    conformance::a_restart_longer_than_the_relay_hold_counts_what_it_lost(make, &mut server).await;
 }

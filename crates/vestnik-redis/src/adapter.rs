@@ -53,6 +53,7 @@ impl Transport for Redis {
             send_queue: options.send_queue,
             event_queue: options.event_queue,
             close_timeout: options.close_timeout,
+            hold: options.relay_hold,
         };
         Ok(AdapterShell::start(node, Redis, shell, |wiring, tasks| {
             let link = Link {

@@ -27,7 +27,8 @@
 //! - **Echo**: a message to `All` also comes back to its sender.
 //! - **Order**: everything one node sends arrives in send order, `All` and `Node` alike (one
 //!   publishing pipeline, one subscriber connection).
-//! - **At most once**: `send` returning `true` means queued, not delivered. Messages queued before
+//! - **At most once**: `send` returning `true` means queued (or, while the link is down, held
+//!   by the shell's relay hold for up to `relay_hold`, then sent first), not delivered. Messages queued before
 //!   a loss are published after the reconnect; a pipeline that failed with the connection is lost
 //!   and counted. Whatever other nodes publish while this one is disconnected is lost (Redis
 //!   pub/sub keeps nothing): resync on `Connected`.

@@ -4,7 +4,7 @@
 //! exponential backoff for as long as it takes, and emits `Connected` again.
 //!
 //! This task must never panic and never buffer without bound: incoming messages beyond the event
-//! queue are dropped and counted, and while the link is down `send` refuses new messages.
+//! queue are dropped and counted, and while the link is down the shell holds new messages (bounded) instead of queueing them.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,7 +39,7 @@ pub(crate) struct Link {
     pub(crate) target: Target,
     pub(crate) channels: Channels,
     pub(crate) options: RedisOptions,
-    /// Shared with the shell: whether a session is up (`send` refuses while not), what moved.
+    /// Shared with the shell: whether a session is up (`send` holds or refuses while not), what moved.
     pub(crate) state: Arc<LinkState>,
     pub(crate) events: mpsc::Sender<AdapterEvent>,
     pub(crate) outgoing: mpsc::Receiver<(Destination, Bytes)>,
@@ -98,7 +98,7 @@ impl Link {
                     match session.publish(&self.channels, &mut batch).await {
                         Ok(()) => Counters::add(&self.state.counters().sent, n),
                         Err(e) => {
-                            Counters::add(&self.state.counters().dropped_sends, n);
+                            self.state.counters().lost_after_send(n);
                             return End::Lost(format!("PUBLISH failed: {e}"));
                         }
                     }
@@ -213,7 +213,7 @@ impl Link {
         while self.outgoing.try_recv().is_ok() {
             left += 1;
         }
-        Counters::add(&self.state.counters().dropped_sends, left);
+        self.state.counters().lost_after_send(left);
         debug!(
             node = self.node,
             dropped = left,

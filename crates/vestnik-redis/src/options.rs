@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use vestnik_broker::adapter::HoldLimits;
+
 /// How a [`RedisAdapter`](crate::RedisAdapter) queues, times out and reconnects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisOptions {
@@ -31,6 +33,9 @@ pub struct RedisOptions {
     pub health_interval: Duration,
     /// How long [`close`](crate::RedisAdapter::close) waits to publish what is still queued.
     pub close_timeout: Duration,
+    /// What `send` keeps while the link is down, and for how long (10 s and 64 MiB by default;
+    /// see [`HoldLimits`]). The server's `cluster.relay_hold_ms` sets the time.
+    pub relay_hold: HoldLimits,
 }
 
 impl Default for RedisOptions {
@@ -45,6 +50,7 @@ impl Default for RedisOptions {
             response_timeout: Duration::from_secs(5),
             health_interval: Duration::from_secs(5),
             close_timeout: Duration::from_secs(2),
+            relay_hold: HoldLimits::default(),
         }
     }
 }

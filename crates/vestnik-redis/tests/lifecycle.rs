@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vestnik_broker::adapter::NodeId;
+use vestnik_broker::adapter::{HoldLimits, NodeId};
 use vestnik_redis::{Error, RedisAdapter, RedisOptions};
 use vestnik_testkit::conformance::{
     self, unique_prefix, BackboneServer, DropAccounting, EVENT_WAIT,
@@ -322,4 +322,35 @@ async fn a_silent_backbone_is_noticed() {
         async move { connect_with(&url, &prefix, id, quick).await }
     };
     conformance::a_silent_backbone_is_noticed(make, &server).await;
+}
+
+/// A Redis restart shorter than the relay hold loses nothing; one longer loses exactly what expired,
+/// and counts it.
+#[tokio::test]
+async fn the_relay_hold_covers_a_restart_and_counts_what_outlives_it() {
+    let mut server = BackboneServer::redis();
+    let prefix = unique_prefix("redis-hold");
+    let url = server.url();
+    let quick = RedisOptions {
+        reconnect_min: Duration::from_millis(20),
+        reconnect_max: Duration::from_millis(200),
+        ..RedisOptions::default()
+    };
+    let make = |id| {
+        let (url, prefix, quick) = (url.clone(), prefix.clone(), quick.clone());
+        async move { connect_with(&url, &prefix, id, quick).await }
+    };
+    conformance::a_restart_within_the_relay_hold_loses_nothing(make, &mut server).await;
+    let short = RedisOptions {
+        relay_hold: HoldLimits {
+            time: Duration::from_secs(2),
+            ..HoldLimits::default()
+        },
+        ..quick.clone()
+    };
+    let make = |id| {
+        let (url, prefix, short) = (url.clone(), prefix.clone(), short.clone());
+        async move { connect_with(&url, &prefix, id, short).await }
+    };
+    conformance::a_restart_longer_than_the_relay_hold_counts_what_it_lost(make, &mut server).await;
 }

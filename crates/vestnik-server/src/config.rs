@@ -75,6 +75,10 @@ pub struct ClusterConfig {
     pub query_timeout_ms: u64,
     /// Milliseconds a starting node waits for the backbone before it serves anyway.
     pub join_timeout_ms: u64,
+    /// Milliseconds a relay the backbone cannot take (link down) is held for the other nodes
+    /// before it counts as lost; 0 holds nothing, and a trigger is then refused with 503 while
+    /// the link is down. The hold is also bounded by memory (64 MiB).
+    pub relay_hold_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -88,6 +92,7 @@ impl Default for ClusterConfig {
             node_timeout_ms: 10_000,
             query_timeout_ms: 1_000,
             join_timeout_ms: 5_000,
+            relay_hold_ms: 10_000,
         }
     }
 }

@@ -70,6 +70,10 @@ struct Cli {
     /// NATS URL for --adapter nats [default: nats://127.0.0.1:4222].
     #[arg(long, env = "VESTNIK_NATS_URL", value_name = "URL")]
     nats_url: Option<String>,
+    /// How long relays are held for the other nodes while the backbone is unreachable, ms; 0
+    /// holds nothing [default: 10000].
+    #[arg(long, env = "VESTNIK_RELAY_HOLD_MS", value_name = "MS")]
+    relay_hold_ms: Option<u64>,
     /// Directory for durable state: the webhook spool [default: ./vestnik-data].
     #[arg(long, env = "VESTNIK_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -392,6 +396,10 @@ impl Cli {
         if let Some(u) = self.nats_url {
             config.cluster.nats_url = u;
             note("nats_url", "cluster.nats_url");
+        }
+        if let Some(ms) = self.relay_hold_ms {
+            config.cluster.relay_hold_ms = ms;
+            note("relay_hold_ms", "cluster.relay_hold_ms");
         }
         for (key, name) in given {
             draft.given(key, name);

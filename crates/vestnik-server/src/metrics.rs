@@ -80,8 +80,14 @@ fn refresh(state: &AppState) {
             .absolute(c.counters.sent.load(Ordering::Relaxed));
         counter!("vestnik_adapter_received_total", "adapter" => a)
             .absolute(c.counters.received.load(Ordering::Relaxed));
+        // Refused by the adapter (counted by the cluster layer), plus accepted and lost later
+        // (held past the relay hold, in a publish that failed), which only the adapter sees.
+        let after_send = state
+            .backbone
+            .get()
+            .map_or(0, |b| b.stats().lost_after_send);
         counter!("vestnik_adapter_lost_total", "adapter" => a)
-            .absolute(c.counters.lost.load(Ordering::Relaxed));
+            .absolute(c.counters.lost.load(Ordering::Relaxed) + after_send);
         gauge!("vestnik_adapter_connected", "adapter" => a).set(if c.is_connected() {
             1.0
         } else {

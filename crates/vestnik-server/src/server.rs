@@ -165,6 +165,8 @@ pub async fn join_cluster(
         adapter = connect_backbone(config, node, deadline) => adapter?,
         () = state.shutdown.started() => return Ok(None),
     };
+    // Set once: join_cluster runs once per process.
+    let _ = state.backbone.set(adapter.clone());
     let settings = ClusterSettings {
         heartbeat_interval: Duration::from_millis(config.heartbeat_interval_ms),
         node_timeout: Duration::from_millis(config.node_timeout_ms),
@@ -201,35 +203,57 @@ async fn connect_backbone(
     use crate::config::AdapterKind;
     let mut wait = JOIN_RETRY_MIN;
     let mut logged = false;
+    let hold = vestnik_broker::adapter::HoldLimits {
+        time: Duration::from_millis(config.relay_hold_ms),
+        ..Default::default()
+    };
     loop {
         let attempt = async {
             match config.adapter {
                 AdapterKind::Local => unreachable!("a single node has no backbone"),
                 AdapterKind::Redis => {
-                    vestnik_redis::RedisAdapter::connect(&config.redis_url, &config.prefix, node)
-                        .await
-                        .map(|a| a as Arc<dyn vestnik_broker::adapter::Adapter>)
-                        .map_err(|e| {
-                            let retry = matches!(
-                                e,
-                                vestnik_redis::Error::Redis(_) | vestnik_redis::Error::Timeout(_)
-                            );
-                            (format!("redis: {e}"), retry)
-                        })
+                    let options = vestnik_redis::RedisOptions {
+                        relay_hold: hold,
+                        ..Default::default()
+                    };
+                    vestnik_redis::RedisAdapter::connect_with(
+                        &config.redis_url,
+                        &config.prefix,
+                        node,
+                        options,
+                    )
+                    .await
+                    .map(|a| a as Arc<dyn vestnik_broker::adapter::Adapter>)
+                    .map_err(|e| {
+                        let retry = matches!(
+                            e,
+                            vestnik_redis::Error::Redis(_) | vestnik_redis::Error::Timeout(_)
+                        );
+                        (format!("redis: {e}"), retry)
+                    })
                 }
                 AdapterKind::Nats => {
-                    vestnik_nats::NatsAdapter::connect(&config.nats_url, &config.prefix, node)
-                        .await
-                        .map(|a| a as Arc<dyn vestnik_broker::adapter::Adapter>)
-                        .map_err(|e| {
-                            let retry = matches!(
-                                e,
-                                vestnik_nats::Error::Connect(_)
-                                    | vestnik_nats::Error::Subscribe(_)
-                                    | vestnik_nats::Error::Timeout(_)
-                            );
-                            (format!("nats: {e}"), retry)
-                        })
+                    let options = vestnik_nats::NatsOptions {
+                        relay_hold: hold,
+                        ..Default::default()
+                    };
+                    vestnik_nats::NatsAdapter::connect_with(
+                        &config.nats_url,
+                        &config.prefix,
+                        node,
+                        options,
+                    )
+                    .await
+                    .map(|a| a as Arc<dyn vestnik_broker::adapter::Adapter>)
+                    .map_err(|e| {
+                        let retry = matches!(
+                            e,
+                            vestnik_nats::Error::Connect(_)
+                                | vestnik_nats::Error::Subscribe(_)
+                                | vestnik_nats::Error::Timeout(_)
+                        );
+                        (format!("nats: {e}"), retry)
+                    })
                 }
             }
         };

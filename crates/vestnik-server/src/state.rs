@@ -9,9 +9,10 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use vestnik_broker::adapter::Adapter;
 use vestnik_broker::app::AppStoreError;
 use vestnik_broker::{
     App, Broker, BrokerConfig, EventSink, NoEvents, PublishEvent, StaticAppStore, Tap,
@@ -49,6 +50,9 @@ pub struct AppState {
     pub signin_limiter: IpRateLimiter,
     /// Signed API requests per app.
     pub api_limiter: ApiLimiter,
+    /// The cluster's adapter, once joined: asked before a trigger is published (see
+    /// [`AppState::can_relay`]) and read by the metrics export for the losses it alone sees.
+    pub backbone: Arc<OnceLock<Arc<dyn Adapter>>>,
 }
 
 impl AppState {
@@ -102,6 +106,7 @@ impl AppState {
             ip_limiter,
             signin_limiter,
             api_limiter: ApiLimiter::default(),
+            backbone: Arc::default(),
         })
     }
 
@@ -114,6 +119,14 @@ impl AppState {
     /// Whether the node is draining: it was serving and shutdown has started.
     pub fn is_draining(&self) -> bool {
         !self.serving.load(Ordering::Relaxed) && !self.is_starting()
+    }
+
+    /// Whether events of about `bytes` bytes can be relayed to the other nodes now: the backbone
+    /// is up, or they fit in the relay hold (always, on a single node). A trigger is refused with
+    /// 503 before it is published when not, so a 200 never stands for an event this node already
+    /// knows the other nodes will miss.
+    pub fn can_relay(&self, bytes: usize) -> bool {
+        self.backbone.get().is_none_or(|a| a.can_take(bytes))
     }
 
     /// Publishes a checked event (from the API or the console) through the broker: encoded once

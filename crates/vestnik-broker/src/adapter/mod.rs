@@ -10,10 +10,12 @@
 //! This module must never interpret a payload.
 
 mod backoff;
+mod hold;
 mod shell;
 mod stats;
 
 pub use backoff::reconnect_delay;
+pub use hold::HoldLimits;
 pub use shell::{AdapterShell, LinkState, ShellOptions, Transport, Wiring};
 pub use stats::{AdapterCounters, AdapterStats};
 
@@ -74,6 +76,19 @@ pub trait Adapter: Send + Sync + 'static {
 
     /// Whether the backbone is currently connected.
     fn is_connected(&self) -> bool;
+
+    /// Whether `send` would take a message of `len` bytes now: the link is up, or the message
+    /// fits in the relay hold. The API asks before it publishes, so that an event is answered 200
+    /// only when it is on its way to the other nodes or held for them.
+    fn can_take(&self, len: usize) -> bool {
+        let _ = len;
+        self.is_connected()
+    }
+
+    /// What the adapter moved and lost so far; adapters that count nothing report zeros.
+    fn stats(&self) -> AdapterStats {
+        AdapterStats::default()
+    }
 
     /// Sends what is still queued (bounded in time) and stops. Called once, at shutdown, after the
     /// node said it is leaving, so that the goodbye is not lost with the process.

@@ -2,7 +2,9 @@
 //! of an [`Adapter`] that does not depend on Redis, NATS or whatever comes next. [`AdapterShell`]
 //! owns the bounded send queue and its gate, the event stream handed out once, the counters, the
 //! two cancellation signals (`closing` flushes, `stop` ends at once), the task tracker that
-//! `close` waits on, `Drop` and `Debug`. A backbone is a [`Transport`]: it connects, spawns its
+//! `close` waits on, `Drop` and `Debug`, and the relay hold: while the link is down, `send` keeps
+//! messages in a bounded [`Hold`] instead of refusing them, and the shell's releasing task hands
+//! them to the backbone in order, before anything newer, once the link is back. A backbone is a [`Transport`]: it connects, spawns its
 //! tasks on the [`Wiring`] the shell gives it, and may refuse payloads it cannot carry.
 //!
 //! This module must never block or await on the `send` path, never interpret a payload, and never
@@ -13,15 +15,16 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
 
+use super::hold::{Hold, HoldLimits};
 use super::{Adapter, AdapterCounters, AdapterEvent, AdapterStats, Destination, NodeId};
 
 /// What a backbone adds to the shell: how to connect and start its tasks, and what it cannot
@@ -59,11 +62,13 @@ pub trait Transport: Sized + Send + Sync + 'static {
 }
 
 /// The link's state, shared by the shell and the backbone's tasks: whether the backbone is up
-/// (`send` refuses while it is not) and what moved.
+/// (`send` holds or refuses while it is not) and what moved.
 #[derive(Debug, Default)]
 pub struct LinkState {
     connected: AtomicBool,
     counters: AdapterCounters,
+    /// Wakes the shell's releasing task: the link came up, or something was held.
+    wake: Notify,
 }
 
 impl LinkState {
@@ -75,7 +80,12 @@ impl LinkState {
     /// Marks the backbone up or down; returns whether it was up before, so a task reports each
     /// transition once.
     pub fn set_connected(&self, up: bool) -> bool {
-        self.connected.swap(up, Ordering::AcqRel)
+        let was = self.connected.swap(up, Ordering::AcqRel);
+        if up {
+            // The held messages can go now.
+            self.wake.notify_one();
+        }
+        was
     }
 
     /// The live counters; bump them with [`AdapterCounters::add`].
@@ -93,6 +103,8 @@ pub struct ShellOptions {
     pub event_queue: usize,
     /// How long `close` waits for the backbone's tasks to flush the queue and end.
     pub close_timeout: Duration,
+    /// What `send` may hold while the link is down ([`HoldLimits::NONE`]: refuse instead).
+    pub hold: HoldLimits,
 }
 
 /// What a backbone's tasks get from the shell: the other ends of its queues, the link state, and
@@ -129,6 +141,8 @@ pub struct AdapterShell<T: Transport> {
     closing: CancellationToken,
     tasks: TaskTracker,
     close_timeout: Duration,
+    /// Messages accepted while the link was down (or while older ones were still held).
+    hold: Arc<Mutex<Hold>>,
 }
 
 impl<T: Transport> AdapterShell<T> {
@@ -184,6 +198,17 @@ impl<T: Transport> AdapterShell<T> {
             },
             &tasks,
         );
+        let hold = Arc::new(Mutex::new(Hold::new(options.hold)));
+        tasks.spawn(
+            Releaser {
+                hold: hold.clone(),
+                outgoing: outgoing.clone(),
+                state: state.clone(),
+                stop: stop.clone(),
+                closing: closing.clone(),
+            }
+            .run(),
+        );
         tasks.close();
         Arc::new(Self {
             node,
@@ -195,6 +220,7 @@ impl<T: Transport> AdapterShell<T> {
             closing,
             tasks,
             close_timeout: options.close_timeout,
+            hold,
         })
     }
 
@@ -217,6 +243,22 @@ impl<T: Transport> AdapterShell<T> {
     /// close timeout, and only while connected), then ends them; the event stream then ends. Use
     /// it in the drain, after the last "leaving" message.
     pub async fn close(&self) {
+        // What is held goes first, into the queue the backbone's tasks flush, if the link is up
+        // and there is room; whatever is left is lost, and counted.
+        let left = {
+            let mut hold = self.hold.lock();
+            let expired = hold.expire(Instant::now());
+            self.state.counters().lost_after_send(expired);
+            while self.state.is_connected() {
+                let Ok(permit) = self.outgoing.try_reserve() else {
+                    break;
+                };
+                let Some(next) = hold.pop() else { break };
+                permit.send(next);
+            }
+            hold.clear()
+        };
+        self.state.counters().lost_after_send(left);
         self.closing.cancel();
         if tokio::time::timeout(self.close_timeout, self.tasks.wait())
             .await
@@ -240,13 +282,29 @@ impl<T: Transport> Adapter for AdapterShell<T> {
     }
 
     fn send(&self, to: Destination, payload: Bytes) -> bool {
-        let queued = self.state.is_connected()
-            && self.transport.accepts(&payload)
-            && self.outgoing.try_send((to, payload)).is_ok();
-        if !queued {
-            AdapterCounters::add(&self.state.counters().dropped_sends, 1);
+        let counters = self.state.counters();
+        if self.closing.is_cancelled() || !self.transport.accepts(&payload) {
+            AdapterCounters::add(&counters.dropped_sends, 1);
+            return false;
         }
-        queued
+        let now = Instant::now();
+        let mut hold = self.hold.lock();
+        counters.lost_after_send(hold.expire(now));
+        // Straight to the queue only when nothing older waits in the hold, so order is kept.
+        // Both paths run under the hold's lock, as does the releaser's move from hold to queue.
+        let accepted = if self.state.is_connected() && hold.is_empty() {
+            self.outgoing.try_send((to, payload)).is_ok()
+        } else if hold.push(now, to, payload).is_ok() {
+            self.state.wake.notify_one();
+            true
+        } else {
+            false
+        };
+        drop(hold);
+        if !accepted {
+            AdapterCounters::add(&counters.dropped_sends, 1);
+        }
+        accepted
     }
 
     fn events(&self) -> Option<mpsc::Receiver<AdapterEvent>> {
@@ -257,8 +315,79 @@ impl<T: Transport> Adapter for AdapterShell<T> {
         self.state.is_connected()
     }
 
+    fn can_take(&self, len: usize) -> bool {
+        if self.closing.is_cancelled() {
+            return false;
+        }
+        let hold = self.hold.lock();
+        (self.state.is_connected() && hold.is_empty()) || hold.has_room(len)
+    }
+
+    fn stats(&self) -> AdapterStats {
+        Self::stats(self)
+    }
+
     fn close(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(Self::close(self))
+    }
+}
+
+/// The shell's own task: moves held messages into the send queue, oldest first, while the link is
+/// up, and drops (and counts) those that pass the age bound while it is down. Ends on `stop` or
+/// `closing` (`close` moves what it can itself).
+struct Releaser {
+    hold: Arc<Mutex<Hold>>,
+    outgoing: mpsc::Sender<(Destination, Bytes)>,
+    state: Arc<LinkState>,
+    stop: CancellationToken,
+    closing: CancellationToken,
+}
+
+impl Releaser {
+    async fn run(self) {
+        loop {
+            let (release, next_expiry) = {
+                let mut hold = self.hold.lock();
+                let expired = hold.expire(Instant::now());
+                self.state.counters().lost_after_send(expired);
+                (
+                    self.state.is_connected() && !hold.is_empty(),
+                    hold.next_expiry(),
+                )
+            };
+            if release {
+                // Wait for room in the queue without the lock, then move one message under it.
+                let permit = tokio::select! {
+                    () = self.stop.cancelled() => break,
+                    () = self.closing.cancelled() => break,
+                    permit = self.outgoing.reserve() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                };
+                let mut hold = self.hold.lock();
+                if self.state.is_connected() {
+                    let expired = hold.expire(Instant::now());
+                    self.state.counters().lost_after_send(expired);
+                    if let Some(next) = hold.pop() {
+                        permit.send(next);
+                    }
+                }
+                continue;
+            }
+            let expiry = async {
+                match next_expiry {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = self.stop.cancelled() => break,
+                () = self.closing.cancelled() => break,
+                () = self.state.wake.notified() => {}
+                () = expiry => {}
+            }
+        }
     }
 }
 
@@ -274,6 +403,7 @@ impl<T: Transport> fmt::Debug for AdapterShell<T> {
             .field("backbone", &T::NAME)
             .field("node", &self.node)
             .field("connected", &self.is_connected())
+            .field("held", &self.hold.lock().len())
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
@@ -293,6 +423,7 @@ mod tests {
     #[derive(Debug, Default)]
     struct LoopbackOptions {
         limit: Option<usize>,
+        hold: HoldLimits,
     }
 
     impl Transport for Loopback {
@@ -313,6 +444,7 @@ mod tests {
                 send_queue: 4,
                 event_queue: 16,
                 close_timeout: Duration::from_secs(5),
+                hold: options.hold,
             };
             Ok(AdapterShell::start(node, transport, sizes, |w, tasks| {
                 tasks.spawn(relay(w));
@@ -347,7 +479,10 @@ mod tests {
 
     #[tokio::test]
     async fn the_shell_gates_counts_flushes_and_ends() {
-        let options = LoopbackOptions { limit: Some(3) };
+        let options = LoopbackOptions {
+            limit: Some(3),
+            hold: HoldLimits::NONE,
+        };
         let a = AdapterShell::<Loopback>::connect_with("", "", 7, options)
             .await
             .unwrap();
@@ -385,6 +520,106 @@ mod tests {
             shown.contains("loopback") && shown.contains("node: 7"),
             "{shown}"
         );
+    }
+
+    async fn held_shell(
+        hold: HoldLimits,
+    ) -> (Arc<AdapterShell<Loopback>>, mpsc::Receiver<AdapterEvent>) {
+        let options = LoopbackOptions { limit: None, hold };
+        let a = AdapterShell::<Loopback>::connect_with("", "", 1, options)
+            .await
+            .unwrap();
+        let mut events = a.events().expect("the first call");
+        assert_eq!(events.recv().await, Some(AdapterEvent::Connected));
+        (a, events)
+    }
+
+    async fn next(events: &mut mpsc::Receiver<AdapterEvent>) -> Option<AdapterEvent> {
+        tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await
+            .expect("an event within 5 s")
+    }
+
+    #[tokio::test]
+    async fn the_hold_keeps_what_a_down_link_cannot_send_and_sends_it_first() {
+        let (a, mut events) = held_shell(HoldLimits::default()).await;
+        a.state.set_connected(false);
+        // More than the send queue (4) holds: the hold is not the queue.
+        for i in 0..20 {
+            assert!(a.send(Destination::All, Bytes::from(format!("held {i}"))));
+            assert!(a.can_take(10));
+        }
+        assert!(
+            events.try_recv().is_err(),
+            "nothing moves while the link is down"
+        );
+        a.state.set_connected(true);
+        // Sent while the hold still drains: it must come after every held message.
+        assert!(a.send(Destination::All, Bytes::from_static(b"newer")));
+        for i in 0..20 {
+            let want = Bytes::from(format!("held {i}"));
+            assert_eq!(next(&mut events).await, Some(AdapterEvent::Message(want)));
+        }
+        let newer = Bytes::from_static(b"newer");
+        assert_eq!(next(&mut events).await, Some(AdapterEvent::Message(newer)));
+        let stats = a.stats();
+        assert_eq!((stats.sent, stats.dropped_sends), (21, 0), "{stats:?}");
+    }
+
+    #[tokio::test]
+    async fn what_outlives_the_hold_or_overflows_it_is_counted_lost() {
+        let hold = HoldLimits {
+            time: Duration::from_millis(100),
+            bytes: 4096,
+        };
+        let (a, mut events) = held_shell(hold).await;
+        a.state.set_connected(false);
+        assert!(a.send(Destination::All, Bytes::from_static(b"old 1")));
+        assert!(a.send(Destination::All, Bytes::from_static(b"old 2")));
+        // Over the memory bound: refused at once, counted as a dropped send (the caller counts it
+        // as lost), and the API is told before it publishes.
+        assert!(!a.can_take(5000));
+        assert!(!a.send(Destination::All, Bytes::from(vec![0u8; 5000])));
+        // The two held ones expire while the link stays down, and are counted.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while a.stats().lost_after_send < 2 {
+            assert!(Instant::now() < deadline, "{:?}", a.stats());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        a.state.set_connected(true);
+        assert!(a.send(Destination::All, Bytes::from_static(b"fresh")));
+        let fresh = Bytes::from_static(b"fresh");
+        assert_eq!(next(&mut events).await, Some(AdapterEvent::Message(fresh)));
+        let stats = a.stats();
+        assert_eq!(
+            (stats.sent, stats.dropped_sends, stats.lost_after_send),
+            (1, 3, 2),
+            "{stats:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn close_sends_what_is_held_when_it_can_and_counts_the_rest() {
+        let (a, mut events) = held_shell(HoldLimits::default()).await;
+        a.state.set_connected(false);
+        assert!(a.send(Destination::All, Bytes::from_static(b"lost at close")));
+        a.close().await;
+        assert_eq!(next(&mut events).await, None);
+        assert_eq!(a.stats().lost_after_send, 1, "{:?}", a.stats());
+        assert!(!a.can_take(0) && !a.send(Destination::All, Bytes::new()));
+
+        let (b, mut events) = held_shell(HoldLimits::default()).await;
+        b.state.set_connected(false);
+        assert!(b.send(Destination::All, Bytes::from_static(b"1")));
+        assert!(b.send(Destination::All, Bytes::from_static(b"2")));
+        b.state.set_connected(true);
+        b.close().await;
+        for p in [&b"1"[..], b"2"] {
+            let want = Bytes::from_static(p);
+            assert_eq!(next(&mut events).await, Some(AdapterEvent::Message(want)));
+        }
+        assert_eq!(next(&mut events).await, None);
+        assert_eq!(b.stats().dropped_sends, 0, "{:?}", b.stats());
     }
 
     #[tokio::test]

@@ -16,6 +16,11 @@ pub struct AdapterStats {
     /// Outgoing messages lost: refused by `send` (backbone down, queue full, over the server's max
     /// payload, adapter closed) or in a publish that failed with the connection.
     pub dropped_sends: u64,
+    /// Of `dropped_sends`, the messages `send` had accepted (returned `true` for) and that were
+    /// lost afterwards: held past the relay hold's age bound or still held at close, in a publish
+    /// that failed with the connection, or still queued when the backbone's task ended. The
+    /// cluster layer counts `send`'s refusals itself; these are the losses only the adapter sees.
+    pub lost_after_send: u64,
     /// Incoming messages lost because the cluster layer's event queue was full or gone (NATS adds
     /// its client's slow-consumer reports, best effort).
     pub dropped_receives: u64,
@@ -39,6 +44,8 @@ pub struct AdapterCounters {
     pub received: AtomicU64,
     /// See [`AdapterStats::dropped_sends`].
     pub dropped_sends: AtomicU64,
+    /// See [`AdapterStats::lost_after_send`].
+    pub lost_after_send: AtomicU64,
     /// See [`AdapterStats::dropped_receives`].
     pub dropped_receives: AtomicU64,
     /// See [`AdapterStats::disconnects`].
@@ -51,12 +58,22 @@ impl AdapterCounters {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Counts `n` messages that `send` had accepted and that were lost afterwards: both
+    /// `dropped_sends` and `lost_after_send`.
+    pub fn lost_after_send(&self, n: u64) {
+        if n > 0 {
+            Self::add(&self.dropped_sends, n);
+            Self::add(&self.lost_after_send, n);
+        }
+    }
+
     /// The current values.
     pub fn snapshot(&self) -> AdapterStats {
         AdapterStats {
             sent: self.sent.load(Ordering::Relaxed),
             received: self.received.load(Ordering::Relaxed),
             dropped_sends: self.dropped_sends.load(Ordering::Relaxed),
+            lost_after_send: self.lost_after_send.load(Ordering::Relaxed),
             dropped_receives: self.dropped_receives.load(Ordering::Relaxed),
             disconnects: self.disconnects.load(Ordering::Relaxed),
         }

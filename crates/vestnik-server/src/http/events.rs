@@ -37,12 +37,32 @@ async fn channel_info(state: &AppState, app: &App, ev: &TriggerEvent) -> Map<Str
     out
 }
 
+/// About what a relay of `ev` costs on the backbone: its data and names, and an envelope.
+fn relay_bytes(ev: &TriggerEvent) -> usize {
+    let channels: usize = ev.channels.iter().map(|c| c.as_str().len() + 3).sum();
+    ev.data.len() + ev.name.len() + channels + 128
+}
+
+/// Refuses events the other nodes would miss: the backbone is down and the relay hold is full
+/// (or disabled). Nothing is published then, not even here, so the client's retry is no repeat.
+fn check_relay(state: &AppState, bytes: usize) -> Result<(), ApiError> {
+    if state.can_relay(bytes) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        "the cluster backbone is unreachable and the relay hold is full; nothing was published",
+    )
+    .retry_after(1))
+}
+
 /// `POST /apps/{id}/events`.
 ///
 /// The publish happens before any `info` is gathered and never waits for a subscriber: the answer's
 /// latency is the parse plus, only when `info` is asked, one cluster query.
 pub async fn trigger(state: &AppState, call: &SignedCall) -> Result<Response<Body>, ApiError> {
     let ev = api::parse_trigger(&call.body, &trigger_limits(&call.app))?;
+    check_relay(state, relay_bytes(&ev))?;
     state.publish(&call.app, &ev);
     if ev.info.any() {
         let channels = channel_info(state, &call.app, &ev).await;
@@ -60,6 +80,7 @@ pub async fn trigger(state: &AppState, call: &SignedCall) -> Result<Response<Bod
 pub async fn batch(state: &AppState, call: &SignedCall) -> Result<Response<Body>, ApiError> {
     let app = &call.app;
     let events = api::parse_batch(&call.body, &trigger_limits(app))?;
+    check_relay(state, events.iter().map(relay_bytes).sum())?;
     for ev in &events {
         state.publish(app, ev);
     }

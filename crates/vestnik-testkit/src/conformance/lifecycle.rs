@@ -17,7 +17,7 @@ use vestnik_broker::adapter::{
     Adapter, AdapterEvent, AdapterShell, Destination, NodeId, Transport,
 };
 
-use super::{BackboneServer, Node, EVENT_WAIT};
+use super::{Backbone, BackboneServer, Node, EVENT_WAIT, RECONNECT_WAIT};
 use crate::wait_until;
 
 /// How many messages the close and slow-consumer cases send.
@@ -224,4 +224,127 @@ where
     a.send(Destination::All, &b"back"[..]);
     a.expect_message(b"back", "a message after the thaw").await;
     assert_eq!(a.adapter.stats().disconnects, 1, "{:?}", a.adapter.stats());
+}
+
+/// How many relays the relay-hold cases send while the backbone is down.
+const HELD: u32 = 200;
+
+/// The `i`th relay sent while the backbone is down.
+fn held(i: u32) -> Bytes {
+    Bytes::from(format!("held {i:05} {}", "x".repeat(48)))
+}
+
+/// Reads events until `Connected` has come and `count` messages with it (the backbone's echo of
+/// released messages may race the `Connected` event on some backbones); returns the messages.
+async fn reconnect_and_collect<A: Adapter + ?Sized>(
+    node: &mut Node<A>,
+    count: usize,
+    what: &str,
+) -> Vec<Bytes> {
+    let mut connected = false;
+    let mut got = Vec::with_capacity(count);
+    let deadline = tokio::time::Instant::now() + RECONNECT_WAIT;
+    while !connected || got.len() < count {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match node.next_event(left, what).await {
+            AdapterEvent::Connected if !connected => connected = true,
+            AdapterEvent::Message(payload) => got.push(payload),
+            other => panic!(
+                "{} node {}: got {other:?} while waiting for {what}",
+                node.adapter.name(),
+                node.id
+            ),
+        }
+    }
+    got
+}
+
+/// The relay hold covers a restart: while the backbone is down `send` accepts and holds; once it
+/// is back every held message arrives exactly once, in send order, before a message sent after
+/// the reconnect; nothing is counted as lost. `make` connects to `backbone` with the default
+/// relay hold (10 s). The sender listens to `All` itself, so the check does not depend on which
+/// node reconnects first.
+pub async fn a_restart_within_the_relay_hold_loses_nothing<F, Fut, T>(
+    mut make: F,
+    backbone: &mut dyn Backbone,
+) where
+    F: FnMut(NodeId) -> Fut,
+    Fut: Future<Output = Arc<AdapterShell<T>>>,
+    T: Transport,
+{
+    let mut a = Node::join(&mut make, 1).await;
+    backbone.stop();
+    a.expect_event(AdapterEvent::Disconnected, RECONNECT_WAIT, "Disconnected")
+        .await;
+    assert!(!a.adapter.is_connected());
+    for i in 0..HELD {
+        a.send(Destination::All, held(i));
+    }
+    assert!(a.adapter.can_take(64), "{}: the hold has room", T::NAME);
+    backbone.start();
+    let got = reconnect_and_collect(&mut a, HELD as usize, "the held messages").await;
+    for (i, payload) in (0..HELD).zip(&got) {
+        assert_eq!(payload, &held(i), "{}: held message {i}, in order", T::NAME);
+    }
+    a.send(Destination::All, &b"after"[..]);
+    a.expect_message(
+        b"after",
+        "the message sent after the reconnect, and no repeat",
+    )
+    .await;
+    let stats = a.adapter.stats();
+    assert_eq!(
+        (stats.dropped_sends, stats.lost_after_send),
+        (0, 0),
+        "{}: {stats:?}",
+        T::NAME
+    );
+}
+
+/// A restart longer than the relay hold: the messages held past its age bound are dropped while
+/// the backbone is still down and counted exactly (`lost_after_send`, also in `dropped_sends`);
+/// the ones sent later still arrive, in order. `make` connects to `backbone` with a relay hold
+/// of about 2 s and reconnect delays of a few hundred ms at most, so the later ones outlive the
+/// reconnect.
+pub async fn a_restart_longer_than_the_relay_hold_counts_what_it_lost<F, Fut, T>(
+    mut make: F,
+    backbone: &mut dyn Backbone,
+) where
+    F: FnMut(NodeId) -> Fut,
+    Fut: Future<Output = Arc<AdapterShell<T>>>,
+    T: Transport,
+{
+    const LATE: u32 = 3;
+    let mut a = Node::join(&mut make, 1).await;
+    backbone.stop();
+    a.expect_event(AdapterEvent::Disconnected, RECONNECT_WAIT, "Disconnected")
+        .await;
+    for i in 0..HELD {
+        a.send(Destination::All, held(i));
+    }
+    wait_until("the held messages to expire", RECONNECT_WAIT, || async {
+        a.adapter.stats().lost_after_send >= u64::from(HELD)
+    })
+    .await;
+    for i in HELD..HELD + LATE {
+        a.send(Destination::All, held(i));
+    }
+    backbone.start();
+    let got = reconnect_and_collect(&mut a, LATE as usize, "the late messages").await;
+    for (i, payload) in (HELD..HELD + LATE).zip(&got) {
+        assert_eq!(payload, &held(i), "{}: late message {i}, in order", T::NAME);
+    }
+    a.send(Destination::All, &b"after"[..]);
+    a.expect_message(
+        b"after",
+        "the message sent after the reconnect, and nothing expired",
+    )
+    .await;
+    let stats = a.adapter.stats();
+    assert_eq!(
+        (stats.dropped_sends, stats.lost_after_send),
+        (u64::from(HELD), u64::from(HELD)),
+        "{}: exactly the expired ones are counted: {stats:?}",
+        T::NAME
+    );
 }
