@@ -228,6 +228,7 @@ impl Node {
                     channel: ChannelName::parse(channel).unwrap(),
                     auth: None,
                     channel_data: None,
+                    recover: None,
                 },
             )
             .unwrap();
@@ -251,6 +252,7 @@ impl Node {
                     channel: ChannelName::parse(channel).unwrap(),
                     auth: Some(auth),
                     channel_data: Some(cd),
+                    recover: None,
                 },
             )
             .unwrap();
