@@ -302,8 +302,7 @@ fn make_certificates(dir: &std::path::Path) -> std::path::PathBuf {
     dir.join("ca.pem")
 }
 
-/// A Redis that stops answering without closing anything (SIGSTOP, as in a partition) is noticed
-/// A server that stops answering without closing anything (SIGSTOP, as in a partition) is noticed,
+/// A Redis that stops answering without closing anything (SIGSTOP, as in a partition) is noticed,
 /// reported once, and recovered from when it answers again.
 #[tokio::test]
 async fn a_silent_backbone_is_noticed() {
