@@ -23,12 +23,20 @@ if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
 fi
 LOGS=$(mktemp -d)
 export CARGO_TERM_COLOR=never
+# A clean clone gains nothing from incremental artefacts or full debug info, and both multiply the
+# size of target/ (dozens of test binaries): CI builds without them, so the run fits a small disk.
+if [ "${CI:-}" = "true" ]; then
+  export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+  export CARGO_PROFILE_DEV_DEBUG=${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}
+  export CARGO_PROFILE_TEST_DEBUG=${CARGO_PROFILE_TEST_DEBUG:-line-tables-only}
+fi
 export VESTNIK_BIN="$ROOT/target/debug/vestnik"
 
 step() { printf '\n=== %s ===\n' "$*"; }
 
 step "toolchain"
 cargo --version
+df -h . | awk 'NR==2 {print "disk: " $4 " free of " $2}'
 node --version
 python3 --version
 

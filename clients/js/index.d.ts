@@ -113,7 +113,48 @@ export interface ChannelEvents {
   'pushler:member_removed': Member;
   'pushler:cache_miss': Record<string, never>;
   'pushler:subscription_count': { count: number };
+  /** A resubscribe after a reconnect got the `missed` events replayed (they follow, in order). */
+  'pushler:recovered': { missed: number };
+  /** A resubscribe could not get what was missed: reload the state, then go on from `position`. */
+  'pushler:recovery_failed': RecoveryFailed;
 }
+
+/** Where an event sits in its channel's history (docs/recovery.md). */
+export interface Position {
+  epoch: string;
+  offset: number;
+}
+
+/** Why the broker could not replay what a channel missed. */
+export type RecoveryFailureReason = 'too_old' | 'epoch_changed' | 'history_off' | 'cluster_history_unavailable';
+
+export interface RecoveryFailed {
+  reason: RecoveryFailureReason;
+  /** The channel's position now: events after it arrive live. */
+  position: Position | null;
+}
+
+/** What the pusher-js plugin emits on a channel as `vestnik:recovery_failed`. */
+export interface PluginRecoveryFailed {
+  channel: string;
+  reason: RecoveryFailureReason;
+  position: Position;
+}
+
+/** The hook `VestnikRecovery.install` puts on one pusher-js instance. */
+export interface RecoveryHook {
+  /** The last position seen on `channel`, or null. */
+  position(channel: string): Position | null;
+  /** Undoes the hook: pusher-js behaves exactly as without the plugin. */
+  detach(): void;
+}
+
+/** The recovery plugin for stock pusher-js 8 and Laravel Echo (`echo.connector.pusher`). */
+export declare const VestnikRecovery: {
+  install(pusher: unknown, options?: { onRecoveryFailed?: (e: PluginRecoveryFailed) => void }): RecoveryHook;
+  readonly RECOVERY_FAILED: 'vestnik:recovery_failed';
+  readonly RECOVERED: 'vestnik:recovered';
+};
 
 export type EventCallback<T = any> = (data: T, meta: { userId?: string }) => void;
 

@@ -5,7 +5,9 @@
  *
  * One readable file with no dependencies and no build step. Loaded with a <script> tag it defines the
  * global `PushlerClient`; under CommonJS it is `module.exports`; the ES entry (index.js) re-exports it.
- * It reconnects with backoff and resubscribes every channel, pings after a quiet spell and abandons a
+ * It reconnects with backoff and resubscribes every channel, asking the broker to replay what the
+ * channel missed meanwhile (`recover`: `pushler:recovered`, or `pushler:recovery_failed` with a reason
+ * when the app must reload its state), pings after a quiet spell and abandons a
  * connection whose pong does not come, and maps Pusher's close and error codes onto the `error`,
  * `disconnected` and `failed` events (`failed`: a 4000-4099 refusal, after which it does not retry).
  * It never exposes pusher-js's API names (bind, trigger, connection.bind, channel(), allChannels(),
@@ -156,6 +158,9 @@
     this._myUserId = null;
     // A pusher:subscribe went out on the current connection (the answer may still be on its way).
     this._requested = false;
+    // The last position `{epoch, offset}` seen on this channel: sent as `recover` when the client
+    // resubscribes after a reconnect, so the broker replays what was missed (docs/recovery.md).
+    this._position = null;
   }
   Channel.prototype = Object.create(Emitter.prototype);
   Channel.prototype.constructor = Channel;
@@ -176,11 +181,40 @@
     return this._client._send({ event: event, channel: this.name, data: data === undefined ? {} : data });
   };
 
+  /** Takes a frame's position as the channel's last one; false for an event already seen. */
+  Channel.prototype._advance = function (position) {
+    if (!position || typeof position.epoch !== 'string' || typeof position.offset !== 'number') return true;
+    var last = this._position;
+    // The broker sends each event once; this only guards the app against a replay overlapping it.
+    if (last && last.epoch === position.epoch && position.offset <= last.offset) return false;
+    this._position = { epoch: position.epoch, offset: position.offset };
+    return true;
+  };
+
+  /**
+   * The answer to a subscribe: where to go on from, and what became of a `recover`. Recovered: the
+   * missed events follow and move the position on. Not recovered: `pushler:recovery_failed` with the
+   * `reason`, and the app reloads its state; the channel goes on from the answer's position.
+   */
+  Channel.prototype._subscribed = function (message, data) {
+    var recovery = data && data.recovery;
+    if (recovery && recovery.recovered === true) {
+      this._emit('pushler:recovered', { missed: recovery.missed });
+      return;
+    }
+    var p = message.position;
+    this._position = p && typeof p.epoch === 'string' ? { epoch: p.epoch, offset: p.offset } : null;
+    if (recovery && recovery.recovered === false) {
+      this._emit('pushler:recovery_failed', { reason: recovery.reason, position: this._position });
+    }
+  };
+
   Channel.prototype._handle = function (message) {
     var data = decode(message.data);
     switch (message.event) {
       case 'pusher_internal:subscription_succeeded':
         this.subscribed = true;
+        this._subscribed(message, data);
         if (this.members) {
           this.members._reset(data && data.presence, this._myUserId);
           this._emit('pushler:subscription_succeeded', this.members);
@@ -214,6 +248,7 @@
       default:
         // Other protocol events are the client's business, never the app's.
         if (message.event.indexOf('pusher:') === 0 || message.event.indexOf('pusher_internal:') === 0) return;
+        if (!this._advance(message.position)) return;
         this._emit(message.event, data, message.user_id !== undefined ? { userId: message.user_id } : {});
     }
   };
@@ -468,6 +503,8 @@
       // The connection this was for is gone, or the app left the channel meanwhile.
       if (generation !== self._generation || self._channels.get(name) !== channel) return;
       var data = { channel: name };
+      // Set only by an earlier subscription of this channel object: a resubscribe after a reconnect.
+      if (channel._position) data.recover = { epoch: channel._position.epoch, offset: channel._position.offset };
       if (auth) {
         data.auth = auth.auth;
         if (auth.channel_data !== undefined) data.channel_data = auth.channel_data;

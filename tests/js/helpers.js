@@ -155,11 +155,29 @@ export function configToml(apps = Object.values(APPS), server = {}, tables = {})
     lines.push('', `[${table}]`);
     for (const [k, v] of Object.entries(entries)) lines.push(`${k} = ${tomlValue(v)}`);
   }
-  for (const app of apps) {
-    lines.push('', '[[apps]]');
-    for (const [k, v] of Object.entries(app)) lines.push(`${k} = ${tomlValue(v)}`);
-  }
+  for (const app of apps) tableLines(lines, 'apps', app, true);
   return lines.join('\n') + '\n';
+}
+
+const isTable = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
+const isTableArray = (v) => Array.isArray(v) && v.length > 0 && v.every(isTable);
+
+/**
+ * Appends `[path]` (or `[[path]]` for an item of an array of tables) with its plain keys first,
+ * then its sub-tables (`history: {size: 5}` becomes `[apps.history]`) and arrays of tables
+ * (`channels: [{prefix: 'x'}]` becomes `[[apps.history.channels]]`).
+ */
+function tableLines(lines, path, table, arrayItem = false) {
+  lines.push('', arrayItem ? `[[${path}]]` : `[${path}]`);
+  const nested = [];
+  for (const [k, v] of Object.entries(table)) {
+    if (isTable(v) || isTableArray(v)) nested.push([k, v]);
+    else lines.push(`${k} = ${tomlValue(v)}`);
+  }
+  for (const [k, v] of nested) {
+    if (isTable(v)) tableLines(lines, `${path}.${k}`, v);
+    else for (const item of v) tableLines(lines, `${path}.${k}`, item, true);
+  }
 }
 
 export function brokerBinary() {
@@ -184,11 +202,15 @@ export async function startBroker({ apps = Object.values(APPS), server = {}, tab
   const bin = brokerBinary();
   const dir = mkdtempSync(join(tmpdir(), 'vestnik-e2e-'));
   const configPath = join(dir, 'vestnik.toml');
-  writeFileSync(configPath, configToml(apps, server, tables));
+  // Each broker's data dir (the webhook spool, which always runs with an app database) is its own
+  // temp dir unless the test names one: two nodes must not share a spool, nor write in the repo.
+  const withData = { ...tables, webhooks: { data_dir: join(dir, 'data'), ...(tables.webhooks || {}) } };
+  writeFileSync(configPath, configToml(apps, server, withData));
 
   const proc = reapOnExit(
     spawn(bin, ['--config', configPath, '--host', '127.0.0.1', '--port', String(fixedPort), ...args], {
-      env: { RUST_LOG: 'info', ...process.env, ...env },
+      // Usage files go to the temp dir, never into the repository's working tree.
+      env: { RUST_LOG: 'info', VESTNIK_USAGE_DIR: join(dir, 'usage'), ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     }),
   );

@@ -100,12 +100,139 @@ pub enum Scenario {
     Triggers(TriggersArgs),
     /// Trigger on node A, receive on node B: trigger-to-delivery latency across the cluster.
     CrossNode(CrossNodeArgs),
+    /// No broker: one thread writes a pre-encoded WebSocket frame to loopback sockets at the
+    /// fan-out's sizes and rate and reports its CPU per write, the floor a broker's CPU per delivery
+    /// is compared with.
+    Floor(FloorArgs),
     /// Draw latency against offered load (SVG) from JSON reports of fanout or sweep runs.
     Plot(PlotArgs),
     /// Start a cluster of broker nodes on their own backbone, publish numbered events, inject
     /// faults at seeded random moments and report losses, duplicates, ghosts, webhooks and leaks;
     /// exits non-zero when a guaranteed figure is violated (docs/reliability.md).
     Chaos(ChaosArgs),
+    /// Start one node, or a cluster on its own backbone, and churn against it for a long time:
+    /// sockets connecting and leaving, subscriptions, presence, sign-ins, client events, triggers.
+    /// Samples RSS, descriptors, tasks and queue depths to a CSV and an SVG; exits non-zero when
+    /// memory or descriptors do not end flat or a node does not return to idle (docs/reliability.md).
+    Soak(SoakArgs),
+    /// Sockets cut and reconnected in a loop while numbered events flow, each coming back with
+    /// `recover` (channel history); reports events lost and repeated (both must be 0), how
+    /// recoveries ended and how long they took; exits non-zero on any loss (docs/recovery.md).
+    Recovery(RecoveryArgs),
+    /// Start N nodes on their own backbone, each channel served by one node, trigger through
+    /// every node's API as fast as it goes: per node relays received (and for channels it does
+    /// not serve), backbone messages per publish, publish capacity (docs/scaling.md).
+    ScaleOut(ScaleOutArgs),
+}
+
+/// The recovery run's settings.
+#[derive(Debug, Args)]
+pub struct RecoveryArgs {
+    /// The broker.
+    #[command(flatten)]
+    pub targets: Targets,
+    /// Sockets [default: 200; smoke 20].
+    #[arg(long)]
+    pub sockets: Option<usize>,
+    /// Public channels, socket i on channel i % C [default: 10; smoke 2].
+    #[arg(long)]
+    pub channels: Option<usize>,
+    /// Events per second over all channels [default: 200; smoke 50].
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Seconds events flow and sockets are cut [default: 20; smoke 3].
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Mean seconds between two cuts of one socket (uniform from 0 to twice this)
+    /// [default: 2; smoke 0.5].
+    #[arg(long)]
+    pub cut_every: Option<f64>,
+    /// Mean seconds a cut socket stays away before it reconnects [default: 0.3; smoke 0.1].
+    #[arg(long)]
+    pub away: Option<f64>,
+    /// Longest wait, in seconds, for every socket to be back with every event.
+    #[arg(long, default_value_t = 15.0)]
+    pub drain: f64,
+    /// Seed of the cuts (default: from the clock).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// `scale-out`.
+#[derive(Debug, Args)]
+pub struct ScaleOutArgs {
+    /// Broker nodes.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(2..=16))]
+    pub nodes: u16,
+    /// The backbone (its own server on a free port, never the shared one).
+    #[arg(long, value_enum, default_value = "redis")]
+    pub adapter: crate::chaos::procs::Backbone,
+    /// Channels each node serves (one socket there subscribed to all of them).
+    #[arg(long, default_value_t = 16)]
+    pub channels: usize,
+    /// Route shards (`cluster.route_shards`); 0 relays every event to every node.
+    #[arg(long, default_value_t = 4096)]
+    pub route_shards: u32,
+    /// Concurrent API callers.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Seconds of triggering.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// The broker binary.
+    #[arg(long, env = "VESTNIK_BIN", default_value = "target/release/vestnik")]
+    pub vestnik_bin: PathBuf,
+}
+
+/// The soak run's settings.
+#[derive(Debug, Args)]
+pub struct SoakArgs {
+    /// Seconds of churn [default: 3600; smoke 30].
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Seconds at the start that are not judged [default: a tenth of the duration; smoke 8].
+    #[arg(long)]
+    pub warmup: Option<f64>,
+    /// Broker nodes; above 1 they are joined by their own backbone (--adapter).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub cluster: u16,
+    /// The backbone of a cluster (its own server on a free port, never the shared one).
+    #[arg(long, value_enum, default_value = "redis")]
+    pub adapter: crate::chaos::procs::Backbone,
+    /// New sockets per second, spread over the nodes [default: 20; smoke 10].
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Mean seconds a socket stays (uniform from 0 to twice this) [default: 5; smoke 2].
+    #[arg(long)]
+    pub hold: Option<f64>,
+    /// Events triggered per second over the API, a quarter of the calls as batches
+    /// [default: 20; smoke 10].
+    #[arg(long)]
+    pub trigger_rate: Option<f64>,
+    /// Channels in each pool (public, private, presence).
+    #[arg(long, default_value_t = 20)]
+    pub channels: u64,
+    /// Seconds between two readings of every node [default: 5; smoke 1].
+    #[arg(long)]
+    pub sample_every: Option<f64>,
+    /// Longest wait, in seconds, for the nodes to return to idle after the clients leave.
+    #[arg(long, default_value_t = 60.0)]
+    pub idle_timeout: f64,
+    /// Seed of the churn (default: from the clock).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Where soak.csv, soak.svg and soak.json are written.
+    #[arg(long, default_value = "target/soak")]
+    pub out: PathBuf,
+    /// The broker binary.
+    #[arg(long, env = "VESTNIK_BIN", default_value = "target/release/vestnik")]
+    pub vestnik_bin: PathBuf,
+    /// Keep the work directory (config, node logs) even when the run passes.
+    #[arg(long)]
+    pub keep: bool,
+    /// Run nothing: draw --out/soak.svg again from this soak.csv of an earlier run.
+    #[arg(long, value_name = "CSV")]
+    pub replot: Option<PathBuf>,
 }
 
 /// The chaos run's settings.
@@ -257,6 +384,32 @@ pub struct IdleArgs {
     /// Seconds to hold the sockets open [default: 5; smoke 1].
     #[arg(long)]
     pub hold: Option<f64>,
+}
+
+/// `floor`.
+#[derive(Debug, Args)]
+pub struct FloorArgs {
+    /// Sockets written to [default: 1000; smoke 50].
+    #[arg(long, short = 'n')]
+    pub sockets: Option<usize>,
+    /// Channels; socket i is on channel i % C [default: 10; smoke 5].
+    #[arg(long, short = 'c')]
+    pub channels: Option<usize>,
+    /// Triggers per second over all channels [default: 200; smoke 50].
+    #[arg(long, short = 'r')]
+    pub rate: Option<f64>,
+    /// Seconds of measured writing [default: 10; smoke 2].
+    #[arg(long, short = 'd')]
+    pub duration: Option<f64>,
+    /// Seconds of unmeasured writing before [default: 2; smoke 0.5].
+    #[arg(long)]
+    pub warmup: Option<f64>,
+    /// Bytes of padding in each event's data, as `fanout --payload`.
+    #[arg(long, default_value_t = 0)]
+    pub payload: usize,
+    /// Pin the writer thread to this CPU (where the broker runs in a pinned A/B).
+    #[arg(long)]
+    pub writer_cpu: Option<usize>,
 }
 
 /// `connect`.

@@ -9,6 +9,9 @@
 //! # Layout
 //! - [`cli`]: options and scenario subcommands, `--smoke` sizes.
 //! - [`chaos`]: the chaos run (a cluster it starts itself, faults, exact loss accounting).
+//! - [`recovery`]: the recovery run (sockets cut and resubscribed with `recover`, exact loss
+//!   accounting).
+//! - [`soak`]: the soak run (long churn, memory, descriptors and tasks over time, flat or not).
 //! - [`scenario`]: the scenarios and the rig they share.
 //! - [`pusher`]: the WebSocket client side of the protocol; [`ramp`]: opening many sockets.
 //! - [`api`]: the signed HTTP API; [`load`]: open-loop, closed-loop and probe triggering.
@@ -27,8 +30,11 @@ mod plot;
 mod procfs;
 mod pusher;
 mod ramp;
+mod recovery;
 mod report;
+mod scaleout;
 mod scenario;
+mod soak;
 mod target;
 mod tracker;
 
@@ -48,7 +54,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(true) => ExitCode::SUCCESS,
-        // A chaos run that violated a guaranteed figure: the report says which.
+        // A chaos or soak run that violated a guaranteed figure: the report says which.
         Ok(false) => ExitCode::from(2),
         Err(e) => {
             eprintln!("vestnik-bench: error: {e:#}");
@@ -71,6 +77,15 @@ fn run(cli: Cli) -> Result<bool> {
     }
     if let Scenario::Chaos(a) = &scenario {
         return run_chaos(&global, a);
+    }
+    if let Scenario::Soak(a) = &scenario {
+        return run_soak(&global, a);
+    }
+    if let Scenario::Recovery(a) = &scenario {
+        return recovery::run(&global, a);
+    }
+    if let Scenario::ScaleOut(a) = &scenario {
+        return run_scale_out(&global, a);
     }
     let nofile = fdlimit::raise_nofile();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -115,6 +130,45 @@ fn run_chaos(global: &cli::Global, args: &cli::ChaosArgs) -> Result<bool> {
         eprintln!("chaos: logs and config kept in {}", work.display());
     }
     Ok(report.violations.is_empty())
+}
+
+/// The scale-out run: its own runtime (it drives a cluster), its table, its JSON.
+fn run_scale_out(global: &cli::Global, args: &cli::ScaleOutArgs) -> Result<bool> {
+    let _ = fdlimit::raise_nofile();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(global.threads.max(2))
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let report = runtime.block_on(scaleout::scale_out(args, global.quiet))?;
+    print!("{}", report.table());
+    if let Some(path) = &global.json {
+        let text = serde_json::to_string_pretty(&report).context("encoding the report")?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(true)
+}
+
+/// The soak run: its own runtime (several workers, like chaos), its table, its JSON (always
+/// written to the output directory, and to --json when given), and whether it passed.
+fn run_soak(global: &cli::Global, args: &cli::SoakArgs) -> Result<bool> {
+    let _ = fdlimit::raise_nofile();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(global.threads.max(2))
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let report = match runtime.block_on(soak::soak(args, global.smoke, global.quiet))? {
+        soak::Outcome::Run(report) => report,
+        // The verdict on an earlier run's readings, already printed.
+        soak::Outcome::Replot { passed } => return Ok(passed),
+    };
+    print!("{}", report.table());
+    if let Some(path) = &global.json {
+        let text = serde_json::to_string_pretty(&report).context("encoding the report")?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(report.passed())
 }
 
 async fn scenario_report(ctx: &Ctx, scenario: Scenario) -> Result<Report> {
@@ -183,8 +237,27 @@ async fn scenario_report(ctx: &Ctx, scenario: Scenario) -> Result<Report> {
             };
             scenario::triggers::triggers(ctx, &a.targets.ws, &a.targets.http, t).await
         }
-        Scenario::Plot(_) | Scenario::Chaos(_) => {
-            unreachable!("plot and chaos are handled before this runtime starts")
+        Scenario::Floor(a) => {
+            let f = scenario::floor::Floor {
+                sockets: pick(a.sockets, smoke, 1_000, 50),
+                channels: pick(a.channels, smoke, 10, 5).max(1),
+                rate: pick(a.rate, smoke, 200.0, 50.0),
+                duration: secs(pick(a.duration, smoke, 10.0, 2.0)),
+                warmup: secs(pick(a.warmup, smoke, 2.0, 0.5)),
+                payload: a.payload,
+                writer_cpu: a.writer_cpu,
+                drain: secs(10.0),
+            };
+            scenario::floor::floor(ctx, f).await
+        }
+        Scenario::Plot(_)
+        | Scenario::Chaos(_)
+        | Scenario::Soak(_)
+        | Scenario::Recovery(_)
+        | Scenario::ScaleOut(_) => {
+            unreachable!(
+                "plot, chaos, soak, recovery and scale-out are handled before this runtime starts"
+            )
         }
     }
 }

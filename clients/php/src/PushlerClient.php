@@ -222,6 +222,24 @@ class PushlerClient
         return $answer['users'] ?? [];
     }
 
+    /**
+     * A page of a channel's history (Vestnik's history API, see docs/recovery.md), oldest first:
+     * `['epoch' => …, 'first_offset' => …, 'last_offset' => …, 'events' => [['offset' => …,
+     * 'event' => …, 'data' => …, 'published_at_ms' => …], …], 'next_after' => …, 'has_more' => …]`.
+     * For the next page pass `['epoch' => $page['epoch'], 'after' => $page['next_after']]`.
+     *
+     * A position the history no longer has throws `ApiException` 409 whose JSON body (`getBody()`)
+     * has `reason` (`epoch_changed` or `too_old`) and the channel's current `epoch`,
+     * `first_offset` and `last_offset`: reload your state, then read on from there.
+     *
+     * @param array $params `after` (an offset, with its `epoch`), `epoch`, `limit` (1 to 1000, default 100)
+     */
+    public function getChannelHistory(string $channel, array $params = []): array
+    {
+        $this->validateChannel($channel);
+        return $this->get('/channels/' . rawurlencode($channel) . '/history', $params);
+    }
+
     /** Closes every connection signed in as `$userId`. */
     public function terminateUserConnections(string $userId): array
     {

@@ -48,6 +48,9 @@ pub enum StoreError {
     /// The database could not be reached or failed.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// A file of the file ledger (usage in the data dir) could not be read or written.
+    #[error("usage file: {0}")]
+    File(String),
 }
 
 impl StoreError {
@@ -61,7 +64,8 @@ impl StoreError {
             StoreError::BadRow { .. }
             | StoreError::SchemaTooNew { .. }
             | StoreError::UnsupportedUrl(_)
-            | StoreError::Database(_) => 503,
+            | StoreError::Database(_)
+            | StoreError::File(_) => 503,
         }
     }
 

@@ -18,6 +18,8 @@
 //! - [`error`]: [`StoreError`], with the HTTP status each maps to.
 //! - [`postgres`]: [`PgStore`] (`LISTEN/NOTIFY`); [`mysql`]: [`MySqlStore`] (polls a changes
 //!   table). `row` holds the column order both share.
+//! - [`file`]: [`FileLedger`], usage in a node's data dir (one append-only log per UTC day) for
+//!   nodes whose apps come from the config file.
 //!
 //! # Revisions
 //! Every write to any app takes the next value of one catalogue counter (a row the triggers lock
@@ -43,6 +45,7 @@
 
 pub mod error;
 pub mod feed;
+pub mod file;
 pub mod mysql;
 pub mod postgres;
 pub mod record;
@@ -53,6 +56,7 @@ pub mod usage;
 
 pub use error::StoreError;
 pub use feed::{Change, ChangeFeed, FeedOptions, FeedState};
+pub use file::FileLedger;
 pub use mysql::MySqlStore;
 pub use postgres::PgStore;
 pub use record::{AppRecord, AppUpdate, Limits, NewApp, Options, PreviousSecret, Quotas};

@@ -1,53 +1,22 @@
 //! The app secret as a value that never prints, and the generators of fresh ids, keys and secrets.
 //!
-//! [`Secret`] is a small newtype whose `Debug` and `Display` show `…redacted…`, so that a record, an
-//! error or a log line that carries one cannot leak it. It is to be replaced by `vestnik_protocol`'s
-//! `AppSecret` when both land (another branch adds it); the two have the same role. This module must
+//! [`Secret`] is `vestnik_protocol`'s `AppSecret`, whose `Debug` and `Display` show a placeholder,
+//! so that a record, an error or a log line that carries one cannot leak it. This module must
 //! never compare secrets for authentication: signature checks run in constant time in the protocol crate.
-
-use std::fmt;
 
 use rand::Rng;
 
-/// What `Debug` and `Display` show instead of a secret.
-pub const REDACTED: &str = "…redacted…";
+/// What a secret's `Debug` and `Display` show (the protocol crate's placeholder; the tests below
+/// hold the two equal).
+pub const REDACTED: &str = "<redacted>";
 
-/// An app secret: signs API requests, channel auth, sign-in and webhooks. Never printed.
-///
-/// `PartialEq` is an ordinary comparison, meant for tests and for noticing a rotation; it must not
-/// be used to check a secret a client sent (see the module docs).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+/// An app secret: the protocol crate's [`vestnik_protocol::AppSecret`], whose `Debug` and
+/// `Display` are redacted, so the catalogue and the broker share one type and one rule.
+pub use vestnik_protocol::AppSecret as Secret;
 
-impl Secret {
-    /// Wraps a secret read from a store or given by an operator.
-    pub fn new(secret: impl Into<String>) -> Self {
-        Self(secret.into())
-    }
-
-    /// A fresh random secret: 32 lowercase hex digits (128 bits), twice the entropy of Pusher's own.
-    pub fn generate() -> Self {
-        Self(random_hex(16))
-    }
-
-    /// The secret itself, for signing and for writing to the store. Callers must not log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    /// Redacted, so `{:?}` of any record or error that holds a secret is safe to log.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(REDACTED)
-    }
-}
-
-impl fmt::Display for Secret {
-    /// Redacted too: a `format!("{secret}")` by mistake must not leak it either.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(REDACTED)
-    }
+/// A fresh random secret: 32 lowercase hex digits (128 bits), twice the entropy of Pusher's own.
+pub fn generate_secret() -> Secret {
+    Secret::new(random_hex(16))
 }
 
 /// A fresh app id: nine decimal digits, because the Python SDK needs a numeric id. A collision is
@@ -99,8 +68,8 @@ mod tests {
         let key = generate_key();
         assert_eq!(key.len(), 20);
         assert!(key.bytes().all(|b| b.is_ascii_hexdigit()));
-        let a = Secret::generate();
+        let a = generate_secret();
         assert_eq!(a.expose().len(), 32);
-        assert_ne!(a, Secret::generate());
+        assert_ne!(a, generate_secret());
     }
 }

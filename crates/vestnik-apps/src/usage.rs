@@ -103,7 +103,7 @@ pub struct Usage {
     pub messages_received: u64,
     /// Bytes written to sockets.
     pub bytes_out: u64,
-    /// Webhook requests sent.
+    /// Webhook events a receiver acknowledged (one per event and target).
     pub webhooks_sent: u64,
 }
 

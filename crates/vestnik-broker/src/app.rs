@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 use vestnik_protocol::limits;
@@ -26,10 +26,17 @@ pub struct App {
     pub key: String,
     /// The secret that signs channel auth, sign-in and API requests; `Debug` redacts it.
     pub secret: AppSecret,
+    /// The secret before the last rotation, still accepted until its grace ends (apps from a
+    /// database only: a config file names one secret).
+    #[serde(skip)]
+    pub previous_secret: Option<PreviousSecret>,
     /// A disabled app refuses connections with 4003 and API calls with 403.
     pub enabled: bool,
     /// Most concurrent sockets for this app; 0 means no limit. Over it: 4004.
     pub max_connections: usize,
+    /// Most messages (API events received plus messages delivered to sockets) per UTC day across
+    /// the cluster; 0 means no quota. Over it: API triggers get 403 and client events 4301.
+    pub max_messages_per_day: u64,
     /// Whether sockets may send client events.
     pub client_events: bool,
     /// Client events each socket may send per second.
@@ -73,8 +80,10 @@ impl Default for App {
             id: "app-id".into(),
             key: "app-key".into(),
             secret: "app-secret".into(),
+            previous_secret: None,
             enabled: true,
             max_connections: 0,
+            max_messages_per_day: 0,
             client_events: true,
             client_event_rate: limits::CLIENT_EVENTS_PER_SECOND,
             max_event_bytes: limits::MAX_EVENT_BYTES,
@@ -95,7 +104,45 @@ impl Default for App {
     }
 }
 
+/// A secret replaced by a rotation, accepted until `expires_at` so that servers signing with it can
+/// be redeployed one by one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreviousSecret {
+    /// The old secret; `Debug` redacts it.
+    pub secret: AppSecret,
+    /// When the old secret stops being accepted.
+    pub expires_at: SystemTime,
+}
+
 impl App {
+    /// The secrets valid at `now`: the current one, then the previous one while its grace lasts.
+    /// Every signature check (API, channel auth, sign-in) tries them in this order; webhooks and
+    /// anything else the broker signs use the current one only.
+    pub fn valid_secrets(&self, now: SystemTime) -> impl Iterator<Item = &AppSecret> {
+        let previous = self
+            .previous_secret
+            .as_ref()
+            .filter(|p| now < p.expires_at)
+            .map(|p| &p.secret);
+        std::iter::once(&self.secret).chain(previous)
+    }
+
+    /// Runs the signature check `check` with each secret valid now, succeeding on the first that
+    /// passes; when none does, the current secret's error is returned (the one a client whose
+    /// server uses the current secret needs to see).
+    pub fn verify_with<E>(&self, mut check: impl FnMut(&str) -> Result<(), E>) -> Result<(), E> {
+        let mut first = None;
+        for secret in self.valid_secrets(SystemTime::now()) {
+            match check(secret.expose()) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        Err(first.expect("valid_secrets always yields the current secret"))
+    }
+
     /// Whether a WebSocket upgrade from `origin` may proceed.
     pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
         if self.allowed_origins.is_empty() {
@@ -201,6 +248,12 @@ impl StaticAppStore {
         if apps.is_empty() {
             return Err(AppStoreError::Empty);
         }
+        Self::index(apps)
+    }
+
+    /// Indexes `apps` as [`StaticAppStore::new`] does, but accepts none: a database may hold no app
+    /// yet, and the live registry then serves nothing until one is created.
+    pub fn index(apps: Vec<App>) -> Result<Self, AppStoreError> {
         let mut store = Self::default();
         for (index, app) in apps.into_iter().enumerate() {
             for (what, value) in [

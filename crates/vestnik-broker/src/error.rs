@@ -109,6 +109,9 @@ pub enum ClientEventError {
     /// The socket sent too many client events.
     #[error("Client event rejected: more than {0} per second")]
     RateLimited(u32),
+    /// The app has used up its daily message quota (until UTC midnight).
+    #[error("Client event rejected: the app has exceeded its daily message quota")]
+    OverQuota,
 }
 
 impl ClientEventError {
@@ -119,7 +122,8 @@ impl ClientEventError {
             | Self::ChannelKind(_)
             | Self::NotSubscribed(_)
             | Self::TooLarge { .. }
-            | Self::RateLimited(_) => PusherCode::ClientEventRejected,
+            | Self::RateLimited(_)
+            | Self::OverQuota => PusherCode::ClientEventRejected,
         }
     }
 }

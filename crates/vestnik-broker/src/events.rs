@@ -94,6 +94,24 @@ pub enum BrokerEvent<'a> {
         /// How many local sockets it was queued for.
         recipients: usize,
     },
+    /// Another node told this one that a user joined a presence channel there and was in the
+    /// cluster's roster nowhere before (for webhooks; no webhook of its own: that node reported
+    /// `member_added`). A `member_removed` this node holds back for the user is void: the user is
+    /// in the channel. This closes the race where this node writes a dead node's member off a moment
+    /// after the member came back on another node.
+    MemberJoinedElsewhere {
+        /// The presence channel.
+        channel: &'a ChannelName,
+        /// The user.
+        user_id: &'a str,
+    },
+    /// Another node told this one that it got a channel's first subscriber while no other remote
+    /// node had it (for webhooks, like [`BrokerEvent::MemberJoinedElsewhere`]): a `channel_vacated`
+    /// held back here is void.
+    OccupiedElsewhere {
+        /// The channel.
+        channel: &'a ChannelName,
+    },
 }
 
 impl<'a> BrokerEvent<'a> {
@@ -110,7 +128,9 @@ impl<'a> BrokerEvent<'a> {
             | BrokerEvent::SubscriptionCount { channel, .. }
             | BrokerEvent::Subscribed { channel, .. }
             | BrokerEvent::Unsubscribed { channel, .. }
-            | BrokerEvent::Published { channel, .. } => channel,
+            | BrokerEvent::Published { channel, .. }
+            | BrokerEvent::MemberJoinedElsewhere { channel, .. }
+            | BrokerEvent::OccupiedElsewhere { channel } => channel,
         }
     }
 }

@@ -6,10 +6,15 @@
 //! sees a channel's events in offset order. A subscribe that recovers takes the same mutex around
 //! its registry join and its history read, so no event slips between the missed ones and the live
 //! ones. The stream keeps the encoded frames themselves (shared `Bytes`, no copy), bounded by events
-//! per channel, seconds kept, and bytes per app; a stream that is dropped (expired or evicted) is
-//! gone with its epoch, and the next one starts a new epoch.
+//! per channel, seconds kept, and bytes per app. A stream evicted for the byte bound is gone with
+//! its epoch, and the next one starts a new epoch. A stream that expired (a quiet channel: all its
+//! events past their time) leaves its epoch and last offset behind for [`QUIET_KEEP`], and the
+//! channel's next stream goes on from them, so a client that saw the last event before the quiet
+//! spell recovers with nothing missed instead of being told to reload.
 //!
 //! Lock order: the history map's shard, then a stream's mutex, then the registry's channel shard.
+//! The map of quiet channels' positions is a leaf: taken under a history map's shard, never the
+//! other way round.
 //! A stream's mutex is never held while taking the history map's shard. This module must never
 //! do IO, never await, and never serialise per subscriber.
 
@@ -26,6 +31,11 @@ use vestnik_protocol::limits::{HISTORY_MAX_BYTES, HISTORY_SIZE, HISTORY_TTL_SECS
 use vestnik_protocol::message::{Position, Recover, RecoveryFailure};
 use vestnik_protocol::ChannelName;
 
+mod page;
+
+use page::WallClock;
+pub use page::{EventFields, HistoryPage, HistoryRefusal, KeptEvent};
+
 /// Bytes counted per kept event beyond its frame: the entry, its slot in the deque, the `Bytes`
 /// header. An estimate, so the byte bound also holds for tiny events.
 const ENTRY_OVERHEAD: usize = 64;
@@ -33,6 +43,13 @@ const ENTRY_OVERHEAD: usize = 64;
 /// The share of `max_bytes` an eviction brings an app's history down to, in percent, so that one
 /// eviction makes room for many publishes rather than one.
 const EVICT_TO_PERCENT: usize = 90;
+
+/// How long a quiet channel's epoch and last offset outlive its expired stream.
+pub const QUIET_KEEP: Duration = Duration::from_secs(24 * 3600);
+
+/// Most quiet channels' positions kept per app on a node (about 100 bytes each); over it, the
+/// longest-quiet are forgotten first, and their channels start a new epoch.
+pub const QUIET_MAX: usize = 100_000;
 
 /// History settings of one app: the `[apps.history]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -139,11 +156,22 @@ pub struct Stream {
     dead: bool,
 }
 
+/// The epoch and last offset of a channel whose stream expired.
+#[derive(Debug, Clone)]
+struct Quiet {
+    epoch: Arc<str>,
+    top: u64,
+    since: Instant,
+}
+
 impl Stream {
-    fn new(limits: StreamLimits, now: Instant) -> Self {
+    /// A stream for a channel: it goes on from `quiet` (the epoch and last offset of the channel's
+    /// expired stream) when there is one, else it starts a new epoch at offset 0.
+    fn new(limits: StreamLimits, now: Instant, quiet: Option<Quiet>) -> Self {
+        let (epoch, top) = quiet.map_or_else(|| (new_epoch(), 0), |q| (q.epoch, q.top));
         Self {
-            epoch: new_epoch(),
-            top: 0,
+            epoch,
+            top,
             entries: VecDeque::new(),
             bytes: 0,
             limits,
@@ -235,6 +263,50 @@ impl Stream {
             .collect())
     }
 
+    /// Up to `limit` kept events after `after` (from the oldest kept without it), oldest first, with
+    /// the stream's bounds; events past their time that no publish trimmed yet are left out. A
+    /// position of another epoch, or one older than the oldest kept event, is refused with the
+    /// stream's bounds, so that the caller knows where to go on from.
+    fn page(
+        &self,
+        after: Option<&Recover>,
+        limit: usize,
+        now: Instant,
+        clock: &WallClock,
+    ) -> Result<HistoryPage, HistoryRefusal> {
+        let kept = self
+            .entries
+            .iter()
+            .skip_while(|e| now.saturating_duration_since(e.at) >= self.limits.ttl);
+        let first_offset = kept.clone().next().map_or(self.top + 1, |e| e.offset);
+        let mut page = HistoryPage {
+            epoch: Some(self.epoch.to_string()),
+            first_offset,
+            last_offset: self.top,
+            events: Vec::new(),
+        };
+        let from = match after {
+            None => 0,
+            Some(r) if *r.epoch != *self.epoch || r.offset > self.top => {
+                return Err(HistoryRefusal::new(RecoveryFailure::EpochChanged, page));
+            }
+            Some(r) if r.offset + 1 < first_offset => {
+                return Err(HistoryRefusal::new(RecoveryFailure::TooOld, page));
+            }
+            Some(r) => r.offset,
+        };
+        page.events = kept
+            .skip_while(|e| e.offset <= from)
+            .take(limit)
+            .map(|e| KeptEvent {
+                offset: e.offset,
+                frame: e.frame.clone(),
+                published_at_ms: clock.millis(e.at),
+            })
+            .collect();
+        Ok(page)
+    }
+
     /// Whether the stream has outlived its events: nothing kept and untouched for a whole `ttl`.
     fn expired(&self, now: Instant) -> bool {
         self.entries.is_empty() && now.saturating_duration_since(self.touched) >= self.limits.ttl
@@ -256,6 +328,10 @@ pub struct History {
     bytes: AtomicUsize,
     /// One eviction at a time; the others publish on.
     evicting: AtomicBool,
+    /// For the wall-clock times of the history API.
+    clock: WallClock,
+    /// Positions of quiet channels, whose streams expired (see [`QUIET_KEEP`]).
+    quiet: DashMap<ChannelName, Quiet>,
 }
 
 impl History {
@@ -275,7 +351,10 @@ impl History {
                 None => self
                     .streams
                     .entry(channel.clone())
-                    .or_insert_with(|| Arc::new(Mutex::new(Stream::new(limits, now))))
+                    .or_insert_with(|| {
+                        let quiet = self.quiet.remove(channel).map(|(_, q)| q);
+                        Arc::new(Mutex::new(Stream::new(limits, now, quiet)))
+                    })
                     .clone(),
             };
             let mut s = stream.lock();
@@ -333,18 +412,48 @@ impl History {
         self.evicting.store(false, Ordering::Release);
     }
 
-    /// Drops events past their time, and the streams left with none for a whole `ttl`.
+    /// Drops events past their time, and the streams left with none for a whole `ttl` (keeping
+    /// their positions as quiet ones); forgets quiet positions past [`QUIET_KEEP`] or over
+    /// [`QUIET_MAX`].
     pub(crate) fn purge_expired(&self, now: Instant) {
-        self.streams.retain(|_, s| {
+        self.streams.retain(|channel, s| {
             let mut g = s.lock();
             let freed = g.trim(now);
             self.bytes.fetch_sub(freed, Ordering::Relaxed);
             if !g.expired(now) {
                 return true;
             }
+            let quiet = Quiet {
+                epoch: Arc::clone(&g.epoch),
+                top: g.top,
+                since: g.touched,
+            };
             drop(g);
-            !self.drop_stream(s)
+            self.drop_stream(s);
+            if quiet.top > 0 {
+                self.quiet.insert(channel.clone(), quiet);
+            }
+            false
         });
+        self.quiet
+            .retain(|_, q| now.saturating_duration_since(q.since) < QUIET_KEEP);
+        let over = self.quiet.len().saturating_sub(QUIET_MAX);
+        if over > 0 {
+            let mut by_age: Vec<(Instant, ChannelName)> = self
+                .quiet
+                .iter()
+                .map(|e| (e.value().since, e.key().clone()))
+                .collect();
+            by_age.sort_unstable_by_key(|(since, _)| *since);
+            for (_, channel) in by_age.into_iter().take(over) {
+                self.quiet.remove(&channel);
+            }
+        }
+    }
+
+    /// Quiet channels whose positions are kept.
+    pub fn quiet_count(&self) -> usize {
+        self.quiet.len()
     }
 
     /// Marks a stream dead and takes its bytes off the app's count; always `true`, for `remove_if`.
@@ -367,212 +476,61 @@ impl History {
         self.streams.len()
     }
 
+    /// Up to `limit` of `channel`'s kept events after `after` (from the oldest kept without it), for
+    /// the history API. Reads only: a channel without a stream gets an empty page with no epoch,
+    /// and a position then is refused as `epoch_changed`.
+    pub fn page(
+        &self,
+        channel: &str,
+        after: Option<&Recover>,
+        limit: usize,
+        now: Instant,
+    ) -> Result<HistoryPage, HistoryRefusal> {
+        if let Some(stream) = self.streams.get(channel).map(|s| s.clone()) {
+            let g = stream.lock();
+            if !g.dead {
+                return g.page(after, limit, now, &self.clock);
+            }
+        }
+        if let Some(q) = self.quiet.get(channel).map(|q| q.clone()) {
+            let page = HistoryPage {
+                epoch: Some(q.epoch.to_string()),
+                first_offset: q.top + 1,
+                last_offset: q.top,
+                events: Vec::new(),
+            };
+            return match after {
+                Some(r) if *r.epoch != *q.epoch || r.offset > q.top => {
+                    Err(HistoryRefusal::new(RecoveryFailure::EpochChanged, page))
+                }
+                Some(r) if r.offset < q.top => {
+                    Err(HistoryRefusal::new(RecoveryFailure::TooOld, page))
+                }
+                _ => Ok(page),
+            };
+        }
+        let none = HistoryPage {
+            first_offset: 1,
+            ..HistoryPage::default()
+        };
+        match after {
+            Some(_) => Err(HistoryRefusal::new(RecoveryFailure::EpochChanged, none)),
+            None => Ok(none),
+        }
+    }
+
     /// The position of `channel`'s last event, if it has a stream here.
     pub fn position(&self, channel: &str) -> Option<(String, u64)> {
-        let s = self.streams.get(channel)?.clone();
-        let g = s.lock();
-        Some((g.epoch.to_string(), g.top))
+        if let Some(s) = self.streams.get(channel).map(|s| s.clone()) {
+            let g = s.lock();
+            if !g.dead {
+                return Some((g.epoch.to_string(), g.top));
+            }
+        }
+        let q = self.quiet.get(channel)?;
+        Some((q.epoch.to_string(), q.top))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn limits(size: usize, ttl_secs: u64) -> StreamLimits {
-        StreamLimits {
-            size,
-            ttl: Duration::from_secs(ttl_secs),
-        }
-    }
-
-    fn frame(p: Position<'_>) -> Bytes {
-        Bytes::from(format!("{}:{}", p.epoch, p.offset))
-    }
-
-    fn channel(name: &str) -> ChannelName {
-        ChannelName::parse(name).unwrap()
-    }
-
-    fn recover(epoch: &str, offset: u64) -> Recover {
-        Recover {
-            epoch: epoch.into(),
-            offset,
-        }
-    }
-
-    #[test]
-    fn offsets_rise_by_one_and_frames_are_kept_in_order() {
-        let h = History::default();
-        let c = channel("c");
-        let now = Instant::now();
-        let seen: Vec<Bytes> = (0..5)
-            .map(|_| h.publish(&c, limits(10, 60), now, frame, Bytes::clone))
-            .collect();
-        let (epoch, top) = h.position("c").unwrap();
-        assert_eq!(top, 5);
-        let want: Vec<Bytes> = (1..=5)
-            .map(|o| Bytes::from(format!("{epoch}:{o}")))
-            .collect();
-        assert_eq!(seen, want);
-        let missed = h.with_stream(&c, limits(10, 60), now, |s| {
-            s.since(&recover(&epoch, 2), 100).unwrap()
-        });
-        assert_eq!(missed, want[2..]);
-    }
-
-    #[test]
-    fn size_and_time_bound_a_stream_and_recovery_says_too_old() {
-        let h = History::default();
-        let c = channel("c");
-        let t0 = Instant::now();
-        for _ in 0..5 {
-            h.publish(&c, limits(3, 60), t0, frame, |_| ());
-        }
-        let (epoch, _) = h.position("c").unwrap();
-        h.with_stream(&c, limits(3, 60), t0, |s| {
-            assert_eq!(s.len(), 3);
-            // Events 3, 4, 5 kept: from 2 all are there, from 1 event 2 is gone.
-            assert_eq!(s.since(&recover(&epoch, 2), 100).unwrap().len(), 3);
-            assert_eq!(
-                s.since(&recover(&epoch, 1), 100),
-                Err(RecoveryFailure::TooOld)
-            );
-            assert_eq!(
-                s.since(&recover(&epoch, 2), 2),
-                Err(RecoveryFailure::TooOld),
-                "more missed than one recovery replays"
-            );
-            assert_eq!(s.since(&recover(&epoch, 5), 100).unwrap().len(), 0);
-            assert_eq!(
-                s.since(&recover(&epoch, 6), 100),
-                Err(RecoveryFailure::EpochChanged)
-            );
-            assert_eq!(
-                s.since(&recover("other", 5), 100),
-                Err(RecoveryFailure::EpochChanged)
-            );
-        });
-        assert_eq!(
-            h.bytes(),
-            3 * (frame(Position {
-                epoch: &epoch,
-                offset: 3
-            })
-            .len()
-                + ENTRY_OVERHEAD)
-        );
-        // Past the ttl the events go, then the stream, and its bytes.
-        h.purge_expired(t0 + Duration::from_secs(61));
-        assert_eq!(h.bytes(), 0);
-        assert_eq!(h.stream_count(), 0);
-        // The next event starts another epoch at offset 1.
-        h.publish(
-            &c,
-            limits(3, 60),
-            t0 + Duration::from_secs(62),
-            frame,
-            |_| (),
-        );
-        let (epoch2, top) = h.position("c").unwrap();
-        assert_ne!(epoch2, epoch);
-        assert_eq!(top, 1);
-    }
-
-    #[test]
-    fn expired_history_of_many_channels_is_freed() {
-        let h = History::default();
-        let t0 = Instant::now();
-        for i in 0..10_000 {
-            h.publish(
-                &channel(&format!("c-{i}")),
-                limits(10, 5),
-                t0,
-                frame,
-                |_| (),
-            );
-        }
-        assert_eq!(h.stream_count(), 10_000);
-        assert!(h.bytes() > 10_000 * ENTRY_OVERHEAD);
-        h.purge_expired(t0 + Duration::from_secs(5));
-        assert_eq!(h.stream_count(), 0);
-        assert_eq!(h.bytes(), 0);
-    }
-
-    #[test]
-    fn over_the_byte_bound_the_oldest_streams_are_evicted() {
-        let h = History::default();
-        let t0 = Instant::now();
-        for i in 0..100u64 {
-            let at = t0 + Duration::from_millis(i);
-            h.publish(
-                &channel(&format!("c-{i}")),
-                limits(10, 60),
-                at,
-                frame,
-                |_| (),
-            );
-        }
-        let per = h.bytes() / 100;
-        let old_epoch = h.position("c-0").unwrap().0;
-        h.evict_over(per * 50);
-        assert!(
-            h.bytes() <= per * 50 / 100 * EVICT_TO_PERCENT,
-            "{}",
-            h.bytes()
-        );
-        assert!(h.position("c-0").is_none(), "the oldest went first");
-        assert!(h.position("c-99").is_some(), "the newest stayed");
-        // The evicted channel starts a new epoch: an old position no longer recovers.
-        let c0 = channel("c-0");
-        h.publish(&c0, limits(10, 60), t0, frame, |_| ());
-        h.with_stream(&c0, limits(10, 60), t0, |s| {
-            assert_eq!(
-                s.since(&recover(&old_epoch, 1), 100),
-                Err(RecoveryFailure::EpochChanged)
-            );
-        });
-    }
-
-    #[test]
-    fn settings_per_prefix_longest_wins() {
-        let cfg = HistoryConfig {
-            channels: vec![
-                HistoryRule {
-                    prefix: "private-".into(),
-                    enabled: None,
-                    size: Some(500),
-                    ttl: None,
-                },
-                HistoryRule {
-                    prefix: "private-noisy-".into(),
-                    enabled: Some(false),
-                    size: None,
-                    ttl: None,
-                },
-            ],
-            ..HistoryConfig::default()
-        };
-        assert_eq!(
-            cfg.for_channel("public"),
-            Some(limits(HISTORY_SIZE, HISTORY_TTL_SECS))
-        );
-        assert_eq!(
-            cfg.for_channel("private-a"),
-            Some(limits(500, HISTORY_TTL_SECS))
-        );
-        assert_eq!(cfg.for_channel("private-noisy-a"), None);
-        let off = HistoryConfig {
-            enabled: false,
-            channels: vec![HistoryRule {
-                prefix: "orders-".into(),
-                enabled: Some(true),
-                size: None,
-                ttl: Some(10),
-            }],
-            ..HistoryConfig::default()
-        };
-        assert_eq!(off.for_channel("chat"), None);
-        assert_eq!(off.for_channel("orders-1"), Some(limits(HISTORY_SIZE, 10)));
-    }
-}
+mod tests;

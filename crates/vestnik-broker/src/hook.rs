@@ -63,6 +63,15 @@ pub trait ClusterHook: Send + Sync + 'static {
     /// (then the channel stays occupied, and `channel_vacated` is not reported).
     fn vacated(&self, app: &App, channel: &ChannelName) -> bool;
 
+    /// A socket is about to subscribe to `channel`: what to await first so that an event
+    /// published after its `subscription_succeeded` reaches this node (interest routing: the
+    /// backbone confirmed the channel's route shard). `None`: nothing to wait for. Never blocks;
+    /// the future resolves within a bounded time.
+    fn subscribe_ready(&self, app: &App, channel: &ChannelName) -> Option<HookFuture<'static, ()>> {
+        let _ = (app, channel);
+        None
+    }
+
     /// A user's first socket on this node joined a presence channel.
     fn member_joined(
         &self,

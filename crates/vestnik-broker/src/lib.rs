@@ -29,7 +29,10 @@
 //! # Layout
 //! - [`adapter`]: the cross-node boundary that moves encoded cluster messages, and its local form.
 //! - [`app`]: app configuration and the [`AppStore`](app::AppStore) boundary.
-//! - [`connection`]: [`ConnectionHandle`](connection::ConnectionHandle) and its bounded outbox.
+//! - [`live_apps`]: [`LiveAppStore`](live_apps::LiveAppStore), the apps a node serves, swapped
+//!   whole on each change (database feed, config reload) without a lookup ever waiting.
+//! - [`connection`]: [`ConnectionHandle`](connection::ConnectionHandle), a socket as the core sees it.
+//! - [`outbox`]: a socket's bounded outbox, and the direct write to an idle socket.
 //! - [`registry`]: the sharded channel map of one app, and fan-out.
 //! - [`presence`]: presence rosters with per-user socket counts.
 //! - [`broker`]: [`Broker`], the one API the edges call, one file per concern (connections,
@@ -41,6 +44,7 @@
 //! - [`error`]: typed errors, each mapped to its Pusher code in one place.
 //! - [`events`]: what happened on channels, reported to an [`EventSink`](events::EventSink).
 //! - [`tap`]: the debug console's live copy of an app's events, free while nobody watches.
+//! - [`usage`]: per-app usage counters (billing per hour, the daily message quota), atomics only.
 
 pub mod adapter;
 pub mod app;
@@ -51,14 +55,21 @@ pub mod error;
 pub mod events;
 pub mod history;
 pub mod hook;
+pub mod live_apps;
+pub mod outbox;
 pub mod presence;
 pub mod registry;
 pub mod tap;
+pub mod usage;
 
-pub use app::{App, AppStore, StaticAppStore};
+pub use app::{App, AppStore, PreviousSecret, StaticAppStore};
 pub use broker::{AppRuntime, Broker, BrokerConfig, BrokerStats, PublishEvent};
-pub use connection::{CloseRequest, Connection, ConnectionHandle, Drained, Outbox};
+pub use connection::{
+    CloseRequest, Connection, ConnectionHandle, DirectWrite, Drained, Outbox, Pushed, Sent,
+};
 pub use error::{ClientEventError, ConnectError, SigninError, SubscribeError};
 pub use events::{BrokerEvent, EventSink, NoEvents};
 pub use history::{HistoryConfig, HistoryRule};
+pub use live_apps::{AppChange, LiveAppStore};
 pub use tap::{Tap, TapItem, TapWatch};
+pub use usage::{TakenUsage, UsageCounters};

@@ -7,7 +7,12 @@
 //! `tokio::sync::broadcast` channel. Without a watcher the cost is one relaxed atomic load: no lock, no
 //! allocation, no lookup. A console that reads too slowly loses the oldest records (the broadcast
 //! channel overwrites them) and learns how many it lost; the broker never waits for it. This module must
-//! never block, await, or hold a lock of its own while the broker calls it.
+//! never block or await while the broker calls it, and takes its one lock (a read lock, for the
+//! lookup of the app's channel) only while some console watches.
+//!
+//! Apps come and go while the node runs (an app database, `SIGHUP`), so an app's side of the tap is
+//! made on the first [`Tap::watch`] of it, not fixed at construction: an app created at runtime can
+//! be watched like one from the config file.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -15,6 +20,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use parking_lot::RwLock;
 use serde::Serialize;
 use tokio::sync::broadcast;
 use vestnik_protocol::ChannelName;
@@ -33,28 +39,44 @@ struct AppTap {
     dropped: AtomicU64,
 }
 
-/// The console tap over the broker's events. Build it once with every app id, hand it to the broker as
-/// its sink, and call [`Tap::watch`] for each console.
+impl AppTap {
+    /// An app's side of the tap, with room for `capacity` records per console.
+    fn new(capacity: usize) -> Self {
+        let (sender, _) = broadcast::channel(capacity.max(1));
+        Self {
+            sender,
+            watchers: AtomicUsize::new(0),
+            dropped: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The console tap over the broker's events. Build it once, hand it to the broker as its sink, and
+/// call [`Tap::watch`] for each console.
 pub struct Tap {
     inner: Arc<dyn EventSink>,
     /// Consoles watching any app: the one check on the hot path.
     watching: Arc<AtomicUsize>,
-    /// Fixed at construction, so finding an app needs no lock.
-    apps: HashMap<String, Arc<AppTap>>,
+    /// Each app's side, made on its first watch (or at construction). Read only while some console
+    /// watches; written only by [`Tap::watch`] for an app not seen before.
+    apps: RwLock<HashMap<String, Arc<AppTap>>>,
+    /// Records a console may fall behind, for the apps added later.
+    capacity: usize,
 }
 
 impl std::fmt::Debug for Tap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tap")
             .field("watching", &self.watching.load(Ordering::Relaxed))
-            .field("apps", &self.apps.len())
+            .field("apps", &self.apps.read().len())
             .finish_non_exhaustive()
     }
 }
 
 impl Tap {
-    /// A tap for `app_ids` in front of `inner`. Each console may fall `capacity` records behind before
-    /// it starts losing the oldest ones.
+    /// A tap in front of `inner`, ready for `app_ids` (any other app gets its side on its first
+    /// watch). Each console may fall `capacity` records behind before it starts losing the oldest
+    /// ones.
     pub fn new<I>(inner: Arc<dyn EventSink>, app_ids: I, capacity: usize) -> Self
     where
         I: IntoIterator,
@@ -62,35 +84,37 @@ impl Tap {
     {
         let apps = app_ids
             .into_iter()
-            .map(|id| {
-                let (sender, _) = broadcast::channel(capacity.max(1));
-                let tap = AppTap {
-                    sender,
-                    watchers: AtomicUsize::new(0),
-                    dropped: AtomicU64::new(0),
-                };
-                (id.into(), Arc::new(tap))
-            })
+            .map(|id| (id.into(), Arc::new(AppTap::new(capacity))))
             .collect();
         Self {
             inner,
             watching: Arc::new(AtomicUsize::new(0)),
-            apps,
+            apps: RwLock::new(apps),
+            capacity,
         }
     }
 
-    /// Starts watching `app_id`'s events; `None` for an app the tap does not know. Records flow from
-    /// now on until the returned [`TapWatch`] is dropped.
-    pub fn watch(&self, app_id: &str) -> Option<TapWatch> {
-        let app = self.apps.get(app_id)?.clone();
+    /// Starts watching `app_id`'s events. Records flow from now on until the returned [`TapWatch`]
+    /// is dropped. The caller decides which apps may be watched (the console: the app of a valid
+    /// session, which the node serves); an app's side, once made, stays for the node's life (one
+    /// broadcast channel per app ever watched).
+    pub fn watch(&self, app_id: &str) -> TapWatch {
+        let found = self.apps.read().get(app_id).cloned();
+        let app = found.unwrap_or_else(|| {
+            self.apps
+                .write()
+                .entry(app_id.to_owned())
+                .or_insert_with(|| Arc::new(AppTap::new(self.capacity)))
+                .clone()
+        });
         let rx = app.sender.subscribe();
         app.watchers.fetch_add(1, Ordering::AcqRel);
         self.watching.fetch_add(1, Ordering::AcqRel);
-        Some(TapWatch {
+        TapWatch {
             rx,
             app,
             watching: self.watching.clone(),
-        })
+        }
     }
 
     /// Consoles watching any app right now.
@@ -101,6 +125,7 @@ impl Tap {
     /// Records the consoles of `app_id` lost by reading too slowly, since the start.
     pub fn dropped(&self, app_id: &str) -> u64 {
         self.apps
+            .read()
             .get(app_id)
             .map_or(0, |a| a.dropped.load(Ordering::Relaxed))
     }
@@ -112,7 +137,8 @@ impl EventSink for Tap {
         if self.watching.load(Ordering::Relaxed) == 0 {
             return;
         }
-        let Some(tap) = self.apps.get(&app.id) else {
+        // The read lock is held for the lookup only, never while serialising or sending.
+        let Some(tap) = self.apps.read().get(&app.id).cloned() else {
             return;
         };
         if tap.watchers.load(Ordering::Relaxed) == 0 {
@@ -230,7 +256,9 @@ impl<'a> TapRecord<'a> {
                 ..bare("client_event", channel)
             },
             BrokerEvent::CacheMiss { channel } => bare("cache_miss", channel),
-            BrokerEvent::SubscriptionCount { .. } => return None,
+            BrokerEvent::SubscriptionCount { .. }
+            | BrokerEvent::MemberJoinedElsewhere { .. }
+            | BrokerEvent::OccupiedElsewhere { .. } => return None,
             BrokerEvent::Subscribed {
                 channel,
                 socket_id,
@@ -304,7 +332,7 @@ mod tests {
     #[tokio::test]
     async fn a_watcher_gets_its_apps_events_as_json() {
         let tap = Tap::new(Arc::new(NoEvents), ["a", "b"], 16);
-        let mut watch = tap.watch("a").unwrap();
+        let mut watch = tap.watch("a");
         tap.on_event(&app("b"), published(&ch("other"), "e"));
         tap.on_event(&app("a"), published(&ch("orders"), "created"));
         let got = record(watch.recv().await);
@@ -320,7 +348,7 @@ mod tests {
     #[tokio::test]
     async fn subscriptions_carry_the_socket_and_user() {
         let tap = Tap::new(Arc::new(NoEvents), ["a"], 16);
-        let mut watch = tap.watch("a").unwrap();
+        let mut watch = tap.watch("a");
         let socket_id = vestnik_protocol::SocketId::new(12, 34);
         tap.on_event(
             &app("a"),
@@ -359,7 +387,7 @@ mod tests {
         let counter = Arc::new(Counter::default());
         let tap = Tap::new(counter.clone(), ["a"], 16);
         tap.on_event(&app("a"), published(&ch("c"), "e"));
-        let watch = tap.watch("a").unwrap();
+        let watch = tap.watch("a");
         tap.on_event(&app("a"), published(&ch("c"), "e"));
         tap.on_event(&app("unknown"), published(&ch("c"), "e"));
         drop(watch);
@@ -369,7 +397,7 @@ mod tests {
     #[tokio::test]
     async fn a_slow_watcher_loses_the_oldest_and_is_told_how_many() {
         let tap = Tap::new(Arc::new(NoEvents), ["a"], 4);
-        let mut watch = tap.watch("a").unwrap();
+        let mut watch = tap.watch("a");
         let names: Vec<String> = (0..10).map(|i| format!("e{i}")).collect();
         for name in &names {
             tap.on_event(&app("a"), published(&ch("c"), name));
@@ -382,19 +410,32 @@ mod tests {
     #[test]
     fn watching_is_counted_and_released() {
         let tap = Tap::new(Arc::new(NoEvents), ["a"], 4);
-        assert!(tap.watch("nope").is_none());
-        let w1 = tap.watch("a").unwrap();
-        let w2 = tap.watch("a").unwrap();
+        let w1 = tap.watch("a");
+        let w2 = tap.watch("a");
         assert_eq!(tap.watchers(), 2);
         drop(w1);
         drop(w2);
         assert_eq!(tap.watchers(), 0);
         // With nobody watching nothing is queued: a new watcher starts empty.
         tap.on_event(&app("a"), published(&ch("c"), "e"));
-        let mut w3 = tap.watch("a").unwrap();
+        let mut w3 = tap.watch("a");
         tap.on_event(&app("a"), published(&ch("c"), "after"));
         let item = futures_now(w3.recv());
         assert_eq!(record(item)["event"], "after");
+    }
+
+    /// An app the tap was not built with (created while the node runs) can be watched: its side is
+    /// made on the first watch, and its events flow from then on.
+    #[tokio::test]
+    async fn an_app_added_later_can_be_watched() {
+        let tap = Tap::new(Arc::new(NoEvents), ["a"], 4);
+        tap.on_event(&app("new"), published(&ch("c"), "before"));
+        let mut watch = tap.watch("new");
+        tap.on_event(&app("new"), published(&ch("c"), "after"));
+        assert_eq!(record(watch.recv().await)["event"], "after");
+        assert_eq!(tap.dropped("new"), 0);
+        drop(watch);
+        assert_eq!(tap.watchers(), 0);
     }
 
     /// Polls a future that must already be ready.

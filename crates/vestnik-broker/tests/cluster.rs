@@ -20,12 +20,27 @@ struct Node {
     stop: Option<oneshot::Sender<()>>,
 }
 
+/// The webhook happenings a node reports (`.0`), and apart (`.1`) what it hears appeared on other
+/// nodes (`MemberJoinedElsewhere`, `OccupiedElsewhere`).
 #[derive(Default)]
-struct Recorder(parking_lot::Mutex<Vec<String>>);
+struct Recorder(
+    parking_lot::Mutex<Vec<String>>,
+    parking_lot::Mutex<Vec<String>>,
+);
 
 impl vestnik_broker::EventSink for Recorder {
     fn on_event(&self, _app: &App, event: vestnik_broker::BrokerEvent<'_>) {
         use vestnik_broker::BrokerEvent as E;
+        let elsewhere = match event {
+            E::MemberJoinedElsewhere { channel, user_id } => {
+                Some(format!("joined {channel} {user_id}"))
+            }
+            E::OccupiedElsewhere { channel } => Some(format!("occupied {channel}")),
+            _ => None,
+        };
+        if let Some(line) = elsewhere {
+            return self.1.lock().push(line);
+        }
         let line = match event {
             E::ChannelOccupied { channel } => format!("occupied {channel}"),
             E::ChannelVacated { channel } => format!("vacated {channel}"),
@@ -46,6 +61,7 @@ async fn node_with(hub: &MemoryHub, id: u64, events: Arc<Recorder>) -> Node {
         heartbeat_interval: Duration::from_millis(50),
         node_timeout: Duration::from_millis(300),
         query_timeout: Duration::from_millis(500),
+        ..ClusterSettings::default()
     };
     node_with_settings(hub, id, events, settings).await
 }
@@ -293,6 +309,46 @@ async fn occupancy_and_member_webhooks_are_decided_once_for_the_cluster() {
     );
 }
 
+/// What lets a node void a leave it holds back: it hears, once, when a member or a channel
+/// appears on another node while no other node had it (a second socket of the member there, or a
+/// third node taking the channel too, says nothing new).
+#[tokio::test]
+async fn a_node_hears_when_a_member_or_channel_appears_elsewhere() {
+    let hub = MemoryHub::new();
+    let (ra, rb) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
+    let a = node_with(&hub, 1, ra.clone()).await;
+    let b = node_with(&hub, 2, rb.clone()).await;
+    let c = node(&hub, 3).await;
+    settle(&[&a, &b, &c]).await;
+    let lb = b.broker.cluster().unwrap().clone();
+    let la = a.broker.cluster().unwrap().clone();
+    let _sa = subscribe(&a, "orders");
+    let (_pa, _) = join_presence(&a, "presence-p", "u");
+    wait_until(|| lb.remote_has_member("app-id", "presence-p", "u")).await;
+    let (_pa2, _) = join_presence(&a, "presence-p", "u");
+    let _sc = subscribe(&c, "orders");
+    let lc = c.broker.cluster().unwrap().clone();
+    wait_until(|| lc.remote_occupied("app-id", "orders")).await;
+    // B hears C's orders too before it is judged, through a query-free check: A sees C's.
+    wait_until(|| la.remote_occupied("app-id", "orders")).await;
+    let mut heard = rb.1.lock().clone();
+    heard.sort();
+    assert_eq!(
+        heard,
+        [
+            "joined presence-p u",
+            "occupied orders",
+            "occupied presence-p"
+        ],
+        "B heard: {heard:?}"
+    );
+    assert!(
+        ra.1.lock().contains(&"occupied orders".to_owned()),
+        "A hears C's orders: {:?}",
+        ra.1.lock()
+    );
+}
+
 async fn wait_until(cond: impl Fn() -> bool) {
     for _ in 0..200 {
         if cond() {
@@ -363,6 +419,7 @@ async fn a_query_stops_waiting_for_a_node_that_dies_while_it_runs() {
         heartbeat_interval: Duration::from_millis(50),
         node_timeout: Duration::from_millis(300),
         query_timeout: Duration::from_secs(30),
+        ..ClusterSettings::default()
     };
     let hub = MemoryHub::new();
     let a = node_with_settings(&hub, 1, Arc::new(Recorder::default()), settings.clone()).await;

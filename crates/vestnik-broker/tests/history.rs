@@ -256,6 +256,7 @@ async fn a_node_in_a_cluster_gives_no_positions_and_does_not_recover() {
         heartbeat_interval: Duration::from_millis(50),
         node_timeout: Duration::from_millis(300),
         query_timeout: Duration::from_millis(500),
+        ..ClusterSettings::default()
     };
     tokio::spawn(
         b.join_cluster(1, Arc::new(hub.adapter(1)), settings, async {

@@ -91,7 +91,8 @@ impl Adapter for Link {
             }
         };
         match to {
-            Destination::All => w
+            // No interest routing here: a shard reaches every node, like All.
+            Destination::All | Destination::Shard(_) => w
                 .nodes
                 .iter()
                 .filter(|(id, _)| !w.cut.contains_key(id))
@@ -161,6 +162,7 @@ impl Node {
             heartbeat_interval: HEARTBEAT,
             node_timeout: NODE_TIMEOUT,
             query_timeout: Duration::from_millis(500),
+            ..ClusterSettings::default()
         };
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (rt_tx, rt_rx) = oneshot::channel();

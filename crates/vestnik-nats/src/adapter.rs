@@ -16,13 +16,16 @@ use tracing::info;
 use vestnik_broker::adapter::{AdapterShell, NodeId, ShellOptions, Transport};
 
 use crate::pump::{self, Publisher};
+use crate::route::Router;
 use crate::subjects::Subjects;
 use crate::watch::{Probe, Watch};
 use crate::{servers, Error, NatsOptions};
 
 /// An [`Adapter`](vestnik_broker::adapter::Adapter) over NATS core pub/sub. Node `id` subscribes
 /// to `{prefix}.all` and `{prefix}.node.{id}`; `Destination::All` publishes to the first (so the
-/// sender hears its own message too), `Destination::Node` to the second.
+/// sender hears its own message too), `Destination::Node` to the second. Route shards are the
+/// subjects `{prefix}.shard.{n}`: the node subscribes to those the cluster layer wants, and
+/// `Destination::Shard(n)` publishes there.
 ///
 /// `NatsAdapter::connect(url, prefix, node)` takes one address or a comma-separated list, and
 /// fails when the URL or prefix is invalid or when the first connection cannot be made; after it
@@ -48,6 +51,7 @@ impl Nats {
 
 impl Transport for Nats {
     const NAME: &'static str = "nats";
+    const ROUTED: bool = true;
     type Options = NatsOptions;
     type Error = Error;
 
@@ -104,6 +108,7 @@ async fn connect(
     let all = client.subscribe(subjects.all.clone()).await?;
     let own = client.subscribe(subjects.own.clone()).await?;
     let mut probe = Probe::subscribe(&client, subjects.probe.clone()).await?;
+    let route_probe = Probe::subscribe(&client, subjects.route_probe.clone()).await?;
     if !probe.round_trip(&client, options.confirm_timeout).await {
         return Err(Error::Timeout(options.confirm_timeout));
     }
@@ -130,6 +135,21 @@ async fn connect(
         transport,
         shell,
         |wiring, tasks| {
+            tasks.spawn(
+                Router {
+                    node,
+                    client: client.clone(),
+                    subjects: subjects.clone(),
+                    probe: route_probe,
+                    wanted: wiring.routes.wanted(),
+                    routes: wiring.routes,
+                    events: wiring.events.clone(),
+                    state: wiring.state.clone(),
+                    stop: wiring.stop.clone(),
+                    confirm_timeout: options.confirm_timeout,
+                }
+                .run(),
+            );
             tasks.spawn(
                 Publisher {
                     node,

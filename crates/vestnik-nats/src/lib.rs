@@ -13,6 +13,7 @@
 //! - `pump`: the publishing task (send queue → client) and the receiving task (subscriptions →
 //!   events).
 //! - `watch`: the client's connection events → `Connected` / `Disconnected`.
+//! - `route`: the route shard subscriptions of interest routing, confirmed by a probe.
 //! - `subjects`: `{prefix}.all` and `{prefix}.node.{id}`, with prefix validation.
 //! - `servers`: the URL (one address or a comma-separated list), redaction for logs.
 //! - [`options`]: [`NatsOptions`], the queue sizes and timings with their defaults.
@@ -42,6 +43,7 @@ pub mod adapter;
 pub mod error;
 pub mod options;
 mod pump;
+mod route;
 mod servers;
 mod subjects;
 mod watch;

@@ -110,7 +110,6 @@ pub(crate) async fn receive(
     stop: CancellationToken,
 ) {
     let mut messages = futures_util::stream::select(all, own);
-    let counters = state.counters();
     let mut overflowing = false;
     loop {
         let message = tokio::select! {
@@ -120,23 +119,36 @@ pub(crate) async fn receive(
                 None => break,
             },
         };
-        match events.try_send(AdapterEvent::Message(message.payload)) {
-            Ok(()) => {
-                Counters::add(&counters.received, 1);
-                overflowing = false;
-            }
-            Err(TrySendError::Full(_)) => {
-                Counters::add(&counters.dropped_receives, 1);
-                if !std::mem::replace(&mut overflowing, true) {
-                    warn!(
-                        node,
-                        capacity = events.max_capacity(),
-                        "nats adapter: the cluster layer is behind; dropping incoming messages"
-                    );
-                }
-            }
-            Err(TrySendError::Closed(_)) => Counters::add(&counters.dropped_receives, 1),
-        }
+        hand_over(node, &events, &state, message.payload, &mut overflowing);
     }
     debug!(node, "nats adapter: receiver ended");
+}
+
+/// Hands one received payload to the cluster layer, or drops and counts it when the cluster layer
+/// is that far behind (warning once per episode, tracked in `overflowing`).
+pub(crate) fn hand_over(
+    node: NodeId,
+    events: &mpsc::Sender<AdapterEvent>,
+    state: &LinkState,
+    payload: Bytes,
+    overflowing: &mut bool,
+) {
+    let counters = state.counters();
+    match events.try_send(AdapterEvent::Message(payload)) {
+        Ok(()) => {
+            Counters::add(&counters.received, 1);
+            *overflowing = false;
+        }
+        Err(TrySendError::Full(_)) => {
+            Counters::add(&counters.dropped_receives, 1);
+            if !std::mem::replace(overflowing, true) {
+                warn!(
+                    node,
+                    capacity = events.max_capacity(),
+                    "nats adapter: the cluster layer is behind; dropping incoming messages"
+                );
+            }
+        }
+        Err(TrySendError::Closed(_)) => Counters::add(&counters.dropped_receives, 1),
+    }
 }

@@ -1,6 +1,7 @@
 //! The NATS subjects of one node: `{prefix}.all`, which every node subscribes to,
-//! `{prefix}.node.{id}`, this node's own, and `{prefix}.probe.{id}.{random}`, which only this
-//! adapter uses to confirm its subscriptions (see `watch`).
+//! `{prefix}.node.{id}`, this node's own, `{prefix}.shard.{n}`, the route shards of interest
+//! routing, and `{prefix}.probe.{id}.{random}`, which only this adapter uses to confirm its
+//! subscriptions (see `watch` and `route`).
 //!
 //! This module must never build a subject with a wildcard or an empty token: a wildcard would
 //! make a node hear other nodes' private traffic.
@@ -20,6 +21,8 @@ pub(crate) struct Subjects {
     pub(crate) own: Subject,
     /// This adapter's private round-trip subject.
     pub(crate) probe: Subject,
+    /// The router's private round-trip subject (it confirms route shard subscriptions).
+    pub(crate) route_probe: Subject,
 }
 
 impl Subjects {
@@ -44,6 +47,7 @@ impl Subjects {
             all: Subject::from(format!("{prefix}.all")),
             own: Subject::from(format!("{prefix}.node.{node}")),
             probe: Subject::from(format!("{prefix}.probe.{node}.{}", rand::random::<u64>())),
+            route_probe: Subject::from(format!("{prefix}.probe.{node}.{}", rand::random::<u64>())),
         })
     }
 
@@ -52,7 +56,13 @@ impl Subjects {
         match to {
             Destination::All => self.all.clone(),
             Destination::Node(id) => Subject::from(format!("{}.node.{id}", self.prefix)),
+            Destination::Shard(n) => self.shard(n),
         }
+    }
+
+    /// A route shard's subject: `{prefix}.shard.{n}`.
+    pub(crate) fn shard(&self, n: u32) -> Subject {
+        Subject::from(format!("{}.shard.{n}", self.prefix))
     }
 }
 
@@ -66,6 +76,8 @@ mod tests {
         assert_eq!(s.all.as_str(), "vestnik.prod.all");
         assert_eq!(s.own.as_str(), "vestnik.prod.node.7");
         assert_eq!(s.of(Destination::Node(9)).as_str(), "vestnik.prod.node.9");
+        assert_eq!(s.of(Destination::Shard(4)).as_str(), "vestnik.prod.shard.4");
+        assert_ne!(s.probe, s.route_probe);
         assert!(s.probe.as_str().starts_with("vestnik.prod.probe.7."));
         for bad in ["", "a b", "a.*", "a.>", ".a", "a.", "a..b", "a\nb"] {
             assert!(Subjects::new(bad, 1).is_err(), "{bad:?}");

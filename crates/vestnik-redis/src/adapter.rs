@@ -16,7 +16,9 @@ use crate::{Error, RedisOptions};
 
 /// An [`Adapter`](vestnik_broker::adapter::Adapter) over Redis pub/sub. Node `id` listens on
 /// `{prefix}:all` and `{prefix}:node:{id}`; `Destination::All` publishes to the first (so the
-/// sender hears its own message too), `Destination::Node` to the second.
+/// sender hears its own message too), `Destination::Node` to the second. Route shards are Redis 7
+/// sharded channels `{prefix}:shard:{n}`: the node `SSUBSCRIBE`s the shards the cluster layer
+/// wants, and `Destination::Shard(n)` is an `SPUBLISH` there.
 ///
 /// `RedisAdapter::connect(url, prefix, node)` fails when the URL or prefix is invalid or when the
 /// first connection cannot be made; after it returns, connection losses are handled inside.
@@ -31,6 +33,7 @@ pub struct Redis;
 
 impl Transport for Redis {
     const NAME: &'static str = "redis";
+    const ROUTED: bool = true;
     type Options = RedisOptions;
     type Error = Error;
 
@@ -42,7 +45,8 @@ impl Transport for Redis {
     ) -> Result<Arc<RedisAdapter>, Error> {
         let channels = Channels::new(cluster_prefix, node)?;
         let mut target = Target::parse(url)?;
-        let first = Session::open(&mut target, &channels, &options).await?;
+        // No route shard is wanted before the cluster layer starts.
+        let first = Session::open(&mut target, &channels, &options, &Default::default()).await?;
         info!(
             node,
             url = %redact(url),
@@ -67,6 +71,8 @@ impl Transport for Redis {
                 stop: wiring.stop,
                 closing: wiring.closing,
                 overflowing: false,
+                wanted: wiring.routes.wanted(),
+                routes: wiring.routes,
             };
             tasks.spawn(link.run(first));
         }))

@@ -19,8 +19,11 @@
 //! # Backends
 //! A single Redis (`redis://`, `rediss://`, `redis+unix://`) and Redis Sentinel
 //! (`redis+sentinel://host:26379,host2/mymaster`, master re-resolved on every reconnect) are
-//! supported. Redis Cluster works by pointing the URL at one node (classic PUBLISH is broadcast
-//! over the cluster bus), without failover to other nodes yet.
+//! supported. Route shards (interest routing) are Redis 7 sharded channels (`SSUBSCRIBE`,
+//! `SPUBLISH`) on the same server. A Redis Cluster of several masters answers those with `MOVED`
+//! for the slots another master owns, which this adapter does not follow yet: against a Redis
+//! Cluster, run with `cluster.route_shards = 0` (every relay on classic PUBLISH, which the
+//! cluster bus broadcasts), pointing the URL at one node, without failover to other nodes yet.
 
 //!
 //! # What the cluster layer can rely on

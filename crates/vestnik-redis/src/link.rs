@@ -10,15 +10,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
-use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
-use vestnik_broker::adapter::{AdapterEvent, Destination, LinkState, NodeId};
+use vestnik_broker::adapter::{AdapterEvent, Destination, LinkState, NodeId, RouteSet, Routes};
 
-use crate::session::{Channels, Session};
+use crate::session::{Channels, Push, Session};
 use crate::target::Target;
 use crate::RedisOptions;
 use vestnik_broker::adapter::AdapterCounters as Counters;
@@ -49,6 +48,10 @@ pub(crate) struct Link {
     pub(crate) closing: CancellationToken,
     /// Whether incoming messages are being dropped, so the warning is logged once per episode.
     pub(crate) overflowing: bool,
+    /// The route shards wanted (by the cluster layer) and confirmed (by this task).
+    pub(crate) routes: Arc<Routes>,
+    /// Wakes this task when the wanted route shards change.
+    pub(crate) wanted: watch::Receiver<RouteSet>,
 }
 
 impl Link {
@@ -86,10 +89,27 @@ impl Link {
                     closing = true;
                     self.outgoing.close();
                 }
-                msg = session.stream.next() => match msg {
-                    Some(msg) => self.deliver(Bytes::copy_from_slice(msg.get_payload_bytes())),
-                    None => return End::Lost("the subscriber connection closed".into()),
+                push = session.pushes.recv() => match Push::of(push) {
+                    Push::Message(payload) => self.deliver(payload),
+                    Push::Lost => return End::Lost("the subscriber connection closed".into()),
+                    Push::Other => {}
                 },
+                changed = self.wanted.changed() => {
+                    if changed.is_err() {
+                        // The shell is gone; `stop` follows.
+                        continue;
+                    }
+                    let wanted = self.wanted.borrow_and_update().clone();
+                    let routed = tokio::time::timeout(
+                        self.options.response_timeout,
+                        session.route(&self.channels, &wanted.shards),
+                    );
+                    match routed.await {
+                        Ok(Ok(())) => self.routes.confirm(wanted),
+                        Ok(Err(e)) => return End::Lost(format!("SSUBSCRIBE failed: {e}")),
+                        Err(_) => return End::Lost("SSUBSCRIBE went unanswered".into()),
+                    }
+                }
                 n = self.outgoing.recv_many(&mut batch, self.options.publish_batch.max(1)) => {
                     if n == 0 {
                         return End::Closed;
@@ -169,11 +189,18 @@ impl Link {
                 () = closing.cancelled() => return None,
                 opened = async {
                     tokio::time::sleep(wait).await;
-                    Session::open(&mut self.target, &self.channels, &self.options).await
+                    let wanted = self.wanted.borrow_and_update().clone();
+                    let session =
+                        Session::open(&mut self.target, &self.channels, &self.options, &wanted.shards)
+                            .await;
+                    session.map(|s| (s, wanted))
                 } => opened,
             };
             match opened {
-                Ok(session) => {
+                Ok((session, wanted)) => {
+                    // The shards wanted when the session opened are in place; a later change
+                    // wakes `serve`.
+                    self.routes.confirm(wanted);
                     info!(
                         node = self.node,
                         attempts = attempt + 1,

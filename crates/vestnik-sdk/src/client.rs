@@ -1,5 +1,5 @@
-//! The HTTP API client: `trigger` and `trigger_batch`, signed per request, over a pooled hyper
-//! client (plain http, or https with rustls and the Mozilla roots).
+//! The HTTP API client: `trigger`, `trigger_batch` and `channel_history`, signed per request, over
+//! a pooled hyper client (plain http, or https with rustls and the Mozilla roots).
 //!
 //! Every request is checked against the protocol's limits before it leaves, so a caller's mistake
 //! is a typed error, not a 400 from the broker. This module never retries and never logs event
@@ -22,6 +22,7 @@ use vestnik_protocol::limits::{
 use vestnik_protocol::{ChannelName, SocketId};
 
 use crate::auth::{self, ChannelAuth, PresenceMember, UserAuth};
+use crate::history::{self, HistoryCursor, HistoryPage};
 use crate::webhook::{self, WebhookBody};
 use crate::{Config, Error};
 
@@ -222,6 +223,39 @@ impl Client {
         self.post("batch_events", body.to_string()).await
     }
 
+    /// Reads a page of `channel`'s history from Vestnik's history API, oldest first: after
+    /// `cursor` (from the oldest kept event without one), at most `limit` events (the broker's
+    /// default, 100, without one; at most 1000). Go on with
+    /// `HistoryCursor { epoch, offset: page.next_after }`. A position the history no longer has is
+    /// [`Error::HistoryRefused`] with the channel's current epoch and bounds.
+    pub async fn channel_history(
+        &self,
+        channel: &str,
+        cursor: Option<HistoryCursor<'_>>,
+        limit: Option<usize>,
+    ) -> Result<HistoryPage, Error> {
+        let channel = ChannelName::parse(channel)?;
+        let after = cursor.map(|c| c.offset.to_string());
+        let limit = limit.map(|l| l.to_string());
+        let mut params: Vec<(&str, &str)> = Vec::new();
+        if let (Some(c), Some(after)) = (cursor, after.as_deref()) {
+            params.push(("epoch", c.epoch));
+            params.push(("after", after));
+        }
+        if let Some(limit) = limit.as_deref() {
+            params.push(("limit", limit));
+        }
+        // `#` (only in `#server-to-user-…`) is the one channel character a path cannot carry.
+        let path = format!("channels/{}/history", channel.as_str().replace('#', "%23"));
+        match self
+            .request(Method::GET, &path, &params, String::new())
+            .await?
+        {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(Error::Json),
+            Err((status, body)) => Err(history::refusal(status, body)),
+        }
+    }
+
     /// Signs a private or presence subscription with this app's credentials; see
     /// [`auth::authorize_channel`].
     pub fn authorize_channel(
@@ -260,32 +294,48 @@ impl Client {
         )
     }
 
-    /// Signs and sends one POST under `/apps/{app_id}/`. The signature covers the method, the path,
-    /// the sorted query with `body_md5`, and is computed fresh per call (the timestamp is part of
-    /// it). The timeout covers the whole exchange, reading the answer included; a non-2xx answer
-    /// comes back as [`Error::Status`] with the broker's body, which names the problem.
+    /// Signs and sends one POST under `/apps/{app_id}/`; a non-2xx answer comes back as
+    /// [`Error::Status`] with the broker's body, which names the problem.
     async fn post(&self, endpoint: &str, body: String) -> Result<TriggerResponse, Error> {
+        match self.request(Method::POST, endpoint, &[], body).await? {
+            Ok(bytes) if bytes.is_empty() => Ok(Value::Object(Default::default())),
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(Error::Json),
+            Err((status, body)) => Err(Error::Status { status, body }),
+        }
+    }
+
+    /// Signs and sends one request under `/apps/{app_id}/` with `params` in its query. The
+    /// signature covers the method, the path, the sorted query with `body_md5`, and is computed
+    /// fresh per call (the timestamp is part of it). The timeout covers the whole exchange, reading
+    /// the answer included. A 2xx answer is its body; any other its status and body as text.
+    async fn request(
+        &self,
+        method: Method,
+        endpoint: &str,
+        params: &[(&str, &str)],
+        body: String,
+    ) -> Result<Result<Bytes, (u16, String)>, Error> {
         let path = format!("/apps/{}/{endpoint}", self.config.app_id);
         let query = sign_request(
             &self.config.key,
             &self.config.secret,
-            "POST",
+            method.as_str(),
             &path,
-            &[],
+            params,
             body.as_bytes(),
             now(),
         );
         let uri: Uri = format!("{}{path}?{query}", self.config.base_url())
             .parse()
             .map_err(|e: http::uri::InvalidUri| Error::Url(e.to_string()))?;
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri(uri)
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(
-                header::USER_AGENT,
-                concat!("vestnik-sdk/", env!("CARGO_PKG_VERSION")),
-            )
+        let mut req = Request::builder().method(method).uri(uri).header(
+            header::USER_AGENT,
+            concat!("vestnik-sdk/", env!("CARGO_PKG_VERSION")),
+        );
+        if !body.is_empty() {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+        }
+        let req = req
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| Error::Url(e.to_string()))?;
         let timeout = self.config.timeout;
@@ -307,16 +357,11 @@ impl Client {
         let (status, bytes) = tokio::time::timeout(timeout, exchange)
             .await
             .map_err(|_| Error::Timeout(timeout))??;
-        if !(200..300).contains(&status) {
-            return Err(Error::Status {
-                status,
-                body: String::from_utf8_lossy(&bytes).into_owned(),
-            });
+        if (200..300).contains(&status) {
+            Ok(Ok(bytes))
+        } else {
+            Ok(Err((status, String::from_utf8_lossy(&bytes).into_owned())))
         }
-        if bytes.is_empty() {
-            return Ok(Value::Object(Default::default()));
-        }
-        serde_json::from_slice(&bytes).map_err(Error::Json)
     }
 }
 

@@ -66,6 +66,22 @@ pub enum Error {
         /// The answer's body, as text.
         body: String,
     },
+    /// The history API refused a read and said why: `reason` is `epoch_changed` or `too_old`
+    /// (409: reload your state, then read on from `epoch` / `first_offset`), `history_off` (404)
+    /// or `cluster_history_unavailable` (501).
+    #[error("history read refused (HTTP {status}): {reason}")]
+    HistoryRefused {
+        /// The HTTP status.
+        status: u16,
+        /// Why, as the broker names it.
+        reason: String,
+        /// The channel's epoch now, if it has one.
+        epoch: Option<String>,
+        /// The offset of the oldest event kept now.
+        first_offset: u64,
+        /// The offset of the channel's last event.
+        last_offset: u64,
+    },
     /// A webhook's `X-Pusher-Key` names another app.
     #[error("webhook key does not match the app key")]
     WebhookKey,

@@ -8,7 +8,8 @@
 //!
 //! # Layout
 //! - [`Config`]: where the broker is and which app to act as.
-//! - [`Client`]: `trigger`, `trigger_batch` over http or https.
+//! - [`Client`]: `trigger`, `trigger_batch`, `channel_history` over http or https.
+//! - [`history`]: the pages and refusals of Vestnik's history API.
 //! - [`auth`]: channel authorisation (private, presence) and user sign-in signing.
 //! - [`webhook`]: webhook verification.
 //! - [`Error`]: every refusal, typed.
@@ -25,10 +26,12 @@ pub mod auth;
 mod client;
 mod config;
 mod error;
+pub mod history;
 pub mod webhook;
 
 pub use auth::{ChannelAuth, PresenceMember, UserAuth};
 pub use client::{https_connector, BatchEvent, Client, TriggerResponse};
 pub use config::{Config, Scheme};
 pub use error::Error;
+pub use history::{HistoryCursor, HistoryEvent, HistoryPage};
 pub use webhook::{WebhookBody, WebhookEvent};

@@ -176,3 +176,86 @@ async fn refusals_are_typed() {
         Err(Error::Transport(_) | Error::Timeout(_))
     ));
 }
+
+/// The history API through the SDK: pages oldest first, the cursor goes on, and a lost position
+/// comes back typed with where to go on from.
+#[tokio::test]
+async fn channel_history_pages_and_refusals() {
+    use vestnik_sdk::HistoryCursor;
+
+    let broker = BrokerProcess::spawn(&broker_binary(), APPS);
+    let sdk = client(&broker, "shop-secret");
+    for step in 1..=3 {
+        sdk.trigger(&["orders-7"], "status", &json!({ "step": step }), None)
+            .await
+            .expect("trigger accepted");
+    }
+    let first = sdk
+        .channel_history("orders-7", None, Some(2))
+        .await
+        .expect("history page");
+    let epoch = first
+        .epoch
+        .clone()
+        .expect("a channel with events has an epoch");
+    assert_eq!((first.first_offset, first.last_offset), (1, 3));
+    let steps: Vec<(u64, String, Value)> = first
+        .events
+        .iter()
+        .map(|e| {
+            (
+                e.offset,
+                e.event.clone(),
+                serde_json::from_str(&e.data).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            (1, "status".into(), json!({"step": 1})),
+            (2, "status".into(), json!({"step": 2}))
+        ]
+    );
+    assert!(first.has_more);
+    assert!(first.events.iter().all(|e| e.published_at_ms > 0));
+
+    let cursor = HistoryCursor {
+        epoch: &epoch,
+        offset: first.next_after,
+    };
+    let rest = sdk
+        .channel_history("orders-7", Some(cursor), None)
+        .await
+        .expect("next page");
+    assert_eq!(
+        rest.events.iter().map(|e| e.offset).collect::<Vec<_>>(),
+        [3]
+    );
+    assert!(!rest.has_more);
+
+    let lost = HistoryCursor {
+        epoch: "000000000000",
+        offset: 1,
+    };
+    match sdk.channel_history("orders-7", Some(lost), None).await {
+        Err(Error::HistoryRefused {
+            status,
+            reason,
+            epoch: now,
+            last_offset,
+            ..
+        }) => {
+            assert_eq!(
+                (status, reason.as_str(), last_offset),
+                (409, "epoch_changed", 3)
+            );
+            assert_eq!(now.as_deref(), Some(epoch.as_str()));
+        }
+        other => panic!("expected HistoryRefused, got {other:?}"),
+    }
+    assert!(matches!(
+        sdk.channel_history("bad name", None, None).await,
+        Err(Error::Channel(_))
+    ));
+}

@@ -40,6 +40,96 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// The debug console at `/console`; see docs/console.md.
     pub console: ConsoleConfig,
+    /// Where apps live when not in this file: `postgres://…` or `mysql://…` (`--apps-url`,
+    /// `VESTNIK_APPS_URL`). Unset: the `[[apps]]` above are served, and `SIGHUP` reloads them.
+    /// See docs/apps.md.
+    pub apps_url: Option<DatabaseUrl>,
+    /// The admin API at `/admin/apps`; see docs/apps.md.
+    pub admin: AdminConfig,
+    /// Usage recording per app and hour; see docs/apps.md.
+    pub usage: UsageConfig,
+}
+
+/// Usage recording: the `[usage]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UsageConfig {
+    /// Milliseconds between two flushes of the counted usage to the ledger (the app database, or
+    /// the usage files). A flush also happens at every UTC hour and at shutdown. Ten seconds keeps
+    /// billing figures fresh at one small write per node and interval.
+    pub flush_interval_ms: u64,
+    /// Where the usage files go when apps come from the config file (`--usage-dir`,
+    /// `VESTNIK_USAGE_DIR`); unset: `usage/` under `webhooks.data_dir`. Unused with `apps_url`,
+    /// whose database keeps the usage.
+    pub data_dir: Option<std::path::PathBuf>,
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        Self {
+            flush_interval_ms: 10_000,
+            data_dir: None,
+        }
+    }
+}
+
+impl UsageConfig {
+    /// The directory of the usage files: `data_dir`, else `usage/` under the webhooks' data dir.
+    pub fn dir(&self, webhooks: &WebhookSettings) -> std::path::PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| webhooks.data_dir.join("usage"))
+    }
+}
+
+/// A database URL that never prints its password (`Debug` shows `scheme://host/db` only).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(pub String);
+
+impl DatabaseUrl {
+    /// The URL itself, for connecting. Never log what this returns.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL without its user and password, for logs.
+    pub fn redacted(&self) -> String {
+        match self.0.split_once("://") {
+            Some((scheme, rest)) => {
+                let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+                format!("{scheme}://{host}")
+            }
+            None => "<unparsed URL>".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// The admin API: the `[admin]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// The bearer token of `/admin/apps` (`--admin-token`, `VESTNIK_ADMIN_TOKEN`); unset, the
+    /// routes answer 404. `Debug` redacts it.
+    pub token: Option<vestnik_protocol::AppSecret>,
+    /// Failed admin authentications per client IP per minute before 429. Ten lets a person
+    /// mistype; a token cannot be guessed at that rate.
+    pub failed_attempts: u32,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            token: None,
+            failed_attempts: 10,
+        }
+    }
 }
 
 /// Which backbone joins the nodes.
@@ -79,6 +169,14 @@ pub struct ClusterConfig {
     /// before it counts as lost; 0 holds nothing, and a trigger is then refused with 503 while
     /// the link is down. The hold is also bounded by memory (64 MiB).
     pub relay_hold_ms: u64,
+    /// Route shards of interest routing: a channel's event relays go only to the nodes with a
+    /// subscriber of a channel in its shard. 0 relays every event to every node (as before
+    /// interest routing; set it on every node while a rolling upgrade mixes in older ones). Every
+    /// node of a cluster must use the same value.
+    pub route_shards: u32,
+    /// Milliseconds a node keeps listening to a route shard after its last subscriber there left,
+    /// so channels that empty and fill again cost no backbone (un)subscribe.
+    pub route_linger_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -93,6 +191,8 @@ impl Default for ClusterConfig {
             query_timeout_ms: 1_000,
             join_timeout_ms: 5_000,
             relay_hold_ms: 10_000,
+            route_shards: 4096,
+            route_linger_ms: 2_000,
         }
     }
 }
@@ -105,6 +205,9 @@ impl Default for Config {
             webhooks: WebhookSettings::default(),
             cluster: ClusterConfig::default(),
             console: ConsoleConfig::default(),
+            apps_url: None,
+            admin: AdminConfig::default(),
+            usage: UsageConfig::default(),
         }
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! The broker knows nothing of webhooks or disks; this sink turns the happenings it reports into
 //! Pusher webhook events and hands them to [`Webhooks::submit`], which never blocks. Apps without
-//! targets cost one map lookup. This module must never wait on delivery.
+//! targets cost one read lock and one map lookup. This module must never wait on delivery.
 
 use vestnik_broker::{App, BrokerEvent, EventSink};
 use vestnik_webhooks::{AppHooks, EventType, WebhookEvent, Webhooks};
@@ -45,12 +45,29 @@ impl EventSink for WebhookSink {
     /// Turns one broker happening into a webhook event for the app's targets that want it; never
     /// waits (the sender's queue is bounded and drops, counted, when full).
     ///
-    /// Two checks before any allocation: the app has targets, and one of them wants this kind (hold
-    /// partners included). Only then is the event built, copying the client event's data, so a busy
-    /// app without client-event webhooks pays nothing per client event.
+    /// One check before any allocation: a target of the app, as the sender has them now, wants
+    /// this kind (hold partners included). The sender's table, not `app.webhooks`, decides: a
+    /// socket holds the app as it connected, and targets set live since then apply to it too.
+    /// Only then is the event built, copying the client event's data, so a busy app without
+    /// client-event webhooks pays nothing per client event.
     fn on_event(&self, app: &App, event: BrokerEvent<'_>) {
-        if app.webhooks.is_empty() {
-            return;
+        // Another node has the member or the channel now: what this node holds back for them is
+        // void (see `Webhooks::cancel_held`). Nothing is sent for these.
+        match event {
+            BrokerEvent::MemberJoinedElsewhere { channel, user_id } => {
+                let added = WebhookEvent::MemberAdded {
+                    channel: channel.clone(),
+                    user_id: user_id.to_owned(),
+                };
+                return self.hooks.cancel_held(&app.id, &added);
+            }
+            BrokerEvent::OccupiedElsewhere { channel } => {
+                let occupied = WebhookEvent::ChannelOccupied {
+                    channel: channel.clone(),
+                };
+                return self.hooks.cancel_held(&app.id, &occupied);
+            }
+            _ => {}
         }
         let kind = match event {
             BrokerEvent::ChannelOccupied { .. } => EventType::ChannelOccupied,
@@ -62,7 +79,9 @@ impl EventSink for WebhookSink {
             BrokerEvent::SubscriptionCount { .. } => EventType::SubscriptionCount,
             BrokerEvent::Subscribed { .. }
             | BrokerEvent::Unsubscribed { .. }
-            | BrokerEvent::Published { .. } => return,
+            | BrokerEvent::Published { .. }
+            | BrokerEvent::MemberJoinedElsewhere { .. }
+            | BrokerEvent::OccupiedElsewhere { .. } => return,
         };
         if !self.hooks.wants(&app.id, kind) {
             return;
@@ -99,7 +118,9 @@ impl EventSink for WebhookSink {
             },
             BrokerEvent::Subscribed { .. }
             | BrokerEvent::Unsubscribed { .. }
-            | BrokerEvent::Published { .. } => return,
+            | BrokerEvent::Published { .. }
+            | BrokerEvent::MemberJoinedElsewhere { .. }
+            | BrokerEvent::OccupiedElsewhere { .. } => return,
         };
         self.hooks.submit(&app.id, event);
     }

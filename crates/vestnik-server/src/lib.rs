@@ -17,6 +17,8 @@
 //! - [`peer`]: the client IP, from the TCP peer or (with `trust_proxy`) `X-Forwarded-For`.
 //! - [`ratelimit`]: new sockets and console sign-ins per IP, API requests per app.
 //! - [`metrics`]: the Prometheus exporter on its own port.
+//! - [`catalogue`]: apps that change while the node runs (the app database's feed, `SIGHUP`),
+//!   the admin operations shared by `/admin/apps` and `vestnik apps`.
 //! - [`hooks`]: the bridge from broker events to the durable webhook sender.
 //!
 //! # Dependencies
@@ -56,7 +58,7 @@
 //! ```text
 //! router::route: Route::Upgrade ─► ws::upgrade: admit (key, app, origin, limits), answer 101
 //!   ─► ws::session::run: Broker::connect, list in live, queue connection_established
-//!   ─► drive: read a text frame ─► handle_text: ClientMessage::parse (protocol crate)
+//!   ─► drive: read a text frame ─► handle_message: ClientMessage::parse (protocol crate)
 //!   ─► Broker::subscribe / client_event / signin / unsubscribe (synchronous)
 //!   ─► replies and fan-out go into outboxes ─► drive writes them, in the broker's order
 //! ```
@@ -67,8 +69,11 @@
 //! - one task per WebSocket (`ws::session::run`, its loop is `drive`), tracked the same way;
 //! - the cache purge tick, the cluster task (in the broker crate), the webhook service's tasks
 //!   (in `vestnik-webhooks`) and the metrics listener;
+//! - the usage flusher ([`usage::spawn`]): counts to the usage ledger, today's message counts for
+//!   the daily quota; stopped (after a last flush) once the drain is over;
 //! - the drain ([`drain::run`]), which stops them in its numbered order.
 
+pub mod catalogue;
 pub mod config;
 pub mod drain;
 pub mod hooks;
@@ -83,4 +88,5 @@ pub mod server;
 pub mod shutdown;
 pub mod state;
 pub mod tls;
+pub mod usage;
 pub mod ws;

@@ -74,9 +74,19 @@ struct Cli {
     /// holds nothing [default: 10000].
     #[arg(long, env = "VESTNIK_RELAY_HOLD_MS", value_name = "MS")]
     relay_hold_ms: Option<u64>,
+    /// Route shards of interest routing (the same on every node); 0 relays every event to every
+    /// node [default: 4096].
+    #[arg(long, env = "VESTNIK_ROUTE_SHARDS", value_name = "N")]
+    route_shards: Option<u32>,
     /// Directory for durable state: the webhook spool [default: ./vestnik-data].
     #[arg(long, env = "VESTNIK_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Directory of the usage files when apps come from the config file [default: DATA_DIR/usage].
+    #[arg(long, env = "VESTNIK_USAGE_DIR", value_name = "DIR")]
+    usage_dir: Option<PathBuf>,
+    /// Milliseconds between two flushes of usage counts to the ledger [default: 10000].
+    #[arg(long, env = "VESTNIK_USAGE_FLUSH_MS", value_name = "MS")]
+    usage_flush_ms: Option<u64>,
     /// Milliseconds a drain spreads its 4200 closes over [default: 10000].
     #[arg(long, env = "VESTNIK_DRAIN_WINDOW_MS", value_name = "MS")]
     drain_window_ms: Option<u64>,
@@ -115,6 +125,17 @@ struct Cli {
     /// Most channels one socket of the first app may join [default: 100; 0: no limit].
     #[arg(long, env = "VESTNIK_MAX_CHANNELS_PER_SOCKET", value_name = "N")]
     max_channels_per_socket: Option<usize>,
+    /// App database: postgres://… or mysql://… (apps then come from it, live; see docs/apps.md).
+    #[arg(long, env = "VESTNIK_APPS_URL", value_name = "URL", global = true)]
+    apps_url: Option<String>,
+    /// Bearer token of the admin API at /admin/apps; unset, the routes answer 404.
+    #[arg(
+        long,
+        env = "VESTNIK_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    admin_token: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -135,6 +156,12 @@ enum Command {
         data_dir: Option<PathBuf>,
         #[command(subcommand)]
         action: WebhooksAction,
+    },
+    /// Manage the apps of an app database (--apps-url): migrate, list, create, update, disable,
+    /// enable, rotate-secret, delete. Prints JSON. See docs/apps.md.
+    Apps {
+        #[command(subcommand)]
+        action: vestnik_server::catalogue::cli::AppsAction,
     },
 }
 
@@ -385,6 +412,14 @@ impl Cli {
             config.webhooks.data_dir = dir;
             note("data_dir", "webhooks.data_dir");
         }
+        if let Some(dir) = self.usage_dir {
+            config.usage.data_dir = Some(dir);
+            note("usage_dir", "usage.data_dir");
+        }
+        if let Some(ms) = self.usage_flush_ms {
+            config.usage.flush_interval_ms = ms;
+            note("usage_flush_ms", "usage.flush_interval_ms");
+        }
         if let Some(a) = self.adapter {
             config.cluster.adapter = a;
             note("adapter", "cluster.adapter");
@@ -400,6 +435,18 @@ impl Cli {
         if let Some(ms) = self.relay_hold_ms {
             config.cluster.relay_hold_ms = ms;
             note("relay_hold_ms", "cluster.relay_hold_ms");
+        }
+        if let Some(n) = self.route_shards {
+            config.cluster.route_shards = n;
+            note("route_shards", "cluster.route_shards");
+        }
+        if let Some(u) = self.apps_url {
+            config.apps_url = Some(vestnik_server::config::DatabaseUrl(u));
+            note("apps_url", "apps_url");
+        }
+        if let Some(t) = self.admin_token {
+            config.admin.token = Some(t.into());
+            note("admin_token", "admin.token");
         }
         for (key, name) in given {
             draft.given(key, name);
@@ -468,6 +515,45 @@ fn raise_fd_limit() {
     }
 }
 
+/// Runs `vestnik apps …` against the app database of `--apps-url` (or the config's `apps_url`).
+fn apps_command(
+    cli: Cli,
+    matches: &ArgMatches,
+    action: vestnik_server::catalogue::cli::AppsAction,
+) -> ExitCode {
+    let url = match cli.into_config(matches).map(|c| c.apps_url) {
+        Ok(Some(url)) => url,
+        Ok(None) => {
+            eprintln!("give the app database: --apps-url postgres://… (or VESTNIK_APPS_URL)");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("{e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(vestnik_server::catalogue::cli::run(url.expose(), action)) {
+        Ok(out) => {
+            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error ({}): {e}", e.status);
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let (mut cli, matches) = parse_cli();
     match cli.command.take() {
@@ -498,6 +584,7 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Some(Command::Apps { action }) => return apps_command(cli, &matches, action),
         None => {}
     }
     init_logging();
@@ -522,7 +609,14 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         let shutdown = Shutdown::new();
         shutdown.listen_for_signals();
-        server::run(config, shutdown).await
+        // SIGHUP re-reads the file, the variables and the flags as at start.
+        let reload: server::Reload = Box::new(|| {
+            let (cli, matches) = parse_cli();
+            cli.into_config(&matches)
+                .map(|c| c.apps)
+                .map_err(|e| format!("{e:#}"))
+        });
+        server::run_with_reload(config, shutdown, Some(reload)).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

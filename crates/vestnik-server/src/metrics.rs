@@ -49,8 +49,9 @@ pub fn install() -> Option<PrometheusHandle> {
 /// Reading at scrape time keeps the hot paths free of gauge updates: a socket joining a channel
 /// changes the registry only, and the gauge catches up on the next scrape.
 fn refresh(state: &AppState) {
-    for app in &state.config.apps {
-        let rt = state.broker.runtime(app);
+    // The apps served now: with an app database or after a reload they differ from the file's.
+    for app in state.broker.apps().all() {
+        let rt = state.broker.runtime(&app);
         let id = app.id.clone();
         gauge!("vestnik_sockets_connected", "app_id" => id.clone())
             .set(rt.connection_count() as f64);
@@ -94,8 +95,33 @@ fn refresh(state: &AppState) {
             0.0
         });
         gauge!("vestnik_cluster_peers", "adapter" => a).set(c.peers().len() as f64);
+        // Interest routing: channel event relays applied here, those for channels nobody here
+        // serves (the waste the route shards bound), and the shards listened to.
+        counter!("vestnik_cluster_relays_received_total", "adapter" => a)
+            .absolute(c.counters.relays_received.load(Ordering::Relaxed));
+        counter!("vestnik_cluster_relays_unserved_total", "adapter" => a)
+            .absolute(c.counters.relays_unserved.load(Ordering::Relaxed));
+        gauge!("vestnik_cluster_route_shards_listened", "adapter" => a)
+            .set(c.route_shards_listened() as f64);
     }
+    task_figures(state);
     process_figures();
+}
+
+/// Live tasks and the runtime's shared queue, so a soak run can see a task leak (a connection
+/// whose tasks outlive its socket) that memory would show only slowly.
+///
+/// `vestnik_connection_tasks` counts the tasks on the shutdown tracker: one per accepted
+/// connection (WebSocket or HTTP) and one per console stream, so it is 0 on an idle node.
+/// `vestnik_runtime_alive_tasks` counts every task the runtime holds, background tasks included,
+/// so it settles at a constant on an idle node. Both are read here, at scrape time, for free.
+fn task_figures(state: &AppState) {
+    gauge!("vestnik_connection_tasks").set(state.shutdown.tracker().len() as f64);
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        let m = rt.metrics();
+        gauge!("vestnik_runtime_alive_tasks").set(m.num_alive_tasks() as f64);
+        gauge!("vestnik_runtime_global_queue_depth").set(m.global_queue_depth() as f64);
+    }
 }
 
 /// Resident memory, open descriptors and CPU seconds of this process, from /proc (Linux).
@@ -192,9 +218,11 @@ fn rss_bytes() -> Option<u64> {
 /// `GET /usage` on the metrics listener: memory, and counts per app and for the cluster, as JSON.
 fn usage(state: &AppState) -> Response<Full<Bytes>> {
     let stats = state.broker.stats();
+    // The apps served now (the live list with an app database), not the config file's.
     let apps: Vec<_> = state
-        .config
-        .apps
+        .broker
+        .apps()
+        .all()
         .iter()
         .map(|a| {
             let rt = state.broker.runtime(a);
@@ -203,6 +231,12 @@ fn usage(state: &AppState) -> Response<Full<Bytes>> {
                 "connections": rt.connection_count(),
                 "channels": rt.registry.channel_count(),
                 "users": rt.user_count(),
+                "history": {
+                    "bytes": rt.history.bytes(),
+                    "max_bytes": a.history.max_bytes,
+                    "channels": rt.history.stream_count(),
+                    "quiet_channels": rt.history.quiet_count(),
+                },
             })
         })
         .collect();
@@ -216,6 +250,10 @@ fn usage(state: &AppState) -> Response<Full<Bytes>> {
             "sent": c.counters.sent.load(Ordering::Relaxed),
             "received": c.counters.received.load(Ordering::Relaxed),
             "lost": c.counters.lost.load(Ordering::Relaxed),
+            "relays_received": c.counters.relays_received.load(Ordering::Relaxed),
+            "relays_unserved": c.counters.relays_unserved.load(Ordering::Relaxed),
+            "route_shards": c.route_shards(),
+            "route_shards_listened": c.route_shards_listened(),
         })
     });
     json_response(

@@ -114,6 +114,20 @@ impl IpRateLimiter {
         entry.1 += 1;
         Ok(())
     }
+
+    /// Whether `ip` has used up its window at `now`, without counting an attempt: checked before an
+    /// attempt whose failures alone are counted (admin tokens), so a client over the limit cannot
+    /// try again until its window ends.
+    pub fn exhausted(&self, ip: IpAddr, now: Instant) -> Option<RetryAfter> {
+        if self.rate == 0 {
+            return None;
+        }
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let (start, count) = *inner.windows.get(&client_key(ip))?;
+        let age = now.saturating_duration_since(start);
+        (age < self.window && count >= self.rate)
+            .then(|| RetryAfter(whole_seconds(self.window.saturating_sub(age))))
+    }
 }
 
 /// One app's token bucket.

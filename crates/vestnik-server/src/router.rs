@@ -13,6 +13,7 @@ use http::{header, Method, Request, Response, StatusCode, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
+use crate::http::admin::{self, AdminRoute};
 use crate::http::api::{self, Endpoint};
 use crate::http::console::{self, ConsoleBody, ConsoleRoute};
 use crate::http::{client_script, health, root};
@@ -35,6 +36,8 @@ pub enum Route {
     Ready,
     /// `GET|HEAD /pushler.js`.
     ClientScript,
+    /// `GET|HEAD /vestnik-recovery.js`: the recovery plugin for stock pusher-js.
+    RecoveryScript,
     /// `GET /app/...` without an upgrade: 426.
     SocketWithoutUpgrade,
     /// Under `/console`.
@@ -47,6 +50,8 @@ pub enum Route {
         /// What is asked of it.
         endpoint: Endpoint,
     },
+    /// Under `/admin`: the app admin API (issue 15).
+    Admin(AdminRoute),
     /// Nothing here: 404.
     NotFound,
 }
@@ -68,12 +73,17 @@ impl Route {
         if let Some(console) = ConsoleRoute::parse(method, path) {
             return Self::Console(console);
         }
+        // The app admin API (issue 15), in one block.
+        if let Some(admin) = AdminRoute::parse(method, path) {
+            return Self::Admin(admin);
+        }
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         match (method, segments.as_slice()) {
             (&Method::GET | &Method::HEAD, [""]) => Self::Root,
             (&Method::GET | &Method::HEAD, ["up"]) => Self::Up,
             (&Method::GET | &Method::HEAD, ["ready"]) => Self::Ready,
             (&Method::GET | &Method::HEAD, ["pushler.js"]) => Self::ClientScript,
+            (&Method::GET | &Method::HEAD, ["vestnik-recovery.js"]) => Self::RecoveryScript,
             (&Method::GET, ["app", ..]) => Self::SocketWithoutUpgrade,
             (_, ["apps", app, rest @ ..]) => Self::Api {
                 app: Some((*app).to_owned()),
@@ -98,9 +108,11 @@ impl Route {
             Self::Up => "up",
             Self::Ready => "ready",
             Self::ClientScript => "pushler_js",
+            Self::RecoveryScript => "vestnik_recovery_js",
             Self::SocketWithoutUpgrade => "app_without_upgrade",
             Self::Console(c) => c.name(),
             Self::Api { endpoint, .. } => endpoint.name(),
+            Self::Admin(admin) => admin.name(),
             Self::NotFound => "not_found",
         }
     }
@@ -140,12 +152,14 @@ pub async fn route(
         Route::Up => health::up(),
         Route::Ready => health::ready(&state),
         Route::ClientScript => client_script::serve(req.method(), req.headers()),
+        Route::RecoveryScript => client_script::serve_recovery(req.method(), req.headers()),
         Route::SocketWithoutUpgrade => ApiError::new(
             StatusCode::UPGRADE_REQUIRED,
             "WebSocket endpoint: connect with a WebSocket client",
         )
         .into_response(),
         Route::Api { app, endpoint } => api::call(req, &state, app.as_deref(), &endpoint).await,
+        Route::Admin(route) => admin::serve(route, req, &state, peer).await,
         Route::NotFound => ApiError::new(
             StatusCode::NOT_FOUND,
             format!("No route for {} {}", req.method(), req.uri().path()),
@@ -197,6 +211,7 @@ mod tests {
             (Method::HEAD, "/ready", "ready"),
             (Method::GET, "/usage", "not_found"),
             (Method::GET, "/pushler.js", "pushler_js"),
+            (Method::GET, "/vestnik-recovery.js", "vestnik_recovery_js"),
             (Method::GET, "/app/key", "app_without_upgrade"),
             (Method::POST, "/apps/1/events", "events"),
             (Method::POST, "/apps/1/batch_events/", "batch_events"),

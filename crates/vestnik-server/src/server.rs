@@ -61,6 +61,9 @@ pub enum ServerError {
     /// The TLS certificate or key cannot be used.
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// The app database (`apps_url`) could not be opened, migrated or read at start.
+    #[error("app database: {0}")]
+    AppsDb(#[from] vestnik_apps::StoreError),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -82,15 +85,31 @@ pub async fn bind(config: &Config) -> Result<TcpListener, ServerError> {
         .map_err(|source| ServerError::Bind { addr, source })
 }
 
+/// Reads the config file's apps again, for `SIGHUP` (the binary re-reads the file, the variables and
+/// the flags exactly as at start).
+pub type Reload = Box<dyn Fn() -> Result<Vec<vestnik_broker::App>, String> + Send + Sync>;
+
 /// Runs the broker until `shutdown` triggers, then drains (see [`crate::drain`]) and returns once the
 /// process may exit.
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), ServerError> {
+    run_with_reload(config, shutdown, None).await
+}
+
+/// [`run`], reloading the apps with `reload` on every `SIGHUP` (new apps live at once, removed
+/// ones' sockets closed with 4001, disabled ones' with 4003; see [`crate::catalogue::reload`]).
+pub async fn run_with_reload(
+    config: Config,
+    shutdown: Shutdown,
+    reload: Option<Reload>,
+) -> Result<(), ServerError> {
     let tls = crate::tls::acceptor(&config.server)?;
     let listener = bind(&config).await?;
     // The sender stops only after the sockets are closed, so the last vacates reach the spool.
     let hooks_stop = CancellationToken::new();
     let hooks = app_hooks(&config);
-    let (webhooks, sender) = if hooks.is_empty() {
+    // With an app database the service always runs: an app created or changed later may add
+    // targets. With the config file, only when some app has targets at start.
+    let (webhooks, sender) = if hooks.is_empty() && config.apps_url.is_none() {
         (None, None)
     } else {
         let dir = config.webhooks.data_dir.display().to_string();
@@ -113,6 +132,16 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), ServerError> 
             (_, Err(e)) => warn!("metrics not served: cannot listen on {addr}: {e}"),
             (None, Ok(_)) => {}
         }
+    }
+    if let Some(url) = state.config.apps_url.clone() {
+        // The node serves only once it knows the database's apps: never a guessed set.
+        // After the metrics recorder is installed, so its gauge is exported.
+        crate::catalogue::open(&state, &url).await?;
+    }
+    let usage_stop = CancellationToken::new();
+    let usage_task = start_usage(&state, usage_stop.clone());
+    if let Some(reload) = reload {
+        listen_for_reload(state.clone(), reload);
     }
     let acceptor = start_accepting(listener, tls, &state);
     let cluster_stop = CancellationToken::new();
@@ -138,8 +167,71 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), ServerError> 
     }
     state.shutdown.started().await;
     crate::drain::run(&state, cluster, webhooks).await;
+    // The sockets are closed: flush the last counts, but never hang the exit on a dead ledger.
+    usage_stop.cancel();
+    if let Some(task) = usage_task {
+        if tokio::time::timeout(USAGE_FINAL_FLUSH, task).await.is_err() {
+            warn!("the last usage flush did not finish in time; its counts are lost");
+        }
+    }
     let _ = acceptor.task.await;
     Ok(())
+}
+
+/// How long the exit waits for the last usage flush.
+const USAGE_FINAL_FLUSH: Duration = Duration::from_secs(5);
+
+/// Opens the usage ledger (the app database, or the usage files in the data dir) and starts the
+/// flusher. Without a writable data dir the node serves on, recording no usage, and says so.
+fn start_usage(state: &AppState, stop: CancellationToken) -> Option<tokio::task::JoinHandle<()>> {
+    let ledger = match state.apps_db.get() {
+        Some(db) => crate::usage::Ledger {
+            store: db.clone(),
+            shared: true,
+        },
+        None => match crate::usage::file_ledger(state) {
+            Ok(ledger) => ledger,
+            Err(e) => {
+                warn!("usage not recorded: {e}");
+                return None;
+            }
+        },
+    };
+    let _ = state.usage_ledger.set(ledger.clone());
+    Some(crate::usage::spawn(state, ledger, stop))
+}
+
+/// Reloads the apps on every `SIGHUP` until shutdown.
+fn listen_for_reload(state: AppState, reload: Reload) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(h) => h,
+            Err(e) => {
+                warn!("SIGHUP reload unavailable: {e}");
+                return;
+            }
+        };
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    got = hup.recv() => {
+                        if got.is_none() {
+                            break;
+                        }
+                        match reload() {
+                            Ok(apps) => crate::catalogue::reload(&state, apps),
+                            Err(e) => warn!("SIGHUP: configuration not reloaded, keeping the old apps: {e}"),
+                        }
+                    }
+                    () = state.shutdown.started() => break,
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = (state, reload);
 }
 
 /// Connects the configured backbone and joins the cluster, waiting until this node has heard the
@@ -171,6 +263,8 @@ pub async fn join_cluster(
         heartbeat_interval: Duration::from_millis(config.heartbeat_interval_ms),
         node_timeout: Duration::from_millis(config.node_timeout_ms),
         query_timeout: Duration::from_millis(config.query_timeout_ms),
+        route_shards: config.route_shards,
+        route_linger: Duration::from_millis(config.route_linger_ms),
     };
     let task = state.broker.join_cluster(
         node,
@@ -289,13 +383,14 @@ struct Acceptor {
 /// still starting: it answers probes, and refuses upgrades and API calls, until `serving` is set.
 fn start_accepting(listener: TcpListener, tls: Option<TlsAcceptor>, state: &AppState) -> Acceptor {
     let addr = listener.local_addr().ok();
-    if state.config.uses_development_credentials() {
+    if state.config.apps_url.is_none() && state.config.uses_development_credentials() {
         warn!(
             "!!! DEVELOPMENT CREDENTIALS: an app uses the public secret `app-secret`. Anyone can sign \
              requests for it. Set VESTNIK_APP_SECRET or use --config before exposing this server. !!!"
         );
     }
-    for app in &state.config.apps {
+    // The apps served now: with an app database, its apps rather than the file's.
+    for app in state.broker.apps().all() {
         info!(app_id = %app.id, key = %app.key, enabled = app.enabled, "serving app");
     }
     let scheme = if tls.is_some() { "https" } else { "http" };

@@ -15,7 +15,7 @@ use std::time::Duration;
 use vestnik_broker::adapter::Adapter;
 use vestnik_broker::app::AppStoreError;
 use vestnik_broker::{
-    App, Broker, BrokerConfig, EventSink, NoEvents, PublishEvent, StaticAppStore, Tap,
+    App, Broker, BrokerConfig, EventSink, LiveAppStore, NoEvents, PublishEvent, Tap,
 };
 use vestnik_protocol::api::{TriggerEvent, TriggerLimits};
 use vestnik_webhooks::Webhooks;
@@ -53,6 +53,14 @@ pub struct AppState {
     /// The cluster's adapter, once joined: asked before a trigger is published (see
     /// [`AppState::can_relay`]) and read by the metrics export for the losses it alone sees.
     pub backbone: Arc<OnceLock<Arc<dyn Adapter>>>,
+    /// The apps served, changeable while the node runs (the broker reads the same store).
+    pub apps: Arc<LiveAppStore>,
+    /// The app database, once opened (`apps_url`); `None` while apps come from the config file.
+    pub apps_db: Arc<OnceLock<Arc<dyn vestnik_apps::Store>>>,
+    /// Failed admin authentications per client IP.
+    pub admin_limiter: IpRateLimiter,
+    /// Where usage is recorded (the app database, or the usage files), once opened at start.
+    pub usage_ledger: Arc<OnceLock<crate::usage::Ledger>>,
 }
 
 impl AppState {
@@ -68,7 +76,7 @@ impl AppState {
         shutdown: Shutdown,
         webhooks: Option<Webhooks>,
     ) -> Result<Self, AppStoreError> {
-        let store = StaticAppStore::new(config.apps.clone())?;
+        let apps = Arc::new(LiveAppStore::new(config.apps.clone())?);
         let events: Arc<dyn EventSink> = match &webhooks {
             Some(hooks) => Arc::new(WebhookSink::new(hooks.clone())),
             None => Arc::new(NoEvents),
@@ -80,7 +88,7 @@ impl AppState {
         ));
         let events: Arc<dyn EventSink> = tap.clone();
         let broker = Broker::with_events(
-            Arc::new(store),
+            apps.clone(),
             BrokerConfig {
                 max_connections: config.server.max_connections,
                 outbox_capacity: config.server.outbox_capacity,
@@ -95,7 +103,15 @@ impl AppState {
             config.console.signin_attempts,
             Duration::from_secs(SIGNIN_WINDOW_SECS),
         );
+        let admin_limiter = IpRateLimiter::new(
+            config.admin.failed_attempts,
+            Duration::from_secs(SIGNIN_WINDOW_SECS),
+        );
         Ok(Self {
+            apps,
+            apps_db: Arc::default(),
+            usage_ledger: Arc::default(),
+            admin_limiter,
             broker,
             tap,
             config: Arc::new(config),

@@ -282,6 +282,29 @@ url = "http://127.0.0.1:{hook_port}/hook"
         received > received_before && received > 0.0,
         "received {received_before} -> {received}"
     );
+    // Interest routing: the event came as a channel relay for a channel node 1 serves.
+    assert!(
+        value(
+            &body,
+            r#"vestnik_cluster_relays_received_total{adapter="redis"}"#
+        ) >= 1.0,
+        "the trigger was counted as a relay received"
+    );
+    assert_eq!(
+        value(
+            &body,
+            r#"vestnik_cluster_relays_unserved_total{adapter="redis"}"#
+        ),
+        0.0,
+        "no relay for a channel node 1 does not serve"
+    );
+    assert!(
+        value(
+            &body,
+            r#"vestnik_cluster_route_shards_listened{adapter="redis"}"#
+        ) >= 1.0,
+        "node 1 listens to the shard of its channel"
+    );
     let port2 = metrics_port(&b2).await;
     assert_eq!(
         sample(

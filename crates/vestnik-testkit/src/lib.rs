@@ -67,6 +67,8 @@ pub struct BrokerProcess {
     pub port: u16,
     /// The temporary config file, removed with the process handle.
     _config: Option<tempfile_path::TempPath>,
+    /// The default usage directory, removed with the process handle.
+    _usage: tempfile_path::TempDir,
     /// Stderr lines after the listen line, fed by a reader thread so the child never blocks on a
     /// full pipe.
     logs: mpsc::Receiver<String>,
@@ -82,6 +84,14 @@ mod tempfile_path {
     impl Drop for TempPath {
         fn drop(&mut self) {
             let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    /// A directory removed, with its contents, when dropped.
+    #[derive(Debug)]
+    pub struct TempDir(pub std::path::PathBuf);
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
         }
     }
 }
@@ -121,7 +131,11 @@ impl BrokerProcess {
                 .as_nanos()
         ));
         std::fs::write(&path, config_toml).expect("temp dir is writable");
+        // Usage files go to a temp dir of this process, never into the working tree; a test that
+        // restarts a broker on the same files names its own `VESTNIK_USAGE_DIR` (set below).
+        let usage_dir = path.with_extension("usage");
         let mut cmd = Command::new(bin);
+        cmd.env("VESTNIK_USAGE_DIR", &usage_dir);
         cmd.arg("--config")
             .arg(&path)
             .args(["--host", "127.0.0.1", "--port", "0"])
@@ -170,6 +184,7 @@ impl BrokerProcess {
             child: Some(child),
             port,
             _config: Some(tempfile_path::TempPath(path)),
+            _usage: tempfile_path::TempDir(usage_dir),
             logs: rx,
             startup,
         }

@@ -26,6 +26,9 @@ pub(crate) struct Submission {
     pub app: usize,
     /// The fact the broker reported, with its id already assigned.
     pub event: WebhookEvent,
+    /// Only cancel what is held for this event's channel (and user); send nothing
+    /// (`Webhooks::cancel_held`).
+    pub cancel_only: bool,
 }
 
 /// Submissions taken off the queue per wake-up.
@@ -73,18 +76,25 @@ pub(crate) async fn run_intake(
                 if n == 0 {
                     break; // every handle is gone
                 }
+                // Apps set before these events were submitted are planned before them.
+                planner.sync(&shared);
                 let now = Instant::now();
                 let ms = unix_ms();
                 for s in inbox.drain(..) {
-                    planner.submit(s.app, s.event, now, ms);
+                    if s.cancel_only {
+                        planner.cancel_held(s.app, &s.event);
+                    } else {
+                        planner.submit(s.app, s.event, now, ms);
+                    }
                 }
             }
             () = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
         }
+        planner.sync(&shared);
         let now = Instant::now();
         planner.release_due(now);
         let ready = planner.take_ready(now, false);
-        let mut batches = stored(&shared, &planner, ready);
+        let mut batches = stored(&shared, ready);
         if retry_at.is_some_and(|at| at <= now) {
             retry_at = None;
             batches.splice(0..0, unspooled.drain(..));
@@ -100,15 +110,20 @@ pub(crate) async fn run_intake(
 
     // Shutdown: nothing accepted may stay only in memory.
     rx.close();
+    planner.sync(&shared);
     let now = Instant::now();
     let ms = unix_ms();
     while let Ok(s) = rx.try_recv() {
-        planner.submit(s.app, s.event, now, ms);
+        if s.cancel_only {
+            planner.cancel_held(s.app, &s.event);
+        } else {
+            planner.submit(s.app, s.event, now, ms);
+        }
     }
     planner.release_all(now);
     let mut batches = unspooled;
     let ready = planner.take_ready(now, true);
-    batches.extend(stored(&shared, &planner, ready));
+    batches.extend(stored(&shared, ready));
     if batches.is_empty() {
         return;
     }
@@ -133,19 +148,18 @@ pub(crate) async fn run_intake(
 /// Turns ready batches into spool records, with their target's URL and headers.
 /// The spool record carries the URL and headers, not the target's index, so a batch spooled before
 /// a config change still goes where it was meant to go when it is replayed after a restart.
-fn stored(shared: &Shared, planner: &Planner, ready: Vec<ReadyBatch>) -> Vec<StoredBatch> {
+fn stored(shared: &Shared, ready: Vec<ReadyBatch>) -> Vec<StoredBatch> {
     let created_ms = unix_ms();
     ready
         .into_iter()
-        .map(|batch| {
-            let target = planner.target(batch.app, batch.target);
-            StoredBatch {
-                app_id: shared.apps[batch.app].app_id.clone(),
-                url: target.url.clone(),
-                headers: target.headers.clone(),
+        .filter_map(|batch| {
+            Some(StoredBatch {
+                app_id: shared.app_id_at(batch.app)?,
+                url: batch.to.url.clone(),
+                headers: batch.to.headers.clone(),
                 created_ms,
                 events: batch.events,
-            }
+            })
         })
         .collect()
 }

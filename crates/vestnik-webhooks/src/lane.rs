@@ -332,7 +332,7 @@ async fn deliver(
     cached: Option<Arc<StoredBatch>>,
     number: u32,
 ) -> Outcome {
-    let Some(app) = shared.app(&app_id).cloned() else {
+    let Some(app) = shared.app(&app_id) else {
         return Outcome::Unsendable(format!("app {app_id:?} is no longer configured"));
     };
     let Some(spool) = shared.spool() else {

@@ -16,6 +16,7 @@ use vestnik_protocol::ChannelName;
 
 use crate::config::{AppHooks, EventType, EventTypeSet, WebhookTarget};
 use crate::event::{new_event_id, WebhookEvent};
+use crate::runtime::Shared;
 use crate::spool::StoredEvent;
 use crate::stats::AppCounters;
 
@@ -35,8 +36,9 @@ pub(crate) struct PlanRules {
 pub(crate) struct ReadyBatch {
     /// Index of the app in the planner's app list.
     pub app: usize,
-    /// Index of the target in that app's target list.
-    pub target: usize,
+    /// The target itself (its URL and headers), as it was when the events were batched: a change
+    /// of the app's targets since then does not redirect them.
+    pub to: Arc<WebhookTarget>,
     /// The events, in the order they were released.
     pub events: Vec<StoredEvent>,
 }
@@ -72,7 +74,7 @@ struct Held {
 struct Route {
     types: EventTypeSet,
     /// The target itself, for its channel filter and, when a batch is ready, its URL and headers.
-    target: WebhookTarget,
+    target: Arc<WebhookTarget>,
 }
 
 /// The open batch for one target.
@@ -91,6 +93,26 @@ struct AppPlan {
     buffers: Vec<Buffer>,
     /// The app's counters, moved as events are held, suppressed and released.
     counters: Arc<AppCounters>,
+    /// The version of the app's entry the routes were built from (see `Planner::sync`).
+    version: u64,
+}
+
+impl AppPlan {
+    /// Routes to `targets`, with empty batches.
+    fn new(targets: &[Arc<WebhookTarget>], counters: Arc<AppCounters>, version: u64) -> Self {
+        Self {
+            routes: targets
+                .iter()
+                .map(|t| Route {
+                    types: t.event_types.iter().copied().collect(),
+                    target: Arc::clone(t),
+                })
+                .collect(),
+            buffers: targets.iter().map(|_| Buffer::default()).collect(),
+            counters,
+            version,
+        }
+    }
 }
 
 /// The hold and batching state of every app.
@@ -107,6 +129,8 @@ pub(crate) struct Planner {
     next_generation: u64,
     /// Batches that filled up during `submit`, handed out by the next `take_ready`.
     ready: Vec<ReadyBatch>,
+    /// The app table's generation the plans were last brought up to.
+    seen: u64,
 }
 
 impl Planner {
@@ -115,17 +139,9 @@ impl Planner {
         let apps = apps
             .iter()
             .zip(counters)
-            .map(|(app, counters)| AppPlan {
-                routes: app
-                    .targets
-                    .iter()
-                    .map(|t| Route {
-                        types: t.event_types.iter().copied().collect(),
-                        target: t.clone(),
-                    })
-                    .collect(),
-                buffers: app.targets.iter().map(|_| Buffer::default()).collect(),
-                counters: Arc::clone(counters),
+            .map(|(app, counters)| {
+                let targets: Vec<_> = app.targets.iter().cloned().map(Arc::new).collect();
+                AppPlan::new(&targets, Arc::clone(counters), 0)
             })
             .collect();
         Self {
@@ -135,12 +151,56 @@ impl Planner {
             hold_queue: VecDeque::new(),
             next_generation: 0,
             ready: Vec::new(),
+            seen: 0,
         }
     }
 
-    /// The target a ready batch is for.
-    pub(crate) fn target(&self, app: usize, target: usize) -> &WebhookTarget {
-        &self.apps[app].routes[target].target
+    /// Brings the plans up to the apps set and removed since the last call (one atomic load when
+    /// nothing changed). A changed app's open batches are closed first, for the targets they were
+    /// meant for; a removed app keeps no route, so its later and held events go nowhere.
+    pub(crate) fn sync(&mut self, shared: &Shared) {
+        let generation = shared.generation();
+        if generation == self.seen {
+            return;
+        }
+        self.seen = generation;
+        for index in 0..shared.app_slots() {
+            let entry = shared.app_at(index);
+            let version = entry.as_ref().map_or(u64::MAX, |e| e.version);
+            if self.apps.get(index).is_some_and(|p| p.version == version) {
+                continue;
+            }
+            self.close_batches(index);
+            let counters = match (&entry, self.apps.get(index)) {
+                (Some(e), _) => Arc::clone(&e.counters),
+                (None, Some(p)) => Arc::clone(&p.counters),
+                (None, None) => Arc::default(),
+            };
+            let targets = entry.as_ref().map_or(&[][..], |e| &e.targets[..]);
+            let plan = AppPlan::new(targets, counters, version);
+            if index < self.apps.len() {
+                self.apps[index] = plan;
+            } else {
+                self.apps.push(plan);
+            }
+        }
+    }
+
+    /// Moves the app's open batches to the ready list.
+    fn close_batches(&mut self, app: usize) {
+        let Some(plan) = self.apps.get_mut(app) else {
+            return;
+        };
+        for (target, buffer) in plan.buffers.iter_mut().enumerate() {
+            if !buffer.events.is_empty() {
+                buffer.opened = None;
+                self.ready.push(ReadyBatch {
+                    app,
+                    to: Arc::clone(&plan.routes[target].target),
+                    events: std::mem::take(&mut buffer.events),
+                });
+            }
+        }
     }
 
     /// Takes in one event of app `app` at `now`; `unix_ms` stamps its id.
@@ -191,6 +251,18 @@ impl Planner {
             | EventType::SubscriptionCount => {
                 self.release(app, new_event_id(unix_ms), &event, now);
             }
+        }
+    }
+
+    /// Drops the vacate or removal held for `event`'s channel (and user), if any, sending nothing:
+    /// another node has the channel or the member now and has reported it. Counted as suppressed.
+    pub(crate) fn cancel_held(&mut self, app: usize, event: &WebhookEvent) {
+        let Some(plan) = self.apps.get(app) else {
+            return;
+        };
+        if self.held.remove(&hold_key(app, event)).is_some() {
+            plan.counters.suppressed(1);
+            plan.counters.unqueue(1);
         }
     }
 
@@ -246,7 +318,7 @@ impl Planner {
                 buffer.opened = None;
                 self.ready.push(ReadyBatch {
                     app,
-                    target: index,
+                    to: Arc::clone(&route.target),
                     events: std::mem::take(&mut buffer.events),
                 });
             }
@@ -267,7 +339,7 @@ impl Planner {
                     buffer.opened = None;
                     ready.push(ReadyBatch {
                         app,
-                        target,
+                        to: Arc::clone(&plan.routes[target].target),
                         events: std::mem::take(&mut buffer.events),
                     });
                 }
@@ -426,6 +498,36 @@ mod tests {
         assert_eq!(stats.queued, 0);
     }
 
+    /// A cluster's node learns that the member or the channel is back on another node, which has
+    /// sent `member_added` / `channel_occupied` itself: the held leave is dropped and nothing is
+    /// sent here; another user's held removal, and a leave held after the cancel, are untouched.
+    #[test]
+    fn a_cancel_from_another_node_drops_the_held_leave_and_sends_nothing() {
+        let (mut p, counters) = planner(vec![WebhookTarget::every_event("http://a/")], 20);
+        let t0 = Instant::now();
+        let member = |user: &str, added: bool| {
+            let (channel, user_id) = (ch("presence-c"), user.to_owned());
+            if added {
+                WebhookEvent::MemberAdded { channel, user_id }
+            } else {
+                WebhookEvent::MemberRemoved { channel, user_id }
+            }
+        };
+        counters.enqueue(3);
+        p.submit(0, member("a", false), t0, 1);
+        p.submit(0, member("b", false), t0, 1);
+        p.submit(0, WebhookEvent::ChannelVacated { channel: ch("c") }, t0, 1);
+        p.cancel_held(0, &member("a", true));
+        p.cancel_held(0, &WebhookEvent::ChannelOccupied { channel: ch("c") });
+        // A cancel with nothing held is a no-op.
+        p.cancel_held(0, &member("z", true));
+        p.release_due(t0 + HOLD);
+        let ready = p.take_ready(t0 + HOLD, true);
+        assert_eq!(names(&ready), vec![vec!["member_removed".to_owned()]]);
+        let stats = counters.snapshot("1");
+        assert_eq!((stats.suppressed, stats.queued), (2, 0));
+    }
+
     /// Holds are keyed per user on presence channels: one user joining must not hide another's
     /// leave.
     #[test]
@@ -511,9 +613,15 @@ mod tests {
             1,
         );
         let mut ready = p.take_ready(t0, true);
-        ready.sort_by_key(|b| b.target);
-        let got: Vec<(usize, usize)> = ready.iter().map(|b| (b.target, b.events.len())).collect();
-        assert_eq!(got, vec![(0, 1), (1, 1), (2, 1)]);
+        ready.sort_by(|a, b| a.to.url.cmp(&b.to.url));
+        let got: Vec<(&str, usize)> = ready
+            .iter()
+            .map(|b| (b.to.url.as_str(), b.events.len()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("http://a/", 1), ("http://b/", 1), ("http://c/", 1)]
+        );
         assert_eq!(
             ready[0].events[0].id, ready[1].events[0].id,
             "one event, one id, whichever target gets it"

@@ -6,6 +6,7 @@
 //! is already in the spool.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use vestnik_protocol::AppSecret;
 
-use crate::config::{AppHooks, EventTypeSet, WebhookSettings};
+use crate::config::{AppHooks, EventTypeSet, WebhookSettings, WebhookTarget};
 use crate::lane::{run_lane, Job};
 use crate::sender::HttpClient;
 use crate::spool::Spool;
@@ -36,7 +37,13 @@ pub(crate) struct AppEntry {
     /// Kinds `submit` accepts for this app (what targets want, plus hold partners).
     pub accepted: EventTypeSet,
     /// Shared with the planner and the stats view; an `Arc` so counting needs no lock on `Shared`.
+    /// Kept across the app's changes (and a removal and return), so its figures never restart.
     pub counters: Arc<AppCounters>,
+    /// The app's targets, for the planner.
+    pub targets: Vec<Arc<WebhookTarget>>,
+    /// The table generation this version of the app was set at (0: at start); the planner
+    /// rebuilds the app's routes when it changes.
+    pub version: u64,
 }
 
 impl std::fmt::Debug for AppEntry {
@@ -50,18 +57,40 @@ impl std::fmt::Debug for AppEntry {
 }
 
 impl AppEntry {
-    /// Builds the runtime view of one configured app at `index` in the planner's list; the counters
-    /// start at zero on every start (they are not persisted with the spool).
-    pub(crate) fn new(index: usize, app: &AppHooks) -> Self {
+    /// Builds the runtime view of one app at `index` in the planner's list, with `counters`
+    /// (fresh at start: they are not persisted with the spool) and the table's `version`.
+    pub(crate) fn new(
+        index: usize,
+        app: &AppHooks,
+        counters: Arc<AppCounters>,
+        version: u64,
+    ) -> Self {
         Self {
             index,
             app_id: app.app_id.clone(),
             key: app.key.clone(),
             secret: app.secret.clone(),
             accepted: app.accepted_types(),
-            counters: Arc::new(AppCounters::default()),
+            counters,
+            targets: app.targets.iter().cloned().map(Arc::new).collect(),
+            version,
         }
     }
+}
+
+/// The apps with webhooks, changeable while the service runs. An app keeps its index for the
+/// service's life (a removed app leaves an empty slot its return fills again), so the planner's
+/// per-index state and the submissions in the queue never point at another app.
+#[derive(Debug, Default)]
+pub(crate) struct AppTable {
+    /// By index; `None` once removed.
+    entries: Vec<Option<Arc<AppEntry>>>,
+    /// App id to index, removed apps included.
+    by_id: HashMap<String, usize>,
+    /// Index to app id, removed apps included.
+    ids: Vec<String>,
+    /// Counters by index, kept after a removal.
+    counters: Vec<Arc<AppCounters>>,
 }
 
 /// Retry and concurrency rules of the lanes, from the settings.
@@ -97,10 +126,11 @@ impl From<&WebhookSettings> for Timing {
 /// Everything the intake, the lanes and the admin calls share.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    /// The configured apps in the order the planner uses; fixed for the service's life.
-    pub apps: Vec<Arc<AppEntry>>,
-    /// App id to index in `apps`, for spool records and admin calls that name an app by id.
-    pub by_id: HashMap<String, usize>,
+    /// The apps with webhooks, by index and id; read on every submit (a read lock and a hash
+    /// lookup), written when an app is set or removed.
+    apps: RwLock<AppTable>,
+    /// Raised by every change of `apps`, so the intake's planner notices changes with one load.
+    generation: AtomicU64,
     /// One pooled HTTP client for every lane, so connections to a receiver are reused.
     pub client: HttpClient,
     pub timing: Timing,
@@ -132,10 +162,15 @@ impl Shared {
         runtime: Handle,
         spool: Arc<Spool>,
     ) -> Self {
-        let by_id = apps.iter().map(|a| (a.app_id.clone(), a.index)).collect();
+        let table = AppTable {
+            by_id: apps.iter().map(|a| (a.app_id.clone(), a.index)).collect(),
+            ids: apps.iter().map(|a| a.app_id.clone()).collect(),
+            counters: apps.iter().map(|a| Arc::clone(&a.counters)).collect(),
+            entries: apps.into_iter().map(Some).collect(),
+        };
         Self {
-            apps,
-            by_id,
+            apps: RwLock::new(table),
+            generation: AtomicU64::new(0),
             client,
             timing,
             tracker,
@@ -146,9 +181,72 @@ impl Shared {
         }
     }
 
-    /// The app with this id, if it is configured.
-    pub(crate) fn app(&self, app_id: &str) -> Option<&Arc<AppEntry>> {
-        self.by_id.get(app_id).map(|&i| &self.apps[i])
+    /// The app with this id, if it has webhooks now.
+    pub(crate) fn app(&self, app_id: &str) -> Option<Arc<AppEntry>> {
+        let table = self.apps.read();
+        let index = *table.by_id.get(app_id)?;
+        table.entries[index].clone()
+    }
+
+    /// The app at `index`, if it has webhooks now.
+    pub(crate) fn app_at(&self, index: usize) -> Option<Arc<AppEntry>> {
+        self.apps.read().entries.get(index).cloned().flatten()
+    }
+
+    /// The id of the app at `index` (also after its removal, for batches it left).
+    pub(crate) fn app_id_at(&self, index: usize) -> Option<String> {
+        self.apps.read().ids.get(index).cloned()
+    }
+
+    /// Every app with webhooks now, by index.
+    pub(crate) fn apps(&self) -> Vec<Arc<AppEntry>> {
+        self.apps.read().entries.iter().flatten().cloned().collect()
+    }
+
+    /// How many indexes the table has given out (removed apps included).
+    pub(crate) fn app_slots(&self) -> usize {
+        self.apps.read().entries.len()
+    }
+
+    /// The table's generation: changes whenever an app is set or removed.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Sets the app's key, secret and targets (a new app, or a change: a rotation signs with the
+    /// new secret from the next attempt on). Keeps its index and counters.
+    pub(crate) fn set_app(&self, app: &AppHooks) {
+        let mut table = self.apps.write();
+        let version = self.generation.load(Ordering::Relaxed) + 1;
+        let index = match table.by_id.get(&app.app_id) {
+            Some(&i) => i,
+            None => {
+                let i = table.entries.len();
+                table.entries.push(None);
+                table.counters.push(Arc::new(AppCounters::default()));
+                table.by_id.insert(app.app_id.clone(), i);
+                table.ids.push(app.app_id.clone());
+                i
+            }
+        };
+        let counters = Arc::clone(&table.counters[index]);
+        table.entries[index] = Some(Arc::new(AppEntry::new(index, app, counters, version)));
+        self.generation.store(version, Ordering::Release);
+    }
+
+    /// Stops the app's webhooks: new events are ignored; what its targets still had to send is
+    /// dead-lettered when a lane reaches it. Returns whether it had webhooks.
+    pub(crate) fn remove_app(&self, app_id: &str) -> bool {
+        let mut table = self.apps.write();
+        let Some(&index) = table.by_id.get(app_id) else {
+            return false;
+        };
+        if table.entries[index].take().is_none() {
+            return false;
+        }
+        let version = self.generation.load(Ordering::Relaxed) + 1;
+        self.generation.store(version, Ordering::Release);
+        true
     }
 
     /// The open spool, or `None` after shutdown.

@@ -92,7 +92,7 @@ impl Webhooks {
         let entries: Vec<Arc<AppEntry>> = apps
             .iter()
             .enumerate()
-            .map(|(i, app)| Arc::new(AppEntry::new(i, app)))
+            .map(|(i, app)| Arc::new(AppEntry::new(i, app, Arc::default(), 0)))
             .collect();
         let counters: Vec<_> = entries.iter().map(|e| Arc::clone(&e.counters)).collect();
         let rules = PlanRules {
@@ -179,18 +179,39 @@ impl Webhooks {
         let submission = Submission {
             app: app.index,
             event,
+            cancel_only: false,
         };
         match self.inner.tx.try_send(submission) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 app.counters.unqueue(1);
-                self.report_drop(app, "the webhook queue is full");
+                self.report_drop(&app, "the webhook queue is full");
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 app.counters.unqueue(1);
-                self.report_drop(app, "the webhook service has stopped");
+                self.report_drop(&app, "the webhook service has stopped");
             }
         }
+    }
+
+    /// Voids what this node holds back for `event`'s channel (and user, for presence): a
+    /// `channel_vacated` for a `channel_occupied`, a `member_removed` for a `member_added`. Sends
+    /// nothing. For a cluster: another node reported the channel occupied or the member added (and
+    /// sent that webhook), so this node's held leave would make a receiver that applies webhooks in
+    /// id order end with the wrong state. Never blocks; when the queue is full the cancel is
+    /// skipped (the held event is then sent, as before).
+    pub fn cancel_held(&self, app_id: &str, event: &WebhookEvent) {
+        let Some(app) = self.inner.shared.app(app_id) else {
+            return;
+        };
+        if !app.accepted.contains(event.kind()) {
+            return;
+        }
+        let _ = self.inner.tx.try_send(Submission {
+            app: app.index,
+            event: event.clone(),
+            cancel_only: true,
+        });
     }
 
     /// Counts one dropped event and logs it, rate-limited by [`DROP_LOG_INTERVAL_MS`]. The
@@ -233,10 +254,28 @@ impl Webhooks {
     pub fn stats(&self) -> Vec<AppWebhookStats> {
         self.inner
             .shared
-            .apps
+            .apps()
             .iter()
             .map(|app| app.counters.snapshot(&app.app_id))
             .collect()
+    }
+
+    /// Sets an app's webhooks while the service runs: a new app with targets, or a change of its
+    /// targets, key or secret (a rotation: later attempts sign with the new secret). Events
+    /// already batched for targets the change drops still go to them. Refused, changing nothing,
+    /// when a target is invalid.
+    pub fn set_app(&self, app: &AppHooks) -> Result<(), Error> {
+        app.validate()?;
+        self.inner.shared.set_app(app);
+        Ok(())
+    }
+
+    /// Stops an app's webhooks (it was disabled, deleted, or lost its targets): its new events
+    /// are ignored, events in the hold are dropped, and batches not yet delivered are moved to
+    /// the dead-letter list when their lane reaches them (replayable if the app comes back).
+    /// Returns whether it had webhooks.
+    pub fn remove_app(&self, app_id: &str) -> bool {
+        self.inner.shared.remove_app(app_id)
     }
 
     /// The open spool, or [`Error::Stopped`] so admin calls after shutdown fail cleanly.

@@ -445,3 +445,77 @@ async fn submit_works_from_a_plain_thread_and_ignores_what_nobody_wants() {
     shutdown.cancel();
     task.await.expect("stop");
 }
+
+/// Apps set and removed while the service runs (apps from a database): a service started with no
+/// app sends nothing, an app set later gets its events delivered, a change of its secret signs the
+/// next request with the new one, and a removed app's undelivered batch becomes a dead letter
+/// while its new events are ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_set_and_removed_while_running() {
+    init_logs();
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shutdown = CancellationToken::new();
+    let (hooks, task) =
+        Webhooks::start(Vec::new(), settings(dir.path()), shutdown.clone()).expect("start");
+    assert!(!hooks.wants(APP_ID, EventType::ChannelOccupied));
+    let app = |secret: &str| vestnik_webhooks::AppHooks {
+        app_id: APP_ID.into(),
+        key: KEY.into(),
+        secret: secret.into(),
+        targets: vec![WebhookTarget::every_event(receiver.url("/live"))],
+    };
+    hooks.set_app(&app(support::SECRET)).expect("valid");
+    assert!(hooks.wants(APP_ID, EventType::ChannelOccupied));
+    let occupied = |name: &str| WebhookEvent::ChannelOccupied { channel: ch(name) };
+    hooks.submit(APP_ID, occupied("first"));
+    wait_for("the first webhook", WAIT, || receiver.requests().len() == 1).await;
+    assert!(
+        receiver.requests()[0].signed,
+        "signed with the app's secret"
+    );
+
+    hooks.set_app(&app("a-rotated-secret")).expect("valid");
+    hooks.submit(APP_ID, occupied("second"));
+    wait_for("the second webhook", WAIT, || {
+        receiver.requests().len() == 2
+    })
+    .await;
+    let second = &receiver.requests()[1];
+    assert_eq!(second.events()[0]["channel"], "second");
+    assert!(
+        !second.signed,
+        "signed with the new secret, not the old one"
+    );
+    assert_eq!(second.headers["x-pusher-key"], KEY);
+
+    // The receiver fails; the app is removed while its batch waits for a retry.
+    receiver.set_status(500);
+    hooks.submit(APP_ID, occupied("third"));
+    wait_for("the third attempt", WAIT, || receiver.requests().len() >= 3).await;
+    assert!(hooks.remove_app(APP_ID));
+    assert!(!hooks.remove_app(APP_ID), "already removed");
+    assert!(!hooks.wants(APP_ID, EventType::ChannelOccupied));
+    wait_for("the batch dead-lettered", WAIT, || {
+        hooks.dead_letters(APP_ID).is_ok_and(|d| d.len() == 1)
+    })
+    .await;
+    hooks.submit(APP_ID, occupied("ignored"));
+    receiver.set_status(200);
+    let before = receiver.requests().len();
+    // Back with targets: its later events go out again (the ignored one never does).
+    hooks.set_app(&app(support::SECRET)).expect("valid");
+    hooks.submit(APP_ID, occupied("back"));
+    wait_for("the webhook after the return", WAIT, || {
+        receiver.requests().len() > before
+    })
+    .await;
+    let channels: Vec<Value> = receiver.requests()[before..]
+        .iter()
+        .flat_map(|r| r.events())
+        .map(|e| e["channel"].clone())
+        .collect();
+    assert_eq!(channels, vec![json!("back")]);
+    shutdown.cancel();
+    task.await.expect("stopped");
+}

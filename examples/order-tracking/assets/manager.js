@@ -11,15 +11,8 @@
   const $ = (id) => document.getElementById(id);
   let statuses = [];
 
-  const rub = (minor) =>
-    (minor / 100).toLocaleString('ru-RU', {
-      style: 'currency',
-      currency: 'RUB',
-      minimumFractionDigits: minor % 100 ? 2 : 0,
-      maximumFractionDigits: 2,
-    });
-  const date = (iso) =>
-    new Date(iso).toLocaleString('ru-RU', { day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit' });
+  const { rub } = window.Shop;
+  const date = (iso) => window.Shop.date(iso, 'short');
 
   async function api(path, body) {
     const r = await fetch(path, {

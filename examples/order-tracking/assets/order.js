@@ -8,18 +8,10 @@
   const cfg = JSON.parse(document.getElementById('config').textContent);
   const events = (window.__orderEvents = { received: [], ignored: [], toasts: 0, notifications: 0 });
   const $ = (id) => document.getElementById(id);
-  const MAX_TOASTS = 3;
+  const { rub } = window.Shop;
   let timeline = [];
   let currentStatus = null;
 
-  // Whole roubles without kopecks ("1 480 ₽"), otherwise with them ("12,50 ₽").
-  const rub = (minor) =>
-    (minor / 100).toLocaleString('ru-RU', {
-      style: 'currency',
-      currency: 'RUB',
-      minimumFractionDigits: minor % 100 ? 2 : 0,
-      maximumFractionDigits: 2,
-    });
   // Only the destination is a real place to measure the courier against; without it the map
   // centres on the courier and no distance is shown.
   const destination = cfg.mapCenter ? { ...cfg.mapCenter } : null;
@@ -108,13 +100,7 @@
 
   function toast(text) {
     events.toasts += 1;
-    const div = document.createElement('div');
-    div.className = 'toast';
-    div.textContent = text;
-    // A burst of changes shows its latest few, not a column over the page.
-    while ($('toasts').children.length >= MAX_TOASTS) $('toasts').firstElementChild.remove();
-    $('toasts').appendChild(div);
-    setTimeout(() => div.remove(), 5000);
+    window.Shop.toast(text);
   }
 
   // Browsers only ask for notification permission on a user gesture: a button, shown while the

@@ -7,17 +7,7 @@
   const cfg = JSON.parse(document.getElementById('config').textContent);
   const events = (window.__ordersEvents = { received: [], reloads: 0 });
   const $ = (id) => document.getElementById(id);
-  const MAX_TOASTS = 3;
-
-  const rub = (minor) =>
-    (minor / 100).toLocaleString('ru-RU', {
-      style: 'currency',
-      currency: 'RUB',
-      minimumFractionDigits: minor % 100 ? 2 : 0,
-      maximumFractionDigits: 2,
-    });
-  const date = (iso) =>
-    new Date(iso).toLocaleString('ru-RU', { day: 'numeric', month: 'long', hour: '2-digit', minute: '2-digit' });
+  const { rub, date, toast } = window.Shop;
 
   function setStatus(li, s) {
     li.dataset.status = s.status;
@@ -56,16 +46,6 @@
     for (const o of orders) ul.appendChild(row(o));
     $('empty').hidden = orders.length > 0;
     events.reloads += 1;
-  }
-
-  function toast(text) {
-    const div = document.createElement('div');
-    div.className = 'toast';
-    div.textContent = text;
-    // A burst of changes shows its latest few, not a column over the page.
-    while ($('toasts').children.length >= MAX_TOASTS) $('toasts').firstElementChild.remove();
-    $('toasts').appendChild(div);
-    setTimeout(() => div.remove(), 5000);
   }
 
   function onStatus(data) {

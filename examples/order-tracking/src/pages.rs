@@ -25,6 +25,7 @@ const ORDERS_JS: &str = include_str!("../assets/orders.js");
 const PUSHER_JS: &str = include_str!("../assets/pusher.min.js");
 const ORDER_JS: &str = include_str!("../assets/order.js");
 const MANAGER_JS: &str = include_str!("../assets/manager.js");
+const SHOP_JS: &str = include_str!("../assets/shop.js");
 const STYLE_CSS: &str = include_str!("../assets/style.css");
 
 /// Escapes text for HTML content and attribute values.
@@ -54,6 +55,7 @@ pub async fn static_file(Path(file): Path<String>) -> Response {
         "order.js" => asset("application/javascript; charset=utf-8", ORDER_JS),
         "manager.js" => asset("application/javascript; charset=utf-8", MANAGER_JS),
         "orders.js" => asset("application/javascript; charset=utf-8", ORDERS_JS),
+        "shop.js" => asset("application/javascript; charset=utf-8", SHOP_JS),
         "style.css" => asset("text/css; charset=utf-8", STYLE_CSS),
         _ => ApiError::not_found("file").into_response(),
     }

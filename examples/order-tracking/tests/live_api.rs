@@ -427,6 +427,10 @@ async fn the_order_state_is_the_owners_only() {
     assert_eq!(page.status, 404);
     let js = shop.call("GET", "/static/pusher.min.js", &[], "").await;
     assert!(js.body.contains("Pusher JavaScript Library v8.6.0") || js.body.len() > 50_000);
+    // The helpers every page shares are served, and every page loads them before its own script.
+    let shared = shop.call("GET", "/static/shop.js", &[], "").await;
+    assert_eq!(shared.status, 200);
+    assert!(shared.body.contains("window.Shop"), "{}", shared.body);
 }
 
 #[tokio::test]

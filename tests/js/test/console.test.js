@@ -1,6 +1,6 @@
 // The debug console at /console, in real Chromium (playwright-core), against the real broker with
 // pusher-js clients and the `pusher` Node SDK: sign-in and refusal, live counts and channel list, the
-// event stream (subscriptions, API triggers, client events, members, vacates), test events sent from
+// event stream (subscriptions, API triggers, client events, members, vacates), a channel's history, test events sent from
 // the page, the JSON errors of its API, and (without the browser) a console on one node of a Redis or
 // NATS cluster seeing the other nodes, and the page fitting a phone. Saves its screenshots with
 // `screenshotPath` (target/screenshots/, or docs/ for scripts/screenshots.sh).
@@ -158,8 +158,13 @@ describe('debug console in Chromium', () => {
   });
 
   it('streams an event triggered with the pusher Node SDK, and no other app\'s', async () => {
+    // The day's message count (no quota on this app: a bare number) grows with this app's
+    // trigger: one message received, one delivered.
+    const before = Number(await text('#stat-messages'));
+    assert.ok(Number.isInteger(before), `messages today: ${await text('#stat-messages')}`);
     await serverSdk(broker, APPS.counts).trigger('orders', 'other-app-event', { secret: 'elsewhere' });
     await sdk.trigger('orders', 'order-created', { id: 7, total: '12.50' });
+    await waitFor(async () => Number(await text('#stat-messages')) >= before + 2, UI_TIMEOUT_MS, 'messages today counted');
     const row = await rowWhere((r) => r.type === 'trigger' && r.event === 'order-created', 'trigger row');
     assert.equal(row.channel, 'orders');
     assert.deepEqual(JSON.parse(row.data), { id: 7, total: '12.50' });
@@ -198,6 +203,30 @@ describe('debug console in Chromium', () => {
     await page.fill('#send-data', '{oops');
     await page.click('#send-button');
     await waitFor(async () => (await text('#send-result')).startsWith('Data is not valid JSON'), UI_TIMEOUT_MS, 'JSON note');
+  });
+
+  it("shows a channel's history newest first with its offsets, also on a click in the channel list", async () => {
+    const client = openPusher(broker);
+    await connected(client);
+    await subscribe(client, 'history-orders');
+    for (let step = 1; step <= 3; step++) await sdk.trigger('history-orders', 'status', { step });
+    const historyRows = () =>
+      page.$$eval('#history li', (lis) =>
+        lis.map((li) => [Number(li.dataset.offset), li.querySelector('.event').textContent, li.querySelector('.data').textContent]),
+      );
+    await page.fill('#history-channel', 'history-orders');
+    await page.click('#history-button');
+    await page.waitForSelector('#history-result[data-ok="true"]', { timeout: UI_TIMEOUT_MS });
+    assert.match(await text('#history-result'), /^Epoch [0-9a-f]{12}: offsets 1 to 3, 3 shown$/);
+    assert.deepEqual(await historyRows(), [3, 2, 1].map((step) => [step, 'status', JSON.stringify({ step })]));
+
+    await sdk.trigger('history-orders', 'status', { step: 4 });
+    await page.fill('#history-channel', '');
+    await page.click('#channels tr[data-channel="history-orders"]');
+    await waitFor(async () => (await historyRows()).length === 4, UI_TIMEOUT_MS, 'four rows after the click');
+    assert.equal(await page.inputValue('#history-channel'), 'history-orders');
+    assert.deepEqual((await historyRows())[0], [4, 'status', '{"step":4}']);
+    client.disconnect();
   });
 
   it('shows unsubscriptions, member removal and vacates, and saves the screenshot', async () => {
@@ -314,6 +343,17 @@ describe('console API errors (JSON, 4xx)', () => {
     const fine = await send({ channel: 'c', name: 'e', data: '{"ok":true}' });
     assert.deepEqual([fine.status, fine.json], [200, { sent: ['c'] }]);
     assert.equal((await call('GET', 'nothing-here')).status, 404);
+  });
+
+  it('history needs a session and a valid channel; a channel without events has no epoch', async () => {
+    assert.equal((await call('GET', 'history?channel=orders')).status, 401);
+    const cookie = await signIn();
+    const bad = await call('GET', 'history?channel=a%20b', { cookie });
+    assert.equal(bad.status, 400);
+    assert.match(bad.json.error, /Invalid channel name/);
+    assert.equal((await call('GET', 'history', { cookie })).status, 400);
+    const quiet = await call('GET', 'history?channel=never-published', { cookie });
+    assert.deepEqual([quiet.status, quiet.json.epoch, quiet.json.events], [200, null, []]);
   });
 
   it('sign-in attempts are limited per client IP: 429 with Retry-After, other IPs unaffected', async () => {

@@ -1,7 +1,7 @@
 // The PHP client (clients/php, PushlerRu\PushlerClient) against the real broker: trigger by key (the
 // constructor has no app id) and by id, several channels, socket_id exclusion, triggerBatch,
 // authorizeChannel / authorizePresenceChannel signatures accepted by the broker, getChannels,
-// getChannelInfo, getPresenceUsers, terminateUserConnections, the broker's JSON errors as
+// getChannelInfo, getPresenceUsers, getChannelHistory, terminateUserConnections, the broker's JSON errors as
 // ApiException, and webhook verification of the broker's real webhooks in a PHP receiver.
 
 import assert from 'node:assert/strict';
@@ -146,6 +146,25 @@ describe('authorization accepted by the broker', () => {
     await raw.signin(serverSdk(broker), { id: 'php-user-1' });
     assert.deepEqual((await call('terminateUserConnections', ['php-user-1'])).result, []);
     assert.equal((await raw.waitClose()).code, 4009);
+  });
+});
+
+describe('history', () => {
+  test('getChannelHistory pages a channel\'s events oldest first; a lost position is ApiException 409', async () => {
+    const channel = uniq('orders-');
+    for (let step = 1; step <= 3; step++) await call('trigger', [channel, 'status', { step }]);
+    const first = (await call('getChannelHistory', [channel, { limit: 2 }])).result;
+    assert.deepEqual(first.events.map((e) => [e.offset, e.event, JSON.parse(e.data).step]), [[1, 'status', 1], [2, 'status', 2]]);
+    assert.deepEqual([first.first_offset, first.last_offset, first.next_after, first.has_more], [1, 3, 2, true]);
+    assert.match(first.epoch, /^[0-9a-f]{12}$/);
+    const next = (await call('getChannelHistory', [channel, { epoch: first.epoch, after: first.next_after }])).result;
+    assert.deepEqual(next.events.map((e) => e.offset), [3]);
+    assert.equal(next.has_more, false);
+
+    const lost = await call('getChannelHistory', [channel, { epoch: 'feedfeedfeed', after: 1 }]);
+    assert.equal(lost.exception, 'PushlerRu\\ApiException');
+    assert.equal(lost.status, 409);
+    assert.match(lost.error, /epoch/);
   });
 });
 

@@ -11,7 +11,7 @@ $files = [
     '/vue.esm-browser.prod.js' => $root . '/tests/js/node_modules/vue/dist/vue.esm-browser.prod.js',
     '/OrderTracker.js' => getenv('COOKBOOK_COMPILED_VUE') ?: '',
 ];
-if (preg_match('#^/pushler/([a-z]+\.js)$#', $path, $m)) {
+if (preg_match('#^/pushler/([a-z][a-z-]*\.js)$#', $path, $m)) {
     $files[$path] = $root . '/clients/js/' . $m[1];
 }
 if (isset($files[$path])) {

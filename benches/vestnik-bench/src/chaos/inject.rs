@@ -38,11 +38,26 @@ pub(super) struct Rig {
     /// When publishing started, µs (0 until then).
     pub(super) start_us: AtomicU64,
     pub(super) node_timeout: Duration,
+    /// The relay hold the run judges against (`--relay-hold-ms`; zero: not judged).
+    pub(super) relay_hold: Duration,
 }
 
 impl Rig {
     pub(super) fn secs_since_start(&self) -> f64 {
         clock::now_us().saturating_sub(self.start_us.load(Ordering::Relaxed)) as f64 / 1e6
+    }
+
+    /// The cause of a backbone or cut outage whose link stayed down `down_us`: itself, or
+    /// [`OutageCause::PastHold`] when the nodes reconnected only after the relay hold had run out
+    /// (on a starved machine a short cut can take longer than the hold to recover from), since
+    /// the hold promises nothing past its bound; what is lost there must still be counted.
+    pub(super) fn link_outage(&self, cause: OutageCause, down_us: u64) -> OutageCause {
+        let hold = u64::try_from(self.relay_hold.as_micros()).unwrap_or(u64::MAX);
+        if hold > 0 && down_us > hold {
+            OutageCause::PastHold
+        } else {
+            cause
+        }
     }
 
     /// Waits until `node` (or every node) says its backbone is connected; the time it saw it.
@@ -129,7 +144,7 @@ pub(super) async fn inject(rig: &Rig, f: Fault) -> Result<()> {
                 node: None,
                 from_us: t0.saturating_sub(lead),
                 to_us: t1 + u64::try_from(SCRAPE_EVERY.as_micros()).unwrap_or(0),
-                cause: OutageCause::Backbone,
+                cause: rig.link_outage(OutageCause::Backbone, t1 - t0),
             });
             format!("backbone SIGKILL, restarted after {:?}; every node reconnected {:.1} s after the kill", f.length, (t1 - t0) as f64 / 1e6)
         }
@@ -142,7 +157,7 @@ pub(super) async fn inject(rig: &Rig, f: Fault) -> Result<()> {
                 node: Some(node),
                 from_us: t0.saturating_sub(lead),
                 to_us: t1 + u64::try_from(SCRAPE_EVERY.as_micros()).unwrap_or(0),
-                cause: OutageCause::Cut,
+                cause: rig.link_outage(OutageCause::Cut, t1 - t0),
             });
             format!(
                 "node {node} cut from the backbone for {:?}; reconnected {:.1} s after the cut",

@@ -80,6 +80,9 @@ pub enum OutageCause {
     /// The node was stopped (SIGSTOP), until it was connected again after SIGCONT: relays it had
     /// queued may time out when it resumes.
     Stop,
+    /// A backbone restart or a cut after which the link came back only once the relay hold had
+    /// run out: what was held past the hold is lost, and must be counted, not delivered.
+    PastHold,
 }
 
 /// A time when events accepted by `node` (or by any node, when `None`) may not reach the others.
@@ -230,7 +233,13 @@ pub fn account(
             if lost_here {
                 match cause {
                     Some(OutageCause::Kill) => d.events_lost_at_kill += 1,
-                    Some(OutageCause::Backbone | OutageCause::Cut | OutageCause::Stop) | None => {
+                    Some(
+                        OutageCause::Backbone
+                        | OutageCause::Cut
+                        | OutageCause::Stop
+                        | OutageCause::PastHold,
+                    )
+                    | None => {
                         d.events_lost_in_outage += 1;
                     }
                 }
@@ -252,6 +261,7 @@ fn cause_name(c: OutageCause) -> String {
         OutageCause::Cut => "cut",
         OutageCause::Kill => "kill",
         OutageCause::Stop => "stop",
+        OutageCause::PastHold => "past-hold",
     }
     .to_owned()
 }
@@ -365,5 +375,28 @@ mod tests {
         assert_eq!((d.accepted, d.refused, d.unconfirmed), (2, 1, 1));
         assert_eq!(d.lost, 0);
         assert_eq!(d.lost_in_outage.get("backbone"), Some(&1));
+    }
+
+    #[test]
+    fn a_link_down_past_the_hold_is_counted_apart_from_the_hold_it_outlived() {
+        let streams = vec![StreamRecord {
+            id: 1,
+            node: 0,
+            published: vec![ok(0, 0), ok(1, 5000)],
+        }];
+        let outages = [Outage {
+            node: Some(0),
+            from_us: 4000,
+            to_us: 6000,
+            cause: OutageCause::PastHold,
+        }];
+        let d = account(&streams, &[&log_of(1, &[0])], &outages, 0);
+        assert_eq!(d.lost_in_outage.get("past-hold"), Some(&1));
+        assert_eq!(d.lost_in_outage.get("cut"), None);
+        assert_eq!(
+            d.events_lost_in_outage, 1,
+            "still owed to the nodes' lost counters"
+        );
+        assert_eq!(d.lost, 0);
     }
 }

@@ -163,6 +163,7 @@ pub async fn chaos(args: &ChaosArgs, quiet: bool) -> Result<(ChaosReport, PathBu
         isolated: Mutex::new(BTreeSet::new()),
         start_us: AtomicU64::new(0),
         node_timeout,
+        relay_hold: Duration::from_millis(args.relay_hold_ms),
     });
 
     // Sockets, all subscribed before anything is published.

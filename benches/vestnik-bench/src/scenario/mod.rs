@@ -7,9 +7,11 @@
 //! - [`idle`]: sockets held open; RSS per socket.
 //! - [`connect`]: connect-and-subscribe rate.
 //! - [`triggers`]: HTTP API throughput, closed loop.
+//! - [`floor`]: no broker; the CPU of one plain write per delivery, the floor to compare with.
 
 pub mod connect;
 pub mod fanout;
+pub mod floor;
 pub mod idle;
 pub mod triggers;
 

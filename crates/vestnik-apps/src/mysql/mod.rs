@@ -19,7 +19,7 @@ use crate::feed::{ChangeFeed, FeedOptions, Loaded};
 use crate::postgres::usage_row;
 use crate::record::{self, AppRecord, AppUpdate, NewApp};
 use crate::row::{bind_groups, GroupValues, RawApp, GROUP_COLUMNS};
-use crate::secret::{self, Secret};
+use crate::secret;
 use crate::store::{Catalogue, Migrated, Rejected, Snapshot, StoreFuture, UsageLedger};
 use crate::usage::{self, Day, Hour, UsageRow};
 
@@ -276,7 +276,7 @@ impl MySqlStore {
                 &app.webhooks,
             )
         };
-        let secret = app.secret.clone().unwrap_or_else(Secret::generate);
+        let secret = app.secret.clone().unwrap_or_else(secret::generate_secret);
         let sql = insert_sql();
         for _ in 0..RETRIES {
             let id = app.id.clone().unwrap_or_else(secret::generate_id);
@@ -336,7 +336,7 @@ impl MySqlStore {
     /// expiry uses the database's clock, which every node shares.
     async fn rotate(&self, id: &str, grace: Duration) -> Result<AppRecord, StoreError> {
         record::check_grace(grace)?;
-        let secret = Secret::generate();
+        let secret = secret::generate_secret();
         let micros = i64::try_from(grace.as_micros()).unwrap_or(i64::MAX);
         let mut tx = self.pool.begin().await?;
         // Assignments run left to right: previous_secret takes the old secret before it changes.

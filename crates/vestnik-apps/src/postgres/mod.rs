@@ -17,7 +17,7 @@ use crate::error::StoreError;
 use crate::feed::{ChangeFeed, FeedOptions, Loaded};
 use crate::record::{self, AppRecord, AppUpdate, NewApp};
 use crate::row::{bind_groups, GroupValues, RawApp, GROUP_COLUMNS};
-use crate::secret::{self, Secret};
+use crate::secret;
 use crate::store::{Catalogue, Migrated, Rejected, Snapshot, StoreFuture, UsageLedger};
 use crate::usage::{self, Day, Hour, Usage, UsageRow};
 
@@ -247,7 +247,7 @@ impl PgStore {
                 &app.webhooks,
             )
         };
-        let secret = app.secret.clone().unwrap_or_else(Secret::generate);
+        let secret = app.secret.clone().unwrap_or_else(secret::generate_secret);
         let sql = insert_sql();
         for _ in 0..RETRIES {
             let id = app.id.clone().unwrap_or_else(secret::generate_id);
@@ -305,7 +305,7 @@ impl PgStore {
     /// atomically; the expiry uses the database's clock (`now()`), the one clock every node shares.
     async fn rotate(&self, id: &str, grace: Duration) -> Result<AppRecord, StoreError> {
         record::check_grace(grace)?;
-        let secret = Secret::generate();
+        let secret = secret::generate_secret();
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE vestnik_apps SET \

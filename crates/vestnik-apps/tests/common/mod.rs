@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod own_pg;
 pub mod suite;
 
 use std::future::Future;

@@ -11,11 +11,13 @@
 
 mod backoff;
 mod hold;
+mod routes;
 mod shell;
 mod stats;
 
 pub use backoff::reconnect_delay;
 pub use hold::HoldLimits;
+pub use routes::{RouteSet, Routes, ShardSet};
 pub use shell::{AdapterShell, LinkState, ShellOptions, Transport, Wiring};
 pub use stats::{AdapterCounters, AdapterStats};
 
@@ -48,6 +50,9 @@ pub enum Destination {
     All,
     /// One node.
     Node(NodeId),
+    /// Every node that listens to this route shard (see [`Routes`]): the channel event relays of
+    /// interest routing. An adapter without [`Adapter::routes`] never gets one.
+    Shard(u32),
 }
 
 /// What an adapter reports to the cluster layer.
@@ -83,6 +88,21 @@ pub trait Adapter: Send + Sync + 'static {
     fn can_take(&self, len: usize) -> bool {
         let _ = len;
         self.is_connected()
+    }
+
+    /// How long, and within how many bytes, the cluster layer keeps the relays it sent for nodes
+    /// that missed them (a backbone restart reconnects nodes one after another): as long as the
+    /// relay hold, so that what a node held and sent late can still be had again by a node that
+    /// came back later still. With the hold disabled, the default bounds.
+    fn replay_limits(&self) -> HoldLimits {
+        HoldLimits::default()
+    }
+
+    /// The adapter's interest routing: the route shards this node listens to, wanted by the
+    /// cluster layer and confirmed by the backbone. `None` (the default): the adapter has no
+    /// interest routing, and the cluster layer sends every relay to [`Destination::All`].
+    fn routes(&self) -> Option<&Routes> {
+        None
     }
 
     /// What the adapter moved and lost so far; adapters that count nothing report zeros.
@@ -169,7 +189,8 @@ impl Adapter for MemoryAdapter {
     fn send(&self, to: Destination, payload: Bytes) -> bool {
         let nodes = self.hub.nodes.lock();
         match to {
-            Destination::All => {
+            // The memory hub has no interest routing; a shard reaches everyone, like `All`.
+            Destination::All | Destination::Shard(_) => {
                 for tx in nodes.values() {
                     let _ = tx.send(AdapterEvent::Message(payload.clone()));
                 }

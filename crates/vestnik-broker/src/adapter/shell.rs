@@ -25,7 +25,7 @@ use tokio_util::task::TaskTracker;
 use tracing::warn;
 
 use super::hold::{Hold, HoldLimits};
-use super::{Adapter, AdapterCounters, AdapterEvent, AdapterStats, Destination, NodeId};
+use super::{Adapter, AdapterCounters, AdapterEvent, AdapterStats, Destination, NodeId, Routes};
 
 /// What a backbone adds to the shell: how to connect and start its tasks, and what it cannot
 /// carry. Implement it, and `AdapterShell<YourTransport>` is a complete [`Adapter`] whose
@@ -40,6 +40,11 @@ pub trait Transport: Sized + Send + Sync + 'static {
 
     /// Why `connect` failed.
     type Error: Send;
+
+    /// Whether the backbone carries [`Destination::Shard`] and applies the shell's [`Routes`]
+    /// (subscribes to the wanted shards and confirms them). `false`: the cluster layer is told the
+    /// adapter has no interest routing and never sends to a shard.
+    const ROUTED: bool = false;
 
     /// Connects node `node` to the backbone at `url`, with the cluster's names under
     /// `cluster_prefix`, and starts the adapter through [`AdapterShell::start`]. Fails when the
@@ -124,6 +129,8 @@ pub struct Wiring {
     pub stop: CancellationToken,
     /// Cancelled by `close`: publish what is queued, then end.
     pub closing: CancellationToken,
+    /// The route shards the cluster layer wants; the backbone subscribes to them and confirms.
+    pub routes: Arc<Routes>,
 }
 
 /// An [`Adapter`] made of the shared shell and one backbone's [`Transport`]. Built only by
@@ -143,6 +150,10 @@ pub struct AdapterShell<T: Transport> {
     close_timeout: Duration,
     /// Messages accepted while the link was down (or while older ones were still held).
     hold: Arc<Mutex<Hold>>,
+    /// The hold's bounds, which are also the cluster layer's replay bounds.
+    hold_limits: HoldLimits,
+    /// The route shards wanted and confirmed (used only when the transport is `ROUTED`).
+    routes: Arc<Routes>,
 }
 
 impl<T: Transport> AdapterShell<T> {
@@ -187,6 +198,7 @@ impl<T: Transport> AdapterShell<T> {
             CancellationToken::new(),
             TaskTracker::new(),
         );
+        let routes = Arc::new(Routes::default());
         spawn(
             Wiring {
                 node,
@@ -195,6 +207,7 @@ impl<T: Transport> AdapterShell<T> {
                 state: state.clone(),
                 stop: stop.clone(),
                 closing: closing.clone(),
+                routes: routes.clone(),
             },
             &tasks,
         );
@@ -221,6 +234,8 @@ impl<T: Transport> AdapterShell<T> {
             tasks,
             close_timeout: options.close_timeout,
             hold,
+            hold_limits: options.hold,
+            routes,
         })
     }
 
@@ -325,6 +340,18 @@ impl<T: Transport> Adapter for AdapterShell<T> {
 
     fn stats(&self) -> AdapterStats {
         Self::stats(self)
+    }
+
+    fn routes(&self) -> Option<&Routes> {
+        T::ROUTED.then_some(&*self.routes)
+    }
+
+    fn replay_limits(&self) -> HoldLimits {
+        if self.hold_limits.time.is_zero() {
+            HoldLimits::default()
+        } else {
+            self.hold_limits
+        }
     }
 
     fn close(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {

@@ -56,9 +56,11 @@ impl Broker {
     pub fn subscribe(&self, conn: &ConnectionHandle, req: Subscribe) -> Result<(), SubscribeError> {
         let app = conn.app().clone();
         let channel = req.channel;
+        // The secrets of the app as served now: a rotation after this socket connected applies.
+        let current = self.current_app(&app);
         let mut st = conn.state.lock();
         let member = authorise(
-            &app,
+            &current,
             &st,
             &conn.socket_id().to_string(),
             &channel,
@@ -94,6 +96,19 @@ impl Broker {
         }
         st.channels.insert(channel, member.map(|(uid, _)| uid));
         Ok(())
+    }
+
+    /// What the edge awaits before [`subscribe`](Self::subscribe) on `channel`, if anything: in
+    /// a cluster that routes by interest, the backbone's confirmation that this node listens to
+    /// the channel's route shard, so that an event published once the client saw
+    /// `subscription_succeeded` reaches it. `None` on a single node, or when nothing needs waiting.
+    /// The future resolves within a bounded time (2 s at most).
+    pub fn subscribe_ready(
+        &self,
+        conn: &ConnectionHandle,
+        channel: &ChannelName,
+    ) -> Option<crate::hook::HookFuture<'static, ()>> {
+        self.hook()?.subscribe_ready(conn.app(), channel)
     }
 
     /// Leaves a channel, announcing `member_removed` if this was the user's last socket there.
@@ -364,14 +379,10 @@ fn authorise(
             }
         }
         ChannelKind::Private | ChannelKind::Encrypted => {
-            verify_channel(
-                &app.key,
-                &app.secret,
-                socket_id,
-                channel.as_str(),
-                None,
-                need_auth()?,
-            )?;
+            let auth = need_auth()?;
+            app.verify_with(|secret| {
+                verify_channel(&app.key, secret, socket_id, channel.as_str(), None, auth)
+            })?;
             Ok(None)
         }
         ChannelKind::Presence => {
@@ -398,24 +409,21 @@ fn authorise_presence(
                 "Presence channels need channel_data (or a signed-in user)".into(),
             ));
         };
-        verify_channel(
-            &app.key,
-            &app.secret,
-            socket_id,
-            channel.as_str(),
-            None,
-            auth,
-        )?;
+        app.verify_with(|secret| {
+            verify_channel(&app.key, secret, socket_id, channel.as_str(), None, auth)
+        })?;
         return Ok((user.id.clone(), user.info.clone()));
     };
-    verify_channel(
-        &app.key,
-        &app.secret,
-        socket_id,
-        channel.as_str(),
-        Some(cd),
-        auth,
-    )?;
+    app.verify_with(|secret| {
+        verify_channel(
+            &app.key,
+            secret,
+            socket_id,
+            channel.as_str(),
+            Some(cd),
+            auth,
+        )
+    })?;
     let data = PresenceData::parse(cd, app.max_user_info_bytes)?;
     Ok((Arc::from(data.user_id.as_str()), data.user_info))
 }

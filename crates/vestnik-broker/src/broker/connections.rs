@@ -34,13 +34,13 @@ impl Broker {
             (0, _) | (_, None) => 0,
             (_, Some(hook)) => hook.remote_sockets(&app),
         };
-        if rt.connections.fetch_add(1, Ordering::AcqRel) + remote >= app.max_connections
-            && app.max_connections > 0
-        {
+        let here = rt.connections.fetch_add(1, Ordering::AcqRel);
+        if here + remote >= app.max_connections && app.max_connections > 0 {
             rt.connections.fetch_sub(1, Ordering::AcqRel);
             node.fetch_sub(1, Ordering::AcqRel);
             return Err(ConnectError::AppOverQuota);
         }
+        rt.usage.connections(here as u64 + 1);
         let socket_id = SocketId::new(
             rand::random_range(1..SocketId::MAX_PART),
             rand::random_range(1..SocketId::MAX_PART),

@@ -89,6 +89,19 @@ impl Broker {
             .and_then(|c| c.members.as_ref())
             .is_some_and(|members| members.contains(user_id));
         let changed = record();
+        if changed {
+            if let (RemoteMemberChange::Joined(_), Ok(name)) =
+                (&change, ChannelName::parse(channel))
+            {
+                self.report(
+                    app,
+                    BrokerEvent::MemberJoinedElsewhere {
+                        channel: &name,
+                        user_id,
+                    },
+                );
+            }
+        }
         if !changed || local_has {
             return false;
         }
@@ -115,6 +128,12 @@ impl Broker {
         if self.runtime(app).registry.stats(channel.as_str()).is_none() {
             self.report(app, BrokerEvent::ChannelVacated { channel });
         }
+    }
+
+    /// Another node got a channel's first subscriber while no other remote node had it: reported
+    /// for webhooks as [`BrokerEvent::OccupiedElsewhere`], so a vacate held back here is dropped.
+    pub(crate) fn report_occupied_elsewhere(&self, app: &App, channel: &ChannelName) {
+        self.report(app, BrokerEvent::OccupiedElsewhere { channel });
     }
 
     /// A channel came back to the cluster with a node that had been written off for its silence
@@ -209,6 +228,24 @@ impl Broker {
             .iter()
             .map(|e| (e.key().clone(), e.value().connection_count()))
             .collect()
+    }
+
+    /// The UTC day this node counts messages of, and per app its messages that day and how many of
+    /// them are in the usage ledger, for heartbeats (the other nodes' daily quotas). Apps with no
+    /// message today are left out.
+    pub(crate) fn message_counts(&self) -> (i64, Vec<(String, u64, u64)>) {
+        let mut day = 0;
+        let counts = self
+            .inner
+            .runtimes
+            .iter()
+            .filter_map(|e| {
+                let (d, counted, flushed) = e.value().usage.today();
+                day = day.max(d);
+                (counted > 0).then(|| (e.key().clone(), counted, flushed))
+            })
+            .collect();
+        (day, counts)
     }
 
     /// This node's subscription count of one channel (0 for an unknown app or channel).

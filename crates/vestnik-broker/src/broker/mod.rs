@@ -45,6 +45,7 @@ use crate::events::{BrokerEvent, EventSink, NoEvents};
 use crate::history::{History, StreamLimits};
 use crate::hook::ClusterHook;
 use crate::registry::Registry;
+use crate::usage::UsageCounters;
 
 pub(crate) use local::{LocalCached, LocalSnapshot, RemoteMemberChange};
 pub use publish::PublishEvent;
@@ -80,6 +81,8 @@ pub struct AppRuntime {
     watchers: DashMap<Arc<str>, Vec<ConnectionHandle>>,
     /// Sockets of this app on this node.
     connections: AtomicUsize,
+    /// Usage since the last flush and messages today, counted once per publish (never per socket).
+    pub usage: UsageCounters,
 }
 
 impl AppRuntime {
@@ -172,6 +175,17 @@ impl Broker {
         &self.inner.apps
     }
 
+    /// The version of `app` served now, for its secrets: a socket keeps the version it connected
+    /// with, but a rotation since then must apply to its channel auth and sign-in. Falls back to
+    /// `app` itself when the app is gone or now has another key (its sockets are being closed).
+    pub fn current_app(&self, app: &Arc<App>) -> Arc<App> {
+        self.inner
+            .apps
+            .by_id(&app.id)
+            .filter(|now| now.key == app.key)
+            .unwrap_or_else(|| app.clone())
+    }
+
     /// The live state of `app`, created on first use.
     pub fn runtime(&self, app: &App) -> Arc<AppRuntime> {
         if let Some(rt) = self.inner.runtimes.get(&app.id) {
@@ -195,6 +209,21 @@ impl Broker {
                 .map(|r| r.registry.channel_count())
                 .sum(),
         }
+    }
+
+    /// Every app with live state on this node, by id, for the usage flusher and the quota refresh.
+    pub fn runtimes(&self) -> Vec<(String, Arc<AppRuntime>)> {
+        self.inner
+            .runtimes
+            .iter()
+            .map(|e| (e.key().clone(), e.value().clone()))
+            .collect()
+    }
+
+    /// Whether `app`'s daily message quota is used up, counting the whole cluster as this node
+    /// knows it (its own count plus the other nodes' from their heartbeats and the ledger's).
+    pub fn over_message_quota(&self, app: &App) -> bool {
+        app.max_messages_per_day > 0 && self.runtime(app).usage.over_quota(app.max_messages_per_day)
     }
 
     /// Drops expired cache entries and expired history of every app.

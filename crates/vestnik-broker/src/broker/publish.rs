@@ -9,6 +9,7 @@
 //!
 //! [`ClusterHook`]: crate::hook::ClusterHook
 
+use std::cell::Cell;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -42,6 +43,7 @@ impl Broker {
     /// for every subscriber but `except`, here and on every other node. Returns how many sockets on
     /// this node got it.
     pub fn publish(&self, app: &App, event: &PublishEvent<'_>) -> usize {
+        self.runtime(app).usage.received(1);
         if let Some(hook) = self.hook() {
             hook.published(app, event);
         }
@@ -55,6 +57,8 @@ impl Broker {
         let rt = self.runtime(app);
         let now = Instant::now();
         let mut delivered = 0;
+        // Bytes written, over every channel: summed here and added to the counters once.
+        let bytes = Cell::new(0u64);
         let mut kept = false;
         for channel in event.channels {
             let encode = |position: Option<Position<'_>>| {
@@ -78,7 +82,9 @@ impl Broker {
                         },
                     );
                 }
-                rt.registry.fan_out(channel.as_str(), frame, event.except)
+                let n = rt.registry.fan_out(channel.as_str(), frame, event.except);
+                bytes.set(bytes.get() + (n * frame.len()) as u64);
+                n
             };
             let recipients = match self.history_limits(app, channel.as_str()) {
                 Some(limits) => {
@@ -102,6 +108,7 @@ impl Broker {
         if kept {
             rt.history.evict_over(app.history.max_bytes);
         }
+        rt.usage.delivered(delivered as u64, bytes.get());
         delivered
     }
 
@@ -117,6 +124,9 @@ impl Broker {
         let app = conn.app();
         if !app.client_events {
             return Err(ClientEventError::Disabled);
+        }
+        if self.over_message_quota(app) {
+            return Err(ClientEventError::OverQuota);
         }
         if !channel.kind().allows_client_events() {
             return Err(ClientEventError::ChannelKind(channel.to_string()));
@@ -182,8 +192,11 @@ impl Broker {
         };
         let rt = self.runtime(app);
         let deliver = |frame: &Bytes| {
-            rt.registry
-                .fan_out(event.channel.as_str(), frame, Some(event.socket_id))
+            let n = rt
+                .registry
+                .fan_out(event.channel.as_str(), frame, Some(event.socket_id));
+            rt.usage.delivered(n as u64, (n * frame.len()) as u64);
+            n
         };
         match self.history_limits(app, event.channel.as_str()) {
             Some(limits) => {

@@ -1,5 +1,5 @@
 //! What the HTTP API asks about channels: one channel's stats, the occupied channels, a presence
-//! channel's users, over the whole cluster.
+//! channel's users, over the whole cluster; and one channel's history on this node.
 //!
 //! Subscription counts of other nodes come from a query through the [`ClusterHook`] (answered
 //! within the cluster's query timeout); user counts come from the replicated roster, which needs no
@@ -8,11 +8,14 @@
 //! [`ClusterHook`]: crate::hook::ClusterHook
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
+use vestnik_protocol::message::{Recover, RecoveryFailure};
 use vestnik_protocol::{ChannelKind, ChannelName};
 
 use super::Broker;
 use crate::app::App;
+use crate::history::{HistoryPage, HistoryRefusal};
 use crate::registry::ChannelStats;
 
 impl Broker {
@@ -79,5 +82,28 @@ impl Broker {
             }
         }
         ids
+    }
+
+    /// Up to `limit` of `channel`'s kept events after `after` (from the oldest kept without it),
+    /// oldest first, for the history API. Refused with the same reasons a recovery gives: history
+    /// off for the channel, a node in a cluster (whose history is not cluster-wide yet, so a
+    /// node's own view would be partial), another epoch, or events already dropped.
+    pub fn channel_history(
+        &self,
+        app: &App,
+        channel: &ChannelName,
+        after: Option<&Recover>,
+        limit: usize,
+    ) -> Result<HistoryPage, HistoryRefusal> {
+        let refuse = |reason| Err(HistoryRefusal::new(reason, HistoryPage::default()));
+        if self.hook().is_some() {
+            return refuse(RecoveryFailure::ClusterHistoryUnavailable);
+        }
+        if app.history.for_channel(channel.as_str()).is_none() {
+            return refuse(RecoveryFailure::HistoryOff);
+        }
+        self.runtime(app)
+            .history
+            .page(channel.as_str(), after, limit, Instant::now())
     }
 }

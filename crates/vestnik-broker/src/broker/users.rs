@@ -30,13 +30,10 @@ impl Broker {
         user_data: &str,
     ) -> Result<(), SigninError> {
         let app = conn.app().clone();
-        verify_user(
-            &app.key,
-            &app.secret,
-            &conn.socket_id().to_string(),
-            user_data,
-            auth,
-        )?;
+        // The secrets of the app as served now: a rotation after this socket connected applies.
+        let current = self.current_app(&app);
+        let socket_id = conn.socket_id().to_string();
+        current.verify_with(|secret| verify_user(&app.key, secret, &socket_id, user_data, auth))?;
         // The user's info becomes a presence member's when it joins without channel_data, so it
         // is bounded here by the same limit as channel_data's.
         let data = UserData::parse(user_data, app.max_user_info_bytes)?;

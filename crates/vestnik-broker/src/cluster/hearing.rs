@@ -146,6 +146,7 @@ mod tests {
             heartbeat_interval: Duration::from_millis(750),
             node_timeout: Duration::from_secs(3),
             query_timeout: Duration::from_secs(1),
+            ..ClusterSettings::default()
         }
     }
 

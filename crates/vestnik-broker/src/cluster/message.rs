@@ -2,18 +2,35 @@
 //! sender. Payloads carry the event data as the string the publisher sent, so a receiving node
 //! encodes each event once for all its local sockets, exactly as a local publish does.
 //!
+//! Relays (`Publish`, `ClientEvent`, `Terminate`) are numbered per origin, and every other
+//! message carries the number of the last relay its sender sent before it (`Envelope::seq`), so a
+//! receiver can tell when it missed relays and ask for them again (see `replay`).
+//!
 //! This module must never act on a message; it only defines and (de)serialises them.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use vestnik_protocol::ChannelName;
 
 use crate::adapter::NodeId;
+use crate::broker::{LocalCached, LocalSnapshot};
 
 /// One message on the backbone, with its sender.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {
     /// The sending node.
     pub from: NodeId,
+    /// For a relay, its number in the sender's relay sequence (from 1); for any other message,
+    /// the number of the last relay the sender sent before it (0: none yet). A receiver whose
+    /// last delivered relay from `from` is lower has missed some and asks for them.
+    #[serde(default)]
+    pub seq: u64,
+    /// The lane a relay's `seq` counts in: absent for the all-nodes lane, the route shard for a
+    /// channel event sent to the nodes listening to that shard (see `replay::Lane`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lane: Option<u32>,
     /// What it says.
     pub msg: Msg,
 }
@@ -44,6 +61,19 @@ pub struct CacheEntry {
     pub data: String,
     /// Milliseconds it has left to live.
     pub ttl_ms: u64,
+}
+
+impl CacheEntry {
+    /// The entry as the broker keeps it, once its channel name is checked.
+    pub fn into_local(self, channel: ChannelName) -> LocalCached {
+        LocalCached {
+            app: self.app,
+            channel,
+            frame: Bytes::from(self.frame),
+            data: self.data,
+            ttl: Duration::from_millis(self.ttl_ms),
+        }
+    }
 }
 
 /// A question one node asks all others.
@@ -123,10 +153,17 @@ pub enum Msg {
         /// User id.
         user_id: String,
     },
-    /// I am alive; these are my socket counts per app.
+    /// I am alive; these are my socket counts per app, and my message counts of the UTC day.
     Heartbeat {
         /// (app id, sockets) pairs.
         connections: Vec<(String, usize)>,
+        /// The UTC day (Unix time of its midnight) `messages` counts; absent from older nodes.
+        #[serde(default)]
+        day: i64,
+        /// (app id, messages the sender counted on `day`, of which in the usage ledger), for the
+        /// daily message quota; absent from older nodes.
+        #[serde(default)]
+        messages: Vec<(String, u64, u64)>,
     },
     /// I just (re)connected: send me your state.
     Hello,
@@ -140,6 +177,10 @@ pub enum Msg {
         /// The sender's cache-channel events, so a node that starts late can replay them too.
         #[serde(default)]
         cache: Vec<CacheEntry>,
+        /// The last relay number of each route-shard lane the sender used recently, so a node
+        /// back from an outage sees the tail it missed on the lanes it listens to.
+        #[serde(default)]
+        lanes: Vec<(u32, u64)>,
     },
     /// The sender got its first subscriber on a channel.
     Occupied {
@@ -174,6 +215,85 @@ pub enum Msg {
         /// The answer.
         answer: Answer,
     },
+    /// Please send me again your relays numbered above `after`: I missed some (I was
+    /// reconnecting while you sent them).
+    Resend {
+        /// The last of your relays I delivered.
+        after: u64,
+        /// The lane they are in (absent: the all-nodes lane).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lane: Option<u32>,
+    },
+    /// Your relays up to `upto` (above the `after` you asked for) are older than my replay log
+    /// keeps: count them as lost and go on after `upto`. The rest follows as the relays themselves.
+    Missed {
+        /// The last relay that cannot be sent again.
+        upto: u64,
+        /// The lane they are in (absent: the all-nodes lane).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lane: Option<u32>,
+    },
+}
+
+impl Msg {
+    /// The `Sync` that carries a node's whole state, from the broker's snapshot of it.
+    pub fn sync_of(snapshot: LocalSnapshot, lanes: Vec<(u32, u64)>) -> Self {
+        let LocalSnapshot {
+            members,
+            channels,
+            cache,
+        } = snapshot;
+        let members = members
+            .into_iter()
+            .map(|m| SyncMember {
+                app: m.app,
+                channel: m.channel.to_string(),
+                user_id: m.user_id,
+                info: m.info,
+            })
+            .collect();
+        let channels = channels
+            .into_iter()
+            .map(|(app, channel)| (app, channel.to_string()))
+            .collect();
+        let cache = cache
+            .into_iter()
+            .map(|c| CacheEntry {
+                app: c.app,
+                channel: c.channel.to_string(),
+                frame: String::from_utf8_lossy(&c.frame).into_owned(),
+                data: c.data,
+                ttl_ms: u64::try_from(c.ttl.as_millis()).unwrap_or(u64::MAX),
+            })
+            .collect();
+        Msg::Sync {
+            members,
+            channels,
+            cache,
+            lanes,
+        }
+    }
+
+    /// Whether this is a relay: a message every node acts on for its sockets, numbered per origin
+    /// so that none is missed, repeated or reordered across a backbone restart.
+    pub fn is_relay(&self) -> bool {
+        match self {
+            Msg::Publish { .. } | Msg::ClientEvent { .. } | Msg::Terminate { .. } => true,
+            Msg::MemberJoined(_)
+            | Msg::MemberLeft { .. }
+            | Msg::Heartbeat { .. }
+            | Msg::Hello
+            | Msg::Sync { .. }
+            | Msg::Occupied { .. }
+            | Msg::Vacated { .. }
+            | Msg::Draining
+            | Msg::Leaving
+            | Msg::Query { .. }
+            | Msg::Reply { .. }
+            | Msg::Resend { .. }
+            | Msg::Missed { .. } => false,
+        }
+    }
 }
 
 impl Envelope {
@@ -197,6 +317,8 @@ mod tests {
     fn round_trip() {
         let e = Envelope {
             from: 7,
+            seq: 3,
+            lane: None,
             msg: Msg::MemberJoined(SyncMember {
                 app: "a".into(),
                 channel: "presence-x".into(),
@@ -206,5 +328,53 @@ mod tests {
         };
         assert_eq!(Envelope::decode(&e.encode()), Some(e));
         assert_eq!(Envelope::decode(b"nope"), None);
+        // A node from before numbering sends no `seq`: it reads as 0.
+        let old = br#"{"from":1,"msg":"Hello"}"#;
+        assert_eq!(Envelope::decode(old).map(|e| e.seq), Some(0));
+        // A shard relay names its lane; an all-nodes message leaves it out, as before.
+        let routed = Envelope {
+            from: 1,
+            seq: 9,
+            lane: Some(12),
+            msg: Msg::Resend {
+                after: 4,
+                lane: Some(12),
+            },
+        };
+        assert_eq!(Envelope::decode(&routed.encode()), Some(routed));
+        let plain = Envelope {
+            from: 1,
+            seq: 2,
+            lane: None,
+            msg: Msg::Hello,
+        };
+        assert!(!String::from_utf8_lossy(&plain.encode()).contains("lane"));
+    }
+
+    /// A heartbeat from a node that counts no messages (an older build) still decodes, with no
+    /// day and no message counts; a current one carries them.
+    #[test]
+    fn heartbeats_with_and_without_message_counts() {
+        let old = br#"{"from":1,"msg":{"Heartbeat":{"connections":[["a",2]]}}}"#;
+        let msg = Envelope::decode(old).map(|e| e.msg);
+        assert_eq!(
+            msg,
+            Some(Msg::Heartbeat {
+                connections: vec![("a".into(), 2)],
+                day: 0,
+                messages: Vec::new(),
+            })
+        );
+        let now = Envelope {
+            from: 2,
+            seq: 0,
+            lane: None,
+            msg: Msg::Heartbeat {
+                connections: Vec::new(),
+                day: 86_400,
+                messages: vec![("a".into(), 7, 5)],
+            },
+        };
+        assert_eq!(Envelope::decode(&now.encode()), Some(now));
     }
 }

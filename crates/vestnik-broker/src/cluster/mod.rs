@@ -10,6 +10,10 @@
 //! - Silence is judged only while this node could hear (`hearing`): a node that was stopped or cut
 //!   off writes nobody off for it. A node the others wrote off and that comes back is told as a
 //!   return (`departed`): what its `Sync` brings back is reported as occupied and added again.
+//! - Relays are numbered per origin and logged by their sender for as long as the relay hold
+//!   (`replay`): a node that reconnects to a restarted backbone later than another, and so missed
+//!   what the other relayed meanwhile, sees the gap in the numbers and asks for it again; it
+//!   delivers in order and drops repeats, and counts as lost what the log no longer has.
 //! - Channel counts are asked of every live node when the API needs them.
 //!
 //! # Layers
@@ -27,9 +31,14 @@
 
 mod departed;
 mod hearing;
+mod interest;
 mod message;
 mod node;
 mod presence;
+mod replay;
+mod router;
+mod routing;
+mod sync;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -42,13 +51,18 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 use vestnik_protocol::ChannelName;
 
+use bytes::Bytes;
+
 use crate::adapter::{Adapter, Destination, NodeId};
 use crate::app::App;
 use crate::broker::PublishEvent;
 use crate::hook::{ClusterHook, HookFuture, RelayedClientEvent, RemoteMembers};
+pub use interest::route_shard;
+use interest::Interest;
 use message::{Answer, Envelope, Msg, Query, SyncMember};
 pub(crate) use node::ClusterNode;
 use presence::{RemoteOccupancy, RemotePresence};
+use replay::{Lane, SentLog};
 
 /// Timings of the cluster protocol.
 #[derive(Debug, Clone)]
@@ -60,6 +74,19 @@ pub struct ClusterSettings {
     pub node_timeout: Duration,
     /// How long an API query waits for the other nodes' answers.
     pub query_timeout: Duration,
+    /// Route shards of interest routing: a channel's event relays go only to the nodes listening
+    /// to its shard (those with a subscriber of a channel in it). 0 sends every relay to every
+    /// node, as before interest routing (and as a node from before it expects).
+    pub route_shards: u32,
+    /// How long a node keeps listening to a shard after its last local subscriber there left.
+    pub route_linger: Duration,
+}
+
+impl ClusterSettings {
+    /// The default number of route shards: 4096. See `docs/scaling.md` for the waste bound.
+    pub const DEFAULT_ROUTE_SHARDS: u32 = 4096;
+    /// The default linger: 2 s, longer than a page reload.
+    pub const DEFAULT_ROUTE_LINGER: Duration = Duration::from_secs(2);
 }
 
 impl Default for ClusterSettings {
@@ -68,6 +95,8 @@ impl Default for ClusterSettings {
             heartbeat_interval: Duration::from_secs(2),
             node_timeout: Duration::from_secs(10),
             query_timeout: Duration::from_millis(1000),
+            route_shards: Self::DEFAULT_ROUTE_SHARDS,
+            route_linger: Self::DEFAULT_ROUTE_LINGER,
         }
     }
 }
@@ -79,6 +108,11 @@ struct Peer {
     last_seen: Instant,
     /// Its sockets per app id, from its last heartbeat, for app quotas.
     connections: HashMap<String, usize>,
+    /// The UTC day its `messages` count.
+    day: i64,
+    /// Its messages of `day` per app id, and how many of them it wrote to the usage ledger, from
+    /// its last heartbeat, for the daily message quota.
+    messages: HashMap<String, (u64, u64)>,
     /// The peer said it is draining: its sockets are on their way to other nodes.
     draining: bool,
 }
@@ -90,8 +124,19 @@ pub struct ClusterCounters {
     pub sent: AtomicU64,
     /// Messages received from other nodes.
     pub received: AtomicU64,
-    /// Messages that could not be handed to the adapter (backbone down or queue full).
+    /// Messages that could not be handed to the adapter (backbone down or queue full), and
+    /// other nodes' relays this node missed and could not get again (older than their replay
+    /// log, or a gap nobody filled in time).
     pub lost: AtomicU64,
+    /// Relays sent again to a node that missed them.
+    pub resent: AtomicU64,
+    /// Relays received twice (a resend crossing the live copy) and dropped before any socket.
+    pub repeats: AtomicU64,
+    /// Channel event relays (API and client events) from other nodes applied here.
+    pub relays_received: AtomicU64,
+    /// Of those, the ones for channels with no subscriber here: the waste interest routing
+    /// bounds (0 without shard collisions and lingering shards; every relay without routing).
+    pub relays_unserved: AtomicU64,
 }
 
 /// What an outstanding query hears: a node's answer, or that a node it waits for is gone.
@@ -110,7 +155,9 @@ enum QueryNews {
 /// the cluster loop in [`ClusterNode`], which shares this link.
 ///
 /// Lock order: the remote rosters come after a channel shard (the broker calls them under one);
-/// `peers` and `queries` are never held while another lock is taken.
+/// `peers` and `queries` are never held while another lock is taken; `sent` is held while a relay
+/// is handed to the adapter (so numbers reach the backbone in order) and is taken last, before
+/// only the adapter's own locks.
 pub struct ClusterLink {
     /// This node's id.
     pub node: NodeId,
@@ -136,6 +183,14 @@ pub struct ClusterLink {
     ready: watch::Sender<bool>,
     /// When a lost message was last logged, to log an outage at most once a second.
     last_loss_log: Mutex<Option<Instant>>,
+    /// The relays this node sent recently, numbered, for nodes that missed them.
+    sent: Mutex<SentLog>,
+    /// The number of the last relay handed to the adapter, stamped on every other message.
+    last_relay: AtomicU64,
+    /// How long relays stay in the log (and so how long a receiver waits for a gap to fill).
+    replay_window: Duration,
+    /// Interest routing, when the adapter routes and `route_shards` is not 0.
+    interest: Option<Interest>,
 }
 
 impl std::fmt::Debug for ClusterLink {
@@ -150,7 +205,14 @@ impl std::fmt::Debug for ClusterLink {
 impl ClusterLink {
     /// A link that has not heard from anyone yet: no peers, empty remote rosters, not ready.
     fn new(node: NodeId, adapter: Arc<dyn Adapter>, settings: ClusterSettings) -> Self {
+        let replay = adapter.replay_limits();
+        let interest = (adapter.routes().is_some() && settings.route_shards > 0)
+            .then(|| Interest::new(settings.route_shards, settings.route_linger));
         Self {
+            interest,
+            sent: Mutex::new(SentLog::new(replay)),
+            last_relay: AtomicU64::new(0),
+            replay_window: replay.time,
             node,
             adapter,
             settings,
@@ -166,28 +228,103 @@ impl ClusterLink {
         }
     }
 
-    /// Sends a message; counts it as lost if the adapter cannot take it.
+    /// Sends a message; counts it as lost if the adapter cannot take it. A relay gets the next
+    /// number of its lane (the shard it goes to, or the all-nodes lane) and is logged for
+    /// resending; any other message carries the all-nodes lane's last number.
     fn send(&self, to: Destination, msg: Msg) {
+        if msg.is_relay() {
+            let lane: Lane = match to {
+                Destination::Shard(shard) => Some(shard),
+                Destination::All | Destination::Node(_) => None,
+            };
+            let mut sent = self.sent.lock();
+            let seq = sent.next_seq(lane);
+            let bytes = Envelope {
+                from: self.node,
+                seq,
+                lane,
+                msg,
+            }
+            .encode();
+            // Numbered under the log's lock, so the backbone gets the numbers in order. A relay
+            // the adapter refuses takes no number: it is counted lost here, once, and no peer
+            // waits for it.
+            if self.hand_over(to, bytes.clone()) {
+                sent.record(Instant::now(), lane, seq, bytes);
+                if lane.is_none() {
+                    self.last_relay.store(seq, Ordering::Release);
+                }
+            }
+            return;
+        }
         let bytes = Envelope {
             from: self.node,
+            seq: self.last_relay.load(Ordering::Acquire),
+            lane: None,
             msg,
         }
         .encode();
+        self.hand_over(to, bytes);
+    }
+
+    /// Sends `node` the relays of `lane` it missed after `after`: first `Missed` for those the
+    /// log no longer has, then the others as they were sent.
+    fn resend(&self, node: NodeId, lane: Lane, after: u64) {
+        let replay = self.sent.lock().since(Instant::now(), lane, after);
+        if let Some(upto) = replay.missed_upto {
+            warn!(
+                node = self.node,
+                peer = node,
+                after,
+                upto,
+                ?lane,
+                "a node asked for relays older than the replay log keeps; they are lost to it"
+            );
+            self.send(Destination::Node(node), Msg::Missed { upto, lane });
+        }
+        // A resend the adapter refuses (its queue is full) is not lost: the peer still has the
+        // gap, asks again, and counts it only if it gives the gap up.
+        let mut resent = 0;
+        for payload in replay.payloads {
+            if self.adapter.send(Destination::Node(node), payload) {
+                resent += 1;
+            }
+        }
+        self.counters.resent.fetch_add(resent, Ordering::Relaxed);
+        self.counters.sent.fetch_add(resent, Ordering::Relaxed);
+    }
+
+    /// Hands encoded bytes to the adapter; counts them as sent, or as lost if it cannot take them.
+    fn hand_over(&self, to: Destination, bytes: Bytes) -> bool {
         if self.adapter.send(to, bytes) {
             self.counters.sent.fetch_add(1, Ordering::Relaxed);
-        } else {
-            let lost = self.counters.lost.fetch_add(1, Ordering::Relaxed) + 1;
-            // Say so, but at most once a second: an outage can refuse thousands of relays.
-            let now = Instant::now();
-            let mut last = self.last_loss_log.lock();
-            if last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
-                *last = Some(now);
-                warn!(
-                    lost_total = lost,
-                    adapter = self.adapter.name(),
-                    "cluster message not relayed (backbone down or queue full); local sockets still got it"
-                );
-            }
+            return true;
+        }
+        let lost = self.counters.lost.fetch_add(1, Ordering::Relaxed) + 1;
+        // Say so, but at most once a second: an outage can refuse thousands of relays.
+        let now = Instant::now();
+        let mut last = self.last_loss_log.lock();
+        if last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+            *last = Some(now);
+            warn!(
+                lost_total = lost,
+                adapter = self.adapter.name(),
+                "cluster message not relayed (backbone down or queue full); local sockets still got it"
+            );
+        }
+        false
+    }
+
+    /// Counts relays from other nodes that this node missed for good.
+    fn count_missed(&self, from: NodeId, lost: u64) {
+        if lost > 0 {
+            self.counters.lost.fetch_add(lost, Ordering::Relaxed);
+            warn!(
+                node = self.node,
+                origin = from,
+                lost,
+                "relays from another node were missed and cannot be had again; counted as lost"
+            );
         }
     }
 
@@ -226,6 +363,20 @@ impl ClusterLink {
             .filter(|p| !p.draining)
             .map(|p| p.connections.get(app_id).copied().unwrap_or(0))
             .sum()
+    }
+
+    /// Messages of `app_id` that the other live nodes counted on `day` (Unix time of its UTC
+    /// midnight), and how many of those they wrote to the usage ledger, from their last
+    /// heartbeats. Draining nodes count: their messages were sent all the same.
+    pub fn remote_messages(&self, app_id: &str, day: i64) -> (u64, u64) {
+        self.peers
+            .lock()
+            .values()
+            .filter(|p| p.day == day)
+            .filter_map(|p| p.messages.get(app_id))
+            .fold((0, 0), |(c, f), (pc, pf)| {
+                (c.saturating_add(*pc), f.saturating_add(*pf))
+            })
     }
 
     /// Other live nodes that said they are draining.
@@ -299,21 +450,23 @@ pub fn new_node_id() -> NodeId {
 
 impl ClusterHook for ClusterLink {
     fn published(&self, app: &App, event: &PublishEvent<'_>) {
-        self.send(
-            Destination::All,
-            Msg::Publish {
-                app: app.id.clone(),
-                channels: event.channels.iter().map(|c| c.to_string()).collect(),
-                name: event.name.to_owned(),
-                data: event.data.to_owned(),
-                except: event.except.map(|s| s.to_string()),
-            },
-        );
+        for (to, channels) in self.routes_of(app, event.channels) {
+            self.send(
+                to,
+                Msg::Publish {
+                    app: app.id.clone(),
+                    channels,
+                    name: event.name.to_owned(),
+                    data: event.data.to_owned(),
+                    except: event.except.map(|s| s.to_string()),
+                },
+            );
+        }
     }
 
     fn client_event(&self, app: &App, event: &RelayedClientEvent<'_>) {
         self.send(
-            Destination::All,
+            self.route_of(app, event.channel),
             Msg::ClientEvent {
                 app: app.id.clone(),
                 channel: event.channel.to_string(),
@@ -336,6 +489,9 @@ impl ClusterHook for ClusterLink {
     }
 
     fn occupied(&self, app: &App, channel: &ChannelName) -> bool {
+        if let Some(interest) = &self.interest {
+            interest.occupied(interest.shard(&app.id, channel.as_str()));
+        }
         self.send(
             Destination::All,
             Msg::Occupied {
@@ -347,6 +503,9 @@ impl ClusterHook for ClusterLink {
     }
 
     fn vacated(&self, app: &App, channel: &ChannelName) -> bool {
+        if let Some(interest) = &self.interest {
+            interest.vacated(interest.shard(&app.id, channel.as_str()), Instant::now());
+        }
         self.send(
             Destination::All,
             Msg::Vacated {
@@ -384,6 +543,10 @@ impl ClusterHook for ClusterLink {
                 user_id: user_id.to_owned(),
             },
         );
+    }
+
+    fn subscribe_ready(&self, app: &App, channel: &ChannelName) -> Option<HookFuture<'static, ()>> {
+        self.route_ready(app, channel)
     }
 
     fn remote_members(&self, app: &App, channel: &str) -> RemoteMembers {

@@ -6,13 +6,12 @@
 //! `publish_local`, `apply_remote_member`, `local_snapshot` and the like), and never blocks: every
 //! branch of the loop is a few map updates and non-blocking sends.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use parking_lot::Mutex;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
@@ -21,10 +20,11 @@ use vestnik_protocol::{ChannelName, SocketId};
 
 use super::departed::WrittenOff;
 use super::hearing::{Hearing, Tick};
-use super::message::{Answer, CacheEntry, Envelope, Msg, Query, SyncMember};
+use super::message::{Answer, Envelope, Msg, Query, SyncMember};
+use super::replay::{Inboxes, Outcome};
 use super::{ClusterLink, ClusterSettings, Peer, QueryNews};
 use crate::adapter::{Adapter, AdapterEvent, Destination, NodeId};
-use crate::broker::{LocalCached, LocalSnapshot, PublishEvent, RemoteMemberChange};
+use crate::broker::{PublishEvent, RemoteMemberChange};
 use crate::hook::RelayedClientEvent;
 use crate::Broker;
 
@@ -42,13 +42,15 @@ const SETTLE_MAX: Duration = Duration::from_millis(500);
 /// task that runs the cluster loop.
 pub(crate) struct ClusterNode {
     /// The broker this node serves; a clone of the edges' broker.
-    broker: Broker,
+    pub(super) broker: Broker,
     /// The link the broker also holds as its hook.
-    link: Arc<ClusterLink>,
+    pub(super) link: Arc<ClusterLink>,
     /// The adapter's events, taken by the loop when it starts; `None` for a single node.
     events: Option<mpsc::Receiver<AdapterEvent>>,
     /// Nodes declared dead by their silence, so that their return is reported as joins.
-    written_off: Mutex<WrittenOff>,
+    pub(super) written_off: Mutex<WrittenOff>,
+    /// Per origin and lane, the last relay delivered and what waits behind a gap (see `replay`).
+    pub(super) inboxes: Mutex<Inboxes<Msg>>,
 }
 
 /// Why a node is forgotten.
@@ -76,11 +78,15 @@ impl ClusterNode {
             warn!("join_cluster called twice; the second call is ignored");
         }
         info!(node, adapter = link.adapter_name(), "joining the cluster");
+        // The nodes already there answer this node's first Hello within a query timeout or so;
+        // the node timeout is a generous bound on that on a loaded machine.
+        let joining = link.settings.node_timeout.max(link.settings.query_timeout);
         Self {
             broker,
             link,
             events,
             written_off: Mutex::new(WrittenOff::default()),
+            inboxes: Mutex::new(Inboxes::new(joining)),
         }
     }
 
@@ -88,7 +94,13 @@ impl ClusterNode {
     /// single node) has nothing to hear: the node is ready at once and waits for shutdown.
     pub(crate) async fn run(mut self, shutdown: impl Future<Output = ()> + Send + 'static) {
         match self.events.take() {
-            Some(events) => self.run_loop(events, shutdown).await,
+            // The router never ends by itself: the cluster loop's end (shutdown) ends both.
+            Some(events) => {
+                tokio::select! {
+                    () = self.run_loop(events, shutdown) => {}
+                    () = self.route_loop() => {}
+                }
+            }
             None => {
                 let _ = self.link.ready.send(true);
                 shutdown.await;
@@ -188,6 +200,7 @@ impl ClusterNode {
                 );
                 link.connected.store(true, Ordering::Relaxed);
                 hearing.connected(Instant::now());
+                self.inboxes.lock().connected(Instant::now());
                 self.resync();
                 true
             }
@@ -231,6 +244,34 @@ impl ClusterNode {
             }
         }
         self.sweep_dead_nodes(hearing);
+        self.chase_gaps();
+    }
+
+    /// Asks again the origins of gaps not filled yet, and gives up (counting the relays lost) the
+    /// gaps open longer than the replay window: the origin's log has let them go by then.
+    fn chase_gaps(&self) {
+        let now = Instant::now();
+        let (asks, given_up) = {
+            let mut inboxes = self.inboxes.lock();
+            let asks = inboxes.asks_due(now);
+            let limit = self.link.replay_window + self.link.settings.node_timeout;
+            (asks, inboxes.give_up(now, limit))
+        };
+        for (from, lane, after) in asks {
+            self.link
+                .send(Destination::Node(from), Msg::Resend { after, lane });
+        }
+        for (from, outcome) in given_up {
+            self.deliver(from, outcome);
+        }
+    }
+
+    /// Applies the relays an inbox released, in order, and counts the ones it gave up.
+    pub(super) fn deliver(&self, from: NodeId, outcome: Outcome<Msg>) {
+        self.link.count_missed(from, outcome.lost);
+        for msg in outcome.deliver {
+            self.apply(from, msg);
+        }
     }
 
     /// Announces this node and asks for everyone's state: `Hello`, this node's `Sync`, a heartbeat.
@@ -246,8 +287,15 @@ impl ClusterNode {
     /// Says "I am alive" with this node's sockets per app, for the others' app quotas.
     fn send_heartbeat(&self) {
         let connections = self.broker.connection_counts();
-        self.link
-            .send(Destination::All, Msg::Heartbeat { connections });
+        let (day, messages) = self.broker.message_counts();
+        self.link.send(
+            Destination::All,
+            Msg::Heartbeat {
+                connections,
+                day,
+                messages,
+            },
+        );
     }
 
     /// Forgets every node that has been silent for longer than the node timeout while this node
@@ -317,39 +365,8 @@ impl ClusterNode {
 
     /// This node's whole state, as a `Sync`.
     fn sync_msg(&self) -> Msg {
-        let LocalSnapshot {
-            members,
-            channels,
-            cache,
-        } = self.broker.local_snapshot();
-        let members = members
-            .into_iter()
-            .map(|m| SyncMember {
-                app: m.app,
-                channel: m.channel.to_string(),
-                user_id: m.user_id,
-                info: m.info,
-            })
-            .collect();
-        let channels = channels
-            .into_iter()
-            .map(|(app, channel)| (app, channel.to_string()))
-            .collect();
-        let cache = cache
-            .into_iter()
-            .map(|c| CacheEntry {
-                app: c.app,
-                channel: c.channel.to_string(),
-                frame: String::from_utf8_lossy(&c.frame).into_owned(),
-                data: c.data,
-                ttl_ms: u64::try_from(c.ttl.as_millis()).unwrap_or(u64::MAX),
-            })
-            .collect();
-        Msg::Sync {
-            members,
-            channels,
-            cache,
-        }
+        let lanes = self.link.sent.lock().recent_lanes(Instant::now());
+        Msg::sync_of(self.broker.local_snapshot(), lanes)
     }
 
     /// Records that `from` spoke: its last-seen time, its socket counts, its draining flag. Returns
@@ -363,14 +380,26 @@ impl ClusterNode {
             let peer = peers.entry(from).or_insert_with(|| Peer {
                 last_seen: Instant::now(),
                 connections: HashMap::new(),
+                day: 0,
+                messages: HashMap::new(),
                 draining: false,
             });
             if matches!(msg, Msg::Draining) {
                 peer.draining = true;
             }
             peer.last_seen = Instant::now();
-            if let Msg::Heartbeat { connections } = msg {
+            if let Msg::Heartbeat {
+                connections,
+                day,
+                messages,
+            } = msg
+            {
                 peer.connections = connections.iter().cloned().collect();
+                peer.day = *day;
+                peer.messages = messages
+                    .iter()
+                    .map(|(app, counted, flushed)| (app.clone(), (*counted, *flushed)))
+                    .collect();
             }
             known
         };
@@ -383,19 +412,58 @@ impl ClusterNode {
         known
     }
 
-    /// Applies one message from another node.
+    /// Takes one message from another node through its origin's inbox: a relay is applied once,
+    /// in order (or held behind a gap, or dropped as a repeat), any other message is applied at
+    /// once; a gap the message reveals is asked for.
     fn handle(&self, env: Envelope) {
-        let from = env.from;
+        let Envelope {
+            from,
+            seq,
+            lane,
+            msg,
+        } = env;
+        self.note_peer(from, &msg);
+        let now = Instant::now();
+        let relay_lane = msg.is_relay().then_some(lane);
+        if let Some(lane) = relay_lane {
+            let outcome = self.inboxes.lock().relay(from, lane, seq, msg, now);
+            if outcome.repeat {
+                self.link.counters.repeats.fetch_add(1, Ordering::Relaxed);
+            }
+            self.deliver(from, outcome);
+        } else {
+            self.inboxes.lock().stamp(from, seq, now);
+            self.apply(from, msg);
+        }
+        let lane = relay_lane.flatten();
+        let ask = self.inboxes.lock().ask(from, lane, now);
+        if let Some(after) = ask {
+            debug!(
+                node = self.link.node,
+                origin = from,
+                after,
+                ?lane,
+                "missed relays from another node; asking for them again"
+            );
+            self.link
+                .send(Destination::Node(from), Msg::Resend { after, lane });
+        }
+    }
+
+    /// Applies one message from another node.
+    fn apply(&self, from: NodeId, msg: Msg) {
         let link = &self.link;
-        self.note_peer(from, &env.msg);
-        match env.msg {
+        match msg {
             Msg::Publish {
                 app,
                 channels,
                 name,
                 data,
                 except,
-            } => self.remote_publish(&app, &channels, &name, &data, except.as_deref()),
+            } => {
+                self.count_relay(&app, &channels);
+                self.remote_publish(&app, &channels, &name, &data, except.as_deref());
+            }
             Msg::ClientEvent {
                 app,
                 channel,
@@ -404,6 +472,7 @@ impl ClusterNode {
                 except,
                 user_id,
             } => {
+                self.count_relay(&app, std::slice::from_ref(&channel));
                 let (Some(app), Ok(channel), Ok(socket_id)) = (
                     self.broker.apps().by_id(&app),
                     ChannelName::parse(&channel),
@@ -444,9 +513,19 @@ impl ClusterNode {
                 members,
                 channels,
                 cache,
-            } => self.apply_sync(from, members, channels, cache),
+                lanes,
+            } => {
+                self.apply_sync(from, members, channels, cache);
+                self.stamp_lanes(from, &lanes);
+            }
             Msg::Occupied { app, channel } => {
-                link.occupancy.occupy(from, &app, &channel);
+                if link.occupancy.occupy(from, &app, &channel) {
+                    if let (Some(app), Ok(channel)) =
+                        (self.broker.apps().by_id(&app), ChannelName::parse(&channel))
+                    {
+                        self.broker.report_occupied_elsewhere(&app, &channel);
+                    }
+                }
             }
             Msg::Vacated { app, channel } => {
                 link.occupancy.vacate(from, &app, &channel);
@@ -455,6 +534,7 @@ impl ClusterNode {
             Msg::Leaving => {
                 info!(node = from, "cluster node left");
                 self.forget_node(from, Departure::Left);
+                self.inboxes.lock().forget(from);
             }
             Msg::Query { id, query } => {
                 let answer = self.answer(&query);
@@ -464,6 +544,11 @@ impl ClusterNode {
                 if let Some(tx) = link.queries.lock().get(&id) {
                     let _ = tx.send(QueryNews::Answer(from, answer));
                 }
+            }
+            Msg::Resend { after, lane } => link.resend(from, lane, after),
+            Msg::Missed { upto, lane } => {
+                let outcome = self.inboxes.lock().missed(from, lane, upto);
+                self.deliver(from, outcome);
             }
         }
     }
@@ -496,92 +581,6 @@ impl ClusterNode {
         );
     }
 
-    /// Another node's whole state replaces what this node knew of it: its occupied channels are
-    /// exactly the ones it lists, members it no longer has leave, new ones join, and its cache
-    /// fills gaps here.
-    ///
-    /// The first `Sync` of a node this node had written off for its silence is its return: it was
-    /// stopped or cut off, not dead, and the cluster reported its channels vacated and its members
-    /// removed. If this node reported that, every channel and member that the return puts back
-    /// into the cluster-wide view (nobody here or elsewhere had it) is reported again, as
-    /// `channel_occupied` and `member_added`, so that the webhooks end in the truth. Members and
-    /// channels that never left the cluster-wide view are not reported twice.
-    fn apply_sync(
-        &self,
-        from: NodeId,
-        members: Vec<SyncMember>,
-        channels: Vec<(String, String)>,
-        cache: Vec<CacheEntry>,
-    ) {
-        let link = &self.link;
-        let returned = self.written_off.lock().take(from);
-        if let Some(reported) = returned {
-            info!(
-                node = from,
-                reporting = reported,
-                "cluster node written off for its silence is back; restoring its members"
-            );
-        }
-        let report = returned == Some(true);
-        let listed: HashSet<(String, String)> = channels.iter().cloned().collect();
-        for (app, channel) in link.occupancy.of_node(from) {
-            if !listed.contains(&(app.clone(), channel.clone())) {
-                link.occupancy.vacate(from, &app, &channel);
-            }
-        }
-        for (app, channel) in channels {
-            if link.occupancy.occupy(from, &app, &channel) && report {
-                if let (Some(app), Ok(channel)) =
-                    (self.broker.apps().by_id(&app), ChannelName::parse(&channel))
-                {
-                    self.broker.report_remote_occupied(&app, &channel);
-                }
-            }
-        }
-        let now: HashSet<(String, String, String)> = members
-            .iter()
-            .map(|m| (m.app.clone(), m.channel.clone(), m.user_id.clone()))
-            .collect();
-        for (app, channel, user) in link.presence.of_node(from) {
-            if !now.contains(&(app.clone(), channel.clone(), user.clone())) {
-                self.remote_member_left(from, &app, &channel, &user);
-            }
-        }
-        for m in members {
-            let back = self.remote_member_joined(from, &m);
-            if back && report {
-                if let (Some(app), Ok(channel)) = (
-                    self.broker.apps().by_id(&m.app),
-                    ChannelName::parse(&m.channel),
-                ) {
-                    self.broker
-                        .report_remote_member_added(&app, &channel, &m.user_id);
-                }
-            }
-        }
-        self.apply_cache(cache);
-    }
-
-    /// Keeps another node's cache events this node does not have.
-    fn apply_cache(&self, entries: Vec<CacheEntry>) {
-        for e in entries {
-            let (Some(app), Ok(channel)) = (
-                self.broker.apps().by_id(&e.app),
-                ChannelName::parse(&e.channel),
-            ) else {
-                continue;
-            };
-            let cached = LocalCached {
-                app: e.app,
-                channel,
-                frame: Bytes::from(e.frame),
-                data: e.data,
-                ttl: Duration::from_millis(e.ttl_ms),
-            };
-            self.broker.apply_cached(&app, cached);
-        }
-    }
-
     /// This node's part of the answer to another node's query.
     fn answer(&self, query: &Query) -> Answer {
         match query {
@@ -597,7 +596,7 @@ impl ClusterNode {
     /// A remote node's first socket of a user joined: announce the user locally if nobody had it.
     /// Returns whether the user appeared in the cluster-wide roster (nobody here or elsewhere had
     /// it).
-    fn remote_member_joined(&self, from: NodeId, m: &SyncMember) -> bool {
+    pub(super) fn remote_member_joined(&self, from: NodeId, m: &SyncMember) -> bool {
         let Some(app) = self.broker.apps().by_id(&m.app) else {
             return false;
         };
@@ -617,7 +616,13 @@ impl ClusterNode {
 
     /// A remote node's last socket of a user left: announce it locally if nobody has the user now.
     /// Returns whether the user left the cluster-wide roster.
-    fn remote_member_left(&self, from: NodeId, app_id: &str, channel: &str, user: &str) -> bool {
+    pub(super) fn remote_member_left(
+        &self,
+        from: NodeId,
+        app_id: &str,
+        channel: &str,
+        user: &str,
+    ) -> bool {
         let Some(app) = self.broker.apps().by_id(app_id) else {
             return false;
         };

@@ -359,7 +359,17 @@ fn watchlist(out: &mut String, event: WatchlistEvent, user_ids: &[&str]) {
 
 /// An app event, with the sender's `user_id` on presence client events.
 fn channel_event(out: &mut String, event: &str, channel: &str, data: &str, user_id: Option<&str>) {
-    out.reserve(event.len() + channel.len() + data.len() + 40);
+    // One allocation for the whole frame: the escapes of a JSON object carried as a string (a
+    // quote becomes two bytes), the user id, and room for a position (`,"position":{…}`, about 50
+    // bytes), which the caller may append.
+    out.reserve(
+        event.len()
+            + channel.len()
+            + data.len()
+            + data.len() / 4
+            + user_id.map_or(0, str::len)
+            + 100,
+    );
     envelope(out, event, Some(channel), Some(data));
     if let Some(uid) = user_id {
         out.pop();

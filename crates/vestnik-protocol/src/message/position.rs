@@ -73,7 +73,24 @@ pub enum Recovery {
 pub(crate) fn push_position(out: &mut String, p: Position<'_>) {
     out.push_str(",\"position\":{\"epoch\":");
     super::outbound::push_json_str(out, p.epoch);
-    let _ = write!(out, ",\"offset\":{}}}", p.offset);
+    out.push_str(",\"offset\":");
+    push_u64(out, p.offset);
+    out.push('}');
+}
+
+/// Appends `n` in decimal, without the formatting machinery (this runs once per published event).
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&digits[i..]).expect("ASCII digits"));
 }
 
 /// Appends `"recovery":{…}` (no leading comma).
@@ -101,6 +118,15 @@ mod tests {
 
     use super::*;
     use crate::message::{ClientMessage, MemberView, ServerMessage};
+
+    #[test]
+    fn offsets_are_written_in_decimal_at_every_width() {
+        for n in [0, 7, 10, 99, 100, 4_294_967_296, u64::MAX] {
+            let mut out = String::new();
+            push_u64(&mut out, n);
+            assert_eq!(out, n.to_string());
+        }
+    }
 
     fn parse(b: &[u8]) -> Value {
         serde_json::from_slice(b).unwrap()

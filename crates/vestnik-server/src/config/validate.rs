@@ -70,6 +70,20 @@ impl Config {
                 "cluster.node_timeout_ms is at most 30000: a dead node's members must go within 30 s",
             ));
         }
+        // A node subscribes to at most this many backbone channels; past 2^20 the per-shard
+        // bookkeeping costs memory and a shard saves nothing more.
+        if c.route_shards > 1 << 20 {
+            out.push(Problem::new(
+                "cluster.route_shards",
+                "cluster.route_shards is at most 1048576 (0 turns interest routing off)",
+            ));
+        }
+        if self.usage.flush_interval_ms == 0 {
+            out.push(Problem::new(
+                "usage.flush_interval_ms",
+                "usage.flush_interval_ms must be at least 1",
+            ));
+        }
         let console = &self.console;
         for (key, value) in [
             ("session_ttl_secs", console.session_ttl_secs),

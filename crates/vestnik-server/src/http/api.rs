@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use vestnik_protocol::auth::parse_query;
 
 use super::signed::{self, SignedCall};
-use super::{channels, events, users, webhooks};
+use super::{channels, events, history, users, webhooks};
 use crate::reply::{ApiError, Body, UNKNOWN_APP};
 use crate::state::AppState;
 
@@ -34,6 +34,8 @@ pub enum Endpoint {
     Channel(String),
     /// `GET channels/{name}/users`.
     ChannelUsers(String),
+    /// `GET channels/{name}/history`.
+    ChannelHistory(String),
     /// `POST users/{user_id}/terminate_connections`.
     TerminateConnections(String),
     /// `GET webhooks/stats`.
@@ -59,6 +61,9 @@ impl Endpoint {
             (&Method::GET, ["channels"]) => Self::Channels,
             (&Method::GET, ["channels", name]) => Self::Channel((*name).to_owned()),
             (&Method::GET, ["channels", name, "users"]) => Self::ChannelUsers((*name).to_owned()),
+            (&Method::GET, ["channels", name, "history"]) => {
+                Self::ChannelHistory((*name).to_owned())
+            }
             (&Method::POST, ["users", user_id, "terminate_connections"]) => {
                 Self::TerminateConnections((*user_id).to_owned())
             }
@@ -79,6 +84,7 @@ impl Endpoint {
             Self::Channels => "channels",
             Self::Channel(_) => "channel",
             Self::ChannelUsers(_) => "channel_users",
+            Self::ChannelHistory(_) => "channel_history",
             Self::TerminateConnections(_) => "terminate_connections",
             Self::WebhookStats
             | Self::DeadLetters
@@ -171,6 +177,7 @@ async fn dispatch(
         Endpoint::Channels => channels::list(state, call).await,
         Endpoint::Channel(name) => channels::show(state, call, name).await,
         Endpoint::ChannelUsers(name) => channels::users(state, call, name),
+        Endpoint::ChannelHistory(name) => history::read(state, call, name),
         Endpoint::TerminateConnections(user_id) => users::terminate(state, call, user_id),
         Endpoint::WebhookStats => webhooks::stats(state, call),
         Endpoint::DeadLetters => webhooks::dead_letters(state, call).await,
@@ -191,11 +198,16 @@ mod tests {
     /// channel name would make the series unbounded).
     #[test]
     fn the_label_follows_the_route_table() {
-        let cases: [(Method, &[&str], &str); 7] = [
+        let cases: [(Method, &[&str], &str); 8] = [
             (Method::POST, &["events"], "events"),
             (Method::GET, &["events"], "unknown"),
             (Method::GET, &["channels", "a%40b"], "channel"),
             (Method::GET, &["channels", "a", "users"], "channel_users"),
+            (
+                Method::GET,
+                &["channels", "a", "history"],
+                "channel_history",
+            ),
             (
                 Method::POST,
                 &["users", "u", "terminate_connections"],

@@ -1,8 +1,10 @@
-//! `GET /pushler.js`: the Pushler-compatible browser client (`clients/js/pushler.js`), embedded in the
-//! binary at compile time, so a page loads it from the broker it connects to with one `<script>` tag
-//! (and the client then connects back to that host and port by default). Served with an `ETag` and a
-//! short cache lifetime so an upgraded broker's script reaches browsers soon; a matching
-//! `If-None-Match` gets 304. This module never reads the file system at run time.
+//! `GET /pushler.js` and `GET /vestnik-recovery.js`: the Pushler-compatible browser client
+//! (`clients/js/pushler.js`) and the recovery plugin for stock pusher-js and Laravel Echo
+//! (`clients/js/vestnik-recovery.js`, see `docs/recovery.md`), embedded in the binary at compile
+//! time, so a page loads them from the broker it connects to with one `<script>` tag (and the client
+//! then connects back to that host and port by default). Served with an `ETag` and a short cache
+//! lifetime so an upgraded broker's script reaches browsers soon; a matching `If-None-Match` gets
+//! 304. This module never reads the file system at run time.
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
@@ -12,6 +14,9 @@ use crate::reply::Body;
 
 /// The script, as committed in `clients/js`.
 pub const PUSHLER_JS: &str = include_str!("../../../../clients/js/pushler.js");
+
+/// The recovery plugin for stock pusher-js, as committed in `clients/js`.
+pub const RECOVERY_JS: &str = include_str!("../../../../clients/js/vestnik-recovery.js");
 
 /// How long browsers and proxies may use the script without asking again: five minutes, so a broker
 /// upgrade reaches pages within minutes while a busy page does not refetch it on every load.
@@ -36,6 +41,9 @@ const fn fnv1a(bytes: &[u8]) -> u64 {
 /// Computed by the compiler, so serving the script costs no hashing at run time.
 const SCRIPT_HASH: u64 = fnv1a(PUSHLER_JS.as_bytes());
 
+/// The same for the recovery plugin.
+const RECOVERY_HASH: u64 = fnv1a(RECOVERY_JS.as_bytes());
+
 /// The script's entity tag, quoted as HTTP wants it.
 pub fn etag() -> String {
     format!("\"{SCRIPT_HASH:016x}\"")
@@ -43,7 +51,26 @@ pub fn etag() -> String {
 
 /// Answers `GET` or `HEAD /pushler.js`.
 pub fn serve(method: &Method, headers: &HeaderMap) -> Response<Body> {
-    let etag = etag();
+    serve_script(PUSHLER_JS, etag(), method, headers)
+}
+
+/// Answers `GET` or `HEAD /vestnik-recovery.js`.
+pub fn serve_recovery(method: &Method, headers: &HeaderMap) -> Response<Body> {
+    serve_script(
+        RECOVERY_JS,
+        format!("\"{RECOVERY_HASH:016x}\""),
+        method,
+        headers,
+    )
+}
+
+/// Answers for one embedded script with its entity tag.
+fn serve_script(
+    script: &'static str,
+    etag: String,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Response<Body> {
     let fresh = headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
@@ -58,7 +85,7 @@ pub fn serve(method: &Method, headers: &HeaderMap) -> Response<Body> {
     } else if method == Method::HEAD {
         (StatusCode::OK, Bytes::new())
     } else {
-        (StatusCode::OK, Bytes::from_static(PUSHLER_JS.as_bytes()))
+        (StatusCode::OK, Bytes::from_static(script.as_bytes()))
     };
     let mut resp = Response::new(Full::new(body));
     *resp.status_mut() = status;
@@ -82,7 +109,7 @@ pub fn serve(method: &Method, headers: &HeaderMap) -> Response<Body> {
         HeaderValue::from_static("*"),
     );
     if method == Method::HEAD && !fresh {
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from(PUSHLER_JS.len()));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(script.len()));
     }
     resp
 }
@@ -111,6 +138,16 @@ mod tests {
         assert_eq!(serve(&Method::GET, &h).status(), StatusCode::NOT_MODIFIED);
         h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"other\""));
         assert_eq!(serve(&Method::GET, &h).status(), StatusCode::OK);
+    }
+
+    /// The plugin is served the same way, with its own tag.
+    #[test]
+    fn serves_the_recovery_plugin_with_its_own_etag() {
+        let r = serve_recovery(&Method::GET, &HeaderMap::new());
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/javascript");
+        assert_ne!(r.headers()[header::ETAG], etag().as_str());
+        assert!(RECOVERY_JS.contains("root.VestnikRecovery = api"));
     }
 
     /// The tag is the content's hash, so it changes exactly when the embedded script does.

@@ -1,22 +1,29 @@
 //! The live debug console at `/console`: a page embedded in the binary, its sign-in, and its API.
 //!
 //! Routes (all under `/console`, apart from the signed API's `/apps/...`):
-//! - `GET /console`, `/console/console.js`, `/console/console.css`: the page (no external resources);
+//! - `GET /console`, `/console/console.js`, `/console/operator.js`, `/console/console.css`: the page
+//!   (no external resources);
 //! - `GET /console/api/apps`: app ids to pick from (never a key or a secret);
 //! - `POST /console/api/session` `{"app_id", "secret"}`: signs in, sets the session cookie (401 on a
 //!   wrong secret); `GET` says whether and to which app this browser is signed in, `DELETE` signs out;
 //! - `GET /console/api/stats`: counts and the channel list of the signed-in app;
 //! - `GET /console/api/stream`: Server-Sent Events: the app's events live, and its stats every tick;
-//! - `POST /console/api/events` `{"channel", "name", "data"}`: publishes a test event.
+//! - `POST /console/api/events` `{"channel", "name", "data"}`: publishes a test event;
+//! - `GET /console/api/history?channel=…`: the newest kept events of a channel (see
+//!   `docs/recovery.md`), for the page's history view;
+//! - `GET /console/api/operator/apps`, `POST /console/api/operator/session`: the operator view's
+//!   (see [`operator`]), behind the admin token instead of a session.
 //!
-//! Every API route but the app list and sign-in needs the session cookie (see [`token`]), and acts on
-//! that session's app only. Requests with a body must be `application/json`, which a cross-site form
+//! Every other API route but the app list and sign-in needs the session cookie (see [`token`]), and
+//! acts on that session's app only. The app list and sessions follow the apps served now (the
+//! node's live store: an app database's changes, `SIGHUP`), not the config file read at start. Requests with a body must be `application/json`, which a cross-site form
 //! cannot send. Errors are [`ApiError`]s: a 4xx with a JSON body. The router parses the path once into
 //! a [`ConsoleRoute`] (see [`ConsoleRoute::parse`]) and hands it to [`serve`]. A test event is checked
 //! by `vestnik_protocol::api`, as the signed API's are. This module must never send a secret anywhere
 //! or keep one past the sign-in request.
 
 mod assets;
+pub mod operator;
 pub mod stream;
 pub mod token;
 
@@ -31,6 +38,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use vestnik_broker::App;
 use vestnik_protocol::api;
+use vestnik_protocol::auth::parse_query;
+use vestnik_protocol::message::{Recover, RecoveryFailure};
+use vestnik_protocol::ChannelName;
 
 use crate::reply::{ok, parse_json, read_body, ApiError, Body};
 use crate::state::{trigger_limits, AppState};
@@ -43,6 +53,10 @@ pub type ConsoleBody = Either<Body, EventStream>;
 /// `max_event_bytes` again after parsing; this only bounds what is read.
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// Events of a channel's history the console shows: the newest ones, a default channel's whole
+/// history (`[apps.history] size` is 100 by default).
+const HISTORY_ROWS: u64 = 100;
+
 /// One console route, parsed once from the method and the path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConsoleRoute {
@@ -50,6 +64,8 @@ pub enum ConsoleRoute {
     Page,
     /// `GET /console/console.js`.
     Script,
+    /// `GET /console/operator.js`.
+    OperatorScript,
     /// `GET /console/console.css`.
     Style,
     /// `GET /console/api/apps`.
@@ -66,6 +82,12 @@ pub enum ConsoleRoute {
     Stream,
     /// `POST /console/api/events`.
     SendEvent,
+    /// `GET /console/api/history`.
+    History,
+    /// `GET /console/api/operator/apps`.
+    OperatorApps,
+    /// `POST /console/api/operator/session`.
+    OperatorSession,
     /// Anything else under `/console`: 404.
     Unknown,
 }
@@ -81,6 +103,7 @@ impl ConsoleRoute {
         Some(match (method, rest.as_slice()) {
             (&Method::GET | &Method::HEAD, []) => Self::Page,
             (&Method::GET | &Method::HEAD, ["console.js"]) => Self::Script,
+            (&Method::GET | &Method::HEAD, ["operator.js"]) => Self::OperatorScript,
             (&Method::GET | &Method::HEAD, ["console.css"]) => Self::Style,
             (&Method::GET, ["api", "apps"]) => Self::Apps,
             (&Method::POST, ["api", "session"]) => Self::SignIn,
@@ -89,6 +112,9 @@ impl ConsoleRoute {
             (&Method::GET, ["api", "stats"]) => Self::Stats,
             (&Method::GET, ["api", "stream"]) => Self::Stream,
             (&Method::POST, ["api", "events"]) => Self::SendEvent,
+            (&Method::GET, ["api", "history"]) => Self::History,
+            (&Method::GET, ["api", "operator", "apps"]) => Self::OperatorApps,
+            (&Method::POST, ["api", "operator", "session"]) => Self::OperatorSession,
             _ => Self::Unknown,
         })
     }
@@ -98,6 +124,7 @@ impl ConsoleRoute {
         match self {
             Self::Page => "console_page",
             Self::Script => "console_script",
+            Self::OperatorScript => "console_operator_script",
             Self::Style => "console_style",
             Self::Apps => "console_apps",
             Self::SignIn => "console_sign_in",
@@ -106,6 +133,9 @@ impl ConsoleRoute {
             Self::Stats => "console_stats",
             Self::Stream => "console_stream",
             Self::SendEvent => "console_send_event",
+            Self::History => "console_history",
+            Self::OperatorApps => "console_operator_apps",
+            Self::OperatorSession => "console_operator_session",
             Self::Unknown => "console_unknown",
         }
     }
@@ -132,6 +162,7 @@ pub async fn serve(
     let result = match route {
         ConsoleRoute::Page => Ok(assets::page()),
         ConsoleRoute::Script => Ok(assets::script()),
+        ConsoleRoute::OperatorScript => Ok(assets::operator_script()),
         ConsoleRoute::Style => Ok(assets::style()),
         ConsoleRoute::Apps => Ok(apps(state)),
         ConsoleRoute::SignIn => sign_in(req, state, peer).await,
@@ -146,8 +177,8 @@ pub async fn serve(
             Err(e) => Err(e),
         },
         ConsoleRoute::Stream => {
-            return match session(&req, state).and_then(|app| stream::open(state, app)) {
-                Ok(resp) => resp.map(Either::Right),
+            return match session(&req, state) {
+                Ok(app) => stream::open(state, app).map(Either::Right),
                 Err(e) => e.into_response().map(Either::Left),
             }
         }
@@ -155,6 +186,12 @@ pub async fn serve(
             Ok(app) => send_event(req, state, &app).await,
             Err(e) => Err(e),
         },
+        ConsoleRoute::History => match session(&req, state) {
+            Ok(app) => history(&req, state, &app),
+            Err(e) => Err(e),
+        },
+        ConsoleRoute::OperatorApps => operator::apps(&req, state, peer),
+        ConsoleRoute::OperatorSession => operator::watch(req, state, peer).await,
         ConsoleRoute::Unknown => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("No console route for {} {}", req.method(), req.uri().path()),
@@ -174,11 +211,12 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// `GET /console/api/apps`: what the operator picks from. Ids only: keys and secrets stay here.
+/// `GET /console/api/apps`: what the sign-in form picks from: the apps served now, by id, including
+/// those created or changed while the node runs. Ids only: keys and secrets stay here.
 fn apps(state: &AppState) -> Response<Body> {
-    let apps: Vec<Value> = state
-        .config
-        .apps
+    let mut apps = state.broker.apps().all();
+    apps.sort_by(|a, b| a.id.cmp(&b.id));
+    let apps: Vec<Value> = apps
         .iter()
         .map(|a| json!({"id": a.id, "enabled": a.enabled}))
         .collect();
@@ -324,4 +362,108 @@ async fn send_event(
     state.publish(app, &ev);
     let channels: Vec<&str> = ev.channels.iter().map(|c| c.as_str()).collect();
     Ok(ok(&json!({ "sent": channels })))
+}
+
+/// `GET /console/api/history?channel=…`: the newest [`HISTORY_ROWS`] kept events of a channel of
+/// the session's app, oldest first, with its epoch and bounds. History off is 404 and a clustered
+/// node 501, with the reason in the message.
+fn history(
+    req: &Request<Incoming>,
+    state: &AppState,
+    app: &App,
+) -> Result<Response<Body>, ApiError> {
+    let query = parse_query(req.uri().query().unwrap_or(""));
+    let name = query
+        .iter()
+        .find(|(k, _)| k == "channel")
+        .map_or("", |(_, v)| v.as_str());
+    let channel = ChannelName::parse(name)
+        .map_err(|e| ApiError::bad_request(format!("Invalid channel name {name:?}: {e}")))?;
+    let rows = usize::try_from(HISTORY_ROWS).expect("a small constant");
+    let head = state
+        .broker
+        .channel_history(app, &channel, None, rows)
+        .map_err(|r| {
+            let (status, why) = match r.reason {
+                RecoveryFailure::HistoryOff => (StatusCode::NOT_FOUND, "history is off for it"),
+                RecoveryFailure::ClusterHistoryUnavailable => (
+                    StatusCode::NOT_IMPLEMENTED,
+                    "this node is in a cluster, whose history is not cluster-wide yet",
+                ),
+                RecoveryFailure::EpochChanged | RecoveryFailure::TooOld => {
+                    (StatusCode::CONFLICT, "its history changed while reading")
+                }
+            };
+            ApiError::new(status, format!("No history for {channel}: {why}"))
+        })?;
+    // The newest rows: from HISTORY_ROWS before the last offset. If the history moved on between the
+    // two reads, the oldest rows already read do.
+    let kept = (head.last_offset + 1).saturating_sub(head.first_offset);
+    let page = match &head.epoch {
+        Some(epoch) if kept > HISTORY_ROWS => {
+            let from = Recover {
+                epoch: epoch.clone(),
+                offset: head.last_offset - HISTORY_ROWS,
+            };
+            state
+                .broker
+                .channel_history(app, &channel, Some(&from), rows)
+                .unwrap_or(head)
+        }
+        _ => head,
+    };
+    let events: Vec<Value> = page
+        .events
+        .iter()
+        .map(|e| {
+            let f = e.fields().ok();
+            json!({
+                "offset": e.offset,
+                "published_at_ms": e.published_at_ms,
+                "event": f.as_ref().map(|f| f.event.as_str()),
+                "data": f.as_ref().map(|f| f.data.as_str()),
+                "user_id": f.as_ref().and_then(|f| f.user_id.as_deref()),
+            })
+        })
+        .collect();
+    Ok(ok(&json!({
+        "channel": channel.as_str(),
+        "epoch": page.epoch,
+        "first_offset": page.first_offset,
+        "last_offset": page.last_offset,
+        "events": events,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The operator view's routes parse from their method and path (the script as a page asset, the
+    /// two API routes with their methods only), and their metric names are the patterns.
+    #[test]
+    fn operator_routes_parse() {
+        let p = |m: Method, path: &str| ConsoleRoute::parse(&m, path);
+        assert_eq!(
+            p(Method::GET, "/console/operator.js"),
+            Some(ConsoleRoute::OperatorScript)
+        );
+        assert_eq!(
+            p(Method::GET, "/console/api/operator/apps"),
+            Some(ConsoleRoute::OperatorApps)
+        );
+        assert_eq!(
+            p(Method::POST, "/console/api/operator/session"),
+            Some(ConsoleRoute::OperatorSession)
+        );
+        assert_eq!(
+            p(Method::POST, "/console/api/operator/apps"),
+            Some(ConsoleRoute::Unknown)
+        );
+        assert_eq!(
+            p(Method::GET, "/console/api/operator/session"),
+            Some(ConsoleRoute::Unknown)
+        );
+        assert_eq!(ConsoleRoute::OperatorApps.name(), "console_operator_apps");
+    }
 }

@@ -56,12 +56,26 @@ fn check_relay(state: &AppState, bytes: usize) -> Result<(), ApiError> {
     .retry_after(1))
 }
 
+/// Refuses a trigger once the app's daily message quota is used up, across the cluster, with the
+/// answer Pusher documents for it: 403, "You have exceeded your daily message quota". The count
+/// resets at UTC midnight. The request that crosses the quota is served whole.
+fn check_quota(state: &AppState, app: &App) -> Result<(), ApiError> {
+    if !state.broker.over_message_quota(app) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        http::StatusCode::FORBIDDEN,
+        "You have exceeded your daily message quota",
+    ))
+}
+
 /// `POST /apps/{id}/events`.
 ///
 /// The publish happens before any `info` is gathered and never waits for a subscriber: the answer's
 /// latency is the parse plus, only when `info` is asked, one cluster query.
 pub async fn trigger(state: &AppState, call: &SignedCall) -> Result<Response<Body>, ApiError> {
     let ev = api::parse_trigger(&call.body, &trigger_limits(&call.app))?;
+    check_quota(state, &call.app)?;
     check_relay(state, relay_bytes(&ev))?;
     state.publish(&call.app, &ev);
     if ev.info.any() {
@@ -80,6 +94,7 @@ pub async fn trigger(state: &AppState, call: &SignedCall) -> Result<Response<Bod
 pub async fn batch(state: &AppState, call: &SignedCall) -> Result<Response<Body>, ApiError> {
     let app = &call.app;
     let events = api::parse_batch(&call.body, &trigger_limits(app))?;
+    check_quota(state, app)?;
     check_relay(state, events.iter().map(relay_bytes).sum())?;
     for ev in &events {
         state.publish(app, ev);

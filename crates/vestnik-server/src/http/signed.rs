@@ -144,8 +144,9 @@ pub async fn verify(
         query: parts.uri.query().unwrap_or(""),
         body: &body,
     };
-    signed
-        .verify(&app.secret, now_secs())
+    // Every secret valid now: the previous one too during a rotation's grace.
+    let now = now_secs();
+    app.verify_with(|secret| signed.verify(secret, now))
         .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
     if !app.enabled {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "Application disabled"));

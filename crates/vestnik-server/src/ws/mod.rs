@@ -5,8 +5,10 @@
 //! tungstenite is sized explicitly here: its defaults give every socket two 128 KiB buffers, which
 //! would make idle sockets cost more than a quarter of a megabyte each.
 
+pub mod io;
 pub mod session;
 pub mod upgrade;
+mod writer;
 
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 

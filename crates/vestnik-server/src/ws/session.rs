@@ -7,12 +7,14 @@
 //! included, goes through the outbox, so the order a socket sees is the order the broker decided.
 //! Every write (frames, pongs, errors, the close) is bounded by `write_timeout_ms`: a client that
 //! stops reading is dropped and counted as a slow consumer instead of holding its session, its
-//! timers and its queued close for ever.
+//! timers and its queued close for ever. On a plain TCP socket the outbox also writes to the socket
+//! directly while the session's writer is idle (see [`super::io`]): most deliveries never wake this
+//! task.
 //!
 //! A session takes what it uses and nothing more: the broker, the list of live sockets for the drain,
 //! and its [`SessionSettings`] (see [`SessionContext`]), never the server's whole state. This module
 //! must never block the broker (it only drains what the broker queued), never write to the socket
-//! outside `bounded`, and never decide a route: it is handed an admitted app.
+//! except through [`super::writer`], and never decide a route: it is handed an admitted app.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -21,8 +23,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -33,13 +34,15 @@ use vestnik_broker::{App, Broker, ConnectionHandle};
 use vestnik_protocol::message::MessageError;
 use vestnik_protocol::{ClientMessage, PusherCode, ServerMessage};
 
+use super::io::{SessionIo, Wire, WireCounters};
+use super::writer::{lay_out, write_batch, write_last, Batch, WriteFailure};
 use crate::config::ServerConfig;
 use crate::live::LiveSockets;
 
 /// The socket type every session drives.
-/// The stream over hyper's `Upgraded` connection: the session takes the socket over after the 101
-/// that `ws::upgrade` answered, whether the connection came in plain or over TLS.
-pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
+/// tungstenite over the connection hyper upgraded after the 101 that `ws::upgrade` answered, plain
+/// or TLS; its writes are collected by [`SessionIo`] and written by the session (see [`super::io`]).
+pub type Socket = WebSocketStream<SessionIo>;
 
 /// How long to wait for the client's close reply before dropping the connection.
 ///
@@ -84,32 +87,6 @@ pub struct SessionContext {
     pub settings: SessionSettings,
 }
 
-/// Why a write to the socket did not finish.
-#[derive(Debug)]
-enum WriteFailure {
-    /// It took longer than `write_timeout_ms`: the client stopped reading.
-    Stalled,
-    /// The transport failed or the client went away.
-    Failed,
-}
-
-/// Runs one write, flush or close on the socket, for at most `limit`. Every write of a session goes
-/// through here: an unbounded write to a client that stopped reading would block its session for
-/// ever (TCP keeps a full window open indefinitely), and with it the close queued behind it.
-///
-/// `Stalled` (the timer ran out) and `Failed` (the transport said no) are kept apart because they
-/// end differently: a stall counts as a slow consumer (4100), a failure as a client that left.
-async fn bounded<T>(
-    limit: Duration,
-    op: impl std::future::Future<Output = Result<T, WsError>>,
-) -> Result<T, WriteFailure> {
-    match tokio::time::timeout(limit, op).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(_)) => Err(WriteFailure::Failed),
-        Err(_) => Err(WriteFailure::Stalled),
-    }
-}
-
 /// Sends `pusher:error` with `code`, closes with the same code, and waits briefly for the reply.
 /// Counts the refusal in `vestnik_sockets_refused_total` under `app_id` (the app the key named, or
 /// `unknown`: never a value the client chose).
@@ -119,6 +96,7 @@ async fn bounded<T>(
 /// pusher-js reads the code from `pusher:error`, not from the close frame.
 pub async fn refuse(
     mut ws: Socket,
+    half: Option<OwnedWriteHalf>,
     app_id: &str,
     code: PusherCode,
     message: &str,
@@ -135,23 +113,29 @@ pub async fn refuse(
         message,
     }
     .encode();
+    // Into SessionIo's buffer, written with the close below.
     if let Ok(text) = Utf8Bytes::try_from(frame) {
-        if bounded(write_timeout, ws.feed(Message::Text(text)))
-            .await
-            .is_err()
-        {
+        if ws.feed(Message::Text(text)).await.is_err() {
             return;
         }
     }
-    close(&mut ws, code.code(), message, write_timeout).await;
+    let wire = Wire::new(half, None);
+    close(&mut ws, &wire, None, code.code(), message, write_timeout).await;
 }
 
-/// Closes with `code` and `reason` (the write bounded by `write_timeout`), then waits (bounded) for
-/// the client's close reply.
+/// Writes what is `owed`, closes with `code` and `reason` (the write bounded by `write_timeout`), then
+/// waits (bounded) for the client's close reply. The outbox is detached by then: nobody else writes.
 ///
 /// The reason is cut to 123 bytes at a UTF-8 boundary: a control frame carries at most 125 bytes of
 /// payload, two of which are the code (RFC 6455 §5.5), and tungstenite refuses a longer one.
-async fn close(ws: &mut Socket, code: u16, reason: &str, write_timeout: Duration) {
+async fn close(
+    ws: &mut Socket,
+    wire: &Wire,
+    owed: Option<Bytes>,
+    code: u16,
+    reason: &str,
+    write_timeout: Duration,
+) {
     // Close reasons are limited to 123 bytes by RFC 6455.
     let mut end = reason.len().min(123);
     while !reason.is_char_boundary(end) {
@@ -161,7 +145,11 @@ async fn close(ws: &mut Socket, code: u16, reason: &str, write_timeout: Duration
         code: CloseCode::from(code),
         reason: Utf8Bytes::from(&reason[..end]),
     };
-    if bounded(write_timeout, ws.close(Some(frame))).await.is_err() {
+    // tungstenite writes the close frame into SessionIo's buffer; write_last sends it.
+    if ws.close(Some(frame)).await.is_err() {
+        return;
+    }
+    if write_last(ws, wire, owed, write_timeout).await.is_err() {
         return;
     }
     let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, async {
@@ -177,13 +165,34 @@ async fn close(ws: &mut Socket, code: u16, reason: &str, write_timeout: Duration
 /// `ctx.broker.disconnect` runs on every way out of `drive`, before the close is written, so the
 /// socket's subscriptions (and presence membership, and the vacate webhook) are released even when
 /// the client is too slow to receive the close.
-pub async fn run(mut ws: Socket, ctx: SessionContext, app: Arc<App>, peer: IpAddr) {
+pub async fn run(
+    mut ws: Socket,
+    half: Option<OwnedWriteHalf>,
+    ctx: SessionContext,
+    app: Arc<App>,
+    peer: IpAddr,
+) {
     let write_timeout = ctx.settings.write_timeout;
     let app_id = app.id.clone();
     let conn = match ctx.broker.connect(app) {
         Ok(c) => c,
-        Err(e) => return refuse(ws, &app_id, e.code(), &e.to_string(), write_timeout).await,
+        Err(e) => {
+            let message = e.to_string();
+            return refuse(ws, half, &app_id, e.code(), &message, write_timeout).await;
+        }
     };
+    let counters = Counters::new(&app_id);
+    let wire = Wire::new(
+        half,
+        Some(WireCounters {
+            messages_out: counters.messages_out.clone(),
+            bytes_out: counters.bytes_out.clone(),
+            publish_to_write: counters.publish_to_write.clone(),
+        }),
+    );
+    if let Some(direct) = wire.direct() {
+        conn.outbox().attach(direct);
+    }
     // Listed for the drain until this function returns, however it returns.
     let _live = ctx.sockets.register(&conn);
     let socket_id = conn.socket_id().to_string();
@@ -196,7 +205,10 @@ pub async fn run(mut ws: Socket, ctx: SessionContext, app: Arc<App>, peer: IpAdd
         .encode(),
     );
     metrics::counter!("vestnik_sockets_opened_total", "app_id" => app_id.clone()).increment(1);
-    let end = drive(&mut ws, &ctx, &conn).await;
+    let end = drive(&mut ws, &wire, &ctx, &conn, &counters).await;
+    // From here only this task writes to the socket; frames still queued are dropped, as the
+    // socket is closing.
+    let owed = conn.outbox().detach(&mut VecDeque::new());
     ctx.broker.disconnect(&conn);
     let code = match &end {
         End::Close(code, _) => code.to_string(),
@@ -212,11 +224,16 @@ pub async fn run(mut ws: Socket, ctx: SessionContext, app: Arc<App>, peer: IpAdd
     metrics::counter!("vestnik_sockets_closed_total", "app_id" => app_id, "code" => code)
         .increment(1);
     match end {
-        End::Close(code, reason) => close(&mut ws, code, &reason, write_timeout).await,
+        End::Close(code, reason) => {
+            close(&mut ws, &wire, owed, code, &reason, write_timeout).await;
+        }
         End::Stalled => {
             tracing::debug!(%peer, socket_id, "dropped: a write stalled for {write_timeout:?}");
         }
-        End::Gone => {}
+        // A client that closed is owed our close reply; one that vanished makes this fail at once.
+        End::Gone => {
+            let _ = write_last(&mut ws, &wire, owed, write_timeout).await;
+        }
     }
     tracing::debug!(%peer, socket_id, "socket closed");
 }
@@ -315,7 +332,7 @@ impl Counters {
 /// 1. the outbox has frames (or a close): drain them all, write them, flush once
 ///    ([`write_batch`]); a close queued by the broker or the drain ends the loop after the frames
 ///    before it;
-/// 2. the client sent a frame: parse it and hand it to the broker ([`handle_text`]), whose replies
+/// 2. the client sent a frame: parse it and hand it to the broker ([`handle_message`]), whose replies
 ///    come back through the outbox like every other frame, so the order is the broker's;
 /// 3. the liveness timer fired: close an unsigned socket past its sign-in deadline, ping after
 ///    `activity_timeout` of silence, close with 4201 when the pong does not come.
@@ -327,10 +344,15 @@ impl Counters {
 /// deliveries, and a close queued by the broker or the drain is acted on before any further input
 /// is read. The timer comes last: it only matters when the socket is otherwise idle, and every
 /// frame read already proves the client alive (`Liveness::seen`).
-async fn drive(ws: &mut Socket, ctx: &SessionContext, conn: &ConnectionHandle) -> End {
+async fn drive(
+    ws: &mut Socket,
+    wire: &Wire,
+    ctx: &SessionContext,
+    conn: &ConnectionHandle,
+    counters: &Counters,
+) -> End {
     let settings = ctx.settings;
     let write_timeout = settings.write_timeout;
-    let counters = Counters::new(&conn.app().id);
     let now = Instant::now();
     let mut live = Liveness {
         activity: Duration::from_secs(settings.activity_timeout),
@@ -351,20 +373,41 @@ async fn drive(ws: &mut Socket, ctx: &SessionContext, conn: &ConnectionHandle) -
             drained = conn.outbox().next_batch(&mut out) => {
                 counters.messages_out.increment(out.len() as u64);
                 counters.bytes_out.increment(out.iter().map(|f| f.len() as u64).sum());
-                if let Err(f) = write_batch(ws, &mut out, write_timeout).await {
-                    return f.into();
+                if let Some(c) = drained.close {
+                    // The last batch goes out with the close frame, in `run`'s bounded write after
+                    // the broker has let the socket go: a socket too slow to take it (a 4100) then
+                    // costs nobody a wait.
+                    let last = lay_out(drained.owed, &mut out);
+                    conn.outbox().give_back(last);
+                    return End::Close(c.code.code(), c.reason);
+                }
+                match write_batch(ws, wire, conn.outbox(), drained.owed, &mut out, write_timeout).await {
+                    Batch::Written => {}
+                    Batch::Failed(f) => return f.into(),
+                    Batch::Interrupted => {
+                        // The close that interrupted the write; frames queued behind it are dropped.
+                        let drained = conn.outbox().drain_now(&mut out);
+                        out.clear();
+                        if let Some(unwritten) = drained.owed {
+                            conn.outbox().give_back(unwritten);
+                        }
+                        if let Some(c) = drained.close {
+                            return End::Close(c.code.code(), c.reason);
+                        }
+                    }
                 }
                 if let Some(queued) = drained.queued_at {
                     counters.publish_to_write.record(queued.elapsed().as_secs_f64());
                 }
-                if let Some(c) = drained.close {
-                    return End::Close(c.code.code(), c.reason);
-                }
             }
             msg = ws.next() => {
                 live.seen();
-                if let Some(end) = on_read(ws, &ctx.broker, conn, &counters, msg, write_timeout).await {
+                if let Some(end) = on_read(ws, &ctx.broker, conn, counters, msg).await {
                     return end;
+                }
+                // A pong or a close reply tungstenite wrote goes out in the outbox's order.
+                if let Some(control) = ws.get_mut().take_control() {
+                    conn.outbox().push_owed(control);
                 }
             }
             () = &mut timer => {
@@ -408,14 +451,22 @@ async fn on_read(
     conn: &ConnectionHandle,
     counters: &Counters,
     msg: Option<Result<Message, WsError>>,
-    write_timeout: Duration,
 ) -> Option<End> {
     match msg {
         None => return Some(End::Gone),
         Some(Ok(Message::Text(text))) => {
             counters.messages_in.increment(1);
             counters.bytes_in.increment(text.len() as u64);
-            handle_text(broker, conn, &text);
+            let message = ClientMessage::parse(&text);
+            // In a cluster that routes by interest, a subscribe first waits (a few ms, at most
+            // 2 s) for this node to listen to the channel's route shard, so an event published
+            // once the client saw `subscription_succeeded` reaches it.
+            if let Ok(ClientMessage::Subscribe(sub)) = &message {
+                if let Some(ready) = broker.subscribe_ready(conn, &sub.channel) {
+                    ready.await;
+                }
+            }
+            handle_message(broker, conn, message);
         }
         Some(Ok(Message::Binary(_))) => send_error(
             conn,
@@ -423,23 +474,21 @@ async fn on_read(
             "Binary frames are not supported; send JSON text frames",
         ),
         Some(Ok(Message::Ping(_))) => {
-            // tungstenite queued the pong; push it out now.
-            if let Err(f) = bounded(write_timeout, ws.flush()).await {
-                return Some(f.into());
+            // tungstenite queued the pong; this moves it into SessionIo's buffer (no IO), and the
+            // caller queues it.
+            if ws.flush().await.is_err() {
+                return Some(End::Gone);
             }
         }
         Some(Ok(Message::Pong(_) | Message::Frame(_))) => {}
         Some(Ok(Message::Close(_))) => {
-            let _ = bounded(write_timeout, ws.flush()).await;
+            // The close reply, into SessionIo's buffer; `run` writes it.
+            let _ = ws.flush().await;
             return Some(End::Gone);
         }
         Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
             let message = format!("Message of {size} bytes is over the limit of {max_size} bytes");
-            if let Err(WriteFailure::Stalled) =
-                write_error(ws, PusherCode::InvalidMessage, &message, write_timeout).await
-            {
-                return Some(End::Stalled);
-            }
+            write_error(ws, PusherCode::InvalidMessage, &message).await;
             return Some(End::Close(PusherCode::InvalidMessage.code(), message));
         }
         Some(Err(e)) => {
@@ -450,45 +499,17 @@ async fn on_read(
     None
 }
 
-/// Writes every drained frame, then flushes once: one syscall for the whole batch when it fits the
-/// write buffer. Each feed and the flush is bounded by `limit` on its own: a feed only waits when the
-/// write buffer is full, so each step moves at most a buffer's worth, and a slow but reading client
-/// keeps up while one that stopped reading is found within `limit`.
-async fn write_batch(
-    ws: &mut Socket,
-    out: &mut VecDeque<Bytes>,
-    limit: Duration,
-) -> Result<(), WriteFailure> {
-    for frame in out.drain(..) {
-        // Frames come from ServerMessage::encode, which only produces UTF-8 JSON.
-        match Utf8Bytes::try_from(frame) {
-            Ok(text) => bounded(limit, ws.feed(Message::Text(text))).await?,
-            Err(_) => tracing::error!("dropped a non-UTF-8 frame; this is a bug in encoding"),
-        }
-    }
-    // A burst can grow the queue; do not let an idle socket keep that memory.
-    if out.capacity() > 64 {
-        out.shrink_to(8);
-    }
-    bounded(limit, ws.flush()).await
-}
-
-/// Writes one `pusher:error` straight to the socket, bypassing the outbox: only used when the
-/// session is about to end anyway (an oversized message), so nothing queued can be overtaken.
-async fn write_error(
-    ws: &mut Socket,
-    code: PusherCode,
-    message: &str,
-    limit: Duration,
-) -> Result<(), WriteFailure> {
+/// Puts one `pusher:error` ahead of the close, bypassing the outbox: only used when the session is
+/// about to end anyway (an oversized message). It lands in SessionIo's buffer and is written with
+/// the close, after what the outbox still owes, so nothing is split or overtaken.
+async fn write_error(ws: &mut Socket, code: PusherCode, message: &str) {
     let frame = ServerMessage::Error {
         code: Some(code),
         message,
     }
     .encode();
-    match Utf8Bytes::try_from(frame) {
-        Ok(text) => bounded(limit, ws.send(Message::Text(text))).await,
-        Err(_) => Ok(()),
+    if let Ok(text) = Utf8Bytes::try_from(frame) {
+        let _ = ws.feed(Message::Text(text)).await;
     }
 }
 
@@ -511,9 +532,14 @@ fn send_error(conn: &ConnectionHandle, code: PusherCode, message: &str) {
 /// close for a failed sign-in, a counted `pusher:error` for a refused client event.
 ///
 /// The broker is synchronous: nothing here awaits, so one slow call cannot hold up the session's
-/// writes; whatever the broker decides comes back through the outbox.
-fn handle_text(broker: &Broker, conn: &ConnectionHandle, text: &str) {
-    match ClientMessage::parse(text) {
+/// writes; whatever the broker decides comes back through the outbox. (The one wait, for a
+/// subscribe's route shard in a cluster, happens before, in [`on_read`].)
+fn handle_message(
+    broker: &Broker,
+    conn: &ConnectionHandle,
+    message: Result<ClientMessage, MessageError>,
+) {
+    match message {
         Ok(ClientMessage::Ping) => conn.send(ServerMessage::Pong.encode()),
         Ok(ClientMessage::Pong) => {}
         Ok(ClientMessage::Subscribe(sub)) => {
@@ -549,6 +575,7 @@ fn handle_text(broker: &Broker, conn: &ConnectionHandle, text: &str) {
                     vestnik_broker::ClientEventError::ChannelKind(_) => "channel_kind",
                     vestnik_broker::ClientEventError::NotSubscribed(_) => "not_subscribed",
                     vestnik_broker::ClientEventError::TooLarge { .. } => "too_large",
+                    vestnik_broker::ClientEventError::OverQuota => "over_quota",
                 };
                 metrics::counter!(
                     "vestnik_client_events_rejected_total",

@@ -18,7 +18,6 @@ use std::sync::Arc;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
@@ -26,6 +25,7 @@ use vestnik_broker::App;
 use vestnik_protocol::limits::SUPPORTED_PROTOCOLS;
 use vestnik_protocol::PusherCode;
 
+use super::io::SessionIo;
 use super::session::{self, SessionContext, SessionSettings};
 use crate::reply::{ApiError, Body, UNKNOWN_APP};
 use crate::state::AppState;
@@ -162,15 +162,14 @@ pub fn upgrade(req: Request<Incoming>, state: AppState, peer: SocketAddr) -> Res
                 return;
             }
         };
-        let ws =
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config))
-                .await;
+        let (io, half) = SessionIo::new(upgraded);
+        let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
         match admission {
-            Ok(app) => session::run(ws, ctx, app, peer).await,
+            Ok(app) => session::run(ws, half, ctx, app, peer).await,
             Err(r) => {
                 tracing::debug!(%peer, code = r.code.code(), "refused socket: {}", r.message);
                 let app_id = r.app_id.as_deref().unwrap_or(UNKNOWN_APP);
-                session::refuse(ws, app_id, r.code, &r.message, write_timeout).await;
+                session::refuse(ws, half, app_id, r.code, &r.message, write_timeout).await;
             }
         }
     });

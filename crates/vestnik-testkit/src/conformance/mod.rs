@@ -32,6 +32,10 @@
 //! - this file: [`Node`], cases 1 to 6, [`unique_prefix`].
 //! - [`lifecycle`]: the shell's lifecycle cases.
 //! - [`backbone`]: [`BackboneServer`], private `redis-server` / `nats-server` processes.
+//! - [`skew`]: three brokers over a real backbone, one reconnecting late after a restart through a
+//!   [`skew::CutProxy`]: what it missed is replayed, once and in order (the cluster layer's case).
+//! - [`routing`]: interest routing over a real backbone: a node gets the relays of the channels
+//!   it serves only, and a subscribe followed at once by a publish elsewhere loses nothing.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,6 +48,8 @@ use vestnik_broker::adapter::{Adapter, AdapterEvent, Destination, NodeId};
 
 pub mod backbone;
 pub mod lifecycle;
+pub mod routing;
+pub mod skew;
 
 pub use backbone::{BackboneServer, ServerKind};
 pub use lifecycle::{

@@ -12,6 +12,9 @@ use crate::reply::asset;
 const PAGE: &str = include_str!("index.html");
 /// The page's script, served from `/console/console.js`.
 const SCRIPT: &str = include_str!("console.js");
+/// The operator view's script (every app, with the admin token), served from
+/// `/console/operator.js`.
+const OPERATOR_SCRIPT: &str = include_str!("operator.js");
 /// The page's style sheet, served from `/console/console.css`.
 const STYLE: &str = include_str!("console.css");
 
@@ -23,6 +26,11 @@ pub fn page() -> Response<Body> {
 /// `GET /console/console.js`.
 pub fn script() -> Response<Body> {
     asset("text/javascript; charset=utf-8", SCRIPT)
+}
+
+/// `GET /console/operator.js`.
+pub fn operator_script() -> Response<Body> {
+    asset("text/javascript; charset=utf-8", OPERATOR_SCRIPT)
 }
 
 /// `GET /console/console.css`.

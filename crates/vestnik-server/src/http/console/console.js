@@ -1,4 +1,6 @@
 // Vestnik debug console: sign-in, live stats and events over Server-Sent Events, and test events.
+// The operator view (every app, managed with the admin token) is in operator.js, which this file's
+// start() hands over to.
 //
 // Plain browser JavaScript with no dependencies. Everything the broker sends is put on the page with
 // textContent, never as HTML, so event data cannot inject markup. The secret lives only in the
@@ -20,15 +22,23 @@ const state = {
 };
 
 /** Calls the console API; resolves to {ok, status, body} and never throws on HTTP errors. */
-async function api(method, path, body) {
-  const init = { method, credentials: 'same-origin', headers: {} };
+function api(method, path, body) {
+  return request(method, `/console/api/${path}`, body);
+}
+
+/**
+ * Calls one of the broker's JSON APIs at `url` with extra `headers`; resolves to {ok, status, body}
+ * (the error in `body.error`) and never throws.
+ */
+async function request(method, url, body, headers = {}) {
+  const init = { method, credentials: 'same-origin', headers: { ...headers } };
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }
   let resp;
   try {
-    resp = await fetch(`/console/api/${path}`, init);
+    resp = await fetch(url, init);
   } catch (e) {
     return { ok: false, status: 0, body: { error: `The broker cannot be reached (${e.message})` } };
   }
@@ -41,10 +51,14 @@ async function api(method, path, body) {
   return { ok: resp.ok, status: resp.status, body: json };
 }
 
+/** Shows one view: 'signin', 'console' (one app), 'operator-signin' or 'operator' (every app). */
 function show(view) {
-  $('signin').hidden = view !== 'signin';
-  $('console').hidden = view !== 'console';
+  for (const id of ['signin', 'console', 'operator-signin', 'operator']) $(id).hidden = view !== id;
   $('session-bar').hidden = view !== 'console';
+  $('operator-bar').hidden = view !== 'operator';
+  // An operator watching one app can go back to the list of every app.
+  $('back-to-apps').hidden = !operatorToken();
+  if (view !== 'operator') stopOperatorPolling();
 }
 
 async function showSignIn(message) {
@@ -90,7 +104,8 @@ async function signIn(event) {
 
 async function signOut() {
   await api('DELETE', 'session');
-  showSignIn('Signed out.');
+  if (operatorToken()) showOperator('Signed out of the app.');
+  else showSignIn('Signed out.');
 }
 
 function showConsole(appId) {
@@ -144,7 +159,11 @@ function openStream() {
     // EventSource retries by itself; a refused stream (session over) stays closed.
     if (source.readyState === EventSource.CLOSED) {
       const { ok, body } = await api('GET', 'session');
-      if (ok && !body.signed_in) showSignIn(body.reason);
+      if (ok && !body.signed_in) {
+        // An operator goes back to the list of apps (a rotation ends the app's console sessions).
+        if (operatorToken()) showOperator(body.reason, false);
+        else showSignIn(body.reason);
+      }
       else setTimeout(() => state.source === source && openStream(), 2000);
     }
   };
@@ -153,6 +172,12 @@ function openStream() {
 function renderStats(stats) {
   $('stat-connections').textContent = String(stats.connections);
   $('stat-channels').textContent = String(stats.channel_count);
+  // The day's messages (UTC), and the daily quota when the app has one (0: none).
+  const today = stats.messages_today ?? 0;
+  const quota = stats.max_messages_per_day ?? 0;
+  const messages = $('stat-messages');
+  messages.textContent = quota > 0 ? `${today} / ${quota}` : String(today);
+  messages.classList.toggle('over-quota', quota > 0 && today >= quota);
   const rows = stats.channels.map((c) => {
     const tr = document.createElement('tr');
     tr.dataset.channel = c.name;
@@ -241,9 +266,52 @@ async function sendEvent(event) {
   result.hidden = false;
 }
 
+/**
+ * Shows the newest kept events of a channel (its history, docs/recovery.md), newest first, with the
+ * epoch and offsets; a channel without history says why.
+ */
+async function showHistory(event) {
+  event?.preventDefault();
+  const channel = $('history-channel').value.trim();
+  const result = $('history-result');
+  const { ok, body } = await api('GET', `history?channel=${encodeURIComponent(channel)}`);
+  result.dataset.ok = String(ok);
+  result.hidden = false;
+  if (!ok) {
+    result.textContent = body.error || 'Refused';
+    $('history').replaceChildren();
+    return;
+  }
+  result.textContent = body.epoch
+    ? `Epoch ${body.epoch}: offsets ${body.first_offset} to ${body.last_offset}, ${body.events.length} shown`
+    : 'No events kept for this channel';
+  const rows = body.events.map((e) => {
+    const li = document.createElement('li');
+    li.dataset.offset = String(e.offset);
+    const what = document.createElement('div');
+    what.className = 'what';
+    what.append(span('event', e.event ?? '?'));
+    if (e.user_id) what.append(span('meta', `user ${e.user_id}`));
+    what.append(span('data', e.data ?? ''));
+    const time = new Date(e.published_at_ms).toLocaleTimeString([], { hour12: false });
+    li.append(span('time', time), span('type offset', `#${e.offset}`), what);
+    return li;
+  });
+  $('history').replaceChildren(...rows.reverse());
+}
+
 function wire() {
+  $('history-form').addEventListener('submit', showHistory);
+  // A click on a channel in the list shows its history.
+  $('channels').addEventListener('click', (e) => {
+    const tr = e.target.closest('tr');
+    if (!tr?.dataset.channel) return;
+    $('history-channel').value = tr.dataset.channel;
+    showHistory();
+  });
   $('signin-form').addEventListener('submit', signIn);
   $('signout').addEventListener('click', signOut);
+  wireOperator();
   $('send-form').addEventListener('submit', sendEvent);
   $('clear').addEventListener('click', () => resetStream());
   $('pause').addEventListener('click', () => {
@@ -260,7 +328,9 @@ async function start() {
   wire();
   const { ok, body } = await api('GET', 'session');
   if (ok && body.signed_in) showConsole(body.app_id);
+  else if (operatorToken()) showOperator();
   else showSignIn(ok ? '' : body.error);
 }
 
-start();
+// operator.js is loaded after this file (both deferred); both have run before DOMContentLoaded.
+document.addEventListener('DOMContentLoaded', start);

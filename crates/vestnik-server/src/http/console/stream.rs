@@ -14,13 +14,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{header, HeaderValue, Response};
 use hyper::body::Frame;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use vestnik_broker::{App, TapItem};
 
-use crate::reply::ApiError;
 use crate::state::AppState;
 
 /// SSE messages queued between the console's task and its HTTP writer. Small: the backlog that
@@ -64,7 +63,8 @@ fn sse(event: &str, json: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
-/// Connection and channel counts of `app` over the cluster, with the channel list and occupancy.
+/// Connection and channel counts of `app` over the cluster, with the channel list and occupancy,
+/// and its messages today (across the cluster, as this node counts them) against its daily quota.
 pub async fn stats(state: &AppState, app: &App) -> Value {
     let rt = state.broker.runtime(app);
     let remote = state
@@ -90,6 +90,8 @@ pub async fn stats(state: &AppState, app: &App) -> Value {
         "channel_count": channels.len(),
         "channels": channels,
         "dropped": state.tap.dropped(&app.id),
+        "messages_today": rt.usage.messages_today(),
+        "max_messages_per_day": app.max_messages_per_day,
     })
 }
 
@@ -101,13 +103,11 @@ pub async fn stats(state: &AppState, app: &App) -> Value {
 /// `lagged` count), or the stats tick, and then sends the message, again racing shutdown, so a
 /// console that stopped reading cannot hold the task past shutdown. The wait on `tx.send` is the
 /// only backpressure, and it falls on the console's own view: the tap drops its oldest records.
-pub fn open(state: &AppState, app: Arc<App>) -> Result<Response<EventStream>, ApiError> {
-    let mut watch = state.tap.watch(&app.id).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("App {:?} has no console tap", app.id),
-        )
-    })?;
+///
+/// Any app the node serves can be watched, including one created while it runs (the tap makes the
+/// app's side on its first watch).
+pub fn open(state: &AppState, app: Arc<App>) -> Response<EventStream> {
+    let mut watch = state.tap.watch(&app.id);
     let (tx, rx) = mpsc::channel(WRITER_QUEUE);
     let task_state = state.clone();
     let shutdown = state.shutdown.clone();
@@ -151,7 +151,7 @@ pub fn open(state: &AppState, app: Arc<App>) -> Result<Response<EventStream>, Ap
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     // nginx would otherwise buffer the stream and the console would stop being live.
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(resp)
+    resp
 }
 
 #[cfg(test)]
@@ -192,7 +192,7 @@ mod tests {
         config.console.stats_interval_ms = 3_600_000;
         let state = AppState::build(config, Shutdown::new(), None).unwrap();
         let app = state.broker.apps().all()[0].clone();
-        let mut body = open(&state, app.clone()).unwrap().into_body();
+        let mut body = open(&state, app.clone()).into_body();
         assert_eq!(next(&mut body).await.0, "hello");
         assert_eq!(
             next(&mut body).await.0,

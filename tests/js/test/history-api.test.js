@@ -1,0 +1,129 @@
+// The history API (issue 14, docs/recovery.md): `GET /apps/{id}/channels/{name}/history` read with
+// the official Node SDK's generic `pusher.get({path, params})`, paged with its cursor, and its
+// refusals as JSON errors a backend can act on. A clustered node refuses it clearly until the
+// history is cluster-wide.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+
+import { startNode, randomPrefix, requireBackbone, SHARED_URLS } from '../cluster-helpers.js';
+import { APPS, expectHttpError, openRaw, sdkGetJson, serverSdk, signedRequest, startBroker, uniq } from '../helpers.js';
+
+const HISTORY_APP = {
+  ...APPS.main,
+  history: { size: 5, channels: [{ prefix: 'nohistory-', enabled: false }] },
+};
+
+let broker;
+let sdk;
+before(async () => {
+  broker = await startBroker({ apps: [HISTORY_APP] });
+  sdk = serverSdk(broker, HISTORY_APP);
+});
+after(async () => {
+  await broker?.stop();
+});
+
+const history = (channel, params = {}) => sdkGetJson(sdk, `/channels/${channel}/history`, params);
+
+describe('history API with the pusher Node SDK', () => {
+  it('pages oldest first with next_after, and the events are those the sockets got', async () => {
+    const name = uniq('orders-');
+    const raw = await openRaw(broker);
+    await raw.subscribeOk(name);
+    await sdk.trigger(name, 'status', { step: 1 });
+    await sdk.triggerBatch([2, 3].map((step) => ({ channel: name, name: 'status', data: JSON.stringify({ step }) })));
+    await raw.waitFor((f) => f.event === 'status' && f.payload?.step === 3);
+    const onSocket = raw.frames.filter((f) => f.event === 'status');
+    const epoch = onSocket[0].position.epoch;
+
+    const before = Date.now();
+    const first = await history(name, { limit: '2' });
+    assert.equal(first.epoch, epoch);
+    assert.deepEqual([first.first_offset, first.last_offset], [1, 3]);
+    assert.deepEqual(
+      first.events.map((e) => [e.offset, e.event, e.data]),
+      onSocket.slice(0, 2).map((f) => [f.position.offset, f.event, f.data]),
+    );
+    for (const e of first.events) assert.ok(e.published_at_ms <= before && e.published_at_ms > before - 60_000);
+    assert.deepEqual([first.next_after, first.has_more], [2, true]);
+
+    const next = await history(name, { epoch, after: String(first.next_after) });
+    assert.deepEqual(next.events.map((e) => JSON.parse(e.data).step), [3]);
+    assert.deepEqual([next.next_after, next.has_more], [3, false]);
+    // Polling again from the cursor: nothing new, the cursor stays.
+    const idle = await history(name, { epoch, after: String(next.next_after) });
+    assert.deepEqual([idle.events, idle.next_after, idle.has_more], [[], 3, false]);
+    raw.close();
+  });
+
+  it('client events are kept with their sender on presence channels', async () => {
+    const name = uniq('presence-chat-');
+    const a = await openRaw(broker, { app: HISTORY_APP });
+    const b = await openRaw(broker, { app: HISTORY_APP });
+    await a.subscribeSigned(sdk, name, { user_id: 'alice' });
+    await b.subscribeSigned(sdk, name, { user_id: 'bob' });
+    a.send({ event: 'client-typing', channel: name, data: { on: true } });
+    await b.waitFor((f) => f.event === 'client-typing');
+    const page = await history(name);
+    assert.deepEqual(
+      page.events.map((e) => [e.event, e.user_id, JSON.parse(e.data)]),
+      [['client-typing', 'alice', { on: true }]],
+    );
+    a.close();
+    b.close();
+  });
+
+  it('a lost position is 409 with the reason and where to go on from', async () => {
+    const name = uniq('orders-');
+    for (let step = 1; step <= 8; step++) await sdk.trigger(name, 'status', { step });
+    const { epoch } = await history(name);
+
+    const tooOld = await expectHttpError(sdk.get({ path: `/channels/${name}/history`, params: { epoch, after: '1' } }));
+    assert.equal(tooOld.status, 409);
+    assert.equal(tooOld.json.reason, 'too_old');
+    assert.deepEqual([tooOld.json.epoch, tooOld.json.first_offset, tooOld.json.last_offset], [epoch, 4, 8]);
+    assert.match(tooOld.json.error, /dropped/);
+
+    const other = await expectHttpError(sdk.get({ path: `/channels/${name}/history`, params: { epoch: 'abc', after: '1' } }));
+    assert.equal(other.status, 409);
+    assert.deepEqual([other.json.reason, other.json.epoch], ['epoch_changed', epoch]);
+
+    // From just before the oldest kept event: all five kept events.
+    const from3 = await history(name, { epoch, after: '3' });
+    assert.deepEqual(from3.events.map((e) => e.offset), [4, 5, 6, 7, 8]);
+  });
+
+  it('a channel without events has no epoch; history off is 404; bad params are 400', async () => {
+    const empty = await history(uniq('quiet-'));
+    assert.deepEqual(empty, { epoch: null, first_offset: 1, last_offset: 0, events: [], next_after: 0, has_more: false });
+
+    const off = await expectHttpError(sdk.get({ path: `/channels/${uniq('nohistory-')}/history`, params: {} }));
+    assert.deepEqual([off.status, off.json.reason], [404, 'history_off']);
+
+    for (const params of [{ after: '1' }, { epoch: 'e', after: 'x' }, { limit: '0' }, { limit: '1001' }]) {
+      const bad = await expectHttpError(sdk.get({ path: `/channels/${uniq('orders-')}/history`, params }));
+      assert.equal(bad.status, 400, JSON.stringify(params));
+      assert.equal(typeof bad.json.error, 'string');
+    }
+    const badName = await signedRequest(broker, 'GET', `/apps/${HISTORY_APP.id}/channels/bad%20name/history`, { app: HISTORY_APP });
+    assert.equal(badName.status, 400);
+    const unsigned = await fetch(`${broker.httpUrl}/apps/${HISTORY_APP.id}/channels/x/history`);
+    assert.equal(unsigned.status, 401);
+  });
+});
+
+describe('history API on a clustered node', () => {
+  it('answers 501 cluster_history_unavailable until the history is cluster-wide', async () => {
+    await requireBackbone('redis');
+    const node = await startNode({ adapter: 'redis', url: SHARED_URLS.redis, prefix: randomPrefix(), apps: [HISTORY_APP] });
+    try {
+      const nodeSdk = serverSdk(node, HISTORY_APP);
+      await nodeSdk.trigger('orders-1', 'status', {});
+      const r = await expectHttpError(nodeSdk.get({ path: '/channels/orders-1/history', params: {} }));
+      assert.deepEqual([r.status, r.json.reason], [501, 'cluster_history_unavailable']);
+      assert.match(r.json.error, /cluster/);
+    } finally {
+      await node.stop();
+    }
+  });
+});
