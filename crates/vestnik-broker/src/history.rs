@@ -18,7 +18,7 @@
 //! A stream's mutex is never held while taking the history map's shard. This module must never
 //! do IO, never await, and never serialise per subscriber.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,8 +31,10 @@ use vestnik_protocol::limits::{HISTORY_MAX_BYTES, HISTORY_SIZE, HISTORY_TTL_SECS
 use vestnik_protocol::message::{Position, Recover, RecoveryFailure};
 use vestnik_protocol::ChannelName;
 
+mod mirror;
 mod page;
 
+pub(crate) use mirror::Held;
 use page::WallClock;
 pub use page::{EventFields, HistoryPage, HistoryRefusal, KeptEvent};
 
@@ -154,6 +156,12 @@ pub struct Stream {
     touched: Instant,
     /// Dropped from the map: whoever locked it late must look the channel up again.
     dead: bool,
+    /// In a cluster with a history store: events numbered beyond `top + 1`, held until the ones
+    /// before them arrive (see `mirror`). Always empty on a single node.
+    pending: BTreeMap<u64, Held>,
+    /// In a cluster with a history store: the epoch and offsets are the store's (set by the first
+    /// numbered event or read). A stream made by a subscribe before that tells no position.
+    numbered: bool,
 }
 
 /// The epoch and last offset of a channel whose stream expired.
@@ -177,7 +185,14 @@ impl Stream {
             limits,
             touched: now,
             dead: false,
+            pending: BTreeMap::new(),
+            numbered: false,
         }
+    }
+
+    /// Whether the stream's position is the store's (in a cluster with a history store).
+    pub(crate) fn is_numbered(&self) -> bool {
+        self.numbered
     }
 
     /// The position of the channel's last event (offset 0 before the first).
@@ -316,8 +331,7 @@ impl Stream {
 /// A fresh epoch: 48 random bits in hex. A restart or a dropped stream gets another one, so a
 /// position from before can never be taken for one after.
 fn new_epoch() -> Arc<str> {
-    let bits: u64 = rand::random::<u64>() & 0xffff_ffff_ffff;
-    Arc::from(format!("{bits:012x}"))
+    crate::adapter::new_epoch()
 }
 
 /// The history of one app's channels on this node.
@@ -332,6 +346,13 @@ pub struct History {
     clock: WallClock,
     /// Positions of quiet channels, whose streams expired (see [`QUIET_KEEP`]).
     quiet: DashMap<ChannelName, Quiet>,
+    /// In a cluster with a history store: channels this node delivered an event of without a
+    /// position (the store was out of reach), and since when (see `mirror`).
+    unnumbered: DashMap<ChannelName, Instant>,
+    /// Events this node published without a position because the store failed.
+    unnumbered_sends: std::sync::atomic::AtomicU64,
+    /// Gaps before held events that the store could not fill (their events were lost here).
+    gaps_skipped: std::sync::atomic::AtomicU64,
 }
 
 impl History {
@@ -437,6 +458,8 @@ impl History {
         });
         self.quiet
             .retain(|_, q| now.saturating_duration_since(q.since) < QUIET_KEEP);
+        self.unnumbered
+            .retain(|_, since| now.saturating_duration_since(*since) < QUIET_KEEP);
         let over = self.quiet.len().saturating_sub(QUIET_MAX);
         if over > 0 {
             let mut by_age: Vec<(Instant, ChannelName)> = self

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use serde_json::value::RawValue;
 use vestnik_protocol::{ChannelName, SocketId};
 
+use crate::adapter::{Appended, HistoryStore};
 use crate::app::App;
 use crate::broker::PublishEvent;
 
@@ -46,11 +47,19 @@ pub struct RelayedClientEvent<'a> {
 /// The cluster as the broker sees it. Every method is cheap and non-blocking except the two
 /// queries, which the broker awaits only from the HTTP API's channel queries.
 pub trait ClusterHook: Send + Sync + 'static {
-    /// An API event was published here: the other nodes fan it out to their sockets.
-    fn published(&self, app: &App, event: &PublishEvent<'_>);
+    /// An API event was published here: the other nodes fan it out to their sockets, at the
+    /// positions the history store gave it (one per channel, `None` where it got none; empty
+    /// for none at all).
+    fn published(&self, app: &App, event: &PublishEvent<'_>, positions: &[Option<Appended>]);
 
-    /// A socket here sent a client event: the other nodes fan it out to their sockets.
-    fn client_event(&self, app: &App, event: &RelayedClientEvent<'_>);
+    /// A socket here sent a client event: the other nodes fan it out to their sockets, at
+    /// `position` if the history store gave it one.
+    fn client_event(&self, app: &App, event: &RelayedClientEvent<'_>, position: Option<&Appended>);
+
+    /// The backbone's history store, when positions and history are cluster-wide.
+    fn history_store(&self) -> Option<&Arc<dyn HistoryStore>> {
+        None
+    }
 
     /// Every socket signed in as `user_id` is to be closed, on every node.
     fn terminate(&self, app: &App, user_id: &str);

@@ -63,7 +63,7 @@ pub mod tap;
 pub mod usage;
 
 pub use app::{App, AppStore, PreviousSecret, StaticAppStore};
-pub use broker::{AppRuntime, Broker, BrokerConfig, BrokerStats, PublishEvent};
+pub use broker::{AppRuntime, Broker, BrokerConfig, BrokerStats, PublishEvent, SubscribeReady};
 pub use connection::{
     CloseRequest, Connection, ConnectionHandle, DirectWrite, Drained, Outbox, Pushed, Sent,
 };

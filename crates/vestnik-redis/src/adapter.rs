@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tracing::info;
 use vestnik_broker::adapter::{AdapterShell, NodeId, ShellOptions, Transport};
 
+use crate::history::RedisHistory;
 use crate::link::Link;
 use crate::session::{Channels, Session};
 use crate::target::{redact, Target};
@@ -59,7 +60,10 @@ impl Transport for Redis {
             close_timeout: options.close_timeout,
             hold: options.relay_hold,
         };
-        Ok(AdapterShell::start(node, Redis, shell, |wiring, tasks| {
+        // The history store gets its own connection to the same server (resolved anew, like the
+        // link's, through Sentinel).
+        let history_target = Target::parse(url)?;
+        let adapter = AdapterShell::start(node, Redis, shell, |wiring, tasks| {
             let link = Link {
                 node,
                 target,
@@ -75,6 +79,12 @@ impl Transport for Redis {
                 routes: wiring.routes,
             };
             tasks.spawn(link.run(first));
-        }))
+        });
+        adapter.set_history(Arc::new(RedisHistory::new(
+            history_target,
+            cluster_prefix,
+            Arc::downgrade(&adapter),
+        )));
+        Ok(adapter)
     }
 }

@@ -11,6 +11,8 @@
 //! - [`adapter`]: [`RedisAdapter`], the shared `AdapterShell` (`connect`, `send`, `events`,
 //!   `stats`, `close`) over the [`Redis`] transport.
 //! - `link`: the adapter's one task: serve a session, reconnect with backoff, emit events.
+//! - `history`: [`RedisHistory`], the cluster's channel history in Redis (positions and recovery
+//!   on any node).
 //! - `session`: one connection lifetime: subscriber + publisher connections, channel names.
 //! - `target`: URL parsing (`redis://`, `rediss://`, unix sockets, `redis+sentinel://`).
 //! - [`options`]: [`RedisOptions`], the queue sizes and timings with their defaults.
@@ -47,6 +49,7 @@
 
 pub mod adapter;
 pub mod error;
+mod history;
 mod link;
 pub mod options;
 mod session;
@@ -54,5 +57,6 @@ mod target;
 
 pub use adapter::{Redis, RedisAdapter};
 pub use error::Error;
+pub use history::RedisHistory;
 pub use options::RedisOptions;
 pub use vestnik_broker::adapter::AdapterStats;

@@ -14,12 +14,16 @@ mod hold;
 mod routes;
 mod shell;
 mod stats;
+mod store;
 
 pub use backoff::reconnect_delay;
 pub use hold::HoldLimits;
 pub use routes::{RouteSet, Routes, ShardSet};
 pub use shell::{AdapterShell, LinkState, ShellOptions, Transport, Wiring};
 pub use stats::{AdapterCounters, AdapterStats};
+pub use store::{
+    new_epoch, Appended, HistoryStore, MemoryStore, StoreError, StoredPage, StreamRef,
+};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -105,6 +109,13 @@ pub trait Adapter: Send + Sync + 'static {
         None
     }
 
+    /// The backbone's channel history, when it keeps one: positions and history are then
+    /// cluster-wide (see [`HistoryStore`]). `None` (the default): nodes in a cluster keep no
+    /// history and answer a `recover` with `cluster_history_unavailable`.
+    fn history(&self) -> Option<Arc<dyn HistoryStore>> {
+        None
+    }
+
     /// What the adapter moved and lost so far; adapters that count nothing report zeros.
     fn stats(&self) -> AdapterStats {
         AdapterStats::default()
@@ -141,6 +152,8 @@ impl Adapter for LocalAdapter {
 #[derive(Debug, Clone, Default)]
 pub struct MemoryHub {
     nodes: Arc<Mutex<HashMap<NodeId, mpsc::UnboundedSender<AdapterEvent>>>>,
+    /// The hub's history store, shared by its nodes, if it keeps one.
+    store: Option<MemoryStore>,
 }
 
 /// One node's end of a [`MemoryHub`].
@@ -154,6 +167,19 @@ impl MemoryHub {
     /// A new, empty hub.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A new, empty hub whose nodes share a [`MemoryStore`]: cluster-wide history.
+    pub fn with_history() -> Self {
+        Self {
+            store: Some(MemoryStore::new()),
+            ..Self::default()
+        }
+    }
+
+    /// The hub's history store, if it keeps one.
+    pub fn store(&self) -> Option<&MemoryStore> {
+        self.store.as_ref()
     }
 
     /// Joins node `id` to the hub.
@@ -206,5 +232,11 @@ impl Adapter for MemoryAdapter {
     }
     fn is_connected(&self) -> bool {
         true
+    }
+    fn history(&self) -> Option<Arc<dyn HistoryStore>> {
+        self.hub
+            .store
+            .clone()
+            .map(|s| Arc::new(s) as Arc<dyn HistoryStore>)
     }
 }

@@ -154,6 +154,8 @@ pub struct AdapterShell<T: Transport> {
     hold_limits: HoldLimits,
     /// The route shards wanted and confirmed (used only when the transport is `ROUTED`).
     routes: Arc<Routes>,
+    /// The backbone's channel history, if the transport keeps one (set once, after connect).
+    history: std::sync::OnceLock<Arc<dyn super::HistoryStore>>,
 }
 
 impl<T: Transport> AdapterShell<T> {
@@ -236,7 +238,14 @@ impl<T: Transport> AdapterShell<T> {
             hold,
             hold_limits: options.hold,
             routes,
+            history: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Gives the adapter the backbone's channel history (see [`super::HistoryStore`]); the
+    /// transport calls it once, right after `start`. A second call changes nothing.
+    pub fn set_history(&self, store: Arc<dyn super::HistoryStore>) {
+        let _ = self.history.set(store);
     }
 
     /// What the adapter moved so far, for the metrics export.
@@ -344,6 +353,10 @@ impl<T: Transport> Adapter for AdapterShell<T> {
 
     fn routes(&self) -> Option<&Routes> {
         T::ROUTED.then_some(&*self.routes)
+    }
+
+    fn history(&self) -> Option<Arc<dyn super::HistoryStore>> {
+        self.history.get().cloned()
     }
 
     fn replay_limits(&self) -> HoldLimits {

@@ -36,7 +36,7 @@ use vestnik_protocol::{ChannelKind, ChannelName, ServerMessage};
 
 use bytes::Bytes;
 
-use super::{AppRuntime, Broker};
+use super::{AppRuntime, Broker, Keeping, SubscribeReady};
 use crate::app::App;
 use crate::connection::{Connection, ConnectionHandle, ConnectionState};
 use crate::error::SubscribeError;
@@ -54,6 +54,17 @@ impl Broker {
     /// `subscription_succeeded` (and the cached event or `cache_miss`), and announcing a new presence
     /// member to the others.
     pub fn subscribe(&self, conn: &ConnectionHandle, req: Subscribe) -> Result<(), SubscribeError> {
+        self.subscribe_with(conn, req, SubscribeReady::default())
+    }
+
+    /// [`subscribe`](Self::subscribe) with what [`subscribe_ready`](Self::subscribe_ready)
+    /// found out first.
+    pub fn subscribe_with(
+        &self,
+        conn: &ConnectionHandle,
+        req: Subscribe,
+        ready: SubscribeReady,
+    ) -> Result<(), SubscribeError> {
         let app = conn.app().clone();
         let channel = req.channel;
         // The secrets of the app as served now: a rotation after this socket connected applies.
@@ -82,33 +93,22 @@ impl Broker {
             channel: &channel,
             member: member.as_ref(),
             already,
+            ready,
         };
         let recover = req.recover.as_ref();
-        match self.history_limits(&app, channel.as_str()) {
+        match self.keeping(&app, channel.as_str()) {
             // The registry join and the history read under the stream's lock: a publish waits, and
             // then reaches this socket live, after the missed events.
-            Some(limits) => rt
-                .history
-                .with_stream(&channel, limits, Instant::now(), |s| {
-                    step.join(&rt, Some(s), recover)
-                })?,
-            None => step.join(&rt, None, recover)?,
+            Keeping::Local(limits) | Keeping::Cluster(limits) => {
+                rt.history
+                    .with_stream(&channel, limits, Instant::now(), |s| {
+                        step.join(&rt, Some(s), recover)
+                    })?
+            }
+            Keeping::Off => step.join(&rt, None, recover)?,
         }
         st.channels.insert(channel, member.map(|(uid, _)| uid));
         Ok(())
-    }
-
-    /// What the edge awaits before [`subscribe`](Self::subscribe) on `channel`, if anything: in
-    /// a cluster that routes by interest, the backbone's confirmation that this node listens to
-    /// the channel's route shard, so that an event published once the client saw
-    /// `subscription_succeeded` reaches it. `None` on a single node, or when nothing needs waiting.
-    /// The future resolves within a bounded time (2 s at most).
-    pub fn subscribe_ready(
-        &self,
-        conn: &ConnectionHandle,
-        channel: &ChannelName,
-    ) -> Option<crate::hook::HookFuture<'static, ()>> {
-        self.hook()?.subscribe_ready(conn.app(), channel)
     }
 
     /// Leaves a channel, announcing `member_removed` if this was the user's last socket there.
@@ -129,6 +129,8 @@ struct Joining<'a> {
     member: Option<&'a NewMember>,
     /// The socket was subscribed already: the subscribe is answered again but changes nothing.
     already: bool,
+    /// What the subscribe found out before it ran.
+    ready: SubscribeReady,
 }
 
 impl Joining<'_> {
@@ -163,8 +165,11 @@ impl Joining<'_> {
             self.join_registry(&mut entry);
         }
         let stream = stream.map(|s| &*s);
-        let (recovery, missed) = self.recover(stream, recover);
-        let position = stream.map(Stream::position);
+        let (recovery, missed) = self.recover(rt, stream, recover);
+        // In a cluster, a stream that never heard from the store tells no position.
+        let position = stream
+            .filter(|s| self.broker.hook().is_none() || s.is_numbered())
+            .map(Stream::position);
         self.reply_succeeded(&entry, &remote_only, position, recovery);
         let recovered = !missed.is_empty() || matches!(recovery, Some(Recovery::Recovered { .. }));
         for frame in missed {
@@ -185,16 +190,29 @@ impl Joining<'_> {
     /// `subscription_succeeded`.
     fn recover(
         &self,
+        rt: &AppRuntime,
         stream: Option<&Stream>,
         recover: Option<&Recover>,
     ) -> (Option<Recovery>, Vec<Bytes>) {
         let Some(from) = recover else {
             return (None, Vec::new());
         };
-        let found = match (self.broker.hook(), stream) {
-            (Some(_), _) => Err(RecoveryFailure::ClusterHistoryUnavailable),
-            (None, None) => Err(RecoveryFailure::HistoryOff),
-            (None, Some(s)) => s.since(from, MAX_RECOVERED_EVENTS),
+        let channel = self.channel.as_str();
+        let found = match (self.broker.keeping(self.app, channel), stream) {
+            (Keeping::Off, _) | (_, None) => match self.app.history.for_channel(channel) {
+                None => Err(RecoveryFailure::HistoryOff),
+                Some(_) => Err(RecoveryFailure::ClusterHistoryUnavailable),
+            },
+            (Keeping::Cluster(_), Some(_)) if self.ready.store_unreachable => {
+                Err(RecoveryFailure::BackboneUnavailable)
+            }
+            (Keeping::Cluster(_), Some(_)) if rt.history.is_unnumbered(channel) => {
+                Err(RecoveryFailure::EpochChanged)
+            }
+            (Keeping::Cluster(_), Some(s)) if !s.is_numbered() => {
+                Err(RecoveryFailure::BackboneUnavailable)
+            }
+            (_, Some(s)) => s.since(from, MAX_RECOVERED_EVENTS),
         };
         match found {
             Ok(frames) => (

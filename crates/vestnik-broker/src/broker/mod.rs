@@ -24,6 +24,7 @@
 mod channels;
 mod connections;
 mod local;
+mod numbered;
 mod publish;
 mod queries;
 mod users;
@@ -42,12 +43,14 @@ use crate::app::{App, AppStore};
 use crate::cluster::{ClusterLink, ClusterNode, ClusterSettings};
 use crate::connection::ConnectionHandle;
 use crate::events::{BrokerEvent, EventSink, NoEvents};
-use crate::history::{History, StreamLimits};
+use crate::history::History;
 use crate::hook::ClusterHook;
 use crate::registry::Registry;
 use crate::usage::UsageCounters;
 
 pub(crate) use local::{LocalCached, LocalSnapshot, RemoteMemberChange};
+pub(crate) use numbered::Keeping;
+pub use numbered::SubscribeReady;
 pub use publish::PublishEvent;
 
 /// Node-wide settings of the core.
@@ -233,16 +236,6 @@ impl Broker {
             rt.registry.purge_expired(now);
             rt.history.purge_expired(now);
         }
-    }
-
-    /// The bounds of `channel`'s history, or `None` where it keeps none: history off for it, or
-    /// this node is in a cluster, whose history is not cluster-wide yet (a node's own numbering
-    /// would contradict the others', so it gives none).
-    fn history_limits(&self, app: &App, channel: &str) -> Option<StreamLimits> {
-        if self.hook().is_some() {
-            return None;
-        }
-        app.history.for_channel(channel)
     }
 
     /// Joins the cluster as `node` through `adapter` (which must deliver `Destination::Node(node)`

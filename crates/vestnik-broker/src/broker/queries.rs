@@ -13,7 +13,7 @@ use std::time::Instant;
 use vestnik_protocol::message::{Recover, RecoveryFailure};
 use vestnik_protocol::{ChannelKind, ChannelName};
 
-use super::Broker;
+use super::{Broker, Keeping};
 use crate::app::App;
 use crate::history::{HistoryPage, HistoryRefusal};
 use crate::registry::ChannelStats;
@@ -86,9 +86,10 @@ impl Broker {
 
     /// Up to `limit` of `channel`'s kept events after `after` (from the oldest kept without it),
     /// oldest first, for the history API. Refused with the same reasons a recovery gives: history
-    /// off for the channel, a node in a cluster (whose history is not cluster-wide yet, so a
-    /// node's own view would be partial), another epoch, or events already dropped.
-    pub fn channel_history(
+    /// off for the channel, a node in a cluster whose backbone keeps no history (or could not be
+    /// read), another epoch, or events already dropped. In a cluster whose backbone keeps the
+    /// history, the page is read from the history store.
+    pub async fn channel_history(
         &self,
         app: &App,
         channel: &ChannelName,
@@ -96,14 +97,17 @@ impl Broker {
         limit: usize,
     ) -> Result<HistoryPage, HistoryRefusal> {
         let refuse = |reason| Err(HistoryRefusal::new(reason, HistoryPage::default()));
-        if self.hook().is_some() {
-            return refuse(RecoveryFailure::ClusterHistoryUnavailable);
+        match self.keeping(app, channel.as_str()) {
+            Keeping::Local(_) => {
+                self.runtime(app)
+                    .history
+                    .page(channel.as_str(), after, limit, Instant::now())
+            }
+            Keeping::Cluster(limits) => self.store_page(app, channel, limits, after, limit).await,
+            Keeping::Off if app.history.for_channel(channel.as_str()).is_none() => {
+                refuse(RecoveryFailure::HistoryOff)
+            }
+            Keeping::Off => refuse(RecoveryFailure::ClusterHistoryUnavailable),
         }
-        if app.history.for_channel(channel.as_str()).is_none() {
-            return refuse(RecoveryFailure::HistoryOff);
-        }
-        self.runtime(app)
-            .history
-            .page(channel.as_str(), after, limit, Instant::now())
     }
 }

@@ -71,6 +71,8 @@ struct State {
     wanted: ShardSet,
     /// Whether a shard became wanted since the last recompute.
     dirty: bool,
+    /// Holders of a want for every shard (a console stream shows the whole cluster's events).
+    everywhere: usize,
 }
 
 /// This node's interest in the route shards.
@@ -146,18 +148,48 @@ impl Interest {
         Some(wanted + 1)
     }
 
-    /// Recomputes the wanted set (occupied shards and lingering ones not expired at `now`) and,
-    /// if it changed, hands it to `routes`.
+    /// Wants every shard (`true`), or drops one such want (`false`): a console stream shows the
+    /// events of every channel of its app, wherever they are published, so its node listens to
+    /// every shard while one is open. When the last want goes, the shards nobody subscribes to
+    /// here linger, then go.
+    pub(super) fn everywhere(&self, on: bool, now: Instant) {
+        let mut st = self.state.lock();
+        if on {
+            st.everywhere += 1;
+            st.dirty = true;
+            drop(st);
+            self.wake.notify_one();
+            return;
+        }
+        st.everywhere = st.everywhere.saturating_sub(1);
+        if st.everywhere == 0 {
+            let until = now + self.linger;
+            for shard in 0..self.shards {
+                if !st.occupied.contains_key(&shard) {
+                    st.lingering.entry(shard).or_insert(until);
+                }
+            }
+            drop(st);
+            self.wake.notify_one();
+        }
+    }
+
+    /// Recomputes the wanted set (occupied shards and lingering ones not expired at `now`, or
+    /// every shard while a console stream wants them all) and, if it changed, hands it to
+    /// `routes`.
     pub(super) fn recompute(&self, now: Instant, routes: &Routes) -> Change {
         let mut st = self.state.lock();
         st.dirty = false;
         st.lingering.retain(|_, until| *until > now);
-        let wanted: ShardSet = st
-            .occupied
-            .keys()
-            .chain(st.lingering.keys())
-            .copied()
-            .collect();
+        let wanted: ShardSet = if st.everywhere > 0 {
+            (0..self.shards).collect()
+        } else {
+            st.occupied
+                .keys()
+                .chain(st.lingering.keys())
+                .copied()
+                .collect()
+        };
         let next_expiry = st.lingering.values().min().copied();
         if wanted == st.wanted {
             return Change {

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use vestnik_protocol::ChannelName;
 
-use crate::adapter::NodeId;
+use crate::adapter::{Appended, NodeId};
 use crate::broker::{LocalCached, LocalSnapshot};
 
 /// One message on the backbone, with its sender.
@@ -33,6 +33,25 @@ pub struct Envelope {
     pub lane: Option<u32>,
     /// What it says.
     pub msg: Msg,
+}
+
+/// A position from the history store, as relays carry it: `[epoch, offset]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WirePosition(pub String, pub u64);
+
+impl WirePosition {
+    /// The wire form of `p`.
+    pub fn of(p: &Appended) -> Self {
+        Self(p.epoch.to_string(), p.offset)
+    }
+
+    /// The position as the broker takes it.
+    pub fn into_appended(self) -> Appended {
+        Appended {
+            epoch: std::sync::Arc::from(self.0),
+            offset: self.1,
+        }
+    }
 }
 
 /// A presence member as replicated between nodes.
@@ -119,6 +138,10 @@ pub enum Msg {
         data: String,
         /// Socket id to leave out.
         except: Option<String>,
+        /// The positions the history store gave, one per channel in `channels` (`None` where a
+        /// channel got none); empty when none got one.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        positions: Vec<Option<WirePosition>>,
     },
     /// A client event to fan out locally, never to its sender.
     ClientEvent {
@@ -134,6 +157,9 @@ pub enum Msg {
         except: String,
         /// The sender's user id on presence channels.
         user_id: Option<String>,
+        /// The position the history store gave, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        position: Option<WirePosition>,
     },
     /// Close every local socket signed in as this user.
     Terminate {

@@ -53,16 +53,17 @@ use vestnik_protocol::ChannelName;
 
 use bytes::Bytes;
 
-use crate::adapter::{Adapter, Destination, NodeId};
+use crate::adapter::{Adapter, Appended, Destination, HistoryStore, NodeId};
 use crate::app::App;
 use crate::broker::PublishEvent;
 use crate::hook::{ClusterHook, HookFuture, RelayedClientEvent, RemoteMembers};
 pub use interest::route_shard;
 use interest::Interest;
-use message::{Answer, Envelope, Msg, Query, SyncMember};
+use message::{Answer, Envelope, Msg, Query, SyncMember, WirePosition};
 pub(crate) use node::ClusterNode;
 use presence::{RemoteOccupancy, RemotePresence};
 use replay::{Lane, SentLog};
+pub use routing::EverywhereGuard;
 
 /// Timings of the cluster protocol.
 #[derive(Debug, Clone)]
@@ -191,6 +192,8 @@ pub struct ClusterLink {
     replay_window: Duration,
     /// Interest routing, when the adapter routes and `route_shards` is not 0.
     interest: Option<Interest>,
+    /// The backbone's history store, when it keeps one: positions are then cluster-wide.
+    history: Option<Arc<dyn HistoryStore>>,
 }
 
 impl std::fmt::Debug for ClusterLink {
@@ -210,6 +213,7 @@ impl ClusterLink {
             .then(|| Interest::new(settings.route_shards, settings.route_linger));
         Self {
             interest,
+            history: adapter.history(),
             sent: Mutex::new(SentLog::new(replay)),
             last_relay: AtomicU64::new(0),
             replay_window: replay.time,
@@ -449,8 +453,20 @@ pub fn new_node_id() -> NodeId {
 }
 
 impl ClusterHook for ClusterLink {
-    fn published(&self, app: &App, event: &PublishEvent<'_>) {
+    fn published(&self, app: &App, event: &PublishEvent<'_>, positions: &[Option<Appended>]) {
         for (to, channels) in self.routes_of(app, event.channels) {
+            // The positions of this group's channels, in its order (none when none has one).
+            let positions: Vec<Option<WirePosition>> = if positions.iter().any(Option::is_some) {
+                channels
+                    .iter()
+                    .map(|c| {
+                        let i = event.channels.iter().position(|n| n.as_str() == c)?;
+                        positions.get(i)?.as_ref().map(WirePosition::of)
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
             self.send(
                 to,
                 Msg::Publish {
@@ -459,12 +475,13 @@ impl ClusterHook for ClusterLink {
                     name: event.name.to_owned(),
                     data: event.data.to_owned(),
                     except: event.except.map(|s| s.to_string()),
+                    positions,
                 },
             );
         }
     }
 
-    fn client_event(&self, app: &App, event: &RelayedClientEvent<'_>) {
+    fn client_event(&self, app: &App, event: &RelayedClientEvent<'_>, position: Option<&Appended>) {
         self.send(
             self.route_of(app, event.channel),
             Msg::ClientEvent {
@@ -474,8 +491,13 @@ impl ClusterHook for ClusterLink {
                 data: event.data.to_owned(),
                 except: event.socket_id.to_string(),
                 user_id: event.user_id.map(str::to_owned),
+                position: position.map(WirePosition::of),
             },
         );
+    }
+
+    fn history_store(&self) -> Option<&Arc<dyn HistoryStore>> {
+        self.history.as_ref()
     }
 
     fn terminate(&self, app: &App, user_id: &str) {

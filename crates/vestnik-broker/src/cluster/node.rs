@@ -20,10 +20,10 @@ use vestnik_protocol::{ChannelName, SocketId};
 
 use super::departed::WrittenOff;
 use super::hearing::{Hearing, Tick};
-use super::message::{Answer, Envelope, Msg, Query, SyncMember};
+use super::message::{Answer, Envelope, Msg, Query, SyncMember, WirePosition};
 use super::replay::{Inboxes, Outcome};
 use super::{ClusterLink, ClusterSettings, Peer, QueryNews};
-use crate::adapter::{Adapter, AdapterEvent, Destination, NodeId};
+use crate::adapter::{Adapter, AdapterEvent, Appended, Destination, NodeId};
 use crate::broker::{PublishEvent, RemoteMemberChange};
 use crate::hook::RelayedClientEvent;
 use crate::Broker;
@@ -460,9 +460,14 @@ impl ClusterNode {
                 name,
                 data,
                 except,
+                positions,
             } => {
                 self.count_relay(&app, &channels);
-                self.remote_publish(&app, &channels, &name, &data, except.as_deref());
+                let positions: Vec<Option<Appended>> = positions
+                    .into_iter()
+                    .map(|p| p.map(WirePosition::into_appended))
+                    .collect();
+                self.remote_publish(&app, &channels, &name, &data, except.as_deref(), &positions);
             }
             Msg::ClientEvent {
                 app,
@@ -471,6 +476,7 @@ impl ClusterNode {
                 data,
                 except,
                 user_id,
+                position,
             } => {
                 self.count_relay(&app, std::slice::from_ref(&channel));
                 let (Some(app), Ok(channel), Ok(socket_id)) = (
@@ -487,7 +493,9 @@ impl ClusterNode {
                     socket_id,
                     user_id: user_id.as_deref(),
                 };
-                self.broker.client_event_local(&app, &event);
+                let position = position.map(WirePosition::into_appended);
+                self.broker
+                    .client_event_local(&app, &event, position.as_ref());
             }
             Msg::Terminate { app, user_id } => {
                 if let Some(app) = self.broker.apps().by_id(&app) {
@@ -561,14 +569,20 @@ impl ClusterNode {
         name: &str,
         data: &str,
         except: Option<&str>,
+        positions: &[Option<Appended>],
     ) {
         let Some(app) = self.broker.apps().by_id(app_id) else {
             return;
         };
-        let channels: Vec<ChannelName> = channels
+        // Positions stay with their channels: a channel name that does not parse drops both.
+        let (channels, positions): (Vec<ChannelName>, Vec<Option<Appended>>) = channels
             .iter()
-            .filter_map(|c| ChannelName::parse(c).ok())
-            .collect();
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let name = ChannelName::parse(c).ok()?;
+                Some((name, positions.get(i).cloned().flatten()))
+            })
+            .unzip();
         let except = except.and_then(|s| SocketId::parse(s).ok());
         self.broker.publish_local(
             &app,
@@ -578,6 +592,7 @@ impl ClusterNode {
                 channels: &channels,
                 except,
             },
+            &positions,
         );
     }
 

@@ -15,6 +15,7 @@
 //!
 //! This module must never block: the wait is a future the edge awaits, bounded by [`ROUTE_WAIT`].
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vestnik_protocol::ChannelName;
@@ -87,6 +88,16 @@ impl ClusterLink {
         }))
     }
 
+    /// Has this node listen to every route shard until the guard is dropped: what a console
+    /// stream needs, which shows every event of its app wherever it was published. Without
+    /// interest routing the node hears everything anyway, and the guard does nothing.
+    pub fn listen_everywhere(self: &Arc<Self>) -> EverywhereGuard {
+        if let Some(interest) = &self.interest {
+            interest.everywhere(true, Instant::now());
+        }
+        EverywhereGuard(Arc::clone(self))
+    }
+
     /// How many route shards this node listens to (wants) now; 0 without interest routing.
     pub fn route_shards_listened(&self) -> usize {
         self.interest.as_ref().map_or(0, |i| i.wanted_len())
@@ -95,5 +106,17 @@ impl ClusterLink {
     /// The number of route shards, 0 without interest routing.
     pub fn route_shards(&self) -> u32 {
         self.interest.as_ref().map_or(0, |i| i.shards)
+    }
+}
+
+/// Keeps its node listening to every route shard (see [`ClusterLink::listen_everywhere`]).
+#[derive(Debug)]
+pub struct EverywhereGuard(Arc<ClusterLink>);
+
+impl Drop for EverywhereGuard {
+    fn drop(&mut self) {
+        if let Some(interest) = &self.0.interest {
+            interest.everywhere(false, Instant::now());
+        }
     }
 }

@@ -101,4 +101,14 @@ impl WallClock {
                 .saturating_sub(ms(self.instant.saturating_duration_since(at))),
         }
     }
+
+    /// The instant `unix_ms` (milliseconds since the Unix epoch) stands for.
+    pub(super) fn instant_of(&self, unix_ms: u64) -> Instant {
+        if unix_ms >= self.unix_ms {
+            self.instant + Duration::from_millis(unix_ms - self.unix_ms)
+        } else {
+            let back = Duration::from_millis(self.unix_ms - unix_ms);
+            self.instant.checked_sub(back).unwrap_or(self.instant)
+        }
+    }
 }

@@ -298,3 +298,129 @@ fn settings_per_prefix_longest_wins() {
     assert_eq!(off.for_channel("chat"), None);
     assert_eq!(off.for_channel("orders-1"), Some(limits(HISTORY_SIZE, 10)));
 }
+
+mod mirror {
+    //! The cluster mirror: events numbered by the store, taken in offset order.
+    use super::*;
+    use crate::history::Held;
+
+    fn held(offset: u64) -> Held {
+        Held {
+            frame: Bytes::from(format!("f{offset}")),
+            except: None,
+            cache_data: None,
+        }
+    }
+
+    fn accept(h: &History, c: &ChannelName, epoch: &Arc<str>, offset: u64) -> (Vec<Bytes>, bool) {
+        let mut got = Vec::new();
+        let a = h.accept(
+            c,
+            limits(100, 60),
+            Instant::now(),
+            epoch,
+            offset,
+            held(offset),
+            |e| {
+                got.push(e.frame.clone());
+                1
+            },
+        );
+        assert_eq!(a.delivered, got.len());
+        (got, a.gap_opened)
+    }
+
+    #[test]
+    fn events_that_arrive_early_wait_for_the_ones_before_them() {
+        let h = History::default();
+        let c = channel("c");
+        let e: Arc<str> = Arc::from("ep");
+        assert_eq!(accept(&h, &c, &e, 5), (vec![Bytes::from("f5")], false));
+        // 7 and 8 before 6: held, and only the first opens the gap.
+        assert_eq!(accept(&h, &c, &e, 7), (vec![], true));
+        assert_eq!(accept(&h, &c, &e, 8), (vec![], false));
+        assert_eq!(h.gap("c").map(|g| (g.1, g.2)), Some((5, 7)));
+        let (got, _) = accept(&h, &c, &e, 6);
+        assert_eq!(got, ["f6", "f7", "f8"].map(Bytes::from));
+        assert!(h.gap("c").is_none());
+        // A repeat is dropped.
+        assert_eq!(accept(&h, &c, &e, 7), (vec![], false));
+        assert_eq!(h.position("c"), Some(("ep".into(), 8)));
+        // Recovery reads the kept ones.
+        let s = h.streams.get("c").unwrap().clone();
+        let frames = s.lock().since(&recover("ep", 6), 100).unwrap();
+        assert_eq!(frames, ["f7", "f8"].map(Bytes::from));
+    }
+
+    #[test]
+    fn a_gap_is_filled_from_the_store_or_given_up() {
+        let h = History::default();
+        let c = channel("c");
+        let e: Arc<str> = Arc::from("ep");
+        accept(&h, &c, &e, 1);
+        accept(&h, &c, &e, 4);
+        let mut got = Vec::new();
+        let now = Instant::now();
+        let read = vec![(2, held(2), now), (3, held(3), now)];
+        h.fill(&c, limits(100, 60), now, &e, 1, 4, read, |x| {
+            got.push(x.frame.clone());
+            1
+        });
+        assert_eq!(got, ["f2", "f3", "f4"].map(Bytes::from));
+        // A gap the store cannot fill is given up: the held event goes out, and a recovery
+        // from before the gap is refused as too old rather than answered wrongly.
+        accept(&h, &c, &e, 7);
+        let mut skipped = Vec::new();
+        h.skip_gap(&c, limits(100, 60), now, |x| {
+            skipped.push(x.frame.clone());
+            1
+        });
+        assert_eq!(skipped, [Bytes::from("f7")]);
+        assert!(!h.covers("c", &recover("ep", 4)));
+        let s = h.streams.get("c").unwrap().clone();
+        assert_eq!(
+            s.lock().since(&recover("ep", 4), 100),
+            Err(RecoveryFailure::TooOld)
+        );
+    }
+
+    #[test]
+    fn older_events_read_for_a_recovery_are_kept_without_delivery() {
+        let h = History::default();
+        let c = channel("c");
+        let e: Arc<str> = Arc::from("ep");
+        accept(&h, &c, &e, 10);
+        assert!(!h.covers("c", &recover("ep", 7)));
+        let now = Instant::now();
+        let read = (8..=10).map(|o| (o, held(o), now)).collect();
+        let mut delivered = 0;
+        h.fill(&c, limits(100, 60), now, &e, 7, 10, read, |_| {
+            delivered += 1;
+            1
+        });
+        assert_eq!(
+            delivered, 0,
+            "subscribers had 10 already; 8 and 9 are only kept"
+        );
+        assert!(h.covers("c", &recover("ep", 7)));
+        let s = h.streams.get("c").unwrap().clone();
+        assert_eq!(
+            s.lock().since(&recover("ep", 7), 100).unwrap(),
+            ["f8", "f9", "f10"].map(Bytes::from)
+        );
+    }
+
+    #[test]
+    fn a_new_epoch_starts_the_mirror_over_and_clears_an_unnumbered_mark() {
+        let h = History::default();
+        let c = channel("c");
+        accept(&h, &c, &Arc::from("one"), 3);
+        h.mark_unnumbered(&c, Instant::now());
+        assert!(h.is_unnumbered("c"));
+        assert_eq!(h.stream_count(), 0);
+        let (got, gap) = accept(&h, &c, &Arc::from("two"), 1);
+        assert_eq!((got.len(), gap), (1, false));
+        assert!(!h.is_unnumbered("c"));
+        assert_eq!(h.position("c"), Some(("two".into(), 1)));
+    }
+}

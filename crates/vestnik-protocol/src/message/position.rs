@@ -41,8 +41,10 @@ pub enum RecoveryFailure {
     /// Same history, but events after the position were already dropped by its bounds (or more are
     /// missing than one recovery replays).
     TooOld,
-    /// The node is in a cluster, whose history is not cluster-wide yet.
+    /// The node is in a cluster whose backbone keeps no history (core NATS for now).
     ClusterHistoryUnavailable,
+    /// The node is in a cluster whose backbone keeps the history, but could not read it now.
+    BackboneUnavailable,
 }
 
 impl RecoveryFailure {
@@ -53,6 +55,7 @@ impl RecoveryFailure {
             Self::EpochChanged => "epoch_changed",
             Self::TooOld => "too_old",
             Self::ClusterHistoryUnavailable => "cluster_history_unavailable",
+            Self::BackboneUnavailable => "backbone_unavailable",
         }
     }
 }

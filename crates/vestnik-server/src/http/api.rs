@@ -177,7 +177,7 @@ async fn dispatch(
         Endpoint::Channels => channels::list(state, call).await,
         Endpoint::Channel(name) => channels::show(state, call, name).await,
         Endpoint::ChannelUsers(name) => channels::users(state, call, name),
-        Endpoint::ChannelHistory(name) => history::read(state, call, name),
+        Endpoint::ChannelHistory(name) => history::read(state, call, name).await,
         Endpoint::TerminateConnections(user_id) => users::terminate(state, call, user_id),
         Endpoint::WebhookStats => webhooks::stats(state, call),
         Endpoint::DeadLetters => webhooks::dead_letters(state, call).await,

@@ -187,7 +187,7 @@ pub async fn serve(
             Err(e) => Err(e),
         },
         ConsoleRoute::History => match session(&req, state) {
-            Ok(app) => history(&req, state, &app),
+            Ok(app) => history(&req, state, &app).await,
             Err(e) => Err(e),
         },
         ConsoleRoute::OperatorApps => operator::apps(&req, state, peer),
@@ -359,7 +359,7 @@ async fn send_event(
             "data must be JSON, for example {\"message\": \"hello\"}",
         ));
     }
-    state.publish(app, &ev);
+    state.publish(app, &ev).await;
     let channels: Vec<&str> = ev.channels.iter().map(|c| c.as_str()).collect();
     Ok(ok(&json!({ "sent": channels })))
 }
@@ -367,7 +367,7 @@ async fn send_event(
 /// `GET /console/api/history?channel=…`: the newest [`HISTORY_ROWS`] kept events of a channel of
 /// the session's app, oldest first, with its epoch and bounds. History off is 404 and a clustered
 /// node 501, with the reason in the message.
-fn history(
+async fn history(
     req: &Request<Incoming>,
     state: &AppState,
     app: &App,
@@ -383,12 +383,17 @@ fn history(
     let head = state
         .broker
         .channel_history(app, &channel, None, rows)
+        .await
         .map_err(|r| {
             let (status, why) = match r.reason {
                 RecoveryFailure::HistoryOff => (StatusCode::NOT_FOUND, "history is off for it"),
                 RecoveryFailure::ClusterHistoryUnavailable => (
                     StatusCode::NOT_IMPLEMENTED,
-                    "this node is in a cluster, whose history is not cluster-wide yet",
+                    "this node is in a cluster whose backbone keeps no history",
+                ),
+                RecoveryFailure::BackboneUnavailable => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the backbone that keeps the history cannot be reached now",
                 ),
                 RecoveryFailure::EpochChanged | RecoveryFailure::TooOld => {
                     (StatusCode::CONFLICT, "its history changed while reading")
@@ -408,6 +413,7 @@ fn history(
             state
                 .broker
                 .channel_history(app, &channel, Some(&from), rows)
+                .await
                 .unwrap_or(head)
         }
         _ => head,

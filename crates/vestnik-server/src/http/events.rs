@@ -77,7 +77,7 @@ pub async fn trigger(state: &AppState, call: &SignedCall) -> Result<Response<Bod
     let ev = api::parse_trigger(&call.body, &trigger_limits(&call.app))?;
     check_quota(state, &call.app)?;
     check_relay(state, relay_bytes(&ev))?;
-    state.publish(&call.app, &ev);
+    state.publish(&call.app, &ev).await;
     if ev.info.any() {
         let channels = channel_info(state, &call.app, &ev).await;
         Ok(ok(&json!({ "channels": channels })))
@@ -97,7 +97,7 @@ pub async fn batch(state: &AppState, call: &SignedCall) -> Result<Response<Body>
     check_quota(state, app)?;
     check_relay(state, events.iter().map(relay_bytes).sum())?;
     for ev in &events {
-        state.publish(app, ev);
+        state.publish(app, ev).await;
     }
     if !events.iter().any(|e| e.info.any()) {
         return Ok(ok(&json!({})));

@@ -109,12 +109,14 @@ fn bounds(page: &HistoryPage) -> Value {
 
 /// The HTTP status of a refusal: 409 when the position no longer fits the channel's history (the
 /// backend reloads its state and goes on from the epoch and offsets in the answer), 404 when the
-/// channel keeps no history, 501 on a node whose cluster has no cluster-wide history yet.
+/// channel keeps no history, 501 on a node whose cluster keeps no cluster-wide history, 503 when
+/// the backbone that keeps it cannot be reached.
 fn refusal_status(reason: RecoveryFailure) -> StatusCode {
     match reason {
         RecoveryFailure::EpochChanged | RecoveryFailure::TooOld => StatusCode::CONFLICT,
         RecoveryFailure::HistoryOff => StatusCode::NOT_FOUND,
         RecoveryFailure::ClusterHistoryUnavailable => StatusCode::NOT_IMPLEMENTED,
+        RecoveryFailure::BackboneUnavailable => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -131,7 +133,13 @@ fn refusal_message(reason: RecoveryFailure, channel: &ChannelName) -> String {
         ),
         RecoveryFailure::HistoryOff => format!("History is off for {channel}"),
         RecoveryFailure::ClusterHistoryUnavailable => {
-            "This node is in a cluster, whose history is not cluster-wide yet".to_owned()
+            "This node is in a cluster whose backbone keeps no history (NATS): run the cluster \
+             on Redis for cluster-wide history"
+                .to_owned()
+        }
+        RecoveryFailure::BackboneUnavailable => {
+            "The backbone that keeps the cluster's history cannot be reached now: try again"
+                .to_owned()
         }
     }
 }
@@ -141,7 +149,11 @@ fn refusal_message(reason: RecoveryFailure, channel: &ChannelName) -> String {
 /// 200: `{"epoch","first_offset","last_offset","events":[…],"next_after","has_more"}`; pass
 /// `after=next_after&epoch=epoch` for the next page. A refusal is a JSON `error` with `reason`
 /// and the channel's current `epoch`, `first_offset` and `last_offset`.
-pub fn read(state: &AppState, call: &SignedCall, name: &str) -> Result<Response<Body>, ApiError> {
+pub async fn read(
+    state: &AppState,
+    call: &SignedCall,
+    name: &str,
+) -> Result<Response<Body>, ApiError> {
     let decoded = path_segment(name)?;
     let channel = ChannelName::parse(&decoded)
         .map_err(|e| ApiError::bad_request(format!("Invalid channel name {decoded:?}: {e}")))?;
@@ -149,6 +161,7 @@ pub fn read(state: &AppState, call: &SignedCall, name: &str) -> Result<Response<
     match state
         .broker
         .channel_history(&call.app, &channel, q.after.as_ref(), q.limit)
+        .await
     {
         Ok(page) => {
             let next_after = page.events.last().map_or_else(

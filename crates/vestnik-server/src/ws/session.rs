@@ -30,7 +30,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
-use vestnik_broker::{App, Broker, ConnectionHandle};
+use vestnik_broker::{App, Broker, ConnectionHandle, SubscribeReady};
 use vestnik_protocol::message::MessageError;
 use vestnik_protocol::{ClientMessage, PusherCode, ServerMessage};
 
@@ -458,15 +458,17 @@ async fn on_read(
             counters.messages_in.increment(1);
             counters.bytes_in.increment(text.len() as u64);
             let message = ClientMessage::parse(&text);
-            // In a cluster that routes by interest, a subscribe first waits (a few ms, at most
-            // 2 s) for this node to listen to the channel's route shard, so an event published
-            // once the client saw `subscription_succeeded` reaches it.
+            // In a cluster, a subscribe first waits (a few ms, at most 2 s) for this node to
+            // listen to the channel's route shard, so an event published once the client saw
+            // `subscription_succeeded` reaches it, and for the channel's position and missed
+            // events from the history store where the backbone keeps it.
+            let mut ready = SubscribeReady::default();
             if let Ok(ClientMessage::Subscribe(sub)) = &message {
-                if let Some(ready) = broker.subscribe_ready(conn, &sub.channel) {
-                    ready.await;
+                if let Some(wait) = broker.subscribe_ready(conn, sub) {
+                    ready = wait.await;
                 }
             }
-            handle_message(broker, conn, message);
+            handle_message(broker, conn, message, ready).await;
         }
         Some(Ok(Message::Binary(_))) => send_error(
             conn,
@@ -534,17 +536,18 @@ fn send_error(conn: &ConnectionHandle, code: PusherCode, message: &str) {
 /// The broker is synchronous: nothing here awaits, so one slow call cannot hold up the session's
 /// writes; whatever the broker decides comes back through the outbox. (The one wait, for a
 /// subscribe's route shard in a cluster, happens before, in [`on_read`].)
-fn handle_message(
+async fn handle_message(
     broker: &Broker,
     conn: &ConnectionHandle,
     message: Result<ClientMessage, MessageError>,
+    ready: SubscribeReady,
 ) {
     match message {
         Ok(ClientMessage::Ping) => conn.send(ServerMessage::Pong.encode()),
         Ok(ClientMessage::Pong) => {}
         Ok(ClientMessage::Subscribe(sub)) => {
             let channel = sub.channel.clone();
-            if let Err(e) = broker.subscribe(conn, sub) {
+            if let Err(e) = broker.subscribe_with(conn, sub, ready) {
                 tracing::debug!(socket_id = %conn.socket_id(), %channel, "subscription refused: {e}");
                 conn.send(
                     ServerMessage::SubscriptionError {
@@ -568,7 +571,10 @@ fn handle_message(
             channel,
             data,
         }) => {
-            if let Err(e) = broker.client_event(conn, &event, &channel, &data) {
+            if let Err(e) = broker
+                .client_event_numbered(conn, &event, &channel, &data)
+                .await
+            {
                 let reason = match e {
                     vestnik_broker::ClientEventError::RateLimited(_) => "rate_limit",
                     vestnik_broker::ClientEventError::Disabled => "disabled",

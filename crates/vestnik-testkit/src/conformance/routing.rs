@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use vestnik_broker::adapter::{Adapter, NodeId};
 use vestnik_broker::cluster::{route_shard, ClusterSettings};
-use vestnik_broker::ConnectionHandle;
+use vestnik_broker::{ConnectionHandle, SubscribeReady};
 use vestnik_protocol::message::Subscribe;
 use vestnik_protocol::ChannelName;
 
@@ -37,20 +37,18 @@ async fn subscribe_ready(node: &SkewNode, channel: &str) -> ConnectionHandle {
         .broker
         .connect(node.app.clone())
         .expect("room for a socket");
-    let name = ChannelName::parse(channel).expect("a valid channel");
-    if let Some(ready) = node.broker.subscribe_ready(&conn, &name) {
-        ready.await;
+    let sub = Subscribe {
+        channel: ChannelName::parse(channel).expect("a valid channel"),
+        auth: None,
+        channel_data: None,
+        recover: None,
+    };
+    let mut ready = SubscribeReady::default();
+    if let Some(wait) = node.broker.subscribe_ready(&conn, &sub) {
+        ready = wait.await;
     }
     node.broker
-        .subscribe(
-            &conn,
-            Subscribe {
-                channel: name,
-                auth: None,
-                channel_data: None,
-                recover: None,
-            },
-        )
+        .subscribe_with(&conn, sub, ready)
         .expect("a public channel subscribes");
     conn
 }

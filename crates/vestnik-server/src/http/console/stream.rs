@@ -108,11 +108,15 @@ pub async fn stats(state: &AppState, app: &App) -> Value {
 /// app's side on its first watch).
 pub fn open(state: &AppState, app: Arc<App>) -> Response<EventStream> {
     let mut watch = state.tap.watch(&app.id);
+    // With interest routing, a node hears only the channels it has subscribers of: while the
+    // stream is open it listens to every route shard, so it shows the whole cluster's events.
+    let everywhere = state.broker.cluster().map(|c| c.listen_everywhere());
     let (tx, rx) = mpsc::channel(WRITER_QUEUE);
     let task_state = state.clone();
     let shutdown = state.shutdown.clone();
     let interval = Duration::from_millis(state.config.console.stats_interval_ms);
     state.shutdown.tracker().spawn(async move {
+        let _everywhere = everywhere;
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let hello = json!({"app_id": app.id}).to_string();

@@ -1,0 +1,464 @@
+//! Cluster-wide positions: in a cluster whose backbone keeps a
+//! [`HistoryStore`](crate::adapter::HistoryStore), an event of a channel that keeps history is
+//! numbered by the store before it goes out, here and to the other nodes, so its position means
+//! the same on every node; each node's history mirrors what it delivered (see
+//! `crate::history::mirror`), and what a node lacks it reads from the store: the events a
+//! recovery reaches back to, and the ones missing before an event that arrived early (a gap).
+//!
+//! When the store cannot be reached, the event still goes out, without a position: the channel
+//! is then marked unnumbered here, so no recovery across it is answered as complete, and the next
+//! append starts the channel over under a new epoch.
+//!
+//! This module awaits only the store, never with a lock held; everything that touches a stream
+//! goes through `History`'s synchronous methods.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+use vestnik_protocol::limits::MAX_RECOVERED_EVENTS;
+use vestnik_protocol::message::{Position, Recover, RecoveryFailure, Subscribe};
+use vestnik_protocol::{ChannelName, ServerMessage, SocketId};
+
+use super::{AppRuntime, Broker};
+use crate::adapter::{Appended, HistoryStore, StoredPage, StreamRef};
+use crate::app::App;
+use crate::connection::ConnectionHandle;
+use crate::error::ClientEventError;
+use crate::history::{Held, HistoryPage, HistoryRefusal, KeptEvent, StreamLimits};
+use crate::hook::HookFuture;
+use crate::PublishEvent;
+
+/// How long held events wait for the ones missing before them before the store is asked: long
+/// enough for a relay that was merely overtaken, short enough that subscribers barely notice.
+const GAP_WAIT: Duration = Duration::from_millis(100);
+
+/// How a channel keeps history on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keeping {
+    /// Not at all: history is off for it, or the node is in a cluster without a history store.
+    Off,
+    /// A single node numbers and keeps its events itself.
+    Local(StreamLimits),
+    /// The cluster's history store numbers them; the node mirrors what it delivered.
+    Cluster(StreamLimits),
+}
+
+/// What a subscribe found out before it ran (see [`Broker::subscribe_ready`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SubscribeReady {
+    /// The history store could not be read: a recovery is answered `backbone_unavailable`.
+    pub(crate) store_unreachable: bool,
+}
+
+/// One event as the history store keeps it: what a node needs to deliver it again.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredEvent {
+    /// Event name.
+    e: String,
+    /// Data string.
+    d: String,
+    /// The sender's user id (presence client events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    u: Option<String>,
+    /// The socket left out (the publisher's `socket_id`, a client event's sender).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    x: Option<String>,
+    /// When it was published, in milliseconds since the Unix epoch.
+    t: u64,
+}
+
+impl StoredEvent {
+    fn encode(event: &str, data: &str, user_id: Option<&str>, except: Option<SocketId>) -> Bytes {
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let stored = StoredEvent {
+            e: event.to_owned(),
+            d: data.to_owned(),
+            u: user_id.map(str::to_owned),
+            x: except.map(|s| s.to_string()),
+            t,
+        };
+        Bytes::from(serde_json::to_vec(&stored).unwrap_or_default())
+    }
+}
+
+fn stream_ref<'a>(
+    app: &'a App,
+    channel: &'a ChannelName,
+    limits: StreamLimits,
+    restart: bool,
+) -> StreamRef<'a> {
+    StreamRef {
+        app: &app.id,
+        channel: channel.as_str(),
+        size: limits.size,
+        ttl: limits.ttl,
+        restart,
+    }
+}
+
+impl Broker {
+    /// How `channel` keeps history on this node.
+    pub(crate) fn keeping(&self, app: &App, channel: &str) -> Keeping {
+        let Some(limits) = app.history.for_channel(channel) else {
+            return Keeping::Off;
+        };
+        match self.hook() {
+            None => Keeping::Local(limits),
+            Some(hook) if hook.history_store().is_some() => Keeping::Cluster(limits),
+            Some(_) => Keeping::Off,
+        }
+    }
+
+    /// The cluster's history store, if this node is in a cluster that keeps one.
+    fn store(&self) -> Option<Arc<dyn HistoryStore>> {
+        self.hook()?.history_store().cloned()
+    }
+
+    /// Publishes an API event like [`Broker::publish`], first numbering it in the cluster's
+    /// history store on the channels that keep history, so it carries the same position on every
+    /// node. Without a store (a single node, or a backbone that keeps none) it is `publish`.
+    /// When the store fails, the event goes out without positions (see the module documentation).
+    pub async fn publish_numbered(&self, app: &App, event: &PublishEvent<'_>) -> usize {
+        let Some(store) = self.store() else {
+            return self.publish(app, event);
+        };
+        let (refs, at): (Vec<StreamRef<'_>>, Vec<usize>) = {
+            let rt = self.runtime(app);
+            event
+                .channels
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| match self.keeping(app, c.as_str()) {
+                    Keeping::Cluster(limits) => {
+                        let restart = rt.history.is_unnumbered(c.as_str());
+                        Some((stream_ref(app, c, limits, restart), i))
+                    }
+                    _ => None,
+                })
+                .unzip()
+        };
+        if refs.is_empty() {
+            return self.publish(app, event);
+        }
+        let entry = StoredEvent::encode(event.name, event.data, None, event.except);
+        let positions = match store.append(&refs, entry).await {
+            Ok(appended) if appended.len() == refs.len() => {
+                let mut positions = vec![None; event.channels.len()];
+                for (i, a) in at.into_iter().zip(appended) {
+                    positions[i] = Some(a);
+                }
+                positions
+            }
+            Ok(_) => self.unnumbered(app, "the store answered for other channels"),
+            Err(e) => self.unnumbered(app, &e.to_string()),
+        };
+        self.publish_at(app, event, &positions)
+    }
+
+    /// Relays a client event like [`Broker::client_event`], first numbering it in the cluster's
+    /// history store when its channel keeps history.
+    pub async fn client_event_numbered(
+        &self,
+        conn: &ConnectionHandle,
+        event: &str,
+        channel: &ChannelName,
+        data: &str,
+    ) -> Result<usize, ClientEventError> {
+        let user_id = self.check_client_event(conn, channel, data)?;
+        let app = conn.app();
+        let mut position = None;
+        if let (Some(store), Keeping::Cluster(limits)) =
+            (self.store(), self.keeping(app, channel.as_str()))
+        {
+            let restart = self.runtime(app).history.is_unnumbered(channel.as_str());
+            let refs = [stream_ref(app, channel, limits, restart)];
+            let entry =
+                StoredEvent::encode(event, data, user_id.as_deref(), Some(conn.socket_id()));
+            match store.append(&refs, entry).await {
+                Ok(mut appended) if appended.len() == 1 => position = appended.pop(),
+                Ok(_) => {
+                    self.unnumbered(app, "the store answered for other channels");
+                }
+                Err(e) => {
+                    self.unnumbered(app, &e.to_string());
+                }
+            }
+        }
+        Ok(self.send_client_event(
+            conn,
+            event,
+            channel,
+            data,
+            user_id.as_deref(),
+            position.as_ref(),
+        ))
+    }
+
+    /// Takes an event the store numbered at `p` into `channel`'s history and delivers it in
+    /// offset order; if it opened a gap, has the missing events fetched after [`GAP_WAIT`].
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn accept_numbered(
+        &self,
+        app: &App,
+        rt: &AppRuntime,
+        channel: &ChannelName,
+        limits: StreamLimits,
+        p: &Appended,
+        held: Held,
+        now: Instant,
+        deliver: impl FnMut(&Held) -> usize,
+    ) -> usize {
+        let accepted = rt
+            .history
+            .accept(channel, limits, now, &p.epoch, p.offset, held, deliver);
+        if accepted.gap_opened {
+            let broker = self.clone();
+            let app_id = app.id.clone();
+            let channel = channel.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(GAP_WAIT).await;
+                if let Some(app) = broker.apps().by_id(&app_id) {
+                    broker.fill_gap(&app, &channel, limits).await;
+                }
+            });
+        }
+        accepted.delivered
+    }
+
+    /// Fetches the events missing before `channel`'s held ones from the store and delivers them,
+    /// then the held ones; what the store no longer has is given up (counted), and the held
+    /// events go out anyway.
+    async fn fill_gap(&self, app: &App, channel: &ChannelName, limits: StreamLimits) {
+        let Some(store) = self.store() else {
+            return;
+        };
+        let Some((epoch, top, first_held)) = self.runtime(app).history.gap(channel.as_str()) else {
+            return;
+        };
+        let want = usize::try_from(first_held - top - 1).unwrap_or(usize::MAX);
+        let read = store
+            .read(stream_ref(app, channel, limits, false), top, want)
+            .await;
+        let rt = self.runtime(app);
+        let now = Instant::now();
+        let deliver = |h: &Held| {
+            let data = h.cache_data.as_deref().unwrap_or("");
+            let n = self.deliver_frame(&rt, app, channel, &h.frame, h.except, data, now);
+            rt.usage.delivered(n as u64, (n * h.frame.len()) as u64);
+            n
+        };
+        match read {
+            Ok(page) if page.epoch.as_deref() == Some(&*epoch) => {
+                let events = self.stored_events(&rt, channel, &page);
+                rt.history
+                    .fill(channel, limits, now, &epoch, top, page.top, events, deliver);
+            }
+            Ok(_) => {}
+            Err(e) => warn!(app_id = %app.id, %channel, "history gap not filled: {e}"),
+        }
+        if rt.history.gap(channel.as_str()).is_some() {
+            rt.history.count_gap_skipped();
+            rt.history.skip_gap(channel, limits, now, deliver);
+        }
+    }
+
+    /// The events of a store page as this node delivers them.
+    fn stored_events(
+        &self,
+        rt: &AppRuntime,
+        channel: &ChannelName,
+        page: &StoredPage,
+    ) -> Vec<(u64, Held, Instant)> {
+        let Some(epoch) = page.epoch.as_deref() else {
+            return Vec::new();
+        };
+        page.events
+            .iter()
+            .map_while(|(offset, bytes)| {
+                let stored: StoredEvent = serde_json::from_slice(bytes).ok()?;
+                let frame = ServerMessage::ChannelEvent {
+                    event: &stored.e,
+                    channel: channel.as_str(),
+                    data: &stored.d,
+                    user_id: stored.u.as_deref(),
+                    position: Some(Position {
+                        epoch,
+                        offset: *offset,
+                    }),
+                }
+                .encode();
+                let held = Held {
+                    frame,
+                    except: stored.x.as_deref().and_then(|s| SocketId::parse(s).ok()),
+                    cache_data: channel.is_cache().then_some(stored.d),
+                };
+                Some((*offset, held, rt.history.instant_of(stored.t)))
+            })
+            .collect()
+    }
+
+    /// What the edge awaits before [`subscribe`](Self::subscribe) on `sub.channel`, if anything:
+    /// in a cluster that routes by interest, the backbone's confirmation that this node listens
+    /// to the channel's route shard, so that an event published once the client saw
+    /// `subscription_succeeded` reaches it; in a cluster with a history store, the channel's
+    /// position and, for a `recover` this node cannot answer alone, the missed events, read from
+    /// the store. `None` on a single node, or when nothing needs waiting. Pass what it resolves to
+    /// to [`subscribe_with`](Self::subscribe_with).
+    pub fn subscribe_ready(
+        &self,
+        conn: &ConnectionHandle,
+        sub: &Subscribe,
+    ) -> Option<HookFuture<'static, SubscribeReady>> {
+        let hook = self.hook()?;
+        let app = Arc::clone(conn.app());
+        let route = hook.subscribe_ready(&app, &sub.channel);
+        let read = match self.keeping(&app, sub.channel.as_str()) {
+            Keeping::Cluster(limits) => {
+                let history = &self.runtime(&app).history;
+                let needed = match &sub.recover {
+                    Some(from) => {
+                        !history.is_unnumbered(sub.channel.as_str())
+                            && !history.covers(sub.channel.as_str(), from)
+                    }
+                    None => !history.is_numbered(sub.channel.as_str()),
+                };
+                needed.then(|| (limits, sub.recover.clone()))
+            }
+            _ => None,
+        };
+        if route.is_none() && read.is_none() {
+            return None;
+        }
+        let broker = self.clone();
+        let channel = sub.channel.clone();
+        Some(Box::pin(async move {
+            if let Some(route) = route {
+                route.await;
+            }
+            match read {
+                Some((limits, from)) => {
+                    broker
+                        .read_for_subscribe(&app, &channel, limits, from.as_ref())
+                        .await
+                }
+                None => SubscribeReady::default(),
+            }
+        }))
+    }
+
+    /// Reads `channel`'s position, and the events after `from`, from the store into this node's
+    /// history, for a subscribe.
+    async fn read_for_subscribe(
+        &self,
+        app: &App,
+        channel: &ChannelName,
+        limits: StreamLimits,
+        from: Option<&Recover>,
+    ) -> SubscribeReady {
+        let Some(store) = self.store() else {
+            return SubscribeReady::default();
+        };
+        let (after, limit) = match from {
+            Some(r) => (r.offset, MAX_RECOVERED_EVENTS + 1),
+            None => (u64::MAX, 0),
+        };
+        let page = match store
+            .read(stream_ref(app, channel, limits, false), after, limit)
+            .await
+        {
+            Ok(page) => page,
+            Err(e) => {
+                warn!(app_id = %app.id, %channel, "history not read for a subscribe: {e}");
+                return SubscribeReady {
+                    store_unreachable: true,
+                };
+            }
+        };
+        let Some(epoch) = page.epoch.clone() else {
+            return SubscribeReady::default();
+        };
+        let rt = self.runtime(app);
+        let now = Instant::now();
+        let (after, events) = match from {
+            Some(r) if *r.epoch == *epoch => (r.offset, self.stored_events(&rt, channel, &page)),
+            _ => (page.top, Vec::new()),
+        };
+        let deliver = |h: &Held| {
+            let data = h.cache_data.as_deref().unwrap_or("");
+            let n = self.deliver_frame(&rt, app, channel, &h.frame, h.except, data, now);
+            rt.usage.delivered(n as u64, (n * h.frame.len()) as u64);
+            n
+        };
+        rt.history.fill(
+            channel, limits, now, &epoch, after, page.top, events, deliver,
+        );
+        SubscribeReady::default()
+    }
+
+    /// Logs and counts an event that goes out without positions, and returns none.
+    fn unnumbered(&self, app: &App, why: &str) -> Vec<Option<Appended>> {
+        warn!(app_id = %app.id, "event not numbered by the history store, sent without positions: {why}");
+        self.runtime(app).history.count_unnumbered();
+        Vec::new()
+    }
+
+    /// A page of `channel`'s history read from the store, for the history API (see
+    /// [`Broker::channel_history`]).
+    pub(super) async fn store_page(
+        &self,
+        app: &App,
+        channel: &ChannelName,
+        limits: StreamLimits,
+        after: Option<&Recover>,
+        limit: usize,
+    ) -> Result<HistoryPage, HistoryRefusal> {
+        let refuse = |reason, current| Err(HistoryRefusal::new(reason, current));
+        let Some(store) = self.store() else {
+            return refuse(
+                RecoveryFailure::ClusterHistoryUnavailable,
+                HistoryPage::default(),
+            );
+        };
+        let from = after.map_or(0, |r| r.offset);
+        let page = match store
+            .read(stream_ref(app, channel, limits, false), from, limit)
+            .await
+        {
+            Ok(page) => page,
+            Err(e) => {
+                warn!(app_id = %app.id, %channel, "history not read for the API: {e}");
+                return refuse(RecoveryFailure::BackboneUnavailable, HistoryPage::default());
+            }
+        };
+        let mut current = HistoryPage {
+            epoch: page.epoch.as_deref().map(str::to_owned),
+            first_offset: page.first,
+            last_offset: page.top,
+            events: Vec::new(),
+        };
+        if let Some(r) = after {
+            if page.epoch.as_deref() != Some(r.epoch.as_str()) || r.offset > page.top {
+                return refuse(RecoveryFailure::EpochChanged, current);
+            }
+            if r.offset + 1 < page.first {
+                return refuse(RecoveryFailure::TooOld, current);
+            }
+        }
+        let rt = self.runtime(app);
+        current.events = self
+            .stored_events(&rt, channel, &page)
+            .into_iter()
+            .map(|(offset, held, at)| KeptEvent {
+                offset,
+                frame: held.frame,
+                published_at_ms: rt.history.millis_of(at),
+            })
+            .collect();
+        Ok(current)
+    }
+}

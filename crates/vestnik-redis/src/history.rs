@@ -1,0 +1,286 @@
+//! [`RedisHistory`]: the cluster's channel history kept in Redis, so positions are cluster-wide
+//! and a client recovers on any node (see `vestnik_broker::adapter::HistoryStore`).
+//!
+//! Each channel has two keys sharing one hash tag (so a Redis Cluster would keep them on one
+//! slot): `{prefix:h:app:channel}:m`, a hash with the epoch (`e`) and the last offset (`o`), and
+//! `{…}:s`, a Redis stream of the kept events, entry id `offset-1`, fields `v` (the event as the
+//! cluster layer encoded it) and `t` (Redis's clock when it was appended, in ms). One Lua script
+//! appends (the next offset, the entry, the bounds, the expiries) atomically, so two nodes
+//! publishing to one channel at once get consecutive offsets; another reads the epoch, the bounds
+//! and a range. The hash lives for the quiet keep (24 h) after the channel's last event, the stream
+//! for the channel's `ttl`; a hash that is gone (expired, evicted, a Redis restarted without
+//! persistence) starts the channel over under a new epoch, so offsets are never reused.
+//!
+//! Calls go over one multiplexed connection of their own, made on first use and again after a
+//! failure; while the adapter knows Redis is down, they fail at once rather than wait. This
+//! module must never block and never panic on a Redis failure: it answers an error.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, RedisError, Script, Value};
+use vestnik_broker::adapter::{
+    new_epoch, Adapter, Appended, HistoryStore, StoreError, StoredPage, StreamRef,
+};
+use vestnik_broker::history::QUIET_KEEP;
+use vestnik_broker::hook::HookFuture;
+
+use crate::target::Target;
+use crate::RedisAdapter;
+
+/// The longest a history call waits for Redis: a trigger waits this long at most before it goes
+/// out without positions.
+const CALL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// KEYS: hash, stream. ARGV: event, epoch if new, size, ttl ms, hash ttl ms, restart (0/1).
+/// Returns `{epoch, offset}`.
+const APPEND: &str = r"
+local epoch = redis.call('HGET', KEYS[1], 'e')
+if (not epoch) or ARGV[6] == '1' then
+  epoch = ARGV[2]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
+end
+local offset = redis.call('HINCRBY', KEYS[1], 'o', 1)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], offset .. '-1', 'v', ARGV[1], 't', now)
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return {epoch, offset}
+";
+
+/// KEYS: hash, stream. ARGV: after, limit, ttl ms, epoch if new, hash ttl ms.
+/// Returns `{epoch, top, first, {offset, event, offset, event, …}}`; a channel Redis does not
+/// know is started (epoch, offset 0), so its position holds from now on.
+const READ: &str = r"
+local epoch = redis.call('HGET', KEYS[1], 'e')
+if not epoch then
+  epoch = ARGV[4]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+end
+local top = tonumber(redis.call('HGET', KEYS[1], 'o'))
+local t = redis.call('TIME')
+local cutoff = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[3])
+local after = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local first = top + 1
+local out = {}
+local n = 0
+for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+')) do
+  local offset = tonumber(string.match(e[1], '^(%d+)'))
+  local f = e[2]
+  local value, at = nil, 0
+  for i = 1, #f, 2 do
+    if f[i] == 'v' then value = f[i + 1] elseif f[i] == 't' then at = tonumber(f[i + 1]) end
+  end
+  if at >= cutoff and value then
+    if first > top then first = offset end
+    if offset > after and n < limit then
+      out[#out + 1] = offset
+      out[#out + 1] = value
+      n = n + 1
+    end
+  end
+end
+return {epoch, top, first, out}
+";
+
+/// The Redis [`HistoryStore`]. See the module documentation.
+pub struct RedisHistory {
+    target: tokio::sync::Mutex<Target>,
+    conn: parking_lot::Mutex<Option<MultiplexedConnection>>,
+    prefix: String,
+    adapter: Weak<RedisAdapter>,
+    append: Script,
+    read: Script,
+}
+
+impl std::fmt::Debug for RedisHistory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisHistory")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisHistory {
+    /// The store of cluster `prefix` on `target`, failing fast while `adapter` is disconnected.
+    pub(crate) fn new(target: Target, prefix: &str, adapter: Weak<RedisAdapter>) -> Self {
+        Self {
+            target: tokio::sync::Mutex::new(target),
+            conn: parking_lot::Mutex::new(None),
+            prefix: prefix.to_owned(),
+            adapter,
+            append: Script::new(APPEND),
+            read: Script::new(READ),
+        }
+    }
+
+    /// The hash and stream keys of a channel.
+    fn keys(&self, s: &StreamRef<'_>) -> (String, String) {
+        let tag = format!("{{{}:h:{}:{}}}", self.prefix, s.app, s.channel);
+        (format!("{tag}:m"), format!("{tag}:s"))
+    }
+
+    /// The connection, made now if there is none.
+    async fn conn(&self) -> Result<MultiplexedConnection, StoreError> {
+        if let Some(adapter) = self.adapter.upgrade() {
+            if !adapter.is_connected() {
+                return Err(StoreError("redis is unreachable".into()));
+            }
+        }
+        if let Some(c) = self.conn.lock().clone() {
+            return Ok(c);
+        }
+        let mut target = self.target.lock().await;
+        if let Some(c) = self.conn.lock().clone() {
+            return Ok(c);
+        }
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CALL_TIMEOUT))
+            .set_response_timeout(Some(CALL_TIMEOUT));
+        let client = target.client().await.map_err(|e| self.failed(&e))?;
+        let c = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| self.failed(&e))?;
+        *self.conn.lock() = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Drops the connection after a failure that may have broken it, and says why.
+    fn failed(&self, e: &RedisError) -> StoreError {
+        if e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_timeout()
+            || e.is_connection_refusal()
+        {
+            *self.conn.lock() = None;
+        }
+        StoreError(format!("redis: {e}"))
+    }
+
+    /// Runs one call within [`CALL_TIMEOUT`].
+    async fn timed<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            Ok(r) => r,
+            Err(_) => {
+                *self.conn.lock() = None;
+                Err(StoreError(format!(
+                    "redis did not answer within {CALL_TIMEOUT:?}"
+                )))
+            }
+        }
+    }
+
+    async fn append_one(
+        &self,
+        conn: &mut MultiplexedConnection,
+        s: &StreamRef<'_>,
+        event: &Bytes,
+    ) -> Result<Appended, StoreError> {
+        let (hash, stream) = self.keys(s);
+        let (epoch, offset): (String, u64) = self
+            .append
+            .key(hash)
+            .key(stream)
+            .arg(event.as_ref())
+            .arg(new_epoch().as_ref())
+            .arg(s.size.max(1))
+            .arg(millis(s.ttl))
+            .arg(millis(QUIET_KEEP + s.ttl))
+            .arg(u8::from(s.restart))
+            .invoke_async(conn)
+            .await
+            .map_err(|e| self.failed(&e))?;
+        Ok(Appended {
+            epoch: Arc::from(epoch),
+            offset,
+        })
+    }
+}
+
+/// `d` in whole milliseconds, at least 1 (Redis refuses an expiry of 0).
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// Reads the read script's answer.
+fn page_of(value: Value) -> Result<StoredPage, StoreError> {
+    let bad = || StoreError("redis: unexpected answer to the history read".into());
+    let Value::Array(parts) = value else {
+        return Err(bad());
+    };
+    let [epoch, top, first, events]: [Value; 4] = parts.try_into().map_err(|_| bad())?;
+    let epoch: String = redis::from_redis_value(epoch).map_err(|_| bad())?;
+    let top: u64 = redis::from_redis_value(top).map_err(|_| bad())?;
+    let first: u64 = redis::from_redis_value(first).map_err(|_| bad())?;
+    let Value::Array(flat) = events else {
+        return Err(bad());
+    };
+    let mut out = Vec::with_capacity(flat.len() / 2);
+    let mut it = flat.into_iter();
+    while let (Some(offset), Some(event)) = (it.next(), it.next()) {
+        let offset: u64 = redis::from_redis_value(offset).map_err(|_| bad())?;
+        let event: Vec<u8> = redis::from_redis_value(event).map_err(|_| bad())?;
+        out.push((offset, Bytes::from(event)));
+    }
+    Ok(StoredPage {
+        epoch: Some(Arc::from(epoch)),
+        top,
+        first,
+        events: out,
+    })
+}
+
+impl HistoryStore for RedisHistory {
+    fn append<'a>(
+        &'a self,
+        streams: &'a [StreamRef<'a>],
+        event: Bytes,
+    ) -> HookFuture<'a, Result<Vec<Appended>, StoreError>> {
+        Box::pin(self.timed(async move {
+            let conn = self.conn().await?;
+            // One script per channel, all sent at once on the multiplexed connection.
+            let calls = streams.iter().map(|s| {
+                let mut conn = conn.clone();
+                let event = event.clone();
+                async move { self.append_one(&mut conn, s, &event).await }
+            });
+            futures_util::future::try_join_all(calls).await
+        }))
+    }
+
+    fn read<'a>(
+        &'a self,
+        stream: StreamRef<'a>,
+        after: u64,
+        limit: usize,
+    ) -> HookFuture<'a, Result<StoredPage, StoreError>> {
+        Box::pin(self.timed(async move {
+            let mut conn = self.conn().await?;
+            let (hash, key) = self.keys(&stream);
+            let value: Value = self
+                .read
+                .key(hash)
+                .key(key)
+                .arg(after)
+                .arg(limit)
+                .arg(millis(stream.ttl))
+                .arg(new_epoch().as_ref())
+                .arg(millis(QUIET_KEEP + stream.ttl))
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| self.failed(&e))?;
+            page_of(value)
+        }))
+    }
+}
