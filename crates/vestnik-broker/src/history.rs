@@ -162,6 +162,8 @@ pub struct Stream {
     /// In a cluster with a history store: the epoch and offsets are the store's (set by the first
     /// numbered event or read). A stream made by a subscribe before that tells no position.
     numbered: bool,
+    /// A gap fill is scheduled for this stream (at most one at a time; see `mirror`).
+    fill_scheduled: bool,
 }
 
 /// The epoch and last offset of a channel whose stream expired.
@@ -187,6 +189,7 @@ impl Stream {
             dead: false,
             pending: BTreeMap::new(),
             numbered: false,
+            fill_scheduled: false,
         }
     }
 

@@ -343,3 +343,31 @@ async fn the_history_api_reads_the_store_on_any_node() {
         .unwrap_err();
     assert_eq!(refused.reason.as_str(), "epoch_changed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_concurrent_publishes_on_one_node_lose_nothing_and_keep_order() {
+    let hub = MemoryHub::with_history();
+    let nodes = Arc::new([node(&hub, 1).await, node(&hub, 2).await]);
+    let here = subscribe(&nodes[0], "hot", None).await;
+    let there = subscribe(&nodes[1], "hot", None).await;
+    const TASKS: usize = 8;
+    const EACH: usize = 200;
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let nodes = nodes.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..EACH {
+                publish(&nodes[0], "hot", &format!("{t}-{i}")).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for conn in [&here, &there] {
+        let mut seen = Vec::new();
+        let got = events(conn, &mut seen, TASKS * EACH).await;
+        let offsets: Vec<u64> = got.iter().map(|f| position(f).1).collect();
+        assert_eq!(offsets, (1..=(TASKS * EACH) as u64).collect::<Vec<_>>());
+    }
+}

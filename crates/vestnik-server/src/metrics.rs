@@ -58,6 +58,12 @@ fn refresh(state: &AppState) {
         gauge!("vestnik_channels", "app_id" => id.clone()).set(rt.registry.channel_count() as f64);
         gauge!("vestnik_subscriptions", "app_id" => id.clone())
             .set(rt.registry.subscription_count() as f64);
+        // In a cluster that keeps its history in the backbone: events sent without positions
+        // (the store failed) and gaps the store could not fill (events lost on this node).
+        counter!("vestnik_history_unnumbered_total", "app_id" => id.clone())
+            .absolute(rt.history.unnumbered_sends());
+        counter!("vestnik_history_gaps_skipped_total", "app_id" => id.clone())
+            .absolute(rt.history.gaps_skipped());
         gauge!("vestnik_signed_in_users", "app_id" => id).set(rt.user_count() as f64);
     }
     if let Some(hooks) = &state.webhooks {
@@ -236,6 +242,8 @@ fn usage(state: &AppState) -> Response<Full<Bytes>> {
                     "max_bytes": a.history.max_bytes,
                     "channels": rt.history.stream_count(),
                     "quiet_channels": rt.history.quiet_count(),
+                    "unnumbered_sends": rt.history.unnumbered_sends(),
+                    "gaps_skipped": rt.history.gaps_skipped(),
                 },
             })
         })

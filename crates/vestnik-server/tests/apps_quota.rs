@@ -40,10 +40,13 @@ async fn a_quota_of_ten_refuses_the_eleventh_across_two_nodes() {
     )
     .await;
     assert_eq!(created.status, 201, "{}", created.body);
-    wait_until("the app on node B", Duration::from_secs(2), || async {
-        open_or_code(&b, "quota-key").await.is_ok()
-    })
-    .await;
+    // Each node serves the app once its change feed brings it, the creating node too.
+    for n in [&a, &b] {
+        wait_until("the app on both nodes", Duration::from_secs(10), || async {
+            open_or_code(n, "quota-key").await.is_ok()
+        })
+        .await;
+    }
     let mut open = Vec::new();
     for i in 0..10 {
         let n = if i % 2 == 0 { &a } else { &b };

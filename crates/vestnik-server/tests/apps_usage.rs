@@ -132,9 +132,11 @@ async fn usage_rows_match_a_scripted_run_on_two_nodes() {
         "the busiest node's peak: {u}"
     );
     assert_eq!(total(&u, "webhooks_sent"), 0, "{u}");
-    // Every frame is the same 52 bytes here: {"event":"tick","channel":"news","data":"{\"n\":0}"}.
-    let frame = r#"{"event":"tick","channel":"news","data":"{\"n\":0}"}"#.len() as u64;
-    assert_eq!(frame, 52);
+    // Every frame is the same 99 bytes here: {"event":"tick","channel":"news","data":"{\"n\":0}"}
+    // and the cluster-wide position (a 12-digit epoch, offsets 1 to 8).
+    let frame = r#"{"event":"tick","channel":"news","data":"{\"n\":0}","position":{"epoch":"0123456789ab","offset":1}}"#
+        .len() as u64;
+    assert_eq!(frame, 99);
     assert_eq!(total(&u, "bytes_out"), delivered * frame, "{u}");
     // The day's count, as each node sees it, is the same cluster-wide figure.
     let today = received + delivered;

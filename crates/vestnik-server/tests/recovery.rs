@@ -210,24 +210,87 @@ async fn client_events_take_positions_and_an_app_without_history_sends_none() {
 }
 
 #[tokio::test]
-async fn a_node_in_a_cluster_says_it_cannot_recover_and_gives_no_positions() {
+async fn on_redis_positions_are_cluster_wide_and_a_socket_recovers_on_the_other_node() {
     require_redis();
     let prefix = format!("vestnik-recovery-{}", std::process::id());
     let config = format!(
         "[cluster]\nadapter = \"redis\"\nredis_url = \"{}\"\nprefix = \"{prefix}\"\n{APPS_WITH_HISTORY}",
         redis_url()
     );
+    let a = BrokerProcess::spawn(bin(), &config);
     let b = BrokerProcess::spawn(bin(), &config);
-    let mut c = WsClient::connect(&b.ws_url(KEY)).await;
-    let ok = c
+    // A position from nowhere is refused with its reason; the channel's position comes along.
+    let mut on_a = WsClient::connect(&a.ws_url(KEY)).await;
+    let ok = on_a
         .subscribe(json!({"channel": "orders", "recover": {"epoch": "x", "offset": 3}}))
         .await;
     assert_eq!(
         data(&ok)["recovery"],
-        json!({"recovered": false, "reason": "cluster_history_unavailable"})
+        json!({"recovered": false, "reason": "epoch_changed"})
     );
-    assert!(ok.get("position").is_none());
-    assert_eq!(api(&b).trigger(&["orders"], "e", "x").await.status, 200);
-    let got = c.expect_event("e").await;
-    assert!(got.get("position").is_none(), "{got}");
+    let (epoch, offset) = position(&ok);
+    assert_eq!(offset, 0);
+    // Events published on either node carry one sequence of offsets.
+    for (i, node) in [&a, &b, &a].into_iter().enumerate() {
+        assert_eq!(
+            api(node)
+                .trigger(&["orders"], "e", &i.to_string())
+                .await
+                .status,
+            200
+        );
+        let got = on_a.expect_event("e").await;
+        assert_eq!(position(&got), (epoch.clone(), i as u64 + 1), "{got}");
+    }
+    // The socket goes; two more events are published through node A; it comes back on node B.
+    drop(on_a);
+    for i in 3..5 {
+        assert_eq!(
+            api(&a)
+                .trigger(&["orders"], "e", &i.to_string())
+                .await
+                .status,
+            200
+        );
+    }
+    let mut on_b = WsClient::connect(&b.ws_url(KEY)).await;
+    let ok = on_b
+        .subscribe(json!({"channel": "orders", "recover": {"epoch": epoch, "offset": 3}}))
+        .await;
+    assert_eq!(
+        data(&ok)["recovery"],
+        json!({"recovered": true, "missed": 2})
+    );
+    let missed = next_frames(&mut on_b, 2).await;
+    let got: Vec<(String, u64, &str)> = missed
+        .iter()
+        .map(|f| {
+            let (e, o) = position(f);
+            (e, o, f["data"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [(epoch.clone(), 4, "3"), (epoch.clone(), 5, "4")],
+        "the missed events, in order"
+    );
+    // The history API answers on either node from the same history.
+    let page = api(&b)
+        .call(
+            "GET",
+            "/channels/orders/history",
+            &[("epoch", &epoch), ("after", "2")],
+            "",
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let page: Value = serde_json::from_str(&page.body).unwrap();
+    assert_eq!(page["last_offset"], 5);
+    let offsets: Vec<u64> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(offsets, [3, 4, 5]);
 }

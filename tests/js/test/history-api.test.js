@@ -1,7 +1,7 @@
 // The history API (issue 14, docs/recovery.md): `GET /apps/{id}/channels/{name}/history` read with
 // the official Node SDK's generic `pusher.get({path, params})`, paged with its cursor, and its
-// refusals as JSON errors a backend can act on. A clustered node refuses it clearly until the
-// history is cluster-wide.
+// refusals as JSON errors a backend can act on. A Redis cluster answers from its cluster-wide
+// history on any node; a NATS cluster refuses it clearly.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
@@ -113,15 +113,37 @@ describe('history API with the pusher Node SDK', () => {
 });
 
 describe('history API on a clustered node', () => {
-  it('answers 501 cluster_history_unavailable until the history is cluster-wide', async () => {
+  it('on Redis answers from the cluster-wide history, whichever node published', async () => {
     await requireBackbone('redis');
-    const node = await startNode({ adapter: 'redis', url: SHARED_URLS.redis, prefix: randomPrefix(), apps: [HISTORY_APP] });
+    const prefix = randomPrefix();
+    const a = await startNode({ adapter: 'redis', url: SHARED_URLS.redis, prefix, apps: [HISTORY_APP] });
+    const b = await startNode({ adapter: 'redis', url: SHARED_URLS.redis, prefix, apps: [HISTORY_APP] });
+    try {
+      await serverSdk(a, HISTORY_APP).trigger('orders-1', 'status', { step: 1 });
+      await serverSdk(b, HISTORY_APP).trigger('orders-1', 'status', { step: 2 });
+      const page = await sdkGetJson(serverSdk(b, HISTORY_APP), '/channels/orders-1/history', {});
+      assert.equal(page.last_offset, 2);
+      assert.deepEqual(page.events.map((e) => [e.offset, JSON.parse(e.data).step]), [[1, 1], [2, 2]]);
+      const again = await sdkGetJson(serverSdk(a, HISTORY_APP), '/channels/orders-1/history', {
+        epoch: page.epoch,
+        after: '1',
+      });
+      assert.deepEqual(again.events.map((e) => e.offset), [2]);
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  });
+
+  it('on NATS answers 501 cluster_history_unavailable (core NATS keeps no history)', async () => {
+    await requireBackbone('nats');
+    const node = await startNode({ adapter: 'nats', url: SHARED_URLS.nats, prefix: randomPrefix(), apps: [HISTORY_APP] });
     try {
       const nodeSdk = serverSdk(node, HISTORY_APP);
       await nodeSdk.trigger('orders-1', 'status', {});
       const r = await expectHttpError(nodeSdk.get({ path: '/channels/orders-1/history', params: {} }));
       assert.deepEqual([r.status, r.json.reason], [501, 'cluster_history_unavailable']);
-      assert.match(r.json.error, /cluster/);
+      assert.match(r.json.error, /NATS/);
     } finally {
       await node.stop();
     }

@@ -35,6 +35,10 @@ use crate::PublishEvent;
 /// enough for a relay that was merely overtaken, short enough that subscribers barely notice.
 const GAP_WAIT: Duration = Duration::from_millis(100);
 
+/// Store reads that may fail in a row before a gap is given up (a store that is down cannot fill
+/// it; the held events then go out after about `GAP_TRIES × GAP_WAIT`).
+const GAP_TRIES: u32 = 10;
+
 /// How a channel keeps history on this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Keeping {
@@ -231,39 +235,60 @@ impl Broker {
     }
 
     /// Fetches the events missing before `channel`'s held ones from the store and delivers them,
-    /// then the held ones; what the store no longer has is given up (counted), and the held
-    /// events go out anyway.
+    /// then the held ones, until no event is held. What the store no longer has (or what it
+    /// cannot tell for [`GAP_TRIES`] tries in a row) is given up (counted), and the held events
+    /// go out anyway. A gap that closes by itself meanwhile (the missing relay arrived) costs
+    /// nothing.
     async fn fill_gap(&self, app: &App, channel: &ChannelName, limits: StreamLimits) {
         let Some(store) = self.store() else {
             return;
         };
-        let Some((epoch, top, first_held)) = self.runtime(app).history.gap(channel.as_str()) else {
-            return;
-        };
-        let want = usize::try_from(first_held - top - 1).unwrap_or(usize::MAX);
-        let read = store
-            .read(stream_ref(app, channel, limits, false), top, want)
-            .await;
         let rt = self.runtime(app);
-        let now = Instant::now();
         let deliver = |h: &Held| {
             let data = h.cache_data.as_deref().unwrap_or("");
-            let n = self.deliver_frame(&rt, app, channel, &h.frame, h.except, data, now);
+            let n = self.deliver_frame(&rt, app, channel, &h.frame, h.except, data, Instant::now());
             rt.usage.delivered(n as u64, (n * h.frame.len()) as u64);
             n
         };
-        match read {
-            Ok(page) if page.epoch.as_deref() == Some(&*epoch) => {
-                let events = self.stored_events(&rt, channel, &page);
-                rt.history
-                    .fill(channel, limits, now, &epoch, top, page.top, events, deliver);
+        let mut failures = 0;
+        loop {
+            if let Some((epoch, top, first_held)) = rt.history.gap(channel.as_str()) {
+                let want = usize::try_from(first_held - top - 1).unwrap_or(usize::MAX);
+                let read = store
+                    .read(stream_ref(app, channel, limits, false), top, want)
+                    .await;
+                let now = Instant::now();
+                let give_up = match read {
+                    Ok(page) if page.epoch.as_deref() == Some(&*epoch) => {
+                        failures = 0;
+                        let events = self.stored_events(&rt, channel, &page);
+                        let complete = events.len() == want
+                            && events.first().is_some_and(|(o, _, _)| *o == top + 1);
+                        rt.history
+                            .fill(channel, limits, now, &epoch, top, page.top, events, deliver);
+                        !complete
+                    }
+                    // The store went on to another epoch: what is held can no longer be joined.
+                    Ok(_) => true,
+                    Err(e) => {
+                        failures += 1;
+                        warn!(app_id = %app.id, %channel, "history gap not filled yet: {e}");
+                        failures >= GAP_TRIES
+                    }
+                };
+                if give_up
+                    && rt
+                        .history
+                        .skip_gap(channel, limits, now, first_held, deliver)
+                        > 0
+                {
+                    rt.history.count_gap_skipped();
+                }
             }
-            Ok(_) => {}
-            Err(e) => warn!(app_id = %app.id, %channel, "history gap not filled: {e}"),
-        }
-        if rt.history.gap(channel.as_str()).is_some() {
-            rt.history.count_gap_skipped();
-            rt.history.skip_gap(channel, limits, now, deliver);
+            if !rt.history.gap_fill_goes_on(channel.as_str()) {
+                return;
+            }
+            tokio::time::sleep(GAP_WAIT).await;
         }
     }
 

@@ -59,6 +59,7 @@ impl Stream {
         self.bytes = 0;
         self.pending.clear();
         self.numbered = true;
+        self.fill_scheduled = false;
         freed
     }
 
@@ -114,26 +115,22 @@ impl History {
             if offset <= s.top || s.pending.contains_key(&offset) {
                 return Accepted::default();
             }
+            let mut delivered = 0;
             if offset > s.top + 1 {
-                let gap_opened = s.pending.is_empty();
                 s.pending.insert(offset, event);
                 if s.pending.len() > MAX_PENDING {
-                    let delivered = self.release_all(s, now, &mut deliver);
-                    return Accepted {
-                        delivered,
-                        gap_opened: false,
-                    };
+                    delivered = self.release_all(s, now, &mut deliver);
                 }
-                return Accepted {
-                    delivered: 0,
-                    gap_opened,
-                };
+            } else {
+                delivered = self.deliver_at(s, offset, event, now, &mut deliver);
+                delivered += self.release(s, now, &mut deliver);
             }
-            let mut delivered = self.deliver_at(s, offset, event, now, &mut deliver);
-            delivered += self.release(s, now, &mut deliver);
+            // Events held behind a gap and nobody fetching it yet: the caller schedules a fill.
+            let gap_opened = !s.pending.is_empty() && !s.fill_scheduled;
+            s.fill_scheduled |= gap_opened;
             Accepted {
                 delivered,
-                gap_opened: false,
+                gap_opened,
             }
         })
     }
@@ -205,20 +202,37 @@ impl History {
         (!g.dead).then(|| (Arc::clone(&g.epoch), g.top, first))
     }
 
-    /// Gives up `channel`'s gap, if it still has one: delivers the held events as they are.
+    /// Gives up `channel`'s gap before offset `first` if it is still open (the stream has not
+    /// reached `first - 1`): delivers the held events as they are.
     pub(crate) fn skip_gap(
         &self,
         channel: &ChannelName,
         limits: StreamLimits,
         now: Instant,
+        first: u64,
         mut deliver: impl FnMut(&Held) -> usize,
     ) -> usize {
         if self.gap(channel.as_str()).is_none() {
             return 0;
         }
         self.with_stream(channel, limits, now, |s| {
+            if s.top + 1 >= first || s.pending.is_empty() {
+                return 0;
+            }
             self.release_all(s, now, &mut deliver)
         })
+    }
+
+    /// Ends a scheduled gap fill: `false` when no event is held any more (the next gap schedules
+    /// a new fill), `true` when one still is (the fill goes on).
+    pub(crate) fn gap_fill_goes_on(&self, channel: &str) -> bool {
+        let Some(stream) = self.streams.get(channel).map(|s| s.clone()) else {
+            return false;
+        };
+        let mut g = stream.lock();
+        let goes_on = !g.dead && !g.pending.is_empty();
+        g.fill_scheduled = goes_on;
+        goes_on
     }
 
     /// Merges what the store holds of `channel` into its stream: `events` are the store's events

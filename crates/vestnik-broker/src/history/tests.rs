@@ -343,9 +343,13 @@ mod mirror {
         let (got, _) = accept(&h, &c, &e, 6);
         assert_eq!(got, ["f6", "f7", "f8"].map(Bytes::from));
         assert!(h.gap("c").is_none());
+        // The scheduled fill ends; the next gap schedules a new one.
+        assert!(!h.gap_fill_goes_on("c"));
+        assert_eq!(accept(&h, &c, &e, 10), (vec![], true));
         // A repeat is dropped.
         assert_eq!(accept(&h, &c, &e, 7), (vec![], false));
         assert_eq!(h.position("c"), Some(("ep".into(), 8)));
+        assert!(h.gap_fill_goes_on("c"), "10 is still held");
         // Recovery reads the kept ones.
         let s = h.streams.get("c").unwrap().clone();
         let frames = s.lock().since(&recover("ep", 6), 100).unwrap();
@@ -371,7 +375,9 @@ mod mirror {
         // from before the gap is refused as too old rather than answered wrongly.
         accept(&h, &c, &e, 7);
         let mut skipped = Vec::new();
-        h.skip_gap(&c, limits(100, 60), now, |x| {
+        // Not a gap before 5 any more: nothing is skipped.
+        assert_eq!(h.skip_gap(&c, limits(100, 60), now, 5, |_| 1), 0);
+        h.skip_gap(&c, limits(100, 60), now, 7, |x| {
             skipped.push(x.frame.clone());
             1
         });
