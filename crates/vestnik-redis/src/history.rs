@@ -5,7 +5,8 @@
 //! slot): `{prefix:h:app:channel}:m`, a hash with the epoch (`e`) and the last offset (`o`), and
 //! `{…}:s`, a Redis stream of the kept events, entry id `offset-1`, fields `v` (the event as the
 //! cluster layer encoded it) and `t` (Redis's clock when it was appended, in ms). One Lua script
-//! appends (the next offset, the entry, the bounds, the expiries) atomically, so two nodes
+//! appends a whole batch (for each event the next offset, the entry, the bounds, the expiries),
+//! atomically, so two nodes
 //! publishing to one channel at once get consecutive offsets; another reads the epoch, the bounds
 //! and a range. The hash lives for the quiet keep (24 h) after the channel's last event, the stream
 //! for the channel's `ttl`; a hash that is gone (expired, evicted, a Redis restarted without
@@ -22,7 +23,7 @@ use bytes::Bytes;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisError, Script, Value};
 use vestnik_broker::adapter::{
-    new_epoch, Adapter, Appended, HistoryStore, StoreError, StoredPage, StreamRef,
+    new_epoch, Adapter, Append, Appended, HistoryStore, StoreError, StoredPage, StreamRef,
 };
 use vestnik_broker::history::QUIET_KEEP;
 use vestnik_broker::hook::HookFuture;
@@ -34,22 +35,28 @@ use crate::RedisAdapter;
 /// out without positions.
 const CALL_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// KEYS: hash, stream. ARGV: event, epoch if new, size, ttl ms, hash ttl ms, restart (0/1).
-/// Returns `{epoch, offset}`.
+/// KEYS: hash and stream of each append, in order. ARGV: six per append: event, epoch if new,
+/// size, ttl ms, hash ttl ms, restart (0/1). Returns `{epoch, offset, epoch, offset, …}`.
 const APPEND: &str = r"
-local epoch = redis.call('HGET', KEYS[1], 'e')
-if (not epoch) or ARGV[6] == '1' then
-  epoch = ARGV[2]
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
-end
-local offset = redis.call('HINCRBY', KEYS[1], 'o', 1)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], offset .. '-1', 'v', ARGV[1], 't', now)
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return {epoch, offset}
+local out = {}
+for i = 1, #KEYS / 2 do
+  local h, s, a = KEYS[2 * i - 1], KEYS[2 * i], (i - 1) * 6
+  local epoch = redis.call('HGET', h, 'e')
+  if (not epoch) or ARGV[a + 6] == '1' then
+    epoch = ARGV[a + 2]
+    redis.call('DEL', s)
+    redis.call('HSET', h, 'e', epoch, 'o', 0)
+  end
+  local offset = redis.call('HINCRBY', h, 'o', 1)
+  redis.call('XADD', s, 'MAXLEN', ARGV[a + 3], offset .. '-1', 'v', ARGV[a + 1], 't', now)
+  redis.call('PEXPIRE', s, ARGV[a + 4])
+  redis.call('PEXPIRE', h, ARGV[a + 5])
+  out[#out + 1] = epoch
+  out[#out + 1] = offset
+end
+return out
 ";
 
 /// KEYS: hash, stream. ARGV: after, limit, ttl ms, epoch if new, hash ttl ms.
@@ -180,32 +187,6 @@ impl RedisHistory {
             }
         }
     }
-
-    async fn append_one(
-        &self,
-        conn: &mut MultiplexedConnection,
-        s: &StreamRef<'_>,
-        event: &Bytes,
-    ) -> Result<Appended, StoreError> {
-        let (hash, stream) = self.keys(s);
-        let (epoch, offset): (String, u64) = self
-            .append
-            .key(hash)
-            .key(stream)
-            .arg(event.as_ref())
-            .arg(new_epoch().as_ref())
-            .arg(s.size.max(1))
-            .arg(millis(s.ttl))
-            .arg(millis(QUIET_KEEP + s.ttl))
-            .arg(u8::from(s.restart))
-            .invoke_async(conn)
-            .await
-            .map_err(|e| self.failed(&e))?;
-        Ok(Appended {
-            epoch: Arc::from(epoch),
-            offset,
-        })
-    }
 }
 
 /// `d` in whole milliseconds, at least 1 (Redis refuses an expiry of 0).
@@ -244,18 +225,41 @@ fn page_of(value: Value) -> Result<StoredPage, StoreError> {
 impl HistoryStore for RedisHistory {
     fn append<'a>(
         &'a self,
-        streams: &'a [StreamRef<'a>],
-        event: Bytes,
+        appends: &'a [Append<'a>],
     ) -> HookFuture<'a, Result<Vec<Appended>, StoreError>> {
         Box::pin(self.timed(async move {
-            let conn = self.conn().await?;
-            // One script per channel, all sent at once on the multiplexed connection.
-            let calls = streams.iter().map(|s| {
-                let mut conn = conn.clone();
-                let event = event.clone();
-                async move { self.append_one(&mut conn, s, &event).await }
-            });
-            futures_util::future::try_join_all(calls).await
+            if appends.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut conn = self.conn().await?;
+            // The whole batch in one script call: one round trip, numbered in order.
+            let mut call = self.append.prepare_invoke();
+            for a in appends {
+                let (hash, stream) = self.keys(&a.stream);
+                call.key(hash).key(stream);
+                call.arg(a.event.as_ref())
+                    .arg(new_epoch().as_ref())
+                    .arg(a.stream.size.max(1))
+                    .arg(millis(a.stream.ttl))
+                    .arg(millis(QUIET_KEEP + a.stream.ttl))
+                    .arg(u8::from(a.stream.restart));
+            }
+            let flat: Vec<Value> = call
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| self.failed(&e))?;
+            let bad = || StoreError("redis: unexpected answer to the history append".into());
+            let mut out = Vec::with_capacity(appends.len());
+            let mut it = flat.into_iter();
+            while let (Some(epoch), Some(offset)) = (it.next(), it.next()) {
+                let epoch: String = redis::from_redis_value(epoch).map_err(|_| bad())?;
+                let offset: u64 = redis::from_redis_value(offset).map_err(|_| bad())?;
+                out.push(Appended {
+                    epoch: Arc::from(epoch),
+                    offset,
+                });
+            }
+            Ok(out)
         }))
     }
 

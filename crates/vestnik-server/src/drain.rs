@@ -111,7 +111,9 @@ pub async fn run(state: &AppState, cluster: Service, webhooks: Service) {
         );
     }
 
-    // 6. Leave the cluster, then spool what webhooks are still pending.
+    // 6. Events still queued for numbering by the cluster's history store go out first, then
+    //    the node leaves the cluster and spools what webhooks are still pending.
+    state.broker.numbering_idle(timeout).await;
     cluster.stop().await;
     webhooks.stop().await;
     info!("shutdown complete");

@@ -148,7 +148,7 @@ impl AppState {
     /// Publishes a checked event (from the API or the console) through the broker: encoded once
     /// per channel there, never awaiting a subscriber. In a cluster whose backbone keeps the
     /// history, it first awaits the event's positions from the history store (one round trip).
-    pub async fn publish(&self, app: &App, event: &TriggerEvent) {
+    pub async fn publish(&self, app: &Arc<App>, event: &TriggerEvent) {
         self.broker
             .publish_numbered(
                 app,

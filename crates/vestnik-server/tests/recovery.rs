@@ -253,6 +253,19 @@ async fn on_redis_positions_are_cluster_wide_and_a_socket_recovers_on_the_other_
             200
         );
     }
+    // A trigger is answered once its event is queued for numbering; wait until Redis has both.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let page = api(&b)
+            .call("GET", "/channels/orders/history", &[], "")
+            .await;
+        let page: Value = serde_json::from_str(&page.body).unwrap();
+        if page["last_offset"] == 5 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not numbered: {page}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let mut on_b = WsClient::connect(&b.ws_url(KEY)).await;
     let ok = on_b
         .subscribe(json!({"channel": "orders", "recover": {"epoch": epoch, "offset": 3}}))

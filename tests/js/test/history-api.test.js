@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
 import { startNode, randomPrefix, requireBackbone, SHARED_URLS } from '../cluster-helpers.js';
-import { APPS, expectHttpError, openRaw, sdkGetJson, serverSdk, signedRequest, startBroker, uniq } from '../helpers.js';
+import { APPS, expectHttpError, openRaw, sdkGetJson, serverSdk, signedRequest, startBroker, uniq, waitFor } from '../helpers.js';
 
 const HISTORY_APP = {
   ...APPS.main,
@@ -121,8 +121,13 @@ describe('history API on a clustered node', () => {
     try {
       await serverSdk(a, HISTORY_APP).trigger('orders-1', 'status', { step: 1 });
       await serverSdk(b, HISTORY_APP).trigger('orders-1', 'status', { step: 2 });
-      const page = await sdkGetJson(serverSdk(b, HISTORY_APP), '/channels/orders-1/history', {});
-      assert.equal(page.last_offset, 2);
+      // A trigger is answered once its event is queued for numbering; the history shows it
+      // once Redis numbered it, a moment later.
+      let page;
+      await waitFor(async () => {
+        page = await sdkGetJson(serverSdk(b, HISTORY_APP), '/channels/orders-1/history', {});
+        return page.last_offset === 2;
+      }, 5000, 'both events in the history');
       assert.deepEqual(page.events.map((e) => [e.offset, JSON.parse(e.data).step]), [[1, 1], [2, 2]]);
       const again = await sdkGetJson(serverSdk(a, HISTORY_APP), '/channels/orders-1/history', {
         epoch: page.epoch,

@@ -22,7 +22,7 @@ pub use routes::{RouteSet, Routes, ShardSet};
 pub use shell::{AdapterShell, LinkState, ShellOptions, Transport, Wiring};
 pub use stats::{AdapterCounters, AdapterStats};
 pub use store::{
-    new_epoch, Appended, HistoryStore, MemoryStore, StoreError, StoredPage, StreamRef,
+    new_epoch, Append, Appended, HistoryStore, MemoryStore, StoreError, StoredPage, StreamRef,
 };
 
 use std::collections::HashMap;

@@ -39,6 +39,15 @@ pub struct StreamRef<'a> {
     pub restart: bool,
 }
 
+/// One event to append to one channel's stream.
+#[derive(Debug, Clone)]
+pub struct Append<'a> {
+    /// The channel's stream.
+    pub stream: StreamRef<'a>,
+    /// The event, as the cluster layer encoded it.
+    pub event: Bytes,
+}
+
 /// Where an appended event landed in its channel's stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
@@ -85,12 +94,11 @@ impl std::error::Error for StoreError {}
 
 /// Cluster-wide channel history kept in the backbone. See the module documentation.
 pub trait HistoryStore: Send + Sync + 'static {
-    /// Appends `event` to each of `streams` (one event published to several channels), each at
-    /// its channel's next offset, atomically per stream.
+    /// Appends each of `appends`, in order, at its channel's next offset (atomically per
+    /// append; one call numbers a whole batch). Returns their positions, in the same order.
     fn append<'a>(
         &'a self,
-        streams: &'a [StreamRef<'a>],
-        event: Bytes,
+        appends: &'a [Append<'a>],
     ) -> HookFuture<'a, Result<Vec<Appended>, StoreError>>;
 
     /// Up to `limit` of the kept events of `stream` after offset `after`, with the stream's
@@ -147,15 +155,14 @@ impl MemoryStore {
 impl HistoryStore for MemoryStore {
     fn append<'a>(
         &'a self,
-        streams: &'a [StreamRef<'a>],
-        event: Bytes,
+        appends: &'a [Append<'a>],
     ) -> HookFuture<'a, Result<Vec<Appended>, StoreError>> {
         Box::pin(async move {
             self.check()?;
             let now = Instant::now();
             let mut map = self.streams.lock();
-            let mut out = Vec::with_capacity(streams.len());
-            for s in streams {
+            let mut out = Vec::with_capacity(appends.len());
+            for Append { stream: s, event } in appends {
                 let key = (s.app.to_owned(), s.channel.to_owned());
                 let stream = map.entry(key).or_insert_with(|| MemStream {
                     epoch: new_epoch(),

@@ -27,6 +27,7 @@ mod local;
 mod numbered;
 mod publish;
 mod queries;
+mod sequencer;
 mod users;
 
 use std::any::Any;
@@ -133,6 +134,10 @@ struct Inner {
     connections: AtomicUsize,
     /// The cluster layer, once joined; never replaced.
     cluster: OnceLock<Attached>,
+    /// The numbering queue (see `sequencer`), started on first use.
+    numbering: OnceLock<tokio::sync::mpsc::Sender<sequencer::Job>>,
+    /// Events queued for numbering and not yet sent out.
+    numbering_pending: AtomicUsize,
 }
 
 /// The broker core. Cheap to clone; every clone is the same broker.
@@ -169,6 +174,8 @@ impl Broker {
                 runtimes: DashMap::new(),
                 connections: AtomicUsize::new(0),
                 cluster: OnceLock::new(),
+                numbering: OnceLock::new(),
+                numbering_pending: AtomicUsize::new(0),
             }),
         }
     }

@@ -22,6 +22,7 @@ use vestnik_protocol::limits::MAX_RECOVERED_EVENTS;
 use vestnik_protocol::message::{Position, Recover, RecoveryFailure, Subscribe};
 use vestnik_protocol::{ChannelName, ServerMessage, SocketId};
 
+use super::sequencer::Job;
 use super::{AppRuntime, Broker};
 use crate::adapter::{Appended, HistoryStore, StoredPage, StreamRef};
 use crate::app::App;
@@ -59,7 +60,7 @@ pub struct SubscribeReady {
 
 /// One event as the history store keeps it: what a node needs to deliver it again.
 #[derive(Debug, Serialize, Deserialize)]
-struct StoredEvent {
+pub(super) struct StoredEvent {
     /// Event name.
     e: String,
     /// Data string.
@@ -75,7 +76,13 @@ struct StoredEvent {
 }
 
 impl StoredEvent {
-    fn encode(event: &str, data: &str, user_id: Option<&str>, except: Option<SocketId>) -> Bytes {
+    /// The event's bytes in the store.
+    pub(super) fn encode(
+        event: &str,
+        data: &str,
+        user_id: Option<&str>,
+        except: Option<SocketId>,
+    ) -> Bytes {
         let t = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
@@ -90,6 +97,7 @@ impl StoredEvent {
     }
 }
 
+/// A channel's stream in the store, with the channel's bounds.
 fn stream_ref<'a>(
     app: &'a App,
     channel: &'a ChannelName,
@@ -119,53 +127,39 @@ impl Broker {
     }
 
     /// The cluster's history store, if this node is in a cluster that keeps one.
-    fn store(&self) -> Option<Arc<dyn HistoryStore>> {
+    pub(super) fn store(&self) -> Option<Arc<dyn HistoryStore>> {
         self.hook()?.history_store().cloned()
     }
 
-    /// Publishes an API event like [`Broker::publish`], first numbering it in the cluster's
-    /// history store on the channels that keep history, so it carries the same position on every
-    /// node. Without a store (a single node, or a backbone that keeps none) it is `publish`.
-    /// When the store fails, the event goes out without positions (see the module documentation).
-    pub async fn publish_numbered(&self, app: &App, event: &PublishEvent<'_>) -> usize {
-        let Some(store) = self.store() else {
-            return self.publish(app, event);
-        };
-        let (refs, at): (Vec<StreamRef<'_>>, Vec<usize>) = {
-            let rt = self.runtime(app);
-            event
+    /// Publishes an API event like [`Broker::publish`], numbered first by the cluster's history
+    /// store on the channels that keep history, so it carries the same position on every node:
+    /// the event is queued for the node's numbering task (see `sequencer`), and this returns once
+    /// it is queued. Without a store (a single node, or a backbone that keeps none) it is
+    /// `publish`. When the store fails, the event goes out without positions (see the module
+    /// documentation).
+    pub async fn publish_numbered(&self, app: &Arc<App>, event: &PublishEvent<'_>) {
+        let numbered = self.store().is_some()
+            && event
                 .channels
                 .iter()
-                .enumerate()
-                .filter_map(|(i, c)| match self.keeping(app, c.as_str()) {
-                    Keeping::Cluster(limits) => {
-                        let restart = rt.history.is_unnumbered(c.as_str());
-                        Some((stream_ref(app, c, limits, restart), i))
-                    }
-                    _ => None,
-                })
-                .unzip()
-        };
-        if refs.is_empty() {
-            return self.publish(app, event);
+                .any(|c| matches!(self.keeping(app, c.as_str()), Keeping::Cluster(_)));
+        if !numbered {
+            self.publish(app, event);
+            return;
         }
-        let entry = StoredEvent::encode(event.name, event.data, None, event.except);
-        let positions = match store.append(&refs, entry).await {
-            Ok(appended) if appended.len() == refs.len() => {
-                let mut positions = vec![None; event.channels.len()];
-                for (i, a) in at.into_iter().zip(appended) {
-                    positions[i] = Some(a);
-                }
-                positions
-            }
-            Ok(_) => self.unnumbered(app, "the store answered for other channels"),
-            Err(e) => self.unnumbered(app, &e.to_string()),
-        };
-        self.publish_at(app, event, &positions)
+        self.enqueue(Job::Publish {
+            app: Arc::clone(app),
+            name: event.name.to_owned(),
+            data: event.data.to_owned(),
+            channels: event.channels.to_vec(),
+            except: event.except,
+        })
+        .await;
     }
 
-    /// Relays a client event like [`Broker::client_event`], first numbering it in the cluster's
-    /// history store when its channel keeps history.
+    /// Relays a client event like [`Broker::client_event`], numbered first by the cluster's
+    /// history store when its channel keeps history (queued like
+    /// [`publish_numbered`](Self::publish_numbered); the count is then 0, as nobody got it yet).
     pub async fn client_event_numbered(
         &self,
         conn: &ConnectionHandle,
@@ -174,33 +168,30 @@ impl Broker {
         data: &str,
     ) -> Result<usize, ClientEventError> {
         let user_id = self.check_client_event(conn, channel, data)?;
-        let app = conn.app();
-        let mut position = None;
-        if let (Some(store), Keeping::Cluster(limits)) =
-            (self.store(), self.keeping(app, channel.as_str()))
-        {
-            let restart = self.runtime(app).history.is_unnumbered(channel.as_str());
-            let refs = [stream_ref(app, channel, limits, restart)];
-            let entry =
-                StoredEvent::encode(event, data, user_id.as_deref(), Some(conn.socket_id()));
-            match store.append(&refs, entry).await {
-                Ok(mut appended) if appended.len() == 1 => position = appended.pop(),
-                Ok(_) => {
-                    self.unnumbered(app, "the store answered for other channels");
-                }
-                Err(e) => {
-                    self.unnumbered(app, &e.to_string());
-                }
-            }
+        let numbered = self.store().is_some()
+            && matches!(
+                self.keeping(conn.app(), channel.as_str()),
+                Keeping::Cluster(_)
+            );
+        if !numbered {
+            return Ok(self.send_client_event(
+                conn,
+                event,
+                channel,
+                data,
+                user_id.as_deref(),
+                None,
+            ));
         }
-        Ok(self.send_client_event(
-            conn,
-            event,
-            channel,
-            data,
-            user_id.as_deref(),
-            position.as_ref(),
-        ))
+        self.enqueue(Job::ClientEvent {
+            conn: conn.clone(),
+            event: event.to_owned(),
+            channel: channel.clone(),
+            data: data.to_owned(),
+            user_id,
+        })
+        .await;
+        Ok(0)
     }
 
     /// Takes an event the store numbered at `p` into `channel`'s history and delivers it in
@@ -217,9 +208,7 @@ impl Broker {
         now: Instant,
         deliver: impl FnMut(&Held) -> usize,
     ) -> usize {
-        let accepted = rt
-            .history
-            .accept(channel, limits, now, &p.epoch, p.offset, held, deliver);
+        let accepted = rt.history.accept(channel, limits, now, p, held, deliver);
         if accepted.gap_opened {
             let broker = self.clone();
             let app_id = app.id.clone();
@@ -423,13 +412,6 @@ impl Broker {
             channel, limits, now, &epoch, after, page.top, events, deliver,
         );
         SubscribeReady::default()
-    }
-
-    /// Logs and counts an event that goes out without positions, and returns none.
-    fn unnumbered(&self, app: &App, why: &str) -> Vec<Option<Appended>> {
-        warn!(app_id = %app.id, "event not numbered by the history store, sent without positions: {why}");
-        self.runtime(app).history.count_unnumbered();
-        Vec::new()
     }
 
     /// A page of `channel`'s history read from the store, for the history API (see

@@ -23,6 +23,7 @@ use vestnik_protocol::message::Recover;
 use vestnik_protocol::{ChannelName, SocketId};
 
 use super::{Entry, History, Stream, StreamLimits};
+use crate::adapter::Appended;
 
 /// Events held behind one gap before the gap is given up at once (a bound on memory).
 const MAX_PENDING: usize = 10_000;
@@ -92,7 +93,7 @@ impl Stream {
 }
 
 impl History {
-    /// Takes an event the store numbered `offset` in `epoch`: delivers it (with `deliver`, under
+    /// Takes an event the store numbered `at`: delivers it (with `deliver`, under
     /// the stream's lock) if it is the next one, then any held ones it releases; holds it if
     /// events before it are missing; drops it if it was delivered already.
     pub(crate) fn accept(
@@ -100,11 +101,11 @@ impl History {
         channel: &ChannelName,
         limits: StreamLimits,
         now: Instant,
-        epoch: &Arc<str>,
-        offset: u64,
+        at: &Appended,
         event: Held,
         mut deliver: impl FnMut(&Held) -> usize,
     ) -> Accepted {
+        let (epoch, offset) = (&at.epoch, at.offset);
         self.with_stream(channel, limits, now, |s| {
             if s.epoch != *epoch || !s.numbered {
                 let freed = s.restart(epoch, offset);

@@ -314,18 +314,14 @@ mod mirror {
 
     fn accept(h: &History, c: &ChannelName, epoch: &Arc<str>, offset: u64) -> (Vec<Bytes>, bool) {
         let mut got = Vec::new();
-        let a = h.accept(
-            c,
-            limits(100, 60),
-            Instant::now(),
-            epoch,
+        let at = crate::adapter::Appended {
+            epoch: Arc::clone(epoch),
             offset,
-            held(offset),
-            |e| {
-                got.push(e.frame.clone());
-                1
-            },
-        );
+        };
+        let a = h.accept(c, limits(100, 60), Instant::now(), &at, held(offset), |e| {
+            got.push(e.frame.clone());
+            1
+        });
         assert_eq!(a.delivered, got.len());
         (got, a.gap_opened)
     }

@@ -350,7 +350,7 @@ fn set_cookie(resp: &mut Response<Body>, token: &str, max_age: u64, secure: bool
 async fn send_event(
     req: Request<Incoming>,
     state: &AppState,
-    app: &App,
+    app: &Arc<App>,
 ) -> Result<Response<Body>, ApiError> {
     let body = json_body(req, state).await?;
     let ev = api::parse_single_channel_event(&body, &trigger_limits(app))?;
