@@ -164,6 +164,8 @@ pub struct Stream {
     numbered: bool,
     /// A gap fill is scheduled for this stream (at most one at a time; see `mirror`).
     fill_scheduled: bool,
+    /// Epochs the stream left for newer ones (the last few; see `mirror`).
+    retired: Vec<Arc<str>>,
 }
 
 /// The epoch and last offset of a channel whose stream expired.
@@ -190,6 +192,7 @@ impl Stream {
             pending: BTreeMap::new(),
             numbered: false,
             fill_scheduled: false,
+            retired: Vec::new(),
         }
     }
 

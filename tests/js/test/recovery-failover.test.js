@@ -19,11 +19,15 @@ import { describe, it } from 'node:test';
 
 import Echo from 'laravel-echo';
 import { VestnikRecovery } from '../../../clients/js/index.js';
-import { withCluster } from '../cluster-helpers.js';
+import { SHARED_URLS, randomPrefix, requireBackbone, startNode } from '../cluster-helpers.js';
 import { APPS, RawClient, connected, openPusher, serverSdk, sleep, subscribe, uniq, waitFor } from '../helpers.js';
 
-/** The main app: history on with the defaults (100 events per channel). */
-const APP = APPS.main;
+/**
+ * The main app with history on (the default), kept deeper than the default 100 events: a client
+ * that pusher-js brings back after its reconnect delay may have missed more than 100 of these
+ * 100 events/s (a recovery then answers too_old, rightly). As in recovery-clients.test.js.
+ */
+const APP = { ...APPS.main, history: { size: 1000 } };
 const TOTAL = 300;
 /** One event every 10 ms: 300 in about 3 s. */
 const PACE_MS = 10;
@@ -32,6 +36,43 @@ const KILL_AFTER = 150;
 /** ...and the client's new connection waits in the proxy until this one was published. */
 const RELEASE_AFTER = 180;
 const EXPECTED = Array.from({ length: TOTAL }, (_, i) => i + 1);
+
+// ---------------------------------------------------------------------------------------------
+// Three nodes of one cluster serving APP
+
+/**
+ * Runs `fn(cluster)` on three nodes A, B, C of a fresh cluster on the shared `adapter` backbone
+ * under one random prefix (as cluster-helpers.js's withCluster does, with this file's app), and
+ * always kills them; a failure is re-thrown with the tail of every node's stderr.
+ */
+async function withNodes(adapter, fn) {
+  await requireBackbone(adapter);
+  const spec = { adapter, url: SHARED_URLS[adapter], prefix: randomPrefix(), apps: [APP] };
+  const nodes = [];
+  const cluster = { ...spec, nodes };
+  try {
+    // The first node alone, then the others: each of them joins a running cluster.
+    nodes.push(await startNode(spec, 'A'));
+    const rest = await Promise.allSettled(['B', 'C'].map((l) => startNode(spec, l)));
+    for (const r of rest) if (r.status === 'fulfilled') nodes.push(r.value);
+    for (const r of rest) if (r.status === 'rejected') throw r.reason;
+    await fn(cluster);
+  } catch (e) {
+    const logs = nodes
+      .map((n) => {
+        const lines = n.stderr.split('\n').filter((l) => !/serving app|open file limit/.test(l));
+        return `--- node ${n.label} (port ${n.port}, exit ${JSON.stringify(n.exitInfo)}) stderr tail:\n${lines.join('\n').slice(-3000)}`;
+      })
+      .join('\n');
+    if (e instanceof Error) {
+      e.message += `\n\n${logs}`;
+      throw e;
+    }
+    throw new Error(`${String(e)}\n\n${logs}`);
+  } finally {
+    await Promise.all(nodes.map((n) => n.stop().catch(() => {})));
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // A TCP proxy whose upstream can be switched (tcp-proxy.js always forwards to one port)
@@ -150,6 +191,37 @@ const summarize = (frames) =>
 // ---------------------------------------------------------------------------------------------
 // The failover run
 
+/** The newest events the cluster keeps of `channel` (read from Redis through `node`), for a diagnosis. */
+async function historyTail(node, channel) {
+  try {
+    const res = await serverSdk(node, APP).get({ path: `/channels/${channel}/history`, params: { limit: '1000' } });
+    const page = await res.json();
+    const seq = page.events.filter((e) => e.event === 'seq').map((e) => [e.offset, JSON.parse(e.data).n]);
+    const shifted = seq.filter(([o, n]) => o !== n).map(([o, n]) => `${o}:${n}`);
+    const kept = seq.map(([, n]) => n);
+    const unnumbered = EXPECTED.filter((n) => n >= (kept[0] ?? 1) && !kept.includes(n));
+    return (
+      `cluster history via node ${node.label}: epoch ${page.epoch}, offsets ${page.first_offset}..${page.last_offset}; ` +
+      `published n never numbered: ${JSON.stringify(unnumbered)}; offset:n where n != offset: ${shifted.slice(0, 12).join(' ')}` +
+      `${shifted.length > 12 ? ` … (${shifted.length})` : ''}`
+    );
+  } catch (e) {
+    return `cluster history not read via node ${node.label}: ${e.message ?? e}`;
+  }
+}
+
+/** Panic lines and errors in the nodes' stderr (the failure's log tails may cut them off). */
+function panics(cluster) {
+  const lines = cluster.nodes.flatMap((n) =>
+    n.stderr
+      .split('\n')
+      .filter((l) => /panicked|overflow|ERROR/.test(l))
+      .slice(0, 6)
+      .map((l) => `node ${n.label}: ${l}`),
+  );
+  return lines.length ? `node panics/errors:\n      ${lines.join('\n      ')}` : 'no node panicked or logged an error';
+}
+
 /**
  * Publishes 1..TOTAL as `seq` events (`{n}`), one request each, round robin over the live nodes;
  * after KILL_AFTER it holds the proxy's new connections, SIGKILLs A, switches the proxy to B and
@@ -215,72 +287,81 @@ async function failoverRun(cluster, open) {
       `failed ${JSON.stringify(failed)}, state ${pusher.connection.state}, proxy upstreams ` +
       `${JSON.stringify(proxy.upstreams)} (A ${A.port}, B ${B.port}), frames:\n    ${summarize(frames.all())}`;
 
-    const killed = await publishThroughFailover(cluster, proxy, channel);
-    assert.equal(killed.signal, 'SIGKILL', `node A died of a SIGKILL: ${JSON.stringify(killed)}`);
-    await waitFor(() => got.length >= TOTAL, 20_000, `${TOTAL} events`, state);
-    // A last event after them: in order, so once it is here no late duplicate is still on its way.
-    await serverSdk(C, APP).trigger(channel, 'done', {});
-    await waitFor(() => done === 1, 5000, 'the final event', state);
+    try {
+      const killed = await publishThroughFailover(cluster, proxy, channel);
+      assert.equal(killed.signal, 'SIGKILL', `node A died of a SIGKILL: ${JSON.stringify(killed)}`);
+      await waitFor(() => got.length >= TOTAL, 20_000, `${TOTAL} events`, state);
+      // A last event after them: in order, so once it is here no late duplicate is still on its way.
+      await serverSdk(C, APP).trigger(channel, 'done', {});
+      await waitFor(() => done === 1, 5000, 'the final event', state);
 
-    // The client went from A to B, and nowhere else.
-    assert.equal(proxy.upstreams[0], A.port);
-    assert.ok(proxy.upstreams.length >= 2, `a new connection after the kill: ${state()}`);
-    assert.deepEqual(new Set(proxy.upstreams.slice(1)), new Set([B.port]), `reconnected to B: ${state()}`);
+      // The client went from A to B, and nowhere else.
+      assert.equal(proxy.upstreams[0], A.port);
+      assert.ok(proxy.upstreams.length >= 2, `a new connection after the kill: ${state()}`);
+      assert.deepEqual(new Set(proxy.upstreams.slice(1)), new Set([B.port]), `reconnected to B: ${state()}`);
 
-    // All 300, exactly once, in order, as the app's handlers saw them.
-    assert.equal(got.length, TOTAL, `no duplicate: ${state()}`);
-    assert.deepEqual(got, EXPECTED, 'all, exactly once, in order');
+      // All 300, exactly once, in order, as the app's handlers saw them.
+      assert.equal(got.length, TOTAL, `no duplicate: ${state()}`);
+      assert.deepEqual(got, EXPECTED, 'all, exactly once, in order');
 
-    // The same in the raw frames, with their positions: one epoch, offsets 1..300 (a new channel),
-    // offset n on event n, whichever node published it and whichever node delivered it.
-    const seq = frames.filter((f) => f.event === 'seq');
-    assert.deepEqual(
-      seq.map((f) => f.data.n),
-      EXPECTED,
-      'raw seq frames: all, exactly once, in order',
-    );
-    const epochs = new Set(seq.map((f) => f.position?.epoch));
-    assert.equal(epochs.size, 1, `one epoch: ${[...epochs]}`);
-    const [epoch] = epochs;
-    assert.equal(typeof epoch, 'string');
-    assert.deepEqual(
-      seq.map((f) => f.position.offset),
-      EXPECTED,
-      'offset n on event n',
-    );
-    assert.ok(seq.some((f) => f.conn === 1) && seq.some((f) => f.conn > 1), 'events came on both connections');
+      // The same in the raw frames, with their positions: one epoch, offsets 1..300 (a new channel),
+      // offset n on event n, whichever node published it and whichever node delivered it.
+      const seq = frames.filter((f) => f.event === 'seq');
+      assert.deepEqual(
+        seq.map((f) => f.data.n),
+        EXPECTED,
+        'raw seq frames: all, exactly once, in order',
+      );
+      const epochs = new Set(seq.map((f) => f.position?.epoch));
+      assert.equal(epochs.size, 1, `one epoch: ${[...epochs]}`);
+      const [epoch] = epochs;
+      assert.equal(typeof epoch, 'string');
+      assert.deepEqual(
+        seq.map((f) => f.position.offset),
+        EXPECTED,
+        'offset n on event n',
+      );
+      assert.ok(seq.some((f) => f.conn === 1) && seq.some((f) => f.conn > 1), 'events came on both connections');
 
-    // One resubscribe, answered by B from Redis with recovered:true; the missed events follow it
-    // at once and pick up right after the last offset seen on A.
-    const answers = frames.filter((f) => f.event === 'pusher_internal:subscription_succeeded');
-    assert.equal(answers[0].conn, 1);
-    assert.equal(answers[0].data.recovery, undefined, 'the first subscribe asks for nothing');
-    const resubscribes = answers.slice(1);
-    assert.equal(resubscribes.length, 1, `one resubscribe: ${state()}`);
-    const answer = resubscribes[0];
-    assert.equal(answer.data.recovery?.recovered, true, `recovered on B: ${JSON.stringify(answer)}`);
-    const missed = answer.data.recovery.missed;
-    const lastOnA = Math.max(0, ...seq.filter((f) => f.conn === 1).map((f) => f.position.offset));
-    assert.ok(lastOnA < KILL_AFTER + 1, `nothing after the kill came from A (last ${lastOnA})`);
-    assert.ok(
-      missed >= RELEASE_AFTER - KILL_AFTER,
-      `at least the ${RELEASE_AFTER - KILL_AFTER} events published while the client was away were replayed: missed ${missed}`,
-    );
-    const all = frames.all();
-    const after = all.slice(all.indexOf(answer) + 1).filter((f) => f.event === 'seq');
-    assert.deepEqual(
-      after.slice(0, missed).map((f) => f.position.offset),
-      Array.from({ length: missed }, (_, i) => lastOnA + 1 + i),
-      'the replay: the offsets right after the last one seen on A',
-    );
-    assert.equal(answer.position?.epoch, epoch, 'the answer is in the same epoch');
-    assert.equal(answer.position?.offset, lastOnA + missed, 'the answer tells the position after the replay');
+      // One resubscribe, answered by B from Redis with recovered:true; the missed events follow it
+      // at once and pick up right after the last offset seen on A.
+      const answers = frames.filter((f) => f.event === 'pusher_internal:subscription_succeeded');
+      assert.equal(answers[0].conn, 1);
+      assert.equal(answers[0].data.recovery, undefined, 'the first subscribe asks for nothing');
+      const resubscribes = answers.slice(1);
+      assert.equal(resubscribes.length, 1, `one resubscribe: ${state()}`);
+      const answer = resubscribes[0];
+      assert.equal(answer.data.recovery?.recovered, true, `recovered on B: ${JSON.stringify(answer)}`);
+      const missed = answer.data.recovery.missed;
+      const lastOnA = Math.max(0, ...seq.filter((f) => f.conn === 1).map((f) => f.position.offset));
+      assert.ok(lastOnA < KILL_AFTER + 1, `nothing after the kill came from A (last ${lastOnA})`);
+      assert.ok(
+        missed >= RELEASE_AFTER - KILL_AFTER,
+        `at least the ${RELEASE_AFTER - KILL_AFTER} events published while the client was away were replayed: missed ${missed}`,
+      );
+      const all = frames.all();
+      const after = all.slice(all.indexOf(answer) + 1).filter((f) => f.event === 'seq');
+      assert.deepEqual(
+        after.slice(0, missed).map((f) => f.position.offset),
+        Array.from({ length: missed }, (_, i) => lastOnA + 1 + i),
+        'the replay: the offsets right after the last one seen on A',
+      );
+      assert.equal(answer.position?.epoch, epoch, 'the answer is in the same epoch');
+      assert.equal(answer.position?.offset, lastOnA + missed, 'the answer tells the position after the replay');
 
-    // The plugin saw the same: one recovery, no failure, at the final event's position.
-    assert.deepEqual(recovered, [missed]);
-    assert.deepEqual(failed, []);
-    assert.deepEqual(hook.position(channel), { epoch, offset: TOTAL + 1 });
-    return { missed, lastOnA };
+      // The plugin saw the same: one recovery, no failure, at the final event's position.
+      assert.deepEqual(recovered, [missed]);
+      assert.deepEqual(failed, []);
+      assert.deepEqual(hook.position(channel), { epoch, offset: TOTAL + 1 });
+      return { missed, lastOnA };
+    } catch (e) {
+      // What the client missed, what the cluster numbered, and what the nodes said: a failure is
+      // reported with the facts to tell a broker bug from a test bug.
+      e.message += `\n  diagnosis:\n    missing n: ${JSON.stringify(EXPECTED.filter((n) => !got.includes(n)))}` +
+        `\n    duplicated n: ${JSON.stringify(got.filter((n, i) => got.indexOf(n) !== i))}` +
+        `\n    ${await historyTail(C, channel)}\n    ${panics(cluster)}`;
+      throw e;
+    }
   } finally {
     try {
       pusher?.closeClient?.();
@@ -294,7 +375,7 @@ async function failoverRun(cluster, open) {
 
 describe('failover on Redis: a client whose node is SIGKILLed recovers on another node', () => {
   it('stock pusher-js 8 with the plugin, public channel: 300 events exactly once and in order', { timeout: 60_000 }, async () => {
-    await withCluster('redis', { nodes: 3 }, async (cluster) => {
+    await withNodes('redis', async (cluster) => {
       const r = await failoverRun(cluster, async (pusher) => {
         await connected(pusher);
         const name = uniq('orders-');
@@ -306,7 +387,7 @@ describe('failover on Redis: a client whose node is SIGKILLed recovers on anothe
   });
 
   it('Laravel Echo on a private channel, with the plugin: 300 events exactly once and in order', { timeout: 60_000 }, async () => {
-    await withCluster('redis', { nodes: 3 }, async (cluster) => {
+    await withNodes('redis', async (cluster) => {
       const r = await failoverRun(cluster, async (pusher) => {
         const echo = new Echo({ broadcaster: 'pusher', key: APP.key, client: pusher });
         const room = uniq('orders.');
@@ -323,7 +404,7 @@ describe('failover on Redis: a client whose node is SIGKILLed recovers on anothe
 
 describe('failover on NATS: no cluster-wide history', () => {
   it('every node of a three-node NATS cluster answers a recover with cluster_history_unavailable', { timeout: 30_000 }, async () => {
-    await withCluster('nats', { nodes: 3 }, async (cluster) => {
+    await withNodes('nats', async (cluster) => {
       const name = uniq('orders-');
       const sdk = serverSdk(cluster.nodes[1], APP);
       for (const node of cluster.nodes) {
@@ -360,7 +441,7 @@ describe('failover on NATS: no cluster-wide history', () => {
       todo: 'NATS gives no position, so the plugin never asks and never learns it missed events',
     },
     async () => {
-      await withCluster('nats', { nodes: 3 }, async (cluster) => {
+      await withNodes('nats', async (cluster) => {
         const [A, B, C] = cluster.nodes;
         const proxy = await startSwitchableProxy(A.port);
         const pusher = openPusher({ ...A, port: proxy.port }, { app: APP });

@@ -28,6 +28,10 @@ use crate::adapter::Appended;
 /// Events held behind one gap before the gap is given up at once (a bound on memory).
 const MAX_PENDING: usize = 10_000;
 
+/// Epochs a stream remembers having left, so that a late event of one is delivered rather than
+/// taken for a newer epoch.
+const RETIRED: usize = 4;
+
 /// A numbered event as a node delivers it: the frame (with its position), who to leave out, and,
 /// on cache channels, the data string the cache keeps.
 #[derive(Debug, Clone)]
@@ -107,16 +111,40 @@ impl History {
     ) -> Accepted {
         let (epoch, offset) = (&at.epoch, at.offset);
         self.with_stream(channel, limits, now, |s| {
-            if s.epoch != *epoch || !s.numbered {
+            let mut delivered = 0;
+            if !s.numbered {
+                // The first numbered event this stream sees: it starts here.
                 let freed = s.restart(epoch, offset);
                 self.bytes.fetch_sub(freed, Ordering::Relaxed);
-                // A new epoch: whatever went out unnumbered lies before it.
+            } else if s.epoch != *epoch {
+                if s.retired.iter().any(|r| r == epoch) {
+                    // A late event of an epoch this stream already left: out it goes, untracked.
+                    return Accepted {
+                        delivered: deliver(&event),
+                        gap_opened: false,
+                    };
+                }
+                // A new epoch, which the store starts at offset 1: what is held of the old one
+                // goes out first, then the stream waits for the new epoch's first event.
+                while !s.pending.is_empty() {
+                    delivered += self.release_all(s, now, &mut deliver);
+                }
+                let old = std::mem::replace(&mut s.epoch, Arc::clone(epoch));
+                s.retired.push(old);
+                if s.retired.len() > RETIRED {
+                    s.retired.remove(0);
+                }
+                let freed = s.restart(epoch, 1);
+                self.bytes.fetch_sub(freed, Ordering::Relaxed);
+                // Whatever went out unnumbered lies before the new epoch.
                 self.unnumbered.remove(channel);
             }
             if offset <= s.top || s.pending.contains_key(&offset) {
-                return Accepted::default();
+                return Accepted {
+                    delivered,
+                    gap_opened: false,
+                };
             }
-            let mut delivered = 0;
             if offset > s.top + 1 {
                 s.pending.insert(offset, event);
                 if s.pending.len() > MAX_PENDING {
@@ -334,10 +362,10 @@ impl History {
     }
 
     /// This node delivered an event of `channel` without a position (the store was out of
-    /// reach): forgets its stream, and refuses recoveries (`epoch_changed`) until an event of a
-    /// new epoch arrives, since no position from before tells every event after it any more.
+    /// reach): refuses recoveries (`epoch_changed`) until an event of a new epoch arrives, since
+    /// no position from before tells every event after it any more.
     pub(crate) fn mark_unnumbered(&self, channel: &ChannelName, now: Instant) {
-        self.streams.remove_if(channel, |_, s| self.drop_stream(s));
+        // The stream stays: it still orders the numbered events that come meanwhile.
         self.unnumbered.insert(channel.clone(), now);
     }
 

@@ -413,16 +413,24 @@ mod mirror {
     }
 
     #[test]
-    fn a_new_epoch_starts_the_mirror_over_and_clears_an_unnumbered_mark() {
+    fn a_new_epoch_starts_over_at_one_and_late_events_of_the_old_one_still_go_out() {
         let h = History::default();
         let c = channel("c");
         accept(&h, &c, &Arc::from("one"), 3);
+        accept(&h, &c, &Arc::from("one"), 5);
         h.mark_unnumbered(&c, Instant::now());
         assert!(h.is_unnumbered("c"));
-        assert_eq!(h.stream_count(), 0);
-        let (got, gap) = accept(&h, &c, &Arc::from("two"), 1);
-        assert_eq!((got.len(), gap), (1, false));
+        // The new epoch starts at 1: its second event waits for its first, and what the old
+        // epoch still held (5) goes out before anything of the new one.
+        let (got, gap) = accept(&h, &c, &Arc::from("two"), 2);
+        assert_eq!((got, gap), (vec![Bytes::from("f5")], true));
         assert!(!h.is_unnumbered("c"));
-        assert_eq!(h.position("c"), Some(("two".into(), 1)));
+        let (got, _) = accept(&h, &c, &Arc::from("two"), 1);
+        assert_eq!(got, ["f1", "f2"].map(Bytes::from));
+        assert_eq!(h.position("c"), Some(("two".into(), 2)));
+        // A late event of the old epoch goes out as it is, and changes nothing.
+        let (got, _) = accept(&h, &c, &Arc::from("one"), 4);
+        assert_eq!(got, [Bytes::from("f4")]);
+        assert_eq!(h.position("c"), Some(("two".into(), 2)));
     }
 }
