@@ -206,8 +206,14 @@ impl Broker {
         p: &Appended,
         held: Held,
         now: Instant,
-        deliver: impl FnMut(&Held) -> usize,
+        mut deliver: impl FnMut(&Held) -> usize,
     ) -> usize {
+        if !rt.registry.channels.contains_key(channel.as_str()) {
+            // Nobody here subscribes: nothing to order, and a node that does not hear the
+            // channel must not keep a partial mirror of it. A first subscriber reads the
+            // channel's position from the store (`subscribe_ready`); the cache still takes it.
+            return deliver(&held);
+        }
         let accepted = rt.history.accept(channel, limits, now, p, held, deliver);
         if accepted.gap_opened {
             let broker = self.clone();
@@ -233,16 +239,12 @@ impl Broker {
             return;
         };
         let rt = self.runtime(app);
-        let deliver = |h: &Held| {
-            let data = h.cache_data.as_deref().unwrap_or("");
-            let n = self.deliver_frame(&rt, app, channel, &h.frame, h.except, data, Instant::now());
-            rt.usage.delivered(n as u64, (n * h.frame.len()) as u64);
-            n
-        };
+        let deliver = |h: &Held| self.deliver_held(&rt, app, channel, h);
         let mut failures = 0;
         loop {
             if let Some((epoch, top, first_held)) = rt.history.gap(channel.as_str()) {
-                let want = usize::try_from(first_held - top - 1).unwrap_or(usize::MAX);
+                let want =
+                    usize::try_from(first_held.saturating_sub(top + 1)).unwrap_or(usize::MAX);
                 let read = store
                     .read(stream_ref(app, channel, limits, false), top, want)
                     .await;
@@ -279,6 +281,14 @@ impl Broker {
             }
             tokio::time::sleep(GAP_WAIT).await;
         }
+    }
+
+    /// Delivers an event read from the store (or held) and counts it in the app's usage.
+    fn deliver_held(&self, rt: &AppRuntime, app: &App, channel: &ChannelName, h: &Held) -> usize {
+        let data = h.cache_data.as_deref().unwrap_or("");
+        let n = self.deliver_frame(rt, app, channel, &h.frame, h.except, data, Instant::now());
+        rt.usage.delivered(n as u64, (n * h.frame.len()) as u64);
+        n
     }
 
     /// The events of a store page as this node delivers them.
@@ -333,13 +343,17 @@ impl Broker {
         let route = hook.subscribe_ready(&app, &sub.channel);
         let read = match self.keeping(&app, sub.channel.as_str()) {
             Keeping::Cluster(limits) => {
-                let history = &self.runtime(&app).history;
+                let rt = self.runtime(&app);
+                let name = sub.channel.as_str();
+                // A mirror is current only while this node has a subscriber (and so hears the
+                // channel); the first subscriber reads the store.
+                let heard = rt.registry.channels.contains_key(name);
                 let needed = match &sub.recover {
                     Some(from) => {
-                        !history.is_unnumbered(sub.channel.as_str())
-                            && !history.covers(sub.channel.as_str(), from)
+                        !rt.history.is_unnumbered(name)
+                            && (!heard || !rt.history.covers(name, from))
                     }
-                    None => !history.is_numbered(sub.channel.as_str()),
+                    None => !heard || !rt.history.is_numbered(name),
                 };
                 needed.then(|| (limits, sub.recover.clone()))
             }
@@ -402,12 +416,7 @@ impl Broker {
             Some(r) if *r.epoch == *epoch => (r.offset, self.stored_events(&rt, channel, &page)),
             _ => (page.top, Vec::new()),
         };
-        let deliver = |h: &Held| {
-            let data = h.cache_data.as_deref().unwrap_or("");
-            let n = self.deliver_frame(&rt, app, channel, &h.frame, h.except, data, now);
-            rt.usage.delivered(n as u64, (n * h.frame.len()) as u64);
-            n
-        };
+        let deliver = |h: &Held| self.deliver_held(&rt, app, channel, h);
         rt.history.fill(
             channel, limits, now, &epoch, after, page.top, events, deliver,
         );
