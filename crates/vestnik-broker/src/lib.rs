@@ -63,7 +63,9 @@ pub mod tap;
 pub mod usage;
 
 pub use app::{App, AppStore, PreviousSecret, StaticAppStore};
-pub use broker::{AppRuntime, Broker, BrokerConfig, BrokerStats, PublishEvent, SubscribeReady};
+pub use broker::{
+    AppRuntime, Broker, BrokerConfig, BrokerStats, Numbering, PublishEvent, SubscribeReady,
+};
 pub use connection::{
     CloseRequest, Connection, ConnectionHandle, DirectWrite, Drained, Outbox, Pushed, Sent,
 };

@@ -146,22 +146,56 @@ impl AppState {
     }
 
     /// Publishes a checked event (from the API or the console) through the broker: encoded once
-    /// per channel there, never awaiting a subscriber. In a cluster whose backbone keeps the
-    /// history, it first awaits the event's positions from the history store (one round trip).
+    /// per channel there, never awaiting a subscriber. See [`publish_all`](Self::publish_all).
     pub async fn publish(&self, app: &Arc<App>, event: &TriggerEvent) {
-        self.broker
-            .publish_numbered(
-                app,
-                &PublishEvent {
-                    name: &event.name,
-                    data: &event.data,
-                    channels: &event.channels,
-                    except: event.socket_id,
-                },
-            )
-            .await;
+        self.publish_all(app, std::slice::from_ref(event)).await;
+    }
+
+    /// Publishes checked events in order, and returns once they went out. In a cluster whose
+    /// backbone keeps the history, each is numbered by the history store first: all are queued,
+    /// then awaited together (one store round trip for a batch), so the 200 that follows stands
+    /// for events that are in the store and survive this node's death. Two exceptions answer
+    /// sooner, so a client never times out and retries an event that will still go out (a
+    /// duplicate): while the backbone is unreachable the events are only queued (they go out
+    /// unnumbered at once, as the store fails fast), and the wait never exceeds
+    /// [`NUMBERING_WAIT`], below the shortest official SDK timeout.
+    pub async fn publish_all(&self, app: &Arc<App>, events: &[TriggerEvent]) {
+        let mut queued = Vec::with_capacity(events.len());
+        for event in events {
+            let numbering = self
+                .broker
+                .queue_numbered(
+                    app,
+                    &PublishEvent {
+                        name: &event.name,
+                        data: &event.data,
+                        channels: &event.channels,
+                        except: event.socket_id,
+                    },
+                )
+                .await;
+            queued.push(numbering);
+        }
+        if self.backbone.get().is_some_and(|a| !a.is_connected()) {
+            return;
+        }
+        let all = async {
+            for numbering in queued {
+                numbering.done().await;
+            }
+        };
+        if tokio::time::timeout(NUMBERING_WAIT, all).await.is_err() {
+            tracing::warn!(
+                "a trigger waited {NUMBERING_WAIT:?} for its events' positions; answered while they are still queued"
+            );
+        }
     }
 }
+
+/// The longest a trigger waits for its events' positions before it is answered anyway (the events
+/// stay queued and go out): below the 5 s default timeout of the pusher Python SDK, the shortest
+/// of the official SDKs', so a slow history store never turns into a client retry.
+pub const NUMBERING_WAIT: Duration = Duration::from_secs(3);
 
 /// The limits an API body of `app` is checked against, in the protocol crate's terms.
 pub fn trigger_limits(app: &App) -> TriggerLimits {

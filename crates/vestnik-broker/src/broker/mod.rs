@@ -51,7 +51,7 @@ use crate::usage::UsageCounters;
 
 pub(crate) use local::{LocalCached, LocalSnapshot, RemoteMemberChange};
 pub(crate) use numbered::Keeping;
-pub use numbered::SubscribeReady;
+pub use numbered::{Numbering, SubscribeReady};
 pub use publish::PublishEvent;
 
 /// Node-wide settings of the core.

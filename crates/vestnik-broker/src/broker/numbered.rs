@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
 use tracing::warn;
 use vestnik_protocol::limits::MAX_RECOVERED_EVENTS;
 use vestnik_protocol::message::{Position, Recover, RecoveryFailure, Subscribe};
@@ -39,6 +40,22 @@ const GAP_WAIT: Duration = Duration::from_millis(100);
 /// Store reads that may fail in a row before a gap is given up (a store that is down cannot fill
 /// it; the held events then go out after about `GAP_TRIES × GAP_WAIT`).
 const GAP_TRIES: u32 = 10;
+
+/// An event queued for numbering (see [`Broker::queue_numbered`]): [`done`](Self::done) resolves
+/// once the event went out, numbered or not. Dropping it does not cancel the event.
+#[derive(Debug)]
+#[must_use = "an event is out only once `done` resolved"]
+pub struct Numbering(Option<oneshot::Receiver<()>>);
+
+impl Numbering {
+    /// Waits until the event went out (at once for an event that needed no numbering). Also
+    /// resolves if the broker stopped before numbering it.
+    pub async fn done(self) {
+        if let Some(rx) = self.0 {
+            let _ = rx.await;
+        }
+    }
+}
 
 /// How a channel keeps history on this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,12 +149,20 @@ impl Broker {
     }
 
     /// Publishes an API event like [`Broker::publish`], numbered first by the cluster's history
-    /// store on the channels that keep history, so it carries the same position on every node:
-    /// the event is queued for the node's numbering task (see `sequencer`), and this returns once
-    /// it is queued. Without a store (a single node, or a backbone that keeps none) it is
-    /// `publish`. When the store fails, the event goes out without positions (see the module
-    /// documentation).
+    /// store on the channels that keep history, so it carries the same position on every node,
+    /// and returns once it went out (numbered, or unnumbered when the store failed): a trigger
+    /// answered after this is in the store, so a client that recovers on another node after this
+    /// node died still gets it. Without a store (a single node, or a backbone that keeps none) it
+    /// is `publish`. See [`queue_numbered`](Self::queue_numbered) to queue several before waiting.
     pub async fn publish_numbered(&self, app: &Arc<App>, event: &PublishEvent<'_>) {
+        self.queue_numbered(app, event).await.done().await;
+    }
+
+    /// Queues an API event for numbering like [`publish_numbered`](Self::publish_numbered), and
+    /// returns as soon as it is queued, with a [`Numbering`] that resolves once it went out. A
+    /// batch queues all its events first and then waits for all of them, so it costs one store
+    /// round trip, not one per event; events queued one after another keep their order.
+    pub async fn queue_numbered(&self, app: &Arc<App>, event: &PublishEvent<'_>) -> Numbering {
         let numbered = self.store().is_some()
             && event
                 .channels
@@ -145,16 +170,19 @@ impl Broker {
                 .any(|c| matches!(self.keeping(app, c.as_str()), Keeping::Cluster(_)));
         if !numbered {
             self.publish(app, event);
-            return;
+            return Numbering(None);
         }
+        let (tx, rx) = oneshot::channel();
         self.enqueue(Job::Publish {
             app: Arc::clone(app),
             name: event.name.to_owned(),
             data: event.data.to_owned(),
             channels: event.channels.to_vec(),
             except: event.except,
+            done: Some(tx),
         })
         .await;
+        Numbering(Some(rx))
     }
 
     /// Relays a client event like [`Broker::client_event`], numbered first by the cluster's

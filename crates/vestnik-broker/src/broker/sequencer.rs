@@ -2,8 +2,9 @@
 //! channel that keeps history is numbered by the store before it goes out. Awaiting the store per
 //! event would put a backbone round trip into every trigger's answer and cap a publisher's
 //! throughput at its concurrency over that round trip, so events queue here instead (the trigger is
-//! answered once its event is queued, as a relay held for the backbone is), and one task appends
-//! what is queued to the store in one call per batch, then delivers the batch in queue order.
+//! waits for its event's batch, not for a round trip of its own), and one task appends what is
+//! queued to the store in one call per batch, then delivers the batch in queue order and tells
+//! each waiting trigger that its event went out (see [`Numbering`](super::Numbering)).
 //!
 //! Order: the queue is taken in order and batches one after another, so the events one publisher
 //! sends one after another get rising offsets, as do a socket's client events.
@@ -14,7 +15,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 use vestnik_protocol::{ChannelName, SocketId};
 
@@ -40,6 +41,8 @@ pub(super) enum Job {
         data: String,
         channels: Vec<ChannelName>,
         except: Option<SocketId>,
+        /// Told once the event went out (numbered or not), for a caller that answers only then.
+        done: Option<oneshot::Sender<()>>,
     },
     /// A client event, checked already.
     ClientEvent {
@@ -177,6 +180,7 @@ impl Broker {
                     data,
                     channels,
                     except,
+                    done,
                 } => {
                     let positions: Vec<Option<Appended>> = slot.iter().map(|i| at(*i)).collect();
                     self.publish_at(
@@ -189,6 +193,10 @@ impl Broker {
                         },
                         &positions,
                     );
+                    if let Some(done) = done {
+                        // The caller may have stopped waiting (its bound passed); nothing to tell.
+                        let _ = done.send(());
+                    }
                 }
                 Job::ClientEvent {
                     conn,

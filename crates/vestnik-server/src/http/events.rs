@@ -96,9 +96,7 @@ pub async fn batch(state: &AppState, call: &SignedCall) -> Result<Response<Body>
     let events = api::parse_batch(&call.body, &trigger_limits(app))?;
     check_quota(state, app)?;
     check_relay(state, events.iter().map(relay_bytes).sum())?;
-    for ev in &events {
-        state.publish(app, ev).await;
-    }
+    state.publish_all(app, &events).await;
     if !events.iter().any(|e| e.info.any()) {
         return Ok(ok(&json!({})));
     }
