@@ -6,7 +6,7 @@
 //! This module must never block or await on the `send` path, and never interpret a payload.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +40,9 @@ pub type NatsAdapter = AdapterShell<Nats>;
 pub struct Nats {
     /// The server's max payload, refreshed by the watcher on every reconnect.
     max_payload: Arc<AtomicUsize>,
+    /// Whether the backbone is a NATS cluster of several servers (see [`spans_servers`]),
+    /// refreshed by the watcher on every reconnect.
+    several_servers: Arc<AtomicBool>,
 }
 
 impl Nats {
@@ -67,6 +70,18 @@ impl Transport for Nats {
     fn accepts(&self, payload: &Bytes) -> bool {
         payload.len() <= self.max_payload()
     }
+
+    /// A NATS cluster of several servers tells the others of a subscription asynchronously.
+    fn interest_is_eventual(&self) -> bool {
+        self.several_servers.load(Ordering::Acquire)
+    }
+}
+
+/// Whether the node's NATS is a cluster of several servers: several addresses were configured, or
+/// the server it is connected to advertises others (`connect_urls` in its INFO; a server on its
+/// own advertises none).
+pub(crate) fn spans_servers(client: &async_nats::Client, configured: usize) -> bool {
+    configured > 1 || !client.server_info().connect_urls.is_empty()
 }
 
 /// Connects the client (with our backoff and the server list), subscribes, confirms the
@@ -79,6 +94,7 @@ async fn connect(
 ) -> Result<Arc<NatsAdapter>, Error> {
     let subjects = Subjects::new(cluster_prefix, node)?;
     let addresses = servers::parse(url)?;
+    let configured = addresses.len();
     let (connection_tx, connection_rx) = mpsc::unbounded_channel();
     let (min, max) = (options.reconnect_min, options.reconnect_max);
     let client = async_nats::ConnectOptions::new()
@@ -124,6 +140,10 @@ async fn connect(
         .max_payload
         .store(client.server_info().max_payload, Ordering::Release);
     let max_payload = transport.max_payload.clone();
+    transport
+        .several_servers
+        .store(spans_servers(&client, configured), Ordering::Release);
+    let several_servers = transport.several_servers.clone();
     let shell = ShellOptions {
         send_queue: options.send_queue,
         event_queue: options.event_queue,
@@ -179,6 +199,8 @@ async fn connect(
                     events: wiring.events,
                     state: wiring.state,
                     max_payload,
+                    several_servers,
+                    configured,
                     stop: wiring.stop,
                     confirm_timeout: options.confirm_timeout,
                 }

@@ -7,7 +7,7 @@
 //! buffer, so the proof is a [`Probe`]: a message to a private subject that comes back only after
 //! the server has processed every earlier SUB on the connection.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,6 +81,10 @@ pub(crate) struct Watch {
     pub(crate) state: Arc<LinkState>,
     /// The server's max payload, refreshed on every reconnect (servers of a cluster may differ).
     pub(crate) max_payload: Arc<AtomicUsize>,
+    /// Whether the NATS is a cluster of several servers, refreshed on every reconnect.
+    pub(crate) several_servers: Arc<AtomicBool>,
+    /// How many server addresses were configured.
+    pub(crate) configured: usize,
     pub(crate) stop: CancellationToken,
     pub(crate) confirm_timeout: Duration,
 }
@@ -153,6 +157,10 @@ impl Watch {
         }
         self.max_payload
             .store(self.client.server_info().max_payload, Ordering::Release);
+        self.several_servers.store(
+            crate::adapter::spans_servers(&self.client, self.configured),
+            Ordering::Release,
+        );
         if !self.state.set_connected(true) {
             info!(
                 node = self.node,

@@ -109,6 +109,17 @@ pub trait Adapter: Send + Sync + 'static {
         None
     }
 
+    /// Whether a route shard this adapter confirmed may still be unknown to the parts of the
+    /// backbone other nodes publish through: a NATS cluster of several servers tells its other
+    /// servers of a subscription asynchronously, so an event published through another server in
+    /// the next moments can miss it. The cluster layer then confirms a new route set by a round
+    /// trip through every live node before a subscribe goes ahead. `false` (the default): the
+    /// adapter's confirmation is enough (one Redis server; a Redis Cluster's sharded channels
+    /// live on the one master that owns their slot).
+    fn interest_is_eventual(&self) -> bool {
+        false
+    }
+
     /// The backbone's channel history, when it keeps one: positions and history are then
     /// cluster-wide (see [`HistoryStore`]). `None` (the default): nodes in a cluster keep no
     /// history and answer a `recover` with `cluster_history_unavailable`.

@@ -57,6 +57,11 @@ pub trait Transport: Sized + Send + Sync + 'static {
         options: Self::Options,
     ) -> impl Future<Output = Result<Arc<AdapterShell<Self>>, Self::Error>> + Send;
 
+    /// See [`Adapter::interest_is_eventual`]. Must be cheap and must never block.
+    fn interest_is_eventual(&self) -> bool {
+        false
+    }
+
     /// Whether the backbone can carry `payload` at all (NATS: at most the server's
     /// `max_payload`). Checked by `send` before queueing, so a message the backbone would refuse
     /// later is refused and counted at once. Must be cheap and must never block.
@@ -349,6 +354,10 @@ impl<T: Transport> Adapter for AdapterShell<T> {
 
     fn stats(&self) -> AdapterStats {
         Self::stats(self)
+    }
+
+    fn interest_is_eventual(&self) -> bool {
+        self.transport().interest_is_eventual()
     }
 
     fn routes(&self) -> Option<&Routes> {

@@ -112,6 +112,10 @@ pub enum Query {
         /// Channel name.
         channel: String,
     },
+    /// Nothing but an answer: sent after this node's new route shard subscriptions, its round
+    /// trip through every live node proves that their backbone servers know the interest (see
+    /// `ClusterNode::reach_loop`).
+    Ping,
 }
 
 /// A node's answer to a [`Query`].
@@ -121,6 +125,8 @@ pub enum Answer {
     Channels(Vec<(String, usize)>),
     /// A local subscription count (0 when the channel is not occupied there).
     Channel(usize),
+    /// The answer to [`Query::Ping`].
+    Pong,
 }
 
 /// The messages of the cluster protocol.

@@ -194,6 +194,10 @@ pub struct ClusterLink {
     interest: Option<Interest>,
     /// The backbone's history store, when it keeps one: positions are then cluster-wide.
     history: Option<Arc<dyn HistoryStore>>,
+    /// The newest route set generation that every live node's side of the backbone knows, on a
+    /// backbone whose interest spreads between its servers by itself (see
+    /// [`Adapter::interest_is_eventual`]); `ClusterNode::reach_loop` moves it.
+    reached: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for ClusterLink {
@@ -229,6 +233,7 @@ impl ClusterLink {
             connected: AtomicBool::new(false),
             ready: watch::channel(false).0,
             last_loss_log: Mutex::new(None),
+            reached: watch::channel(0).0,
         }
     }
 
@@ -401,7 +406,7 @@ impl ClusterLink {
     /// Asks every live node and collects the answers that come within the query timeout. A node that
     /// leaves or dies while the query runs is no longer waited for, so a query racing a node's
     /// goodbye answers as soon as the others have, instead of at the timeout.
-    async fn ask(&self, query: Query) -> Vec<Answer> {
+    pub(super) async fn ask(&self, query: Query) -> Vec<Answer> {
         let mut waiting: HashSet<NodeId> = self.peers.lock().keys().copied().collect();
         // With the backbone down nobody can answer: answer from this node at once.
         if waiting.is_empty() || !self.is_connected() {
@@ -598,7 +603,7 @@ impl ClusterHook for ClusterLink {
                 .iter()
                 .map(|a| match a {
                     Answer::Channel(n) => *n,
-                    Answer::Channels(_) => 0,
+                    Answer::Channels(_) | Answer::Pong => 0,
                 })
                 .sum()
         })
@@ -618,7 +623,7 @@ impl ClusterHook for ClusterLink {
             for answer in self.ask(query).await {
                 match answer {
                     Answer::Channels(list) => out.extend(list),
-                    Answer::Channel(_) => {}
+                    Answer::Channel(_) | Answer::Pong => {}
                 }
             }
             out

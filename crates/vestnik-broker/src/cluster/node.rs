@@ -99,6 +99,7 @@ impl ClusterNode {
                 tokio::select! {
                     () = self.run_loop(events, shutdown) => {}
                     () = self.route_loop() => {}
+                    () = self.reach_loop() => {}
                 }
             }
             None => {
@@ -605,6 +606,7 @@ impl ClusterNode {
             Query::Channel { app, channel } => {
                 Answer::Channel(self.broker.local_subscriptions(app, channel))
             }
+            Query::Ping => Answer::Pong,
         }
     }
 

@@ -14,7 +14,7 @@ use std::time::Instant;
 use tracing::debug;
 
 use super::interest::BATCH;
-use super::message::Msg;
+use super::message::{Msg, Query};
 use super::node::ClusterNode;
 use crate::adapter::{Destination, NodeId};
 
@@ -60,6 +60,39 @@ impl ClusterNode {
                     "route shards changed"
                 );
             }
+        }
+    }
+
+    /// On a backbone whose interest spreads between its servers by itself
+    /// ([`Adapter::interest_is_eventual`](crate::adapter::Adapter::interest_is_eventual): a NATS
+    /// cluster of several servers), a route set the adapter confirmed is known to this node's
+    /// server only. This loop then asks every live node a [`Query::Ping`] after each confirmed
+    /// set: the query leaves through this node's server after its subscriptions, so a server
+    /// that passes it on to a node has heard of them, and every answer proves that an event that
+    /// node publishes now reaches this one. The generation it covered goes into
+    /// `ClusterLink::reached`, which a subscribe waits for. Sets confirmed while a round runs
+    /// share the next round, so a burst of subscribes costs a few queries, not one each.
+    pub(super) async fn reach_loop(&self) {
+        let link = &self.link;
+        let (Some(_), Some(routes)) = (link.interest.as_ref(), link.adapter.routes()) else {
+            return std::future::pending().await;
+        };
+        let mut confirmed = routes.confirmed();
+        loop {
+            if confirmed.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+            let generation = confirmed.borrow_and_update().generation;
+            if link.adapter.interest_is_eventual() {
+                link.ask(Query::Ping).await;
+            }
+            link.reached.send_if_modified(|r| {
+                let newer = generation > *r;
+                if newer {
+                    *r = generation;
+                }
+                newer
+            });
         }
     }
 

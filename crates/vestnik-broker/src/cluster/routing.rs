@@ -11,7 +11,9 @@
 //!   it went before interest routing.
 //!
 //! A subscribe waits, before `subscription_succeeded`, until the backbone confirmed the shard:
-//! an event published after the client saw `subscription_succeeded` then always reaches it.
+//! an event published after the client saw `subscription_succeeded` then always reaches it. On a
+//! backbone of several servers that spread interest among themselves (a NATS cluster), it waits
+//! until every live node answered a query sent after the confirmation (`reach_loop`).
 //!
 //! This module must never block: the wait is a future the edge awaits, bounded by [`ROUTE_WAIT`].
 
@@ -77,6 +79,14 @@ impl ClusterLink {
         let generation = interest.touch(shard, Instant::now(), routes)?;
         if !self.is_connected() {
             return None;
+        }
+        if self.adapter.interest_is_eventual() {
+            // The other servers of the backbone must know the shard too (`reach_loop`).
+            let mut reached = self.reached.subscribe();
+            return Some(Box::pin(async move {
+                let _ =
+                    tokio::time::timeout(ROUTE_WAIT, reached.wait_for(|r| *r >= generation)).await;
+            }));
         }
         let mut confirmed = routes.confirmed();
         Some(Box::pin(async move {
