@@ -328,3 +328,18 @@ async fn a_lost_server_fails_calls_fast_and_numbering_goes_on_after_it_is_back()
     );
     cleanup(&server, &prefix).await;
 }
+
+#[tokio::test]
+async fn jetstream_is_found_only_where_the_server_has_it() {
+    let with = BackboneServer::nats_jetstream();
+    let without = BackboneServer::nats();
+    for (server, has) in [(&with, true), (&without, false)] {
+        let client = async_nats::connect(server.url()).await.expect("connect");
+        assert_eq!(
+            NatsHistory::available(&client).await,
+            has,
+            "{}",
+            server.url()
+        );
+    }
+}

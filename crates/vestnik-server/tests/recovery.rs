@@ -1,7 +1,8 @@
 //! Positions and recovery over real sockets: events from the HTTP API (trigger and batch) and client
 //! events carry `position`; a socket that comes back with `recover` gets what it missed, in order
 //! and once, or `recovered:false` with the reason; private channels recover only after their auth;
-//! a node in a cluster says it cannot recover.
+//! in a cluster on Redis or on NATS JetStream, positions are cluster-wide and a socket recovers on
+//! another node than the one it left.
 
 mod common;
 
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
+use vestnik_testkit::conformance::{unique_prefix, BackboneServer};
 
 const APPS_WITH_HISTORY: &str = r#"
 [[apps]]
@@ -217,8 +219,34 @@ async fn on_redis_positions_are_cluster_wide_and_a_socket_recovers_on_the_other_
         "[cluster]\nadapter = \"redis\"\nredis_url = \"{}\"\nprefix = \"{prefix}\"\n{APPS_WITH_HISTORY}",
         redis_url()
     );
-    let a = BrokerProcess::spawn(bin(), &config);
-    let b = BrokerProcess::spawn(bin(), &config);
+    two_nodes_share_positions_and_a_socket_recovers_on_the_other(&config).await;
+}
+
+#[tokio::test]
+async fn on_nats_jetstream_positions_are_cluster_wide_and_a_socket_recovers_on_the_other_node() {
+    // A NATS of its own, with JetStream: the nodes keep the cluster's history there.
+    let nats = BackboneServer::nats_jetstream();
+    let prefix = unique_prefix("recovery");
+    let config = format!(
+        "[cluster]\nadapter = \"nats\"\nnats_url = \"{}\"\nprefix = \"{prefix}\"\n{APPS_WITH_HISTORY}",
+        nats.url()
+    );
+    two_nodes_share_positions_and_a_socket_recovers_on_the_other(&config).await;
+    assert!(
+        vestnik_nats::delete_history_at(&nats.url(), &prefix)
+            .await
+            .expect("delete the test's history stream"),
+        "the nodes kept the history in JetStream"
+    );
+}
+
+/// Two nodes of one cluster (`config`): a socket on node A sees one sequence of offsets for
+/// events published through either node; it goes, misses two events, comes back on node B with
+/// `recover`, and gets the missed ones once and in order, then the live ones; the history API
+/// answers the same on either node.
+async fn two_nodes_share_positions_and_a_socket_recovers_on_the_other(config: &str) {
+    let a = BrokerProcess::spawn(bin(), config);
+    let b = BrokerProcess::spawn(bin(), config);
     // A position from nowhere is refused with its reason; the channel's position comes along.
     let mut on_a = WsClient::connect(&a.ws_url(KEY)).await;
     let ok = on_a
@@ -287,6 +315,14 @@ async fn on_redis_positions_are_cluster_wide_and_a_socket_recovers_on_the_other_
         [(epoch.clone(), 4, "3"), (epoch.clone(), 5, "4")],
         "the missed events, in order"
     );
+    // Then the live ones, with no duplicate of the missed ones in between.
+    assert_eq!(api(&a).trigger(&["orders"], "e", "5").await.status, 200);
+    let live = next_frames(&mut on_b, 1).await;
+    assert_eq!(
+        (position(&live[0]), live[0]["data"].as_str()),
+        ((epoch.clone(), 6), Some("5")),
+        "the next live event"
+    );
     // The history API answers on either node from the same history.
     let page = api(&b)
         .call(
@@ -298,12 +334,12 @@ async fn on_redis_positions_are_cluster_wide_and_a_socket_recovers_on_the_other_
         .await;
     assert_eq!(page.status, 200, "{}", page.body);
     let page: Value = serde_json::from_str(&page.body).unwrap();
-    assert_eq!(page["last_offset"], 5);
+    assert_eq!(page["last_offset"], 6);
     let offsets: Vec<u64> = page["events"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["offset"].as_u64().unwrap())
         .collect();
-    assert_eq!(offsets, [3, 4, 5]);
+    assert_eq!(offsets, [3, 4, 5, 6]);
 }

@@ -35,7 +35,7 @@ mod codec;
 mod wire;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_nats::connection::State;
 use async_nats::jetstream::context::PublishErrorKind;
@@ -67,6 +67,10 @@ pub const OP_TIMEOUT: Duration = Duration::from_secs(2);
 /// between its read and its publish.
 pub const MAX_RETRIES: usize = 32;
 
+/// How long this node trusts what it last saw of the stream's limits before it looks again: another
+/// node raising them from an older view of the config could have lowered them meanwhile.
+const RECHECK: Duration = Duration::from_secs(60);
+
 /// Room left for the headers and the protocol line when a channel's batch is split under the
 /// server's max payload.
 const HEADROOM: usize = 4096;
@@ -91,6 +95,8 @@ struct Ready {
     size: i64,
     /// How long a message is kept (`Duration::MAX`: no limit).
     age: Duration,
+    /// When the limits were read from the server.
+    at: Instant,
 }
 
 impl std::fmt::Debug for NatsHistory {
@@ -145,13 +151,15 @@ impl NatsHistory {
     /// Whether the server behind `client` has JetStream: `$JS.API.INFO` answered within
     /// [`CALL_TIMEOUT`]. Without it the adapter keeps no cluster-wide history.
     pub async fn available(client: &Client) -> bool {
-        let js = jetstream::context::ContextBuilder::new()
-            .timeout(CALL_TIMEOUT)
-            .build(client.clone());
-        matches!(
-            tokio::time::timeout(CALL_TIMEOUT, js.query_account()).await,
-            Ok(Ok(_))
-        )
+        // The raw request rather than `query_account`, whose answer type wants fields
+        // nats-server 2.9 does not send.
+        let asked =
+            tokio::time::timeout(CALL_TIMEOUT, client.request("$JS.API.INFO", Bytes::new())).await;
+        let Ok(Ok(answer)) = asked else {
+            return false;
+        };
+        serde_json::from_slice::<serde_json::Value>(&answer.payload)
+            .is_ok_and(|v| v.is_object() && v.get("error").is_none())
     }
 
     /// The name of the JetStream stream that keeps the history of cluster `prefix`.
@@ -177,7 +185,7 @@ impl NatsHistory {
     async fn stream(&self, size: usize, ttl: Duration) -> Result<Stream, StoreError> {
         let size = i64::try_from(size.max(1)).unwrap_or(i64::MAX);
         let age = QUIET_KEEP.saturating_add(ttl);
-        let enough = |r: &Ready| r.size >= size && r.age >= age;
+        let enough = |r: &Ready| r.size >= size && r.age >= age && r.at.elapsed() < RECHECK;
         if let Some(r) = self.ready.lock().as_ref().filter(|r| enough(r)) {
             return Ok(r.stream.clone());
         }
@@ -194,8 +202,8 @@ impl NatsHistory {
                 self.prefix
             )),
             subjects: vec![wire::stream_subjects(&self.prefix)],
-            max_messages_per_subject: size,
-            max_age: age,
+            max_messages_per_subject: config_size(size),
+            max_age: config_age(age),
             storage: StorageType::File,
             discard: DiscardPolicy::Old,
             allow_direct: true,
@@ -212,8 +220,8 @@ impl NatsHistory {
             have.max_age
         };
         if have_size < size || have_age < age || !have.allow_direct {
-            have.max_messages_per_subject = have_size.max(size);
-            have.max_age = have_age.max(age);
+            have.max_messages_per_subject = config_size(have_size.max(size));
+            have.max_age = config_age(have_age.max(age));
             have.allow_direct = true;
             call(self.js.update_stream(have)).await?;
             stream = call(self.js.get_stream(&self.stream_name)).await?;
@@ -227,6 +235,7 @@ impl NatsHistory {
                 config.max_age
             },
             stream: stream.clone(),
+            at: Instant::now(),
         };
         *self.ready.lock() = Some(ready);
         Ok(stream)
@@ -484,6 +493,24 @@ fn unlimited_if_not_positive(n: i64) -> i64 {
         i64::MAX
     } else {
         n
+    }
+}
+
+/// JetStream's way to say no limit on messages per subject (-1) for `i64::MAX`.
+fn config_size(n: i64) -> i64 {
+    if n == i64::MAX {
+        -1
+    } else {
+        n
+    }
+}
+
+/// JetStream's way to say no age limit (0) for `Duration::MAX`.
+fn config_age(d: Duration) -> Duration {
+    if d == Duration::MAX {
+        Duration::ZERO
+    } else {
+        d
     }
 }
 
