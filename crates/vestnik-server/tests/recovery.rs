@@ -2,7 +2,8 @@
 //! events carry `position`; a socket that comes back with `recover` gets what it missed, in order
 //! and once, or `recovered:false` with the reason; private channels recover only after their auth;
 //! in a cluster on Redis or on NATS JetStream, positions are cluster-wide and a socket recovers on
-//! another node than the one it left.
+//! another node than the one it left; with JetStream down, events go out unnumbered, recoveries
+//! are answered at once, and the channel starts over under a new epoch once it is back.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
-use vestnik_testkit::conformance::{unique_prefix, BackboneServer};
+use vestnik_testkit::conformance::{unique_prefix, Backbone, BackboneServer};
 
 const APPS_WITH_HISTORY: &str = r#"
 [[apps]]
@@ -342,4 +343,83 @@ async fn two_nodes_share_positions_and_a_socket_recovers_on_the_other(config: &s
         .map(|e| e["offset"].as_u64().unwrap())
         .collect();
     assert_eq!(offsets, [3, 4, 5, 6]);
+}
+
+#[tokio::test]
+async fn with_nats_jetstream_down_events_go_out_unnumbered_and_the_channel_starts_over_after() {
+    let mut nats = BackboneServer::nats_jetstream();
+    let prefix = unique_prefix("recovery-down");
+    let config = format!(
+        "[cluster]\nadapter = \"nats\"\nnats_url = \"{}\"\nprefix = \"{prefix}\"\n{APPS_WITH_HISTORY}",
+        nats.url()
+    );
+    let a = BrokerProcess::spawn(bin(), &config);
+    let b = BrokerProcess::spawn(bin(), &config);
+    let mut on_a = WsClient::connect(&a.ws_url(KEY)).await;
+    let ok = on_a.subscribe(json!({"channel": "orders"})).await;
+    let (epoch, _) = position(&ok);
+    assert_eq!(api(&a).trigger(&["orders"], "e", "1").await.status, 200);
+    let got = on_a.expect_event("e").await;
+    assert_eq!(position(&got), (epoch.clone(), 1));
+
+    nats.stop();
+    // Published meanwhile, an event still goes out here, without a position: nobody could
+    // number it.
+    assert_eq!(api(&a).trigger(&["orders"], "e", "2").await.status, 200);
+    let got = on_a.expect_event("e").await;
+    assert_eq!(got["data"], "2");
+    assert!(got.get("position").is_none(), "unnumbered: {got}");
+    // A recovery that needs the store is answered (not left hanging) with the reason to retry.
+    let mut on_b = WsClient::connect(&b.ws_url(KEY)).await;
+    let ok = on_b
+        .subscribe(json!({"channel": "orders", "recover": {"epoch": epoch, "offset": 1}}))
+        .await;
+    assert_eq!(
+        data(&ok)["recovery"],
+        json!({"recovered": false, "reason": "backbone_unavailable"})
+    );
+    drop(on_b);
+
+    nats.start();
+    // Back (JetStream kept its store): the history API reads it again on both nodes.
+    for node in [&a, &b] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let page = api(node)
+                .call("GET", "/channels/orders/history", &[], "")
+                .await;
+            if page.status == 200 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the history is not read again: {} {}",
+                page.status,
+                page.body
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // The channel was sent unnumbered, so no position from before tells everything after it:
+    // it starts over under a new epoch, and the old position is refused on any node.
+    assert_eq!(api(&a).trigger(&["orders"], "e", "3").await.status, 200);
+    let got = on_a.expect_event("e").await;
+    let (new_epoch, offset) = position(&got);
+    assert_ne!(new_epoch, epoch, "a new epoch");
+    assert_eq!((offset, got["data"].as_str()), (1, Some("3")));
+    let mut on_b = WsClient::connect(&b.ws_url(KEY)).await;
+    let ok = on_b
+        .subscribe(json!({"channel": "orders", "recover": {"epoch": epoch, "offset": 1}}))
+        .await;
+    assert_eq!(
+        data(&ok)["recovery"],
+        json!({"recovered": false, "reason": "epoch_changed"})
+    );
+    drop((a, b));
+    assert!(
+        vestnik_nats::delete_history_at(&nats.url(), &prefix)
+            .await
+            .expect("delete the test's history stream"),
+        "the nodes kept the history in JetStream"
+    );
 }
