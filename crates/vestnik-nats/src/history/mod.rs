@@ -9,8 +9,8 @@
 //!   offset and number of events give the channel's last offset), then publishes the batch at the
 //!   next offset with `Nats-Expected-Last-Subject-Sequence` set to that message's sequence: if
 //!   another node appended meanwhile, JetStream refuses it (wrong last sequence) and the append
-//!   reads again and retries, up to [`MAX_RETRIES`] times. So two nodes publishing to one channel at
-//!   once get consecutive offsets, never the same one.
+//!   reads again and retries after a short random pause, up to [`MAX_RETRIES`] times. So two
+//!   nodes publishing to one channel at once get consecutive offsets, never the same one.
 //! - **Epochs.** A channel without a message starts under a new epoch; so does an append asked to
 //!   `restart`. A read of a channel JetStream does not know starts it with an empty batch (offset 0
 //!   under a new epoch), so the position a subscriber is told holds from then on, as on Redis.
@@ -90,7 +90,8 @@ pub struct NatsHistory {
 /// The stream as this node last made or saw it.
 #[derive(Clone)]
 struct Ready {
-    stream: Stream,
+    /// Shared, not cloned per call: the handle carries the stream's whole info.
+    stream: Arc<Stream>,
     /// Messages kept per subject (`i64::MAX`: no limit).
     size: i64,
     /// How long a message is kept (`Duration::MAX`: no limit).
@@ -182,17 +183,17 @@ impl NatsHistory {
 
     /// The stream, made now or its limits raised if it does not keep `size` messages per subject
     /// for the quiet keep plus `ttl` yet.
-    async fn stream(&self, size: usize, ttl: Duration) -> Result<Stream, StoreError> {
+    async fn stream(&self, size: usize, ttl: Duration) -> Result<Arc<Stream>, StoreError> {
         let size = i64::try_from(size.max(1)).unwrap_or(i64::MAX);
         let age = QUIET_KEEP.saturating_add(ttl);
         let enough = |r: &Ready| r.size >= size && r.age >= age && r.at.elapsed() < RECHECK;
         if let Some(r) = self.ready.lock().as_ref().filter(|r| enough(r)) {
-            return Ok(r.stream.clone());
+            return Ok(Arc::clone(&r.stream));
         }
         let _setup = self.setup.lock().await;
         let known = self.ready.lock().clone();
         if let Some(r) = known.as_ref().filter(|r| enough(r)) {
-            return Ok(r.stream.clone());
+            return Ok(Arc::clone(&r.stream));
         }
         let (size, age) = known.map_or((size, age), |r| (r.size.max(size), r.age.max(age)));
         let config = Config {
@@ -234,9 +235,10 @@ impl NatsHistory {
             } else {
                 config.max_age
             },
-            stream: stream.clone(),
+            stream: Arc::new(stream),
             at: Instant::now(),
         };
+        let stream = Arc::clone(&ready.stream);
         *self.ready.lock() = Some(ready);
         Ok(stream)
     }
@@ -341,7 +343,12 @@ impl NatsHistory {
         restart: bool,
         payload: Bytes,
     ) -> Result<(Arc<str>, u64), StoreError> {
-        for _ in 0..=MAX_RETRIES {
+        for attempt in 0..=MAX_RETRIES {
+            if attempt > 0 {
+                // Another node appended between this read and publish: wait a random moment,
+                // longer each time, so two nodes hammering one channel do not keep colliding.
+                tokio::time::sleep(retry_pause(attempt)).await;
+            }
             let stream = self.stream(limits.size, limits.ttl).await?;
             let last = self.last(&stream, subject).await?;
             let (epoch, first, expected) = match last {
@@ -494,6 +501,13 @@ fn unlimited_if_not_positive(n: i64) -> i64 {
     } else {
         n
     }
+}
+
+/// A random pause before retry `attempt` (from 1) of an append that collided: up to 100 µs before
+/// the first, doubling with each retry, at most 5 ms (32 retries wait well under a second in all).
+fn retry_pause(attempt: usize) -> Duration {
+    let cap = 50u64.saturating_mul(1 << attempt.min(7)).min(5_000);
+    Duration::from_micros(rand::random_range(0..=cap))
 }
 
 /// JetStream's way to say no limit on messages per subject (-1) for `i64::MAX`.
