@@ -4,6 +4,7 @@
 //   restart on the same port;
 // - `startCluster`: N broker processes joined through Redis or NATS under a random `[cluster] prefix`
 //   with short timings, each started with `helpers.js`'s `startBroker` (TOML config on port 0);
+// - `deleteNatsHistory`: removes the history stream a NATS cluster kept in JetStream;
 // - `withLogs`: re-throws a failure with the tail of every node's stderr, so a server bug is reported
 //   with what the brokers logged.
 
@@ -154,6 +155,70 @@ export async function startBackbone(adapter) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The cluster history a NATS cluster keeps in JetStream
+
+/** The JetStream stream that keeps the channel history of the NATS cluster `prefix` (as vestnik-nats names it). */
+export function natsHistoryStream(prefix) {
+  return `VESTNIK_HISTORY_${Buffer.from(prefix, 'utf8').toString('hex')}`;
+}
+
+/**
+ * Deletes the history stream of the NATS cluster `prefix` at `url` (tests clean up after
+ * themselves), speaking the NATS protocol itself: `$JS.API.STREAM.DELETE.<stream>`. Resolves
+ * true if it was deleted, false if there was none; rejects on anything else (no JetStream, no
+ * answer within 5 s).
+ */
+export function deleteNatsHistory(url, prefix) {
+  const { host, port } = hostPort(url);
+  const inbox = `_INBOX.vestnik_${Math.random().toString(36).slice(2)}`;
+  return new Promise((res, rej) => {
+    const sock = createConnection({ host, port });
+    let buf = Buffer.alloc(0);
+    let sent = false;
+    const done = (err, value) => {
+      clearTimeout(timer);
+      sock.destroy();
+      if (err) rej(err);
+      else res(value);
+    };
+    const timer = setTimeout(() => done(new Error(`no answer from NATS at ${url} to the stream delete`)), 5000);
+    sock.once('error', (e) => done(e));
+    sock.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      for (;;) {
+        const eol = buf.indexOf('\r\n');
+        if (eol < 0) return;
+        const line = buf.subarray(0, eol).toString();
+        if (line.startsWith('INFO ') && !sent) {
+          sent = true;
+          buf = buf.subarray(eol + 2);
+          sock.write(
+            'CONNECT {"verbose":false,"pedantic":false,"headers":true,"no_responders":true}\r\n' +
+              `SUB ${inbox} 1\r\nPUB $JS.API.STREAM.DELETE.${natsHistoryStream(prefix)} ${inbox} 2\r\n{}\r\n`,
+          );
+        } else if (line === 'PING') {
+          buf = buf.subarray(eol + 2);
+          sock.write('PONG\r\n');
+        } else if (line.startsWith('MSG ') || line.startsWith('HMSG ')) {
+          const total = Number(line.split(' ').at(-1));
+          if (buf.length < eol + 2 + total + 2) return;
+          const body = buf.subarray(eol + 2, eol + 2 + total).toString();
+          if (line.startsWith('HMSG ')) return done(new Error(`NATS at ${url} has no JetStream: ${body.split('\r\n')[0]}`));
+          const answer = JSON.parse(body);
+          if (answer.success) return done(null, true);
+          if (answer.error?.err_code === 10059) return done(null, false);
+          return done(new Error(`deleting ${natsHistoryStream(prefix)}: ${body}`));
+        } else if (line.startsWith('-ERR')) {
+          return done(new Error(`NATS at ${url}: ${line}`));
+        } else {
+          buf = buf.subarray(eol + 2);
+        }
+      }
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
 // Nodes
 
 /**
@@ -198,6 +263,9 @@ export async function startCluster(adapter, { nodes = 3, url = SHARED_URLS[adapt
     },
     async stop() {
       await Promise.all(cluster.nodes.map((n) => n.stop().catch(() => {})));
+      // A NATS with JetStream keeps the cluster's history stream after its nodes: remove it (a
+      // server without JetStream, or one a test already stopped, has nothing to remove).
+      if (adapter === 'nats') await deleteNatsHistory(url, spec.prefix).catch(() => {});
     },
   };
   const labels = Array.from({ length: nodes }, (_, i) => String.fromCharCode(65 + i));

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tracing::info;
 use vestnik_broker::adapter::{AdapterShell, NodeId, ShellOptions, Transport};
 
+use crate::history::NatsHistory;
 use crate::pump::{self, Publisher};
 use crate::route::Router;
 use crate::subjects::Subjects;
@@ -85,7 +86,9 @@ pub(crate) fn spans_servers(client: &async_nats::Client, configured: usize) -> b
 }
 
 /// Connects the client (with our backoff and the server list), subscribes, confirms the
-/// subscriptions with a probe round trip, then starts the shell and the three tasks.
+/// subscriptions with a probe round trip, then starts the shell and the three tasks. When the
+/// server has JetStream, the adapter keeps the cluster's channel history there ([`NatsHistory`]
+/// on the same connection); without it, nodes keep none (`cluster_history_unavailable`).
 async fn connect(
     url: &str,
     cluster_prefix: &str,
@@ -135,6 +138,19 @@ async fn connect(
         "nats adapter: connected and subscribed"
     );
 
+    let jetstream = NatsHistory::available(&client).await;
+    info!(
+        node,
+        jetstream,
+        "nats adapter: {}",
+        if jetstream {
+            "the server has JetStream: positions and history are cluster-wide"
+        } else {
+            "the server has no JetStream: the cluster keeps no history"
+        }
+    );
+    let history = jetstream.then(|| NatsHistory::new(client.clone(), cluster_prefix));
+
     let transport = Nats::default();
     transport
         .max_payload
@@ -150,62 +166,61 @@ async fn connect(
         close_timeout: options.close_timeout,
         hold: options.relay_hold,
     };
-    Ok(AdapterShell::start(
-        node,
-        transport,
-        shell,
-        |wiring, tasks| {
-            tasks.spawn(
-                Router {
-                    node,
-                    client: client.clone(),
-                    subjects: subjects.clone(),
-                    probe: route_probe,
-                    wanted: wiring.routes.wanted(),
-                    routes: wiring.routes,
-                    events: wiring.events.clone(),
-                    state: wiring.state.clone(),
-                    stop: wiring.stop.clone(),
-                    confirm_timeout: options.confirm_timeout,
-                }
-                .run(),
-            );
-            tasks.spawn(
-                Publisher {
-                    node,
-                    client: client.clone(),
-                    subjects,
-                    queue: wiring.outgoing,
-                    state: wiring.state.clone(),
-                    stop: wiring.stop.clone(),
-                    closing: wiring.closing,
-                }
-                .run(),
-            );
-            tasks.spawn(pump::receive(
+    let adapter = AdapterShell::start(node, transport, shell, |wiring, tasks| {
+        tasks.spawn(
+            Router {
                 node,
-                all,
-                own,
-                wiring.events.clone(),
-                wiring.state.clone(),
-                wiring.stop.clone(),
-            ));
-            tasks.spawn(
-                Watch {
-                    node,
-                    client,
-                    connection: connection_rx,
-                    probe,
-                    events: wiring.events,
-                    state: wiring.state,
-                    max_payload,
-                    several_servers,
-                    configured,
-                    stop: wiring.stop,
-                    confirm_timeout: options.confirm_timeout,
-                }
-                .run(),
-            );
-        },
-    ))
+                client: client.clone(),
+                subjects: subjects.clone(),
+                probe: route_probe,
+                wanted: wiring.routes.wanted(),
+                routes: wiring.routes,
+                events: wiring.events.clone(),
+                state: wiring.state.clone(),
+                stop: wiring.stop.clone(),
+                confirm_timeout: options.confirm_timeout,
+            }
+            .run(),
+        );
+        tasks.spawn(
+            Publisher {
+                node,
+                client: client.clone(),
+                subjects,
+                queue: wiring.outgoing,
+                state: wiring.state.clone(),
+                stop: wiring.stop.clone(),
+                closing: wiring.closing,
+            }
+            .run(),
+        );
+        tasks.spawn(pump::receive(
+            node,
+            all,
+            own,
+            wiring.events.clone(),
+            wiring.state.clone(),
+            wiring.stop.clone(),
+        ));
+        tasks.spawn(
+            Watch {
+                node,
+                client,
+                connection: connection_rx,
+                probe,
+                events: wiring.events,
+                state: wiring.state,
+                max_payload,
+                several_servers,
+                configured,
+                stop: wiring.stop,
+                confirm_timeout: options.confirm_timeout,
+            }
+            .run(),
+        );
+    });
+    if let Some(history) = history {
+        adapter.set_history(Arc::new(history));
+    }
+    Ok(adapter)
 }

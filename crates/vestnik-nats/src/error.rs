@@ -33,4 +33,7 @@ pub enum Error {
     /// The server did not confirm the subscriptions in time.
     #[error("NATS did not confirm the subscriptions within {0:?}")]
     Timeout(Duration),
+    /// A JetStream call of the history helpers failed (see [`delete_history_at`](crate::delete_history_at)).
+    #[error("NATS JetStream: {0}")]
+    JetStream(String),
 }

@@ -10,6 +10,8 @@
 //! # Layout
 //! - [`adapter`]: [`NatsAdapter`], the shared `AdapterShell` (`connect`, `send`, `events`,
 //!   `stats`, `close`) over the [`Nats`] transport (`max_payload`).
+//! - [`history`]: [`NatsHistory`], the cluster's channel history in JetStream (positions and
+//!   recovery on any node), used when the server has JetStream.
 //! - `pump`: the publishing task (send queue → client) and the receiving task (subscriptions →
 //!   events).
 //! - `watch`: the client's connection events → `Connected` / `Disconnected`.
@@ -41,6 +43,7 @@
 
 pub mod adapter;
 pub mod error;
+pub mod history;
 pub mod options;
 mod pump;
 mod route;
@@ -50,5 +53,6 @@ mod watch;
 
 pub use adapter::{Nats, NatsAdapter};
 pub use error::Error;
+pub use history::{delete_history_at, NatsHistory};
 pub use options::NatsOptions;
 pub use vestnik_broker::adapter::AdapterStats;

@@ -23,6 +23,12 @@ async fn connect(prefix: String, id: NodeId) -> Arc<NatsAdapter> {
         .unwrap_or_else(|e| panic!("cannot reach NATS at {url}: {e}"))
 }
 
+/// Removes the history stream the nodes kept in the shared NATS's JetStream, if it has JetStream
+/// (without it there is none, and the delete fails: nothing to clean).
+async fn clean_up(prefix: &str) {
+    let _ = vestnik_nats::delete_history_at(&shared_url(), prefix).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_gets_only_the_relays_of_the_channels_it_serves() {
     let prefix = unique_prefix("nats-routing");
@@ -30,6 +36,7 @@ async fn a_node_gets_only_the_relays_of_the_channels_it_serves() {
         connect(prefix.clone(), id)
     })
     .await;
+    clean_up(&prefix).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,4 +47,5 @@ async fn a_first_subscriber_misses_nothing_published_right_after() {
         TRIALS,
     )
     .await;
+    clean_up(&prefix).await;
 }

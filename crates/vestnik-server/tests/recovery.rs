@@ -1,7 +1,9 @@
 //! Positions and recovery over real sockets: events from the HTTP API (trigger and batch) and client
 //! events carry `position`; a socket that comes back with `recover` gets what it missed, in order
 //! and once, or `recovered:false` with the reason; private channels recover only after their auth;
-//! a node in a cluster says it cannot recover.
+//! in a cluster on Redis or on NATS JetStream, positions are cluster-wide and a socket recovers on
+//! another node than the one it left; with JetStream down, events go out unnumbered, recoveries
+//! are answered at once, and the channel starts over under a new epoch once it is back.
 
 mod common;
 
@@ -9,6 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
+use vestnik_testkit::conformance::{unique_prefix, Backbone, BackboneServer};
 
 const APPS_WITH_HISTORY: &str = r#"
 [[apps]]
@@ -217,8 +220,34 @@ async fn on_redis_positions_are_cluster_wide_and_a_socket_recovers_on_the_other_
         "[cluster]\nadapter = \"redis\"\nredis_url = \"{}\"\nprefix = \"{prefix}\"\n{APPS_WITH_HISTORY}",
         redis_url()
     );
-    let a = BrokerProcess::spawn(bin(), &config);
-    let b = BrokerProcess::spawn(bin(), &config);
+    two_nodes_share_positions_and_a_socket_recovers_on_the_other(&config).await;
+}
+
+#[tokio::test]
+async fn on_nats_jetstream_positions_are_cluster_wide_and_a_socket_recovers_on_the_other_node() {
+    // A NATS of its own, with JetStream: the nodes keep the cluster's history there.
+    let nats = BackboneServer::nats_jetstream();
+    let prefix = unique_prefix("recovery");
+    let config = format!(
+        "[cluster]\nadapter = \"nats\"\nnats_url = \"{}\"\nprefix = \"{prefix}\"\n{APPS_WITH_HISTORY}",
+        nats.url()
+    );
+    two_nodes_share_positions_and_a_socket_recovers_on_the_other(&config).await;
+    assert!(
+        vestnik_nats::delete_history_at(&nats.url(), &prefix)
+            .await
+            .expect("delete the test's history stream"),
+        "the nodes kept the history in JetStream"
+    );
+}
+
+/// Two nodes of one cluster (`config`): a socket on node A sees one sequence of offsets for
+/// events published through either node; it goes, misses two events, comes back on node B with
+/// `recover`, and gets the missed ones once and in order, then the live ones; the history API
+/// answers the same on either node.
+async fn two_nodes_share_positions_and_a_socket_recovers_on_the_other(config: &str) {
+    let a = BrokerProcess::spawn(bin(), config);
+    let b = BrokerProcess::spawn(bin(), config);
     // A position from nowhere is refused with its reason; the channel's position comes along.
     let mut on_a = WsClient::connect(&a.ws_url(KEY)).await;
     let ok = on_a
@@ -287,6 +316,14 @@ async fn on_redis_positions_are_cluster_wide_and_a_socket_recovers_on_the_other_
         [(epoch.clone(), 4, "3"), (epoch.clone(), 5, "4")],
         "the missed events, in order"
     );
+    // Then the live ones, with no duplicate of the missed ones in between.
+    assert_eq!(api(&a).trigger(&["orders"], "e", "5").await.status, 200);
+    let live = next_frames(&mut on_b, 1).await;
+    assert_eq!(
+        (position(&live[0]), live[0]["data"].as_str()),
+        ((epoch.clone(), 6), Some("5")),
+        "the next live event"
+    );
     // The history API answers on either node from the same history.
     let page = api(&b)
         .call(
@@ -298,12 +335,91 @@ async fn on_redis_positions_are_cluster_wide_and_a_socket_recovers_on_the_other_
         .await;
     assert_eq!(page.status, 200, "{}", page.body);
     let page: Value = serde_json::from_str(&page.body).unwrap();
-    assert_eq!(page["last_offset"], 5);
+    assert_eq!(page["last_offset"], 6);
     let offsets: Vec<u64> = page["events"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["offset"].as_u64().unwrap())
         .collect();
-    assert_eq!(offsets, [3, 4, 5]);
+    assert_eq!(offsets, [3, 4, 5, 6]);
+}
+
+#[tokio::test]
+async fn with_nats_jetstream_down_events_go_out_unnumbered_and_the_channel_starts_over_after() {
+    let mut nats = BackboneServer::nats_jetstream();
+    let prefix = unique_prefix("recovery-down");
+    let config = format!(
+        "[cluster]\nadapter = \"nats\"\nnats_url = \"{}\"\nprefix = \"{prefix}\"\n{APPS_WITH_HISTORY}",
+        nats.url()
+    );
+    let a = BrokerProcess::spawn(bin(), &config);
+    let b = BrokerProcess::spawn(bin(), &config);
+    let mut on_a = WsClient::connect(&a.ws_url(KEY)).await;
+    let ok = on_a.subscribe(json!({"channel": "orders"})).await;
+    let (epoch, _) = position(&ok);
+    assert_eq!(api(&a).trigger(&["orders"], "e", "1").await.status, 200);
+    let got = on_a.expect_event("e").await;
+    assert_eq!(position(&got), (epoch.clone(), 1));
+
+    nats.stop();
+    // Published meanwhile, an event still goes out here, without a position: nobody could
+    // number it.
+    assert_eq!(api(&a).trigger(&["orders"], "e", "2").await.status, 200);
+    let got = on_a.expect_event("e").await;
+    assert_eq!(got["data"], "2");
+    assert!(got.get("position").is_none(), "unnumbered: {got}");
+    // A recovery that needs the store is answered (not left hanging) with the reason to retry.
+    let mut on_b = WsClient::connect(&b.ws_url(KEY)).await;
+    let ok = on_b
+        .subscribe(json!({"channel": "orders", "recover": {"epoch": epoch, "offset": 1}}))
+        .await;
+    assert_eq!(
+        data(&ok)["recovery"],
+        json!({"recovered": false, "reason": "backbone_unavailable"})
+    );
+    drop(on_b);
+
+    nats.start();
+    // Back (JetStream kept its store): the history API reads it again on both nodes.
+    for node in [&a, &b] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let page = api(node)
+                .call("GET", "/channels/orders/history", &[], "")
+                .await;
+            if page.status == 200 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the history is not read again: {} {}",
+                page.status,
+                page.body
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // The channel was sent unnumbered, so no position from before tells everything after it:
+    // it starts over under a new epoch, and the old position is refused on any node.
+    assert_eq!(api(&a).trigger(&["orders"], "e", "3").await.status, 200);
+    let got = on_a.expect_event("e").await;
+    let (new_epoch, offset) = position(&got);
+    assert_ne!(new_epoch, epoch, "a new epoch");
+    assert_eq!((offset, got["data"].as_str()), (1, Some("3")));
+    let mut on_b = WsClient::connect(&b.ws_url(KEY)).await;
+    let ok = on_b
+        .subscribe(json!({"channel": "orders", "recover": {"epoch": epoch, "offset": 1}}))
+        .await;
+    assert_eq!(
+        data(&ok)["recovery"],
+        json!({"recovered": false, "reason": "epoch_changed"})
+    );
+    drop((a, b));
+    assert!(
+        vestnik_nats::delete_history_at(&nats.url(), &prefix)
+            .await
+            .expect("delete the test's history stream"),
+        "the nodes kept the history in JetStream"
+    );
 }

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 
-import { ADAPTERS, SHARED_URLS, TIMINGS, requireBackbone } from '../cluster-helpers.js';
+import { ADAPTERS, SHARED_URLS, TIMINGS, deleteNatsHistory, requireBackbone } from '../cluster-helpers.js';
 import { APPS, connected, openPusher, sleep, startBroker, subscribe, uniq, waitFor } from '../helpers.js';
 import { removeDir, startReceiver, tempDir } from '../webhook-receiver.js';
 
@@ -26,9 +26,12 @@ for (const adapter of ADAPTERS) {
     const dirs = [];
     const nodes = [];
     let receiver;
+    let prefix;
 
     after(async () => {
       for (const n of nodes) await n.stop().catch(() => {});
+      // The shared NATS keeps the cluster's history in JetStream: remove this test's stream.
+      if (adapter === 'nats' && prefix) await deleteNatsHistory(SHARED_URLS.nats, prefix).catch(() => {});
       await receiver?.close();
       for (const d of dirs) removeDir(d);
     });
@@ -36,7 +39,7 @@ for (const adapter of ADAPTERS) {
     it('leaving on A and coming back on B within the hold ends with member_added and channel_occupied', async () => {
       await requireBackbone(adapter);
       receiver = await startReceiver(APPS.main);
-      const prefix = uniq('whx');
+      prefix = uniq('whx');
       const cluster =
         adapter === 'redis'
           ? { adapter, redis_url: SHARED_URLS.redis, prefix, ...TIMINGS }

@@ -1,11 +1,19 @@
 // The history API (issue 14, docs/recovery.md): `GET /apps/{id}/channels/{name}/history` read with
 // the official Node SDK's generic `pusher.get({path, params})`, paged with its cursor, and its
-// refusals as JSON errors a backend can act on. A Redis cluster answers from its cluster-wide
-// history on any node; a NATS cluster refuses it clearly.
+// refusals as JSON errors a backend can act on. A cluster on Redis or on NATS with JetStream answers
+// from its cluster-wide history on any node; one on NATS without JetStream refuses it clearly.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
-import { startNode, randomPrefix, requireBackbone, SHARED_URLS } from '../cluster-helpers.js';
+import {
+  ADAPTERS,
+  deleteNatsHistory,
+  randomPrefix,
+  requireBackbone,
+  SHARED_URLS,
+  startBackbone,
+  startNode,
+} from '../cluster-helpers.js';
 import { APPS, expectHttpError, openRaw, sdkGetJson, serverSdk, signedRequest, startBroker, uniq, waitFor } from '../helpers.js';
 
 const HISTORY_APP = {
@@ -113,44 +121,52 @@ describe('history API with the pusher Node SDK', () => {
 });
 
 describe('history API on a clustered node', () => {
-  it('on Redis answers from the cluster-wide history, whichever node published', async () => {
-    await requireBackbone('redis');
-    const prefix = randomPrefix();
-    const a = await startNode({ adapter: 'redis', url: SHARED_URLS.redis, prefix, apps: [HISTORY_APP] });
-    const b = await startNode({ adapter: 'redis', url: SHARED_URLS.redis, prefix, apps: [HISTORY_APP] });
-    try {
-      await serverSdk(a, HISTORY_APP).trigger('orders-1', 'status', { step: 1 });
-      await serverSdk(b, HISTORY_APP).trigger('orders-1', 'status', { step: 2 });
-      // A trigger is answered once its event is queued for numbering; the history shows it
-      // once Redis numbered it, a moment later.
-      let page;
-      await waitFor(async () => {
-        page = await sdkGetJson(serverSdk(b, HISTORY_APP), '/channels/orders-1/history', {});
-        return page.last_offset === 2;
-      }, 5000, 'both events in the history');
-      assert.deepEqual(page.events.map((e) => [e.offset, JSON.parse(e.data).step]), [[1, 1], [2, 2]]);
-      const again = await sdkGetJson(serverSdk(a, HISTORY_APP), '/channels/orders-1/history', {
-        epoch: page.epoch,
-        after: '1',
-      });
-      assert.deepEqual(again.events.map((e) => e.offset), [2]);
-    } finally {
-      await a.stop();
-      await b.stop();
-    }
-  });
+  for (const adapter of ADAPTERS) {
+    it(`on ${adapter === 'redis' ? 'Redis' : 'NATS JetStream'} answers from the cluster-wide history, whichever node published`, async () => {
+      await requireBackbone(adapter);
+      const prefix = randomPrefix();
+      const a = await startNode({ adapter, url: SHARED_URLS[adapter], prefix, apps: [HISTORY_APP] });
+      const b = await startNode({ adapter, url: SHARED_URLS[adapter], prefix, apps: [HISTORY_APP] });
+      try {
+        await serverSdk(a, HISTORY_APP).trigger('orders-1', 'status', { step: 1 });
+        await serverSdk(b, HISTORY_APP).trigger('orders-1', 'status', { step: 2 });
+        // A trigger is answered once its event is queued for numbering; the history shows it
+        // once the backbone numbered it, a moment later.
+        let page;
+        await waitFor(async () => {
+          page = await sdkGetJson(serverSdk(b, HISTORY_APP), '/channels/orders-1/history', {});
+          return page.last_offset === 2;
+        }, 5000, 'both events in the history');
+        assert.deepEqual(page.events.map((e) => [e.offset, JSON.parse(e.data).step]), [[1, 1], [2, 2]]);
+        const again = await sdkGetJson(serverSdk(a, HISTORY_APP), '/channels/orders-1/history', {
+          epoch: page.epoch,
+          after: '1',
+        });
+        assert.deepEqual(again.events.map((e) => e.offset), [2]);
+      } finally {
+        await a.stop();
+        await b.stop();
+        // The shared NATS keeps what a cluster stored in JetStream: remove this test's stream.
+        if (adapter === 'nats') assert.equal(await deleteNatsHistory(SHARED_URLS.nats, prefix), true);
+      }
+    });
+  }
 
-  it('on NATS answers 501 cluster_history_unavailable (core NATS keeps no history)', async () => {
-    await requireBackbone('nats');
-    const node = await startNode({ adapter: 'nats', url: SHARED_URLS.nats, prefix: randomPrefix(), apps: [HISTORY_APP] });
+  it('on NATS without JetStream answers 501 cluster_history_unavailable (core NATS keeps no history)', async () => {
+    const nats = await startBackbone('nats'); // a private nats-server without -js
     try {
-      const nodeSdk = serverSdk(node, HISTORY_APP);
-      await nodeSdk.trigger('orders-1', 'status', {});
-      const r = await expectHttpError(nodeSdk.get({ path: '/channels/orders-1/history', params: {} }));
-      assert.deepEqual([r.status, r.json.reason], [501, 'cluster_history_unavailable']);
-      assert.match(r.json.error, /NATS/);
+      const node = await startNode({ adapter: 'nats', url: nats.url, prefix: randomPrefix(), apps: [HISTORY_APP] });
+      try {
+        const nodeSdk = serverSdk(node, HISTORY_APP);
+        await nodeSdk.trigger('orders-1', 'status', {});
+        const r = await expectHttpError(nodeSdk.get({ path: '/channels/orders-1/history', params: {} }));
+        assert.deepEqual([r.status, r.json.reason], [501, 'cluster_history_unavailable']);
+        assert.match(r.json.error, /JetStream/);
+      } finally {
+        await node.stop();
+      }
     } finally {
-      await node.stop();
+      await nats.stop();
     }
   });
 });

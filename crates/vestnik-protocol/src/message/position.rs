@@ -41,7 +41,7 @@ pub enum RecoveryFailure {
     /// Same history, but events after the position were already dropped by its bounds (or more are
     /// missing than one recovery replays).
     TooOld,
-    /// The node is in a cluster whose backbone keeps no history (core NATS for now).
+    /// The node is in a cluster whose backbone keeps no history (NATS without JetStream).
     ClusterHistoryUnavailable,
     /// The node is in a cluster whose backbone keeps the history, but could not read it now.
     BackboneUnavailable,

@@ -133,8 +133,9 @@ fn refusal_message(reason: RecoveryFailure, channel: &ChannelName) -> String {
         ),
         RecoveryFailure::HistoryOff => format!("History is off for {channel}"),
         RecoveryFailure::ClusterHistoryUnavailable => {
-            "This node is in a cluster whose backbone keeps no history (NATS): run the cluster \
-             on Redis for cluster-wide history"
+            "This node is in a cluster whose backbone keeps no history (NATS without \
+             JetStream): run nats-server with JetStream (-js), or the cluster on Redis, for \
+             cluster-wide history"
                 .to_owned()
         }
         RecoveryFailure::BackboneUnavailable => {

@@ -5,6 +5,7 @@
 //! left alone, and a started server is killed on drop.
 
 use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,9 @@ pub struct BackboneServer {
     port: u16,
     /// The running process; `None` while stopped (between `stop` and `start` of the restart case).
     child: Option<Child>,
+    /// JetStream's store directory (a NATS started by [`nats_jetstream`](Self::nats_jetstream)),
+    /// kept across restarts like a real server's disk, removed on drop.
+    store_dir: Option<PathBuf>,
 }
 
 impl BackboneServer {
@@ -45,13 +49,33 @@ impl BackboneServer {
         Self::spawn(ServerKind::Nats)
     }
 
+    /// Starts a private NATS with JetStream: `nats-server -js -p <free> -sd <temp dir>`. The
+    /// store directory is new, kept across [`stop`](Backbone::stop) and
+    /// [`start`](Backbone::start) (a restart keeps what JetStream stored, as a real server's
+    /// disk would), and removed on drop.
+    pub fn nats_jetstream() -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir =
+            std::env::temp_dir().join(format!("vestnik-nats-js-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory for JetStream");
+        Self::spawn_with(ServerKind::Nats, Some(dir))
+    }
+
     /// Picks a free port and starts the server; both constructors go through here.
     fn spawn(kind: ServerKind) -> Self {
+        Self::spawn_with(kind, None)
+    }
+
+    /// Like [`spawn`](Self::spawn), with JetStream storing in `store_dir` if given.
+    fn spawn_with(kind: ServerKind, store_dir: Option<PathBuf>) -> Self {
         let port = free_port();
         let mut server = Self {
             kind,
             port,
             child: None,
+            store_dir,
         };
         server.start();
         server
@@ -129,6 +153,9 @@ impl BackboneServer {
                 });
                 let mut cmd = Command::new(bin);
                 cmd.args(["-p", &port, "-a", "127.0.0.1"]);
+                if let Some(dir) = &self.store_dir {
+                    cmd.arg("-js").arg("-sd").arg(dir);
+                }
                 cmd
             }
         };
@@ -193,6 +220,9 @@ impl Drop for BackboneServer {
     fn drop(&mut self) {
         // A frozen process still dies of SIGKILL.
         self.stop();
+        if let Some(dir) = self.store_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 

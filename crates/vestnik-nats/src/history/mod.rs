@@ -1,0 +1,651 @@
+//! [`NatsHistory`]: the cluster's channel history kept in NATS JetStream, so positions are
+//! cluster-wide and a client recovers on any node (see `vestnik_broker::adapter::HistoryStore`),
+//! as `vestnik-redis`'s `RedisHistory` does on Redis.
+//!
+//! One stream per cluster keeps every channel's events, one subject per channel, one message per
+//! appended batch of a channel (names and headers in `wire`, the payload in `codec`):
+//!
+//! - **Numbering.** An append reads the last message of the channel's subject (its epoch, first
+//!   offset and number of events give the channel's last offset), then publishes the batch at the
+//!   next offset with `Nats-Expected-Last-Subject-Sequence` set to that message's sequence: if
+//!   another node appended meanwhile, JetStream refuses it (wrong last sequence) and the append
+//!   reads again and retries after a short random pause, up to [`MAX_RETRIES`] times. So two
+//!   nodes publishing to one channel at once get consecutive offsets, never the same one.
+//! - **Epochs.** A channel without a message starts under a new epoch; so does an append asked to
+//!   `restart`. A read of a channel JetStream does not know starts it with an empty batch (offset 0
+//!   under a new epoch), so the position a subscriber is told holds from then on, as on Redis.
+//!   Messages of an older epoch are skipped when reading.
+//! - **Bounds.** JetStream keeps per subject as many messages as the largest per-channel `size`
+//!   configured so far (each message holds at least one event, so at least `size` events) and each
+//!   message for 24 h (the quiet keep) plus the largest `ttl` seen: the stream's config is raised
+//!   when a larger one appears, never lowered. A read trims to the channel's own `size` and `ttl`
+//!   (by the time the server stored each message, compared with this node's clock).
+//! - **Reads.** One direct get of the subject's last message, then, unless that batch alone
+//!   reaches back far enough, one direct get per older kept message of the subject (nats-server
+//!   2.9 has no batch get), oldest first, stopping once the page is full.
+//! - **Failures.** Every JetStream call has [`CALL_TIMEOUT`], a whole append or read
+//!   [`OP_TIMEOUT`]; while the client is disconnected every call fails at once rather than wait,
+//!   so the broker sends events unnumbered and answers recoveries `backbone_unavailable`, as with
+//!   Redis down. A stream that vanished (a server restarted without its store) is made again on
+//!   the next call, and its channels start over under new epochs.
+//!
+//! This module must never block and never panic on a NATS failure: it answers an error.
+
+mod codec;
+mod wire;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_nats::connection::State;
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::stream::{
+    Config, DirectGetErrorKind, DiscardPolicy, StorageType, Stream,
+};
+use async_nats::jetstream::{self, Context};
+use async_nats::{Client, HeaderMap};
+use bytes::Bytes;
+use futures_util::future::try_join_all;
+use vestnik_broker::adapter::{
+    new_epoch, Append, Appended, HistoryStore, StoreError, StoredPage, StreamRef,
+};
+use vestnik_broker::history::QUIET_KEEP;
+use vestnik_broker::hook::HookFuture;
+
+use wire::Batch;
+
+use crate::{servers, Error};
+
+/// The longest one JetStream call (a publish and its ack, a direct get, a stream update) waits.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The longest a whole append or read waits (retries and a read's walk included): a trigger waits
+/// this long at most before its events go out without positions.
+pub const OP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How often an append reads again and retries after another node appended to the same channel
+/// between its read and its publish.
+pub const MAX_RETRIES: usize = 32;
+
+/// How long this node trusts what it last saw of the stream's limits before it looks again: another
+/// node raising them from an older view of the config could have lowered them meanwhile.
+const RECHECK: Duration = Duration::from_secs(60);
+
+/// Room left for the headers and the protocol line when a channel's batch is split under the
+/// server's max payload.
+const HEADROOM: usize = 4096;
+
+/// The NATS JetStream [`HistoryStore`]. See the module documentation.
+pub struct NatsHistory {
+    client: Client,
+    js: Context,
+    prefix: String,
+    stream_name: String,
+    /// The stream and the limits its config is known to have, once made.
+    ready: parking_lot::Mutex<Option<Ready>>,
+    /// Held while the stream is made or its config raised, so nodes' calls do it once at a time.
+    setup: tokio::sync::Mutex<()>,
+}
+
+/// The stream as this node last made or saw it.
+#[derive(Clone)]
+struct Ready {
+    /// Shared, not cloned per call: the handle carries the stream's whole info.
+    stream: Arc<Stream>,
+    /// Messages kept per subject (`i64::MAX`: no limit).
+    size: i64,
+    /// How long a message is kept (`Duration::MAX`: no limit).
+    age: Duration,
+    /// When the limits were read from the server.
+    at: Instant,
+}
+
+impl std::fmt::Debug for NatsHistory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsHistory")
+            .field("prefix", &self.prefix)
+            .field("stream", &self.stream_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One channel's part of an append: its events, and where they go in the answer.
+struct Group<'a> {
+    subject: String,
+    restart: bool,
+    events: Vec<&'a Bytes>,
+    slots: Vec<usize>,
+}
+
+impl NatsHistory {
+    /// The store of cluster `prefix` over `client` (the adapter's own connection, or any other).
+    /// Nothing is asked of the server until the first call; the stream is made then.
+    pub fn new(client: Client, prefix: &str) -> Self {
+        let js = jetstream::context::ContextBuilder::new()
+            .timeout(CALL_TIMEOUT)
+            .ack_timeout(CALL_TIMEOUT)
+            .build(client.clone());
+        Self {
+            client,
+            js,
+            prefix: prefix.to_owned(),
+            stream_name: wire::stream_name(prefix),
+            ready: parking_lot::Mutex::new(None),
+            setup: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Connects a client of its own to `url` (one address or a comma-separated list) and makes
+    /// the store of cluster `prefix` on it, for tools and tests; nodes share their adapter's
+    /// connection (see [`NatsAdapter`](crate::NatsAdapter)). Fails when the first connection
+    /// cannot be made; the client reconnects by itself afterwards.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, Error> {
+        let client = async_nats::ConnectOptions::new()
+            .name("vestnik-history")
+            .connection_timeout(CALL_TIMEOUT)
+            .max_reconnects(None)
+            .connect(servers::parse(url)?)
+            .await?;
+        Ok(Self::new(client, prefix))
+    }
+
+    /// Whether the server behind `client` has JetStream: `$JS.API.INFO` answered within
+    /// [`CALL_TIMEOUT`]. Without it the adapter keeps no cluster-wide history.
+    pub async fn available(client: &Client) -> bool {
+        // The raw request rather than `query_account`, whose answer type wants fields
+        // nats-server 2.9 does not send.
+        let asked =
+            tokio::time::timeout(CALL_TIMEOUT, client.request("$JS.API.INFO", Bytes::new())).await;
+        let Ok(Ok(answer)) = asked else {
+            return false;
+        };
+        serde_json::from_slice::<serde_json::Value>(&answer.payload)
+            .is_ok_and(|v| v.is_object() && v.get("error").is_none())
+    }
+
+    /// The name of the JetStream stream that keeps the history of cluster `prefix`.
+    pub fn stream_name_of(prefix: &str) -> String {
+        wire::stream_name(prefix)
+    }
+
+    /// Fails at once while the client is not connected, rather than wait for a timeout.
+    fn check(&self) -> Result<(), StoreError> {
+        match self.client.connection_state() {
+            State::Connected => Ok(()),
+            _ => Err(StoreError("nats is unreachable".into())),
+        }
+    }
+
+    /// Forgets the stream after a failure that may mean it is gone: the next call makes it again.
+    fn forget(&self) {
+        *self.ready.lock() = None;
+    }
+
+    /// The stream, made now or its limits raised if it does not keep `size` messages per subject
+    /// for the quiet keep plus `ttl` yet.
+    async fn stream(&self, size: usize, ttl: Duration) -> Result<Arc<Stream>, StoreError> {
+        let size = i64::try_from(size.max(1)).unwrap_or(i64::MAX);
+        let age = QUIET_KEEP.saturating_add(ttl);
+        let enough = |r: &Ready| r.size >= size && r.age >= age && r.at.elapsed() < RECHECK;
+        if let Some(r) = self.ready.lock().as_ref().filter(|r| enough(r)) {
+            return Ok(Arc::clone(&r.stream));
+        }
+        let _setup = self.setup.lock().await;
+        let known = self.ready.lock().clone();
+        if let Some(r) = known.as_ref().filter(|r| enough(r)) {
+            return Ok(Arc::clone(&r.stream));
+        }
+        let (size, age) = known.map_or((size, age), |r| (r.size.max(size), r.age.max(age)));
+        let config = Config {
+            name: self.stream_name.clone(),
+            description: Some(format!(
+                "Vestnik channel history of cluster {:?}",
+                self.prefix
+            )),
+            subjects: vec![wire::stream_subjects(&self.prefix)],
+            max_messages_per_subject: config_size(size),
+            max_age: config_age(age),
+            storage: StorageType::File,
+            discard: DiscardPolicy::Old,
+            allow_direct: true,
+            num_replicas: 1,
+            ..Default::default()
+        };
+        let mut stream = call(self.js.get_or_create_stream(config)).await?;
+        let mut have = stream.cached_info().config.clone();
+        // Another node may have made it with other limits: raise what is lower, keep what is higher.
+        let have_size = unlimited_if_not_positive(have.max_messages_per_subject);
+        let have_age = if have.max_age.is_zero() {
+            Duration::MAX
+        } else {
+            have.max_age
+        };
+        if have_size < size || have_age < age || !have.allow_direct {
+            have.max_messages_per_subject = config_size(have_size.max(size));
+            have.max_age = config_age(have_age.max(age));
+            have.allow_direct = true;
+            call(self.js.update_stream(have)).await?;
+            stream = call(self.js.get_stream(&self.stream_name)).await?;
+        }
+        let config = &stream.cached_info().config;
+        let ready = Ready {
+            size: unlimited_if_not_positive(config.max_messages_per_subject),
+            age: if config.max_age.is_zero() {
+                Duration::MAX
+            } else {
+                config.max_age
+            },
+            stream: Arc::new(stream),
+            at: Instant::now(),
+        };
+        let stream = Arc::clone(&ready.stream);
+        *self.ready.lock() = Some(ready);
+        Ok(stream)
+    }
+
+    /// The last message of `subject`, or `None` when it has none.
+    async fn last(&self, stream: &Stream, subject: &str) -> Result<Option<Batch>, StoreError> {
+        self.check()?;
+        match timed(stream.direct_get_last_for_subject(subject)).await? {
+            Ok(m) => Batch::of(&m).map(Some).ok_or_else(not_ours),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+            Err(e) => {
+                self.forget();
+                Err(StoreError(format!("nats: reading the history: {e}")))
+            }
+        }
+    }
+
+    /// Publishes one channel's batch after the last message `expected` (0: the subject has none).
+    /// `Ok(false)`: another node appended first (or the stream was made again): read again.
+    async fn publish(
+        &self,
+        subject: &str,
+        epoch: &str,
+        first: u64,
+        expected: u64,
+        payload: Bytes,
+    ) -> Result<bool, StoreError> {
+        self.check()?;
+        let mut headers = HeaderMap::new();
+        headers.insert(wire::EPOCH, epoch);
+        headers.insert(wire::FIRST, first.to_string().as_str());
+        headers.insert(
+            async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+            expected.to_string().as_str(),
+        );
+        let subject = subject.to_owned();
+        let sent = timed(async {
+            self.js
+                .publish_with_headers(subject, headers, payload)
+                .await?
+                .await
+        })
+        .await?;
+        match sent {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(false),
+            Err(e) if e.kind() == PublishErrorKind::StreamNotFound => {
+                self.forget();
+                Ok(false)
+            }
+            Err(e) => {
+                self.forget();
+                Err(StoreError(format!("nats: appending to the history: {e}")))
+            }
+        }
+    }
+
+    /// Appends one channel's events as one message (or several, under the server's max payload),
+    /// each at the channel's next offset. Returns the position of each event, in order.
+    async fn append_group(
+        &self,
+        stream: &StreamRef<'_>,
+        group: &Group<'_>,
+    ) -> Result<Vec<Appended>, StoreError> {
+        let max = self
+            .client
+            .server_info()
+            .max_payload
+            .saturating_sub(HEADROOM)
+            .max(1);
+        let mut out = Vec::with_capacity(group.events.len());
+        let mut restart = group.restart;
+        let mut rest = &group.events[..];
+        while !rest.is_empty() {
+            let mut n = 0;
+            let mut len = 1;
+            while n < rest.len() && (n == 0 || len + codec::encoded_len(rest[n].len()) <= max) {
+                len += codec::encoded_len(rest[n].len());
+                n += 1;
+            }
+            let (chunk, next) = rest.split_at(n);
+            let payload = codec::encode(chunk.iter().copied());
+            let (epoch, first) = self
+                .append_chunk(stream, &group.subject, restart, payload)
+                .await?;
+            out.extend((0..chunk.len() as u64).map(|i| Appended {
+                epoch: Arc::clone(&epoch),
+                offset: first + i,
+            }));
+            restart = false;
+            rest = next;
+        }
+        Ok(out)
+    }
+
+    /// One message of a channel's events at its next offset: read the last, publish after it,
+    /// retry on a concurrent append. Returns the epoch and the first event's offset.
+    async fn append_chunk(
+        &self,
+        limits: &StreamRef<'_>,
+        subject: &str,
+        restart: bool,
+        payload: Bytes,
+    ) -> Result<(Arc<str>, u64), StoreError> {
+        for attempt in 0..=MAX_RETRIES {
+            if attempt > 0 {
+                // Another node appended between this read and publish: wait a random moment,
+                // longer each time, so two nodes hammering one channel do not keep colliding.
+                tokio::time::sleep(retry_pause(attempt)).await;
+            }
+            let stream = self.stream(limits.size, limits.ttl).await?;
+            let last = self.last(&stream, subject).await?;
+            let (epoch, first, expected) = match last {
+                Some(b) if !restart => (b.epoch.clone(), b.top() + 1, b.seq),
+                Some(b) => (new_epoch(), 1, b.seq),
+                None => (new_epoch(), 1, 0),
+            };
+            if self
+                .publish(subject, &epoch, first, expected, payload.clone())
+                .await?
+            {
+                return Ok((epoch, first));
+            }
+        }
+        Err(StoreError(format!(
+            "nats: {subject} was appended to by other nodes {MAX_RETRIES} times in a row"
+        )))
+    }
+
+    /// The last message of `subject`, starting the channel (an empty batch at offset 0 under a
+    /// new epoch) if it has none.
+    async fn last_or_start(
+        &self,
+        limits: &StreamRef<'_>,
+        subject: &str,
+    ) -> Result<Batch, StoreError> {
+        for _ in 0..=MAX_RETRIES {
+            let stream = self.stream(limits.size, limits.ttl).await?;
+            if let Some(last) = self.last(&stream, subject).await? {
+                return Ok(last);
+            }
+            self.publish(subject, &new_epoch(), 1, 0, codec::encode([]))
+                .await?;
+        }
+        Err(StoreError(format!(
+            "nats: {subject} could not be started in {MAX_RETRIES} tries"
+        )))
+    }
+
+    /// See [`HistoryStore::read`].
+    async fn read_page(
+        &self,
+        limits: StreamRef<'_>,
+        after: u64,
+        limit: usize,
+    ) -> Result<StoredPage, StoreError> {
+        self.check()?;
+        let subject = wire::subject(&self.prefix, limits.app, limits.channel)
+            .ok_or_else(|| StoreError("an empty app id or channel name".into()))?;
+        let last = self.last_or_start(&limits, &subject).await?;
+        let stream = self.stream(limits.size, limits.ttl).await?;
+        let top = last.top();
+        let mut page = Page {
+            epoch: Arc::clone(&last.epoch),
+            lowest: top.saturating_sub(limits.size.max(1) as u64) + 1,
+            cutoff: SystemTime::now()
+                .checked_sub(limits.ttl)
+                .unwrap_or(SystemTime::UNIX_EPOCH),
+            top,
+            after,
+            limit,
+            first: top + 1,
+            events: Vec::new(),
+        };
+        // Older messages can add something only if the last one is kept and starts after the
+        // oldest event the channel's size keeps (times rise with sequences: an expired last
+        // message means all older ones expired too).
+        if page.keeps(&last) && last.first > page.lowest {
+            let mut seq = 1;
+            while seq < last.seq && !page.full() {
+                self.check()?;
+                let m = match timed(stream.direct_get_next_for_subject(subject.as_str(), Some(seq)))
+                    .await?
+                {
+                    Ok(m) => m,
+                    // Expired or trimmed meanwhile: nothing older is left.
+                    Err(e) if e.kind() == DirectGetErrorKind::NotFound => break,
+                    Err(e) => {
+                        self.forget();
+                        return Err(StoreError(format!("nats: reading the history: {e}")));
+                    }
+                };
+                if m.sequence >= last.seq {
+                    break;
+                }
+                seq = m.sequence + 1;
+                if let Some(batch) = Batch::of(&m) {
+                    page.take(&batch);
+                }
+            }
+        }
+        page.take(&last);
+        Ok(StoredPage {
+            epoch: Some(page.epoch),
+            top,
+            first: page.first,
+            events: page.events,
+        })
+    }
+}
+
+/// A read being assembled from a channel's messages, oldest first.
+struct Page {
+    epoch: Arc<str>,
+    /// The oldest offset the channel's `size` keeps.
+    lowest: u64,
+    /// Messages stored before this have expired by the channel's `ttl`.
+    cutoff: SystemTime,
+    top: u64,
+    after: u64,
+    limit: usize,
+    /// The oldest kept offset seen so far (`top + 1`: none yet).
+    first: u64,
+    events: Vec<(u64, Bytes)>,
+}
+
+impl Page {
+    /// Whether `b`'s events are kept: the current epoch, not expired.
+    fn keeps(&self, b: &Batch) -> bool {
+        *b.epoch == *self.epoch && b.at >= self.cutoff
+    }
+
+    /// The oldest kept event is known and the page has `limit` events: older messages change
+    /// nothing any more.
+    fn full(&self) -> bool {
+        self.first <= self.top && self.events.len() >= self.limit
+    }
+
+    /// Takes what `b` holds of the page, given that no younger message was taken yet.
+    fn take(&mut self, b: &Batch) {
+        if !self.keeps(b) {
+            return;
+        }
+        for (offset, event) in (b.first..).zip(&b.events) {
+            if offset < self.lowest || offset > self.top {
+                continue;
+            }
+            self.first = self.first.min(offset);
+            if offset > self.after && self.events.len() < self.limit {
+                self.events.push((offset, event.clone()));
+            }
+        }
+    }
+}
+
+/// `n`, or no limit for JetStream's 0 or -1.
+fn unlimited_if_not_positive(n: i64) -> i64 {
+    if n <= 0 {
+        i64::MAX
+    } else {
+        n
+    }
+}
+
+/// A random pause before retry `attempt` (from 1) of an append that collided: up to 100 µs before
+/// the first, doubling with each retry, at most 5 ms (32 retries wait well under a second in all).
+fn retry_pause(attempt: usize) -> Duration {
+    let cap = 50u64.saturating_mul(1 << attempt.min(7)).min(5_000);
+    Duration::from_micros(rand::random_range(0..=cap))
+}
+
+/// JetStream's way to say no limit on messages per subject (-1) for `i64::MAX`.
+fn config_size(n: i64) -> i64 {
+    if n == i64::MAX {
+        -1
+    } else {
+        n
+    }
+}
+
+/// JetStream's way to say no age limit (0) for `Duration::MAX`.
+fn config_age(d: Duration) -> Duration {
+    if d == Duration::MAX {
+        Duration::ZERO
+    } else {
+        d
+    }
+}
+
+/// The error for a message this crate did not write on a history subject.
+fn not_ours() -> StoreError {
+    StoreError("nats: a history message without Vestnik's headers".into())
+}
+
+/// Runs one JetStream call within [`CALL_TIMEOUT`], leaving its own error to the caller.
+async fn timed<T>(call: impl std::future::Future<Output = T>) -> Result<T, StoreError> {
+    tokio::time::timeout(CALL_TIMEOUT, call)
+        .await
+        .map_err(|_| StoreError(format!("nats did not answer within {CALL_TIMEOUT:?}")))
+}
+
+/// Runs one JetStream call within [`CALL_TIMEOUT`], its error as a [`StoreError`].
+async fn call<T, E: std::fmt::Display>(
+    call: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, StoreError> {
+    timed(call)
+        .await?
+        .map_err(|e| StoreError(format!("nats: the history stream: {e}")))
+}
+
+/// Runs a whole append or read within [`OP_TIMEOUT`].
+async fn op<T>(
+    work: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(OP_TIMEOUT, work)
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError(format!(
+                "nats: the history did not answer within {OP_TIMEOUT:?}"
+            )))
+        })
+}
+
+impl HistoryStore for NatsHistory {
+    fn append<'a>(
+        &'a self,
+        appends: &'a [Append<'a>],
+    ) -> HookFuture<'a, Result<Vec<Appended>, StoreError>> {
+        Box::pin(op(async move {
+            if appends.is_empty() {
+                return Ok(Vec::new());
+            }
+            self.check()?;
+            // One message per channel (in the order of their first events), the channels at once.
+            let mut groups: Vec<(StreamRef<'a>, Group<'a>)> = Vec::new();
+            for (i, a) in appends.iter().enumerate() {
+                let s = &a.stream;
+                if let Some((_, g)) = groups
+                    .iter_mut()
+                    .find(|(r, _)| r.app == s.app && r.channel == s.channel)
+                {
+                    g.events.push(&a.event);
+                    g.slots.push(i);
+                    continue;
+                }
+                let subject = wire::subject(&self.prefix, s.app, s.channel)
+                    .ok_or_else(|| StoreError("an empty app id or channel name".into()))?;
+                groups.push((
+                    *s,
+                    Group {
+                        subject,
+                        restart: s.restart,
+                        events: vec![&a.event],
+                        slots: vec![i],
+                    },
+                ));
+            }
+            // Raise the stream's limits once for the whole batch.
+            let size = groups.iter().map(|(s, _)| s.size).max().unwrap_or(1);
+            let ttl = groups.iter().map(|(s, _)| s.ttl).max().unwrap_or_default();
+            self.stream(size, ttl).await?;
+            let done = try_join_all(groups.iter().map(|(s, g)| self.append_group(s, g))).await?;
+            let mut out: Vec<Option<Appended>> = vec![None; appends.len()];
+            for ((_, g), positions) in groups.iter().zip(done) {
+                for (slot, p) in g.slots.iter().zip(positions) {
+                    out[*slot] = Some(p);
+                }
+            }
+            out.into_iter()
+                .map(|p| p.ok_or_else(|| StoreError("nats: an event was not appended".into())))
+                .collect()
+        }))
+    }
+
+    fn read<'a>(
+        &'a self,
+        stream: StreamRef<'a>,
+        after: u64,
+        limit: usize,
+    ) -> HookFuture<'a, Result<StoredPage, StoreError>> {
+        Box::pin(op(self.read_page(stream, after, limit)))
+    }
+}
+
+/// Deletes the history stream of cluster `prefix` on the server at `url`, for tests and for
+/// operators retiring a cluster: everything it kept is gone, and nodes still running make it
+/// again on their next call (their channels start over under new epochs). `Ok(false)`: there was
+/// none.
+pub async fn delete_history_at(url: &str, prefix: &str) -> Result<bool, Error> {
+    let client = async_nats::ConnectOptions::new()
+        .name("vestnik-history-delete")
+        .connection_timeout(CALL_TIMEOUT)
+        .connect(servers::parse(url)?)
+        .await?;
+    let js = jetstream::context::ContextBuilder::new()
+        .timeout(CALL_TIMEOUT)
+        .build(client);
+    let name = wire::stream_name(prefix);
+    match js.delete_stream(&name).await {
+        Ok(status) => Ok(status.success),
+        Err(e) => match e.kind() {
+            jetstream::context::DeleteStreamErrorKind::JetStream(j)
+                if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+            {
+                Ok(false)
+            }
+            _ => Err(Error::JetStream(format!("deleting stream {name}: {e}"))),
+        },
+    }
+}
