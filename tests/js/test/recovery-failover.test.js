@@ -1,22 +1,22 @@
 // Failover with real clients (issue 14, "Failover"; docs/recovery.md "In a cluster"): positions and
-// history live in Redis, so a client whose node dies recovers what it missed on another node.
+// history live in Redis (or NATS JetStream), so a client whose node dies recovers what it missed on
+// another node.
 //
-// Three nodes A, B, C on Redis under one random prefix; a client (stock pusher-js 8 with the plugin
+// On each backbone, three nodes A, B, C under one random prefix; a client (stock pusher-js 8 with the plugin
 // clients/js/vestnik-recovery.js, then Laravel Echo on a private channel) connects through a TCP
 // proxy to A. 300 numbered events are published over about 3 s, round robin over A, B and C. After
 // event 150, A is SIGKILLed and the proxy's upstream switched to B (new connections wait in the
 // proxy until 30 more events went out, as behind a load balancer that notices late): pusher-js
 // reconnects to B, the plugin resubscribes with `recover`, and B (which never heard the channel)
-// answers from Redis. The client gets all 300 exactly once and in order, by payload and by the
+// answers from the backbone's history. The client gets all 300 exactly once and in order, by payload and by the
 // frames' position offsets, with one recovery `recovered:true`.
-//
 import assert from 'node:assert/strict';
 import { connect, createServer } from 'node:net';
 import { describe, it } from 'node:test';
 
 import Echo from 'laravel-echo';
 import { VestnikRecovery } from '../../../clients/js/index.js';
-import { SHARED_URLS, randomPrefix, requireBackbone, startNode } from '../cluster-helpers.js';
+import { SHARED_URLS, deleteNatsHistory, randomPrefix, requireBackbone, startNode } from '../cluster-helpers.js';
 import { APPS, connected, openPusher, serverSdk, sleep, subscribe, uniq, waitFor } from '../helpers.js';
 
 /**
@@ -68,6 +68,8 @@ async function withNodes(adapter, fn) {
     throw new Error(`${String(e)}\n\n${logs}`);
   } finally {
     await Promise.all(nodes.map((n) => n.stop().catch(() => {})));
+    // A NATS with JetStream keeps the cluster's history stream after its nodes.
+    if (adapter === 'nats') await deleteNatsHistory(spec.url, spec.prefix);
   }
 }
 
@@ -188,7 +190,7 @@ const summarize = (frames) =>
 // ---------------------------------------------------------------------------------------------
 // The failover run
 
-/** The newest events the cluster keeps of `channel` (read from Redis through `node`), for a diagnosis. */
+/** The newest events the cluster keeps of `channel` (read from the backbone through `node`), for a diagnosis. */
 async function historyTail(node, channel) {
   try {
     const res = await serverSdk(node, APP).get({ path: `/channels/${channel}/history`, params: { limit: '1000' } });
@@ -320,7 +322,7 @@ async function failoverRun(cluster, open) {
       );
       assert.ok(seq.some((f) => f.conn === 1) && seq.some((f) => f.conn > 1), 'events came on both connections');
 
-      // One resubscribe, answered by B from Redis with recovered:true; the missed events follow it
+      // One resubscribe, answered by B from the backbone's history with recovered:true; the missed events follow it
       // at once and pick up right after the last offset seen on A.
       const answers = frames.filter((f) => f.event === 'pusher_internal:subscription_succeeded');
       assert.equal(answers[0].conn, 1);
@@ -370,31 +372,33 @@ async function failoverRun(cluster, open) {
   }
 }
 
-describe('failover on Redis: a client whose node is SIGKILLed recovers on another node', () => {
-  it('stock pusher-js 8 with the plugin, public channel: 300 events exactly once and in order', { timeout: 60_000 }, async () => {
-    await withNodes('redis', async (cluster) => {
-      const r = await failoverRun(cluster, async (pusher) => {
-        await connected(pusher);
-        const name = uniq('orders-');
-        const channel = await subscribe(pusher, name);
-        return { channel: name, bind: (e, fn) => channel.bind(e, fn) };
+for (const [backbone, label] of [['redis', 'Redis'], ['nats', 'NATS JetStream']]) {
+  describe(`failover on ${label}: a client whose node is SIGKILLed recovers on another node`, () => {
+    it('stock pusher-js 8 with the plugin, public channel: 300 events exactly once and in order', { timeout: 60_000 }, async () => {
+      await withNodes(backbone, async (cluster) => {
+        const r = await failoverRun(cluster, async (pusher) => {
+          await connected(pusher);
+          const name = uniq('orders-');
+          const channel = await subscribe(pusher, name);
+          return { channel: name, bind: (e, fn) => channel.bind(e, fn) };
+        });
+        assert.ok(r.missed > 0);
       });
-      assert.ok(r.missed > 0);
     });
-  });
 
-  it('Laravel Echo on a private channel, with the plugin: 300 events exactly once and in order', { timeout: 60_000 }, async () => {
-    await withNodes('redis', async (cluster) => {
-      const r = await failoverRun(cluster, async (pusher) => {
-        const echo = new Echo({ broadcaster: 'pusher', key: APP.key, client: pusher });
-        const room = uniq('orders.');
-        const channel = echo.private(room);
-        const name = `private-${room}`;
-        await waitFor(() => pusher.channel(name)?.subscribed, 5000, 'Echo subscribed');
-        // Echo's `listen` with a leading dot: the raw event name.
-        return { channel: name, bind: (e, fn) => channel.listen(`.${e}`, fn), close: () => echo.disconnect() };
+    it('Laravel Echo on a private channel, with the plugin: 300 events exactly once and in order', { timeout: 60_000 }, async () => {
+      await withNodes(backbone, async (cluster) => {
+        const r = await failoverRun(cluster, async (pusher) => {
+          const echo = new Echo({ broadcaster: 'pusher', key: APP.key, client: pusher });
+          const room = uniq('orders.');
+          const channel = echo.private(room);
+          const name = `private-${room}`;
+          await waitFor(() => pusher.channel(name)?.subscribed, 5000, 'Echo subscribed');
+          // Echo's `listen` with a leading dot: the raw event name.
+          return { channel: name, bind: (e, fn) => channel.listen(`.${e}`, fn), close: () => echo.disconnect() };
+        });
+        assert.ok(r.missed > 0);
       });
-      assert.ok(r.missed > 0);
     });
   });
-});
+}
