@@ -21,7 +21,7 @@ use vestnik_protocol::{ChannelName, SocketId};
 
 use super::numbered::{Keeping, StoredEvent};
 use super::{Broker, Inner};
-use crate::adapter::{Append, Appended, StreamRef};
+use crate::adapter::{Append, Appended, HistoryStore, StreamRef};
 use crate::app::App;
 use crate::connection::ConnectionHandle;
 use crate::PublishEvent;
@@ -139,7 +139,7 @@ impl Broker {
             }
             slots.push(slot);
         }
-        let positions: Option<Vec<Appended>> = match self.store() {
+        let positions: Vec<Option<Appended>> = match self.store() {
             Some(store) if !appends.is_empty() => {
                 let refs: Vec<Append<'_>> = appends
                     .iter()
@@ -155,22 +155,29 @@ impl Broker {
                     })
                     .collect();
                 match store.append(&refs).await {
-                    Ok(p) if p.len() == refs.len() => Some(p),
+                    Ok(p) if p.len() == refs.len() => p.into_iter().map(Some).collect(),
                     Ok(_) => {
                         warn!("history store answered for other channels; events sent unnumbered");
-                        None
+                        Vec::new()
                     }
                     Err(e) => {
-                        warn!("events sent without positions: {e}");
-                        None
+                        let found = read_back(store.as_ref(), &refs).await;
+                        let lost = found.iter().filter(|p| p.is_none()).count();
+                        warn!(
+                            kept = refs.len() - lost,
+                            unnumbered = lost,
+                            "appending to the history failed ({e}); events the store kept anyway \
+                             go out with their positions, the others without"
+                        );
+                        found
                     }
                 }
             }
-            _ => None,
+            _ => Vec::new(),
         };
         for (job, slot) in jobs.into_iter().zip(slots) {
-            let at = |i: Option<usize>| Some(positions.as_ref()?.get(i?)?.clone());
-            if positions.is_none() && slot.iter().any(Option::is_some) {
+            let at = |i: Option<usize>| positions.get(i?)?.clone();
+            if slot.iter().any(|i| i.is_some() && at(*i).is_none()) {
                 self.runtime(job.app()).history.count_unnumbered();
             }
             match job {
@@ -221,6 +228,60 @@ impl Broker {
     }
 }
 
+/// How long [`read_back`] may take in all: a store that timed out once may well time out again.
+const READ_BACK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// After an append failed, the positions of the events the store kept anyway, read back from
+/// their channels' kept events (matched by their stored bytes, which carry their publish time).
+/// A failure is not always a refusal: an answer that timed out may come from a store that kept
+/// the events (a node stopped with the answer waiting in its socket fires its timer first when it
+/// resumes). Sending such an event unnumbered would deliver it twice to a client that meanwhile
+/// recovered it from the store on another node. A store that is unreachable fails the reads at
+/// once, and everything goes out unnumbered, as before.
+async fn read_back(store: &dyn HistoryStore, appends: &[Append<'_>]) -> Vec<Option<Appended>> {
+    let mut found: Vec<Option<Appended>> = vec![None; appends.len()];
+    let mut read: Vec<(&str, &str)> = Vec::new();
+    let lookup = async {
+        for (i, append) in appends.iter().enumerate() {
+            let key = (append.stream.app, append.stream.channel);
+            if read.contains(&key) {
+                continue;
+            }
+            read.push(key);
+            let stream = StreamRef {
+                restart: false,
+                ..append.stream
+            };
+            let Ok(page) = store.read(stream, 0, stream.size.max(1)).await else {
+                return;
+            };
+            let Some(epoch) = page.epoch else {
+                continue;
+            };
+            // This stream's appends in batch order, each matched to the first unclaimed copy.
+            let mut claimed: Vec<u64> = Vec::new();
+            for (j, other) in appends.iter().enumerate().skip(i) {
+                if (other.stream.app, other.stream.channel) != key {
+                    continue;
+                }
+                let hit = page
+                    .events
+                    .iter()
+                    .find(|(offset, bytes)| *bytes == other.event && !claimed.contains(offset));
+                if let Some((offset, _)) = hit {
+                    claimed.push(*offset);
+                    found[j] = Some(Appended {
+                        epoch: Arc::clone(&epoch),
+                        offset: *offset,
+                    });
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(READ_BACK, lookup).await;
+    found
+}
+
 /// The queue's task: takes what is queued, up to [`BATCH`] at a time, numbers and delivers it;
 /// ends when the broker is gone.
 async fn run(inner: Weak<Inner>, mut rx: mpsc::Receiver<Job>) {
@@ -236,5 +297,98 @@ async fn run(inner: Weak<Inner>, mut rx: mpsc::Receiver<Job>) {
             return;
         };
         Broker { inner }.number_batch(jobs).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapter::{MemoryStore, StoreError, StoredPage};
+    use crate::hook::HookFuture;
+    use bytes::Bytes;
+    use std::time::Duration;
+
+    /// A store that keeps what it is given and then says it failed, as one whose answer timed out.
+    struct KeepsButFails(MemoryStore);
+
+    impl HistoryStore for KeepsButFails {
+        fn append<'a>(
+            &'a self,
+            appends: &'a [Append<'a>],
+        ) -> HookFuture<'a, Result<Vec<Appended>, StoreError>> {
+            Box::pin(async move {
+                self.0.append(appends).await?;
+                Err(StoreError("timed out".into()))
+            })
+        }
+
+        fn read<'a>(
+            &'a self,
+            stream: StreamRef<'a>,
+            after: u64,
+            limit: usize,
+        ) -> HookFuture<'a, Result<StoredPage, StoreError>> {
+            self.0.read(stream, after, limit)
+        }
+    }
+
+    fn stream(channel: &str) -> StreamRef<'_> {
+        StreamRef {
+            app: "app",
+            channel,
+            size: 10,
+            ttl: Duration::from_secs(60),
+            restart: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_append_the_store_kept_is_read_back_with_its_positions() {
+        let store = KeepsButFails(MemoryStore::new());
+        let same = Bytes::from_static(b"same");
+        let appends = [
+            Append {
+                stream: stream("a"),
+                event: same.clone(),
+            },
+            Append {
+                stream: stream("b"),
+                event: Bytes::from_static(b"other"),
+            },
+            Append {
+                stream: stream("a"),
+                event: same.clone(),
+            },
+        ];
+        assert!(store.append(&appends).await.is_err());
+        let found = read_back(&store, &appends).await;
+        let offsets: Vec<Option<u64>> =
+            found.iter().map(|p| p.as_ref().map(|p| p.offset)).collect();
+        // Two identical events of one channel get one offset each, in batch order.
+        assert_eq!(offsets, [Some(1), Some(1), Some(2)]);
+        assert_eq!(
+            found[0].as_ref().unwrap().epoch,
+            found[2].as_ref().unwrap().epoch
+        );
+    }
+
+    #[tokio::test]
+    async fn events_the_store_does_not_have_stay_unnumbered() {
+        let store = MemoryStore::new();
+        let appends = [Append {
+            stream: stream("a"),
+            event: Bytes::from_static(b"never stored"),
+        }];
+        assert_eq!(read_back(&store, &appends).await, [None]);
+        // A store that is down fails the read: nothing is found.
+        store
+            .append(&[Append {
+                stream: stream("a"),
+                event: Bytes::from_static(b"never stored"),
+            }])
+            .await
+            .unwrap();
+        store.set_down(true);
+        assert_eq!(read_back(&store, &appends).await, [None]);
     }
 }
