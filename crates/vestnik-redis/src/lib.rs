@@ -53,6 +53,7 @@ mod history;
 mod link;
 pub mod options;
 mod session;
+mod slots;
 mod target;
 
 pub use adapter::{Redis, RedisAdapter};
