@@ -1,7 +1,10 @@
 //! One connection lifetime to Redis: a subscriber connection listening on this node's two
-//! channels, and a multiplexed connection that PUBLISHes. A session is opened whole (both
-//! connections up, both SUBSCRIBEs confirmed) or not at all, and is thrown away whole when either
-//! connection fails; the reconnect loop in `link` then opens a new one.
+//! channels, and a multiplexed connection that PUBLISHes; on a Redis Cluster, one such pair per
+//! master (shard channels on the master of their slot, classic channels on the master of slot
+//! 0). A session is opened whole (every connection up, every SUBSCRIBE confirmed) or not at all,
+//! and is thrown away whole when any connection fails, a command is answered `MOVED` or
+//! `CLUSTERDOWN`, or Redis ends a shard subscription by itself; the reconnect loop in `link` then
+//! opens a new one (asking a cluster for its slot map again).
 //!
 //! This module must never retry or sleep: it reports failure and lets `link` decide.
 
