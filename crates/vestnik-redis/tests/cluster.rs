@@ -3,7 +3,10 @@
 //!
 //! 1. Messages reach their nodes whichever master serves them: route shards whose slots live on
 //!    every master, `All` and `Node` (classic pub/sub, on the master of slot 0).
-//! 2. After a master is SIGKILLed and its replica promoted, the adapters reconnect (one
+//! 2. When a slot of a subscribed shard moves to another master, Redis ends the shard
+//!    subscription; the adapters resync (`Disconnected`, `Connected`) and subscribe where the slot
+//!    is now.
+//! 3. After a master is SIGKILLed and its replica promoted, the adapters reconnect (one
 //!    `Disconnected`, then `Connected`) and delivery resumes on every master.
 
 use std::sync::Arc;
@@ -142,4 +145,55 @@ async fn delivery_resumes_after_a_master_fails_over() {
     );
     route(&b, &shards).await;
     round_trip(&a, &mut b, &shards, "after").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_slot_is_followed() {
+    let cluster = RedisCluster::start();
+    let prefix = unique_prefix("redis-cluster-moved");
+    let url = cluster.url();
+    let mut make = |id| connect(url.clone(), prefix.clone(), id);
+    let a = Node::join(&mut make, 1).await;
+    let mut b = Node::join(&mut make, 2).await;
+    let shards = shards_on_every_master(&cluster, &prefix);
+    route(&b, &shards).await;
+    round_trip(&a, &mut b, &shards, "before").await;
+
+    // A subscribed shard's slot (not slot 0: the classic channels stay put) goes to another
+    // master.
+    let (shard, slot) = shards
+        .iter()
+        .map(|&n| (n, cluster.slot_of(&format!("{prefix}:shard:{n}"))))
+        .find(|&(_, slot)| cluster.master_of_slot(slot) != cluster.master_of_slot(0))
+        .expect("a shard off the master of slot 0");
+    let from = cluster.master_of_slot(slot);
+    let to = cluster.master_of_slot(0);
+    tokio::task::block_in_place(|| cluster.move_slot(slot, to));
+    b.expect_event(
+        AdapterEvent::Disconnected,
+        RECONNECT_WAIT,
+        "the ended shard subscription",
+    )
+    .await;
+    b.expect_event(AdapterEvent::Connected, RECONNECT_WAIT, "the resync")
+        .await;
+    assert_ne!(from, to);
+    route(&b, &shards).await;
+    // Node A may publish to the old master once (MOVED ends its session too): resend until the
+    // new owner delivers.
+    let deadline = std::time::Instant::now() + RECONNECT_WAIT;
+    loop {
+        if a.adapter.is_connected() {
+            a.send(Destination::Shard(shard), "moved");
+        }
+        match tokio::time::timeout(std::time::Duration::from_millis(200), b.events.recv()).await {
+            Ok(Some(AdapterEvent::Message(p))) if p.as_ref() == b"moved" => break,
+            Ok(Some(_)) | Err(_) => {}
+            Ok(None) => panic!("node 2's events ended"),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "shard {shard} never delivered after its slot moved"
+        );
+    }
 }

@@ -234,6 +234,35 @@ impl RedisCluster {
         self.masters().into_iter().map(|(port, _)| port).collect()
     }
 
+    /// Hands `slot` (which must hold no key) from its master to the master on `to`, the way a
+    /// resharding ends (`CLUSTER SETSLOT slot NODE id` on both, then on the other masters), and
+    /// waits until the cluster names `to` as the owner.
+    pub fn move_slot(&self, slot: u16, to: u16) {
+        let id = cli(to, &["CLUSTER", "MYID"])
+            .map(|o| o.trim().to_owned())
+            .unwrap_or_else(|| panic!("CLUSTER MYID on {to} failed"));
+        let from = self.master_of_slot(slot);
+        let slot = slot.to_string();
+        let mut order = vec![to, from];
+        // SETSLOT is for masters only; replicas learn the new owner from their masters.
+        order.extend(
+            self.master_ports()
+                .into_iter()
+                .filter(|p| *p != to && *p != from),
+        );
+        for port in order {
+            let out = cli(port, &["CLUSTER", "SETSLOT", &slot, "NODE", &id]).unwrap_or_default();
+            assert!(
+                out.trim() == "OK",
+                "CLUSTER SETSLOT {slot} on {port}: {out}"
+            );
+        }
+        let slot: u16 = slot.parse().expect("a slot");
+        wait("the slot to move", CLUSTER_WAIT, || {
+            self.master_of_slot(slot) == to
+        });
+    }
+
     /// Kills the node on `port` with SIGKILL (it stays down).
     pub fn kill(&mut self, port: u16) {
         let node = self
