@@ -442,5 +442,9 @@ mod tests {
         assert_eq!(redact("redis://u:p@h:1/0"), "redis://***@h:1/0");
         assert_eq!(redact("redis://h:1/a@b"), "redis://h:1/a@b");
         assert_eq!(redact("u:p@h,h2/m"), "***@h,h2/m");
+        assert_eq!(
+            redact("redis+cluster://u:p@h:1,h:2"),
+            "redis+cluster://***@h:1,h:2"
+        );
     }
 }
