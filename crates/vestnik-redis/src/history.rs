@@ -1,8 +1,7 @@
 //! [`RedisHistory`]: the cluster's channel history kept in Redis, so positions are cluster-wide
 //! and a client recovers on any node (see `vestnik_broker::adapter::HistoryStore`).
 //!
-//! Each channel has two keys sharing one hash tag (so a Redis Cluster would keep them on one
-//! slot): `{prefix:h:app:channel}:m`, a hash with the epoch (`e`) and the last offset (`o`), and
+//! Each channel has two keys sharing one hash tag (so a Redis Cluster keeps them on one slot): `{prefix:h:app:channel}:m`, a hash with the epoch (`e`) and the last offset (`o`), and
 //! `{…}:s`, a Redis stream of the kept events, entry id `offset-1`, fields `v` (the event as the
 //! cluster layer encoded it) and `t` (Redis's clock when it was appended, in ms). One Lua script
 //! appends a whole batch (for each event the next offset, the entry, the bounds, the expiries),
@@ -12,8 +11,10 @@
 //! for the channel's `ttl`; a hash that is gone (expired, evicted, a Redis restarted without
 //! persistence) starts the channel over under a new epoch, so offsets are never reused.
 //!
-//! Calls go over one multiplexed connection of their own, made on first use and again after a
-//! failure; while the adapter knows Redis is down, they fail at once rather than wait. This
+//! Calls go over multiplexed connections of their own (one; on a Redis Cluster one per master,
+//! each call sent to the master of its keys' slot, a batch of appends split into one script call
+//! per slot, and the slot map asked for again after a failure), made on first use and again
+//! after a failure; while the adapter knows Redis is down, they fail at once rather than wait. This
 //! module must never block and never panic on a Redis failure: it answers an error.
 
 use std::collections::HashMap;
