@@ -2,7 +2,8 @@
 # Runs every test of the project on a fresh Debian machine with the Rust toolchain, Node and Python:
 # installs what it needs (idempotently; apt needs root), starts Redis and NATS on free ports when
 # none answer on their usual ports (scripts/services.sh; stopped again at exit), builds, then runs
-# the Rust unit and integration tests, the JS suite with pusher-js and the pusher Node SDK (and the
+# the Rust unit and integration tests, the Redis suites again on a throwaway Redis Cluster
+# (scripts/redis-cluster.sh), the JS suite with pusher-js and the pusher Node SDK (and the
 # Pushler-compatible clients with the cookbook in Chromium), the PHP client's unit tests, the
 # Python check with the pusher PyPI SDK, lint, a smoke run of every benchmark scenario, and a short
 # fuzz run of each parser. At the end it fails if the run changed `git status` (tests write only
@@ -81,6 +82,9 @@ cargo build --workspace --quiet
 
 step "Rust tests"
 cargo test --workspace 2>&1 | tee "$LOGS/cargo.log"
+
+step "Redis suites on a throwaway Redis Cluster (3 masters, 3 replicas; redis+cluster://)"
+scripts/redis-cluster.sh 2>&1 | tee "$LOGS/redis-cluster.log"
 
 step "JS suite (pusher-js, pusher Node SDK, Pushler clients and the cookbook in Chromium)"
 (cd tests/js && npm test 2>&1) | tee "$LOGS/js.log"

@@ -1,8 +1,7 @@
 //! [`RedisHistory`]: the cluster's channel history kept in Redis, so positions are cluster-wide
 //! and a client recovers on any node (see `vestnik_broker::adapter::HistoryStore`).
 //!
-//! Each channel has two keys sharing one hash tag (so a Redis Cluster would keep them on one
-//! slot): `{prefix:h:app:channel}:m`, a hash with the epoch (`e`) and the last offset (`o`), and
+//! Each channel has two keys sharing one hash tag (so a Redis Cluster keeps them on one slot): `{prefix:h:app:channel}:m`, a hash with the epoch (`e`) and the last offset (`o`), and
 //! `{…}:s`, a Redis stream of the kept events, entry id `offset-1`, fields `v` (the event as the
 //! cluster layer encoded it) and `t` (Redis's clock when it was appended, in ms). One Lua script
 //! appends a whole batch (for each event the next offset, the entry, the bounds, the expiries),
@@ -12,10 +11,13 @@
 //! for the channel's `ttl`; a hash that is gone (expired, evicted, a Redis restarted without
 //! persistence) starts the channel over under a new epoch, so offsets are never reused.
 //!
-//! Calls go over one multiplexed connection of their own, made on first use and again after a
-//! failure; while the adapter knows Redis is down, they fail at once rather than wait. This
+//! Calls go over multiplexed connections of their own (one; on a Redis Cluster one per master,
+//! each call sent to the master of its keys' slot, a batch of appends split into one script call
+//! per slot, and the slot map asked for again after a failure), made on first use and again
+//! after a failure; while the adapter knows Redis is down, they fail at once rather than wait. This
 //! module must never block and never panic on a Redis failure: it answers an error.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -28,7 +30,8 @@ use vestnik_broker::adapter::{
 use vestnik_broker::history::QUIET_KEEP;
 use vestnik_broker::hook::HookFuture;
 
-use crate::target::Target;
+use crate::slots;
+use crate::target::{Target, Topology};
 use crate::RedisAdapter;
 
 /// The longest a history call waits for Redis: a trigger waits this long at most before it goes
@@ -100,7 +103,12 @@ return {epoch, top, first, out}
 /// The Redis [`HistoryStore`]. See the module documentation.
 pub struct RedisHistory {
     target: tokio::sync::Mutex<Target>,
-    conn: parking_lot::Mutex<Option<MultiplexedConnection>>,
+    /// The open connections, by server (`host:port` of a cluster master; "" for a single Redis).
+    conns: parking_lot::Mutex<HashMap<String, MultiplexedConnection>>,
+    /// A cluster's slot map, asked for on first use and again after a failure.
+    topology: parking_lot::Mutex<Option<Topology>>,
+    /// Whether `target` is a Redis Cluster.
+    clustered: bool,
     prefix: String,
     adapter: Weak<RedisAdapter>,
     append: Script,
@@ -119,8 +127,10 @@ impl RedisHistory {
     /// The store of cluster `prefix` on `target`, failing fast while `adapter` is disconnected.
     pub(crate) fn new(target: Target, prefix: &str, adapter: Weak<RedisAdapter>) -> Self {
         Self {
+            clustered: matches!(target, Target::Cluster(_)),
             target: tokio::sync::Mutex::new(target),
-            conn: parking_lot::Mutex::new(None),
+            conns: parking_lot::Mutex::new(HashMap::new()),
+            topology: parking_lot::Mutex::new(None),
             prefix: prefix.to_owned(),
             adapter,
             append: Script::new(APPEND),
@@ -134,42 +144,86 @@ impl RedisHistory {
         (format!("{tag}:m"), format!("{tag}:s"))
     }
 
-    /// The connection, made now if there is none.
-    async fn conn(&self) -> Result<MultiplexedConnection, StoreError> {
+    /// The connection to the server owning `slot` (a single Redis owns them all), made now if
+    /// there is none (for a cluster, after asking for the slot map when it is not known).
+    async fn conn(&self, slot: u16) -> Result<MultiplexedConnection, StoreError> {
         if let Some(adapter) = self.adapter.upgrade() {
             if !adapter.is_connected() {
                 return Err(StoreError("redis is unreachable".into()));
             }
         }
-        if let Some(c) = self.conn.lock().clone() {
+        if let Some(c) = self.cached(slot) {
             return Ok(c);
         }
         let mut target = self.target.lock().await;
-        if let Some(c) = self.conn.lock().clone() {
+        if let Some(c) = self.cached(slot) {
             return Ok(c);
         }
+        let (addr, client) = match &mut *target {
+            Target::Cluster(cluster) => {
+                let known = self.topology.lock().clone();
+                let topology = match known {
+                    Some(t) => t,
+                    None => {
+                        let t = cluster
+                            .topology(CALL_TIMEOUT)
+                            .await
+                            .map_err(|e| self.failed(&e))?;
+                        *self.topology.lock() = Some(t.clone());
+                        t
+                    }
+                };
+                let Some(addr) = topology.master(slot).map(str::to_owned) else {
+                    self.forget();
+                    return Err(StoreError(format!("redis: no master owns slot {slot}")));
+                };
+                let client = cluster.client(&addr).map_err(|e| self.failed(&e))?;
+                (addr, client)
+            }
+            other => (
+                String::new(),
+                other.client().await.map_err(|e| self.failed(&e))?,
+            ),
+        };
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CALL_TIMEOUT))
             .set_response_timeout(Some(CALL_TIMEOUT));
-        let client = target.client().await.map_err(|e| self.failed(&e))?;
         let c = client
             .get_multiplexed_async_connection_with_config(&config)
             .await
             .map_err(|e| self.failed(&e))?;
-        *self.conn.lock() = Some(c.clone());
+        self.conns.lock().insert(addr, c.clone());
         Ok(c)
     }
 
-    /// Drops the connection after a failure that may have broken it, and says why.
+    /// The open connection to the server owning `slot`, if there is one.
+    fn cached(&self, slot: u16) -> Option<MultiplexedConnection> {
+        let addr = if self.clustered {
+            self.topology.lock().as_ref()?.master(slot)?.to_owned()
+        } else {
+            String::new()
+        };
+        self.conns.lock().get(&addr).cloned()
+    }
+
+    /// Drops the connections (and a cluster's slot map) after a failure that may have broken
+    /// them or shows the map is stale (`MOVED`, `CLUSTERDOWN`…), and says why.
     fn failed(&self, e: &RedisError) -> StoreError {
         if e.is_io_error()
             || e.is_connection_dropped()
             || e.is_timeout()
             || e.is_connection_refusal()
+            || e.is_cluster_error()
         {
-            *self.conn.lock() = None;
+            self.forget();
         }
         StoreError(format!("redis: {e}"))
+    }
+
+    /// Forgets every connection and the slot map: the next call makes them anew.
+    fn forget(&self) {
+        self.conns.lock().clear();
+        *self.topology.lock() = None;
     }
 
     /// Runs one call within [`CALL_TIMEOUT`].
@@ -180,7 +234,7 @@ impl RedisHistory {
         match tokio::time::timeout(CALL_TIMEOUT, call).await {
             Ok(r) => r,
             Err(_) => {
-                *self.conn.lock() = None;
+                self.forget();
                 Err(StoreError(format!(
                     "redis did not answer within {CALL_TIMEOUT:?}"
                 )))
@@ -231,34 +285,51 @@ impl HistoryStore for RedisHistory {
             if appends.is_empty() {
                 return Ok(Vec::new());
             }
-            let mut conn = self.conn().await?;
-            // The whole batch in one script call: one round trip, numbered in order.
-            let mut call = self.append.prepare_invoke();
-            for a in appends {
-                let (hash, stream) = self.keys(&a.stream);
-                call.key(hash).key(stream);
-                call.arg(a.event.as_ref())
-                    .arg(new_epoch().as_ref())
-                    .arg(a.stream.size.max(1))
-                    .arg(millis(a.stream.ttl))
-                    .arg(millis(QUIET_KEEP + a.stream.ttl))
-                    .arg(u8::from(a.stream.restart));
+            // One script call per hash slot (a Redis Cluster runs a script only on keys of one
+            // slot; a single Redis has one group per slot too, which costs nothing when, as
+            // usual, a batch is one channel's): one round trip each, numbered in order.
+            let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
+            for (i, a) in appends.iter().enumerate() {
+                let slot = slots::slot(self.keys(&a.stream).0.as_bytes());
+                match groups.iter_mut().find(|(s, _)| *s == slot) {
+                    Some((_, members)) => members.push(i),
+                    None => groups.push((slot, vec![i])),
+                }
             }
-            let flat: Vec<Value> = call
-                .invoke_async(&mut conn)
-                .await
-                .map_err(|e| self.failed(&e))?;
             let bad = || StoreError("redis: unexpected answer to the history append".into());
-            let mut out = Vec::with_capacity(appends.len());
-            let mut it = flat.into_iter();
-            while let (Some(epoch), Some(offset)) = (it.next(), it.next()) {
-                let epoch: String = redis::from_redis_value(epoch).map_err(|_| bad())?;
-                let offset: u64 = redis::from_redis_value(offset).map_err(|_| bad())?;
-                out.push(Appended {
-                    epoch: Arc::from(epoch),
-                    offset,
-                });
+            let mut out: Vec<Option<Appended>> = vec![None; appends.len()];
+            for (slot, members) in groups {
+                let mut conn = self.conn(slot).await?;
+                let mut call = self.append.prepare_invoke();
+                for &i in &members {
+                    let a = &appends[i];
+                    let (hash, stream) = self.keys(&a.stream);
+                    call.key(hash).key(stream);
+                    call.arg(a.event.as_ref())
+                        .arg(new_epoch().as_ref())
+                        .arg(a.stream.size.max(1))
+                        .arg(millis(a.stream.ttl))
+                        .arg(millis(QUIET_KEEP + a.stream.ttl))
+                        .arg(u8::from(a.stream.restart));
+                }
+                let flat: Vec<Value> = call
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(|e| self.failed(&e))?;
+                let mut it = flat.into_iter();
+                for &i in &members {
+                    let (Some(epoch), Some(offset)) = (it.next(), it.next()) else {
+                        return Err(bad());
+                    };
+                    let epoch: String = redis::from_redis_value(epoch).map_err(|_| bad())?;
+                    let offset: u64 = redis::from_redis_value(offset).map_err(|_| bad())?;
+                    out[i] = Some(Appended {
+                        epoch: Arc::from(epoch),
+                        offset,
+                    });
+                }
             }
+            let out: Vec<Appended> = out.into_iter().flatten().collect();
             Ok(out)
         }))
     }
@@ -270,8 +341,8 @@ impl HistoryStore for RedisHistory {
         limit: usize,
     ) -> HookFuture<'a, Result<StoredPage, StoreError>> {
         Box::pin(self.timed(async move {
-            let mut conn = self.conn().await?;
             let (hash, key) = self.keys(&stream);
+            let mut conn = self.conn(slots::slot(hash.as_bytes())).await?;
             let value: Value = self
                 .read
                 .key(hash)

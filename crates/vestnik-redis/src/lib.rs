@@ -13,25 +13,30 @@
 //! - `link`: the adapter's one task: serve a session, reconnect with backoff, emit events.
 //! - `history`: [`RedisHistory`], the cluster's channel history in Redis (positions and recovery
 //!   on any node).
-//! - `session`: one connection lifetime: subscriber + publisher connections, channel names.
-//! - `target`: URL parsing (`redis://`, `rediss://`, unix sockets, `redis+sentinel://`).
+//! - `session`: one connection lifetime: subscriber + publisher connections (per master on a
+//!   cluster), channel names.
+//! - `target`: URL parsing (`redis://`, `rediss://`, unix sockets, `redis+sentinel://`,
+//!   `redis+cluster://`) and a cluster's slot map.
+//! - `slots`: Redis Cluster hash slots (CRC16/XMODEM, hash tags).
 //! - [`options`]: [`RedisOptions`], the queue sizes and timings with their defaults.
 //! - [`error`]: [`Error`], why `connect` failed.
 //!
 //! # Backends
-//! A single Redis (`redis://`, `rediss://`, `redis+unix://`) and Redis Sentinel
-//! (`redis+sentinel://host:26379,host2/mymaster`, master re-resolved on every reconnect) are
-//! supported. Route shards (interest routing) are Redis 7 sharded channels (`SSUBSCRIBE`,
-//! `SPUBLISH`) on the same server. A Redis Cluster of several masters answers those with `MOVED`
-//! for the slots another master owns, which this adapter does not follow yet: against a Redis
-//! Cluster, run with `cluster.route_shards = 0` (every relay on classic PUBLISH, which the
-//! cluster bus broadcasts), pointing the URL at one node, without failover to other nodes yet.
-
+//! A single Redis (`redis://`, `rediss://`, `redis+unix://`), Redis Sentinel
+//! (`redis+sentinel://host:26379,host2/mymaster`, master re-resolved on every reconnect) and Redis
+//! Cluster (`redis+cluster://host:port,host:port`, `rediss+cluster://` with TLS) are supported.
+//! Route shards (interest routing) are Redis 7 sharded channels (`SSUBSCRIBE`, `SPUBLISH`). On a
+//! cluster the adapter asks the seeds for `CLUSTER SLOTS`, holds a subscriber and a publisher per
+//! master, sends each shard channel to the master of its slot (`slots`: CRC16 with hash tags) and
+//! the classic channels to the master of slot 0; a lost master, a `MOVED` or `CLUSTERDOWN`
+//! answer, or a shard subscription Redis ended by itself (a slot moved) ends the session, and
+//! the ordinary reconnect asks for the slot map again. On a cluster, order holds per master.
 //!
 //! # What the cluster layer can rely on
 //! - **Echo**: a message to `All` also comes back to its sender.
 //! - **Order**: everything one node sends arrives in send order, `All` and `Node` alike (one
-//!   publishing pipeline, one subscriber connection).
+//!   publishing pipeline, one subscriber connection). On a Redis Cluster this holds per master:
+//!   messages through two masters travel on two connections.
 //! - **At most once**: `send` returning `true` means queued (or, while the link is down, held
 //!   by the shell's relay hold for up to `relay_hold`, then sent first), not delivered. Messages queued before
 //!   a loss are published after the reconnect; a pipeline that failed with the connection is lost
@@ -53,6 +58,7 @@ mod history;
 mod link;
 pub mod options;
 mod session;
+mod slots;
 mod target;
 
 pub use adapter::{Redis, RedisAdapter};

@@ -89,9 +89,12 @@ impl Link {
                     closing = true;
                     self.outgoing.close();
                 }
-                push = session.pushes.recv() => match Push::of(push) {
+                push = session.pushes.recv() => match session.read(push) {
                     Push::Message(payload) => self.deliver(payload),
                     Push::Lost => return End::Lost("the subscriber connection closed".into()),
+                    Push::Moved(channel) => {
+                        return End::Lost(format!("Redis ended the subscription of {channel} (its slot moved)"));
+                    }
                     Push::Other => {}
                 },
                 changed = self.wanted.changed() => {

@@ -10,6 +10,7 @@
 //! - [`Api`]: a signed HTTP API client over a plain TCP stream.
 //! - [`conformance`]: the adapter conformance suite, run against MemoryHub, Redis and NATS, and
 //!   the adapter shell's lifecycle cases, run against Redis and NATS.
+//! - [`redis_cluster`]: a private Redis Cluster (3 masters, 3 replicas) on free ports.
 //! - [`tls`]: a TLS front with a test certificate, and a client configuration that trusts it.
 
 use std::io::{BufRead, BufReader};
@@ -27,6 +28,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use vestnik_protocol::auth;
 
 pub mod conformance;
+pub mod redis_cluster;
 pub mod tls;
 
 /// The default wait for anything expected to happen.

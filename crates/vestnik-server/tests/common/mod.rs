@@ -75,14 +75,19 @@ pub fn redis_url() -> String {
     std::env::var("VESTNIK_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-/// Panics with a clear message when the shared Redis ([`redis_url`]) is not running.
+/// Panics with a clear message when the shared Redis ([`redis_url`]) is not running (for a
+/// Redis Cluster URL, its first seed).
 pub fn require_redis() {
     let url = redis_url();
     let address = url
         .split("://")
         .nth(1)
         .and_then(|rest| rest.rsplit('@').next())
-        .map(|rest| rest.split('/').next().unwrap_or(rest).to_owned())
+        // A cluster's seed list (`redis+cluster://h:p,h:p`): the first seed.
+        .map(|rest| {
+            let rest = rest.split('/').next().unwrap_or(rest);
+            rest.split(',').next().unwrap_or(rest).to_owned()
+        })
         .unwrap_or_default();
     if std::net::TcpStream::connect(&address).is_err() {
         panic!(
