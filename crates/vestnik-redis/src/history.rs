@@ -14,10 +14,14 @@
 //! Calls go over multiplexed connections of their own (one; on a Redis Cluster one per master,
 //! each call sent to the master of its keys' slot, a batch of appends split into one script call
 //! per slot, and the slot map asked for again after a failure), made on first use and again
-//! after a failure; while the adapter knows Redis is down, they fail at once rather than wait. This
+//! after a failure (after a timeout, only at the second in a row: a call sent on the same
+//! connection after one that timed out runs after it, so the numbering can read back an append
+//! whose answer it missed); while the adapter knows Redis is down, they fail at once rather than
+//! wait. This
 //! module must never block and never panic on a Redis failure: it answers an error.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -113,6 +117,11 @@ pub struct RedisHistory {
     adapter: Weak<RedisAdapter>,
     append: Script,
     read: Script,
+    /// Calls that timed out in a row. The first timeout keeps the connections: a call sent next
+    /// on the same connection runs after the one that timed out, if that one ever runs, which is
+    /// what lets the numbering read back an append whose answer it missed (a node stopped with
+    /// the answer in its socket) without racing it. The second drops them.
+    timeouts: AtomicU32,
 }
 
 impl std::fmt::Debug for RedisHistory {
@@ -135,6 +144,7 @@ impl RedisHistory {
             adapter,
             append: Script::new(APPEND),
             read: Script::new(READ),
+            timeouts: AtomicU32::new(0),
         }
     }
 
@@ -209,15 +219,24 @@ impl RedisHistory {
     /// Drops the connections (and a cluster's slot map) after a failure that may have broken
     /// them or shows the map is stale (`MOVED`, `CLUSTERDOWN`…), and says why.
     fn failed(&self, e: &RedisError) -> StoreError {
-        if e.is_io_error()
+        if e.is_timeout() {
+            self.timed_out();
+        } else if e.is_io_error()
             || e.is_connection_dropped()
-            || e.is_timeout()
             || e.is_connection_refusal()
             || e.is_cluster_error()
         {
             self.forget();
         }
         StoreError(format!("redis: {e}"))
+    }
+
+    /// Counts a call that timed out; drops the connections at the second in a row (see
+    /// `timeouts`).
+    fn timed_out(&self) {
+        if self.timeouts.fetch_add(1, Ordering::AcqRel) >= 1 {
+            self.forget();
+        }
     }
 
     /// Forgets every connection and the slot map: the next call makes them anew.
@@ -232,9 +251,14 @@ impl RedisHistory {
         call: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         match tokio::time::timeout(CALL_TIMEOUT, call).await {
-            Ok(r) => r,
+            Ok(r) => {
+                if r.is_ok() {
+                    self.timeouts.store(0, Ordering::Release);
+                }
+                r
+            }
             Err(_) => {
-                self.forget();
+                self.timed_out();
                 Err(StoreError(format!(
                     "redis did not answer within {CALL_TIMEOUT:?}"
                 )))
