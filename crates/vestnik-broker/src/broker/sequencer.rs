@@ -161,7 +161,12 @@ impl Broker {
                         Vec::new()
                     }
                     Err(e) => {
-                        let found = read_back(store.as_ref(), &refs).await;
+                        // A store that refused before sending anything kept nothing.
+                        let found = if e.0.ends_with("is unreachable") {
+                            vec![None; refs.len()]
+                        } else {
+                            read_back(store.as_ref(), &refs).await
+                        };
                         let lost = found.iter().filter(|p| p.is_none()).count();
                         warn!(
                             kept = refs.len() - lost,
@@ -237,7 +242,7 @@ const READ_BACK: std::time::Duration = std::time::Duration::from_secs(1);
 /// the events (a node stopped with the answer waiting in its socket fires its timer first when it
 /// resumes). Sending such an event unnumbered would deliver it twice to a client that meanwhile
 /// recovered it from the store on another node. A store that is unreachable fails the reads at
-/// once, and everything goes out unnumbered, as before.
+/// once (retried until [`READ_BACK`] has passed), and everything goes out unnumbered, as before.
 async fn read_back(store: &dyn HistoryStore, appends: &[Append<'_>]) -> Vec<Option<Appended>> {
     let mut found: Vec<Option<Appended>> = vec![None; appends.len()];
     let mut read: Vec<(&str, &str)> = Vec::new();
@@ -252,8 +257,13 @@ async fn read_back(store: &dyn HistoryStore, appends: &[Append<'_>]) -> Vec<Opti
                 restart: false,
                 ..append.stream
             };
-            let Ok(page) = store.read(stream, 0, stream.size.max(1)).await else {
-                return;
+            // The link may be down for a moment (a node that resumes from a stop finds its
+            // backbone calls timed out and reconnects): try again until the deadline.
+            let page = loop {
+                match store.read(stream, 0, stream.size.max(1)).await {
+                    Ok(page) => break page,
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+                }
             };
             let Some(epoch) = page.epoch else {
                 continue;
