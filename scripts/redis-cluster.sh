@@ -3,7 +3,8 @@
 # redis-server on free loopback ports (files in a temp dir, no persistence), created with
 # `redis-cli --cluster create`, waited for (cluster_state:ok on every node, replicas in sync) with a
 # deadline, and killed at exit. Runs `cargo test -p vestnik-redis` and the server's Redis tests (the
-# test files that use the shared Redis) with VESTNIK_TEST_REDIS_URL=redis+cluster://seed,seed,…
+# test files that use the shared Redis) and the JS cluster suites with
+# VESTNIK_TEST_REDIS_URL=redis+cluster://seed,seed,…
 #
 # Usage: scripts/redis-cluster.sh            Never touches a Redis it did not start.
 set -euo pipefail
@@ -90,3 +91,9 @@ for f in crates/vestnik-server/tests/*.rs; do
   fi
 done
 cargo test -p vestnik-server "${server_tests[@]}"
+# The JS cluster suites (real brokers, pusher-js, the pusher Node SDK) on the Redis Cluster: the
+# files that start nodes on the shared Redis. Their NATS cases run again too (they loop over both
+# backbones); they are quick.
+(cd tests/js && node --test --test-concurrency=1 --test-timeout=180000 \
+  test/cluster.test.js test/cluster-webhooks.test.js test/history-api.test.js \
+  test/recovery-failover.test.js test/apps-live.test.js)

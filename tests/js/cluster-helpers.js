@@ -46,6 +46,9 @@ const HOW_TO_START = {
 };
 
 function hostPort(url) {
+  // A Redis Cluster URL (redis+cluster://[cred@]h:p,h:p,…): its first seed.
+  const m = /^(\w+)\+cluster:\/\/([^@/]*@)?([^,/]+)/.exec(url);
+  if (m) url = `${m[1]}://${m[2] || ''}${m[3]}`;
   const u = new URL(url);
   return { host: u.hostname || '127.0.0.1', port: Number(u.port) || (u.protocol.startsWith('nats') ? 4222 : 6379) };
 }
