@@ -177,6 +177,11 @@ pub struct ClusterConfig {
     /// Milliseconds a node keeps listening to a route shard after its last subscriber there left,
     /// so channels that empty and fill again cost no backbone (un)subscribe.
     pub route_linger_ms: u64,
+    /// Answer a trigger only once the history store numbered its events (see
+    /// `AppState::publish_all`), so a 200 survives the node's SIGKILL. Off by default for now: a
+    /// node stopped with an append on the wire can still send an event both unnumbered and
+    /// numbered (docs/recovery.md, "What a 200 promises").
+    pub durable_triggers: bool,
 }
 
 impl Default for ClusterConfig {
@@ -193,6 +198,7 @@ impl Default for ClusterConfig {
             relay_hold_ms: 10_000,
             route_shards: 4096,
             route_linger_ms: 2_000,
+            durable_triggers: false,
         }
     }
 }

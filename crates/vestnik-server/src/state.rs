@@ -151,10 +151,11 @@ impl AppState {
         self.publish_all(app, std::slice::from_ref(event)).await;
     }
 
-    /// Publishes checked events in order, and returns once they went out. In a cluster whose
-    /// backbone keeps the history, each is numbered by the history store first: all are queued,
-    /// then awaited together (one store round trip for a batch), so the 200 that follows stands
-    /// for events that are in the store and survive this node's death. Two exceptions answer
+    /// Publishes checked events in order. In a cluster whose backbone keeps the history, each is
+    /// numbered by the history store first: all are queued, and with `[cluster]
+    /// durable_triggers` awaited together (one store round trip for a batch), so the 200 that
+    /// follows stands for events that are in the store and survive this node's death (without
+    /// it, this returns once they are queued). Two exceptions answer
     /// sooner, so a client never times out and retries an event that will still go out (a
     /// duplicate): while the backbone is unreachable the events are only queued (they go out
     /// unnumbered at once, as the store fails fast), and the wait never exceeds
@@ -176,7 +177,9 @@ impl AppState {
                 .await;
             queued.push(numbering);
         }
-        if self.backbone.get().is_some_and(|a| !a.is_connected()) {
+        if !self.config.cluster.durable_triggers
+            || self.backbone.get().is_some_and(|a| !a.is_connected())
+        {
             return;
         }
         let all = async {

@@ -16,7 +16,7 @@ import { describe, it } from 'node:test';
 
 import Echo from 'laravel-echo';
 import { VestnikRecovery } from '../../../clients/js/index.js';
-import { SHARED_URLS, deleteNatsHistory, randomPrefix, requireBackbone, startNode } from '../cluster-helpers.js';
+import { SHARED_URLS, TIMINGS, deleteNatsHistory, randomPrefix, requireBackbone, startNode } from '../cluster-helpers.js';
 import { APPS, connected, openPusher, serverSdk, sleep, subscribe, uniq, waitFor } from '../helpers.js';
 
 /**
@@ -44,7 +44,9 @@ const EXPECTED = Array.from({ length: TOTAL }, (_, i) => i + 1);
  */
 async function withNodes(adapter, fn) {
   await requireBackbone(adapter);
-  const spec = { adapter, url: SHARED_URLS[adapter], prefix: randomPrefix(), apps: [APP] };
+  // Durable triggers: a 200 stands for an event the store numbered (docs/recovery.md).
+  const timings = { ...TIMINGS, durable_triggers: true };
+  const spec = { adapter, url: SHARED_URLS[adapter], prefix: randomPrefix(), apps: [APP], timings };
   const nodes = [];
   const cluster = { ...spec, nodes };
   try {
