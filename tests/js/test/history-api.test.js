@@ -128,10 +128,16 @@ describe('history API on a clustered node', () => {
       const a = await startNode({ adapter, url: SHARED_URLS[adapter], prefix, apps: [HISTORY_APP] });
       const b = await startNode({ adapter, url: SHARED_URLS[adapter], prefix, apps: [HISTORY_APP] });
       try {
+        // A trigger is answered once its event is queued for numbering (durable_triggers is off
+        // by default); the history shows it once the backbone numbered it, a moment later. Two
+        // triggers through two nodes may be numbered in either order, so the second waits for
+        // the first to be numbered.
         await serverSdk(a, HISTORY_APP).trigger('orders-1', 'status', { step: 1 });
+        await waitFor(async () => {
+          const first = await sdkGetJson(serverSdk(b, HISTORY_APP), '/channels/orders-1/history', {});
+          return first.last_offset === 1;
+        }, 5000, 'the first event in the history');
         await serverSdk(b, HISTORY_APP).trigger('orders-1', 'status', { step: 2 });
-        // A trigger is answered once its event is queued for numbering; the history shows it
-        // once the backbone numbered it, a moment later.
         let page;
         await waitFor(async () => {
           page = await sdkGetJson(serverSdk(b, HISTORY_APP), '/channels/orders-1/history', {});
