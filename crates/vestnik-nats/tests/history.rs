@@ -35,6 +35,7 @@ async fn store(server: &BackboneServer, prefix: &str) -> NatsHistory {
 /// Appends one event per call, returning each position.
 async fn append_one(h: &NatsHistory, s: StreamRef<'_>, event: &str) -> Appended {
     let appends = [Append {
+        id: rand::random(),
         stream: s,
         event: Bytes::from(event.to_owned()),
     }];
@@ -99,6 +100,7 @@ async fn two_clients_appending_at_once_get_consecutive_offsets_without_gap_or_du
                 let appends: Vec<Append<'_>> = events
                     .iter()
                     .map(|(c, e)| Append {
+                        id: rand::random(),
                         stream: stream(c, 1000, HOUR),
                         event: Bytes::from(e.clone()),
                     })
@@ -152,6 +154,15 @@ async fn two_clients_appending_at_once_get_consecutive_offsets_without_gap_or_du
 }
 
 #[tokio::test]
+async fn appends_are_idempotent() {
+    let server = BackboneServer::nats_jetstream();
+    let prefix = unique_prefix("history-again");
+    let h = store(&server, &prefix).await;
+    vestnik_testkit::conformance::store::appends_are_idempotent(&h, "app-1").await;
+    cleanup(&server, &prefix).await;
+}
+
+#[tokio::test]
 async fn reads_honour_after_limit_and_epochs() {
     let server = BackboneServer::nats_jetstream();
     let prefix = unique_prefix("history-read");
@@ -178,6 +189,7 @@ async fn reads_honour_after_limit_and_epochs() {
     // A batch of several events of one channel is one message: its offsets follow on.
     let batch: Vec<Append<'_>> = (11..=13)
         .map(|i| Append {
+            id: rand::random(),
             stream: stream("c", 100, HOUR),
             event: Bytes::from(format!("e{i}")),
         })
@@ -253,6 +265,7 @@ async fn bounds_trim_by_size_and_time_and_raise_the_stream_limits() {
     // A batch larger than the size is one message: a read still keeps only `size` of it.
     let batch: Vec<Append<'_>> = (1..=5)
         .map(|i| Append {
+            id: rand::random(),
             stream: stream("b", 2, HOUR),
             event: Bytes::from(format!("b{i}")),
         })
@@ -290,6 +303,7 @@ async fn a_lost_server_fails_calls_fast_and_numbering_goes_on_after_it_is_back()
     // Once the client noticed (a killed server closes the socket at once), every call fails
     // without waiting for a timeout.
     let one = [Append {
+        id: rand::random(),
         stream: stream("d", 100, HOUR),
         event: Bytes::from_static(b"during"),
     }];

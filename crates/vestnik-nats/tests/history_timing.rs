@@ -32,6 +32,7 @@ async fn what_appends_and_reads_cost() {
     let event = Bytes::from(vec![b'x'; 200]);
     let one = |c| {
         [Append {
+            id: rand::random(),
             stream: stream(c),
             event: event.clone(),
         }]
@@ -52,6 +53,7 @@ async fn what_appends_and_reads_cost() {
         let batch: Vec<Append<'_>> = channels
             .iter()
             .map(|c| Append {
+                id: rand::random(),
                 stream: stream(c),
                 event: event.clone(),
             })
@@ -86,6 +88,7 @@ async fn what_appends_and_reads_cost() {
     // One message holds all 100 events: the last message alone answers.
     let batch: Vec<Append<'_>> = (0..100)
         .map(|_| Append {
+            id: rand::random(),
             stream: stream("big"),
             event: event.clone(),
         })

@@ -30,6 +30,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisError, Script, Value};
 use vestnik_broker::adapter::{
     new_epoch, Adapter, Append, Appended, HistoryStore, StoreError, StoredPage, StreamRef,
+    DEDUPE_KEEP,
 };
 use vestnik_broker::history::QUIET_KEEP;
 use vestnik_broker::hook::HookFuture;
@@ -42,14 +43,20 @@ use crate::RedisAdapter;
 /// out without positions.
 const CALL_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// KEYS: hash and stream of each append, in order. ARGV: six per append: event, epoch if new,
-/// size, ttl ms, hash ttl ms, restart (0/1). Returns `{epoch, offset, epoch, offset, …}`.
+/// KEYS: the call's id key, then hash and stream of each append, in order. ARGV: the id key's ttl
+/// ms, then six per append: event, epoch if new, size, ttl ms, hash ttl ms, restart (0/1).
+/// Returns `{epoch, offset, epoch, offset, …}`. A call whose id key exists was run before (its
+/// answer was lost): it answers what it answered then and appends nothing.
 const APPEND: &str = r"
+local done = redis.call('GET', KEYS[1])
+if done then
+  return cjson.decode(done)
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local out = {}
-for i = 1, #KEYS / 2 do
-  local h, s, a = KEYS[2 * i - 1], KEYS[2 * i], (i - 1) * 6
+for i = 1, (#KEYS - 1) / 2 do
+  local h, s, a = KEYS[2 * i], KEYS[2 * i + 1], 1 + (i - 1) * 6
   local epoch = redis.call('HGET', h, 'e')
   if (not epoch) or ARGV[a + 6] == '1' then
     epoch = ARGV[a + 2]
@@ -63,6 +70,7 @@ for i = 1, #KEYS / 2 do
   out[#out + 1] = epoch
   out[#out + 1] = offset
 end
+redis.call('SET', KEYS[1], cjson.encode(out), 'PX', ARGV[1])
 return out
 ";
 
@@ -150,8 +158,19 @@ impl RedisHistory {
 
     /// The hash and stream keys of a channel.
     fn keys(&self, s: &StreamRef<'_>) -> (String, String) {
-        let tag = format!("{{{}:h:{}:{}}}", self.prefix, s.app, s.channel);
+        let tag = self.tag(s);
         (format!("{tag}:m"), format!("{tag}:s"))
+    }
+
+    /// A channel's hash tag: its keys share it, so a Redis Cluster keeps them on one slot.
+    fn tag(&self, s: &StreamRef<'_>) -> String {
+        format!("{{{}:h:{}:{}}}", self.prefix, s.app, s.channel)
+    }
+
+    /// The key that remembers a script call by its first append's id (in that append's channel's
+    /// slot, which every append of the call shares), for [`DEDUPE_KEEP`].
+    fn id_key(&self, first: &Append<'_>) -> String {
+        format!("{}:a:{:016x}", self.tag(&first.stream), first.id)
     }
 
     /// The connection to the server owning `slot` (a single Redis owns them all), made now if
@@ -159,7 +178,7 @@ impl RedisHistory {
     async fn conn(&self, slot: u16) -> Result<MultiplexedConnection, StoreError> {
         if let Some(adapter) = self.adapter.upgrade() {
             if !adapter.is_connected() {
-                return Err(StoreError("redis is unreachable".into()));
+                return Err(StoreError::unsent("redis is unreachable"));
             }
         }
         if let Some(c) = self.cached(slot) {
@@ -178,21 +197,23 @@ impl RedisHistory {
                         let t = cluster
                             .topology(CALL_TIMEOUT)
                             .await
-                            .map_err(|e| self.failed(&e))?;
+                            .map_err(|e| self.unmade(&e))?;
                         *self.topology.lock() = Some(t.clone());
                         t
                     }
                 };
                 let Some(addr) = topology.master(slot).map(str::to_owned) else {
                     self.forget();
-                    return Err(StoreError(format!("redis: no master owns slot {slot}")));
+                    return Err(StoreError::unsent(format!(
+                        "redis: no master owns slot {slot}"
+                    )));
                 };
-                let client = cluster.client(&addr).map_err(|e| self.failed(&e))?;
+                let client = cluster.client(&addr).map_err(|e| self.unmade(&e))?;
                 (addr, client)
             }
             other => (
                 String::new(),
-                other.client().await.map_err(|e| self.failed(&e))?,
+                other.client().await.map_err(|e| self.unmade(&e))?,
             ),
         };
         let config = AsyncConnectionConfig::new()
@@ -201,7 +222,7 @@ impl RedisHistory {
         let c = client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(|e| self.failed(&e))?;
+            .map_err(|e| self.unmade(&e))?;
         self.conns.lock().insert(addr, c.clone());
         Ok(c)
     }
@@ -228,7 +249,19 @@ impl RedisHistory {
         {
             self.forget();
         }
-        StoreError(format!("redis: {e}"))
+        let message = format!("redis: {e}");
+        // An error Redis answered (`MOVED`, `CLUSTERDOWN`, `NOSCRIPT`…) came before the script
+        // acted; a timeout or a dropped connection may have come after.
+        if e.code().is_some() {
+            StoreError::unsent(message)
+        } else {
+            StoreError::unknown(message)
+        }
+    }
+
+    /// [`failed`](Self::failed) for a connection that could not be made: nothing was sent.
+    fn unmade(&self, e: &RedisError) -> StoreError {
+        StoreError::unsent(self.failed(e).message)
     }
 
     /// Counts a call that timed out; drops the connections at the second in a row (see
@@ -259,7 +292,7 @@ impl RedisHistory {
             }
             Err(_) => {
                 self.timed_out();
-                Err(StoreError(format!(
+                Err(StoreError::unknown(format!(
                     "redis did not answer within {CALL_TIMEOUT:?}"
                 )))
             }
@@ -274,7 +307,7 @@ fn millis(d: Duration) -> u64 {
 
 /// Reads the read script's answer.
 fn page_of(value: Value) -> Result<StoredPage, StoreError> {
-    let bad = || StoreError("redis: unexpected answer to the history read".into());
+    let bad = || StoreError::unknown("redis: unexpected answer to the history read");
     let Value::Array(parts) = value else {
         return Err(bad());
     };
@@ -320,11 +353,21 @@ impl HistoryStore for RedisHistory {
                     None => groups.push((slot, vec![i])),
                 }
             }
-            let bad = || StoreError("redis: unexpected answer to the history append".into());
+            let bad = || StoreError::unknown("redis: unexpected answer to the history append");
             let mut out: Vec<Option<Appended>> = vec![None; appends.len()];
-            for (slot, members) in groups {
-                let mut conn = self.conn(slot).await?;
+            for (n, (slot, members)) in groups.into_iter().enumerate() {
+                // A failure after an earlier group was kept leaves the batch half kept.
+                let acted = |e: StoreError| {
+                    if n > 0 {
+                        StoreError::unknown(e.message)
+                    } else {
+                        e
+                    }
+                };
+                let mut conn = self.conn(slot).await.map_err(acted)?;
                 let mut call = self.append.prepare_invoke();
+                call.key(self.id_key(&appends[members[0]]))
+                    .arg(millis(DEDUPE_KEEP));
                 for &i in &members {
                     let a = &appends[i];
                     let (hash, stream) = self.keys(&a.stream);
@@ -339,7 +382,7 @@ impl HistoryStore for RedisHistory {
                 let flat: Vec<Value> = call
                     .invoke_async(&mut conn)
                     .await
-                    .map_err(|e| self.failed(&e))?;
+                    .map_err(|e| acted(self.failed(&e)))?;
                 let mut it = flat.into_iter();
                 for &i in &members {
                     let (Some(epoch), Some(offset)) = (it.next(), it.next()) else {

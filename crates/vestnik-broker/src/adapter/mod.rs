@@ -22,7 +22,8 @@ pub use routes::{RouteSet, Routes, ShardSet};
 pub use shell::{AdapterShell, LinkState, ShellOptions, Transport, Wiring};
 pub use stats::{AdapterCounters, AdapterStats};
 pub use store::{
-    new_epoch, Append, Appended, HistoryStore, MemoryStore, StoreError, StoredPage, StreamRef,
+    new_epoch, Append, Appended, HistoryStore, MemoryStore, StoreError, StoreErrorKind, StoredPage,
+    StreamRef, DEDUPE_KEEP,
 };
 
 use std::collections::HashMap;

@@ -46,7 +46,28 @@ pub struct Append<'a> {
     pub stream: StreamRef<'a>,
     /// The event, as the cluster layer encoded it.
     pub event: Bytes,
+    /// This append's id, unique in the cluster and the same when the append is asked again: a
+    /// store answers an append it has already kept with the positions it gave it then rather
+    /// than keep it twice (for at least [`DEDUPE_KEEP`]), so an append whose answer was lost can
+    /// be asked again safely.
+    pub id: u64,
 }
+
+impl<'a> Append<'a> {
+    /// An append of `event` to `stream` under a fresh random id.
+    pub fn new(stream: StreamRef<'a>, event: Bytes) -> Self {
+        Self {
+            stream,
+            event,
+            id: rand::random(),
+        }
+    }
+}
+
+/// How long a store remembers an append's id, so that asking it again within this time finds
+/// the positions it got rather than keeping the event twice. Longer than the numbering asks
+/// again after an answer it lost.
+pub const DEDUPE_KEEP: Duration = Duration::from_secs(60);
 
 /// Where an appended event landed in its channel's stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,11 +103,51 @@ pub struct StoredPage {
 
 /// Why a store could not answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreError(pub String);
+pub struct StoreError {
+    /// Whether the call may have reached the store.
+    pub kind: StoreErrorKind,
+    /// What went wrong, for the logs (never a secret).
+    pub message: String,
+}
+
+/// Whether a failed call may have acted in the store: what an append's caller may conclude.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// Nothing of the call acted in the store (it was not sent, or the store refused it before
+    /// acting): an append kept nothing.
+    Unsent,
+    /// The call may have acted and its answer was lost (it timed out, its connection dropped
+    /// after sending): an append may have been kept. Asking the same appends again (same ids)
+    /// tells.
+    Unknown,
+}
+
+impl StoreError {
+    /// A failure before anything acted in the store.
+    pub fn unsent(message: impl Into<String>) -> Self {
+        Self {
+            kind: StoreErrorKind::Unsent,
+            message: message.into(),
+        }
+    }
+
+    /// A failure after which the store may have acted.
+    pub fn unknown(message: impl Into<String>) -> Self {
+        Self {
+            kind: StoreErrorKind::Unknown,
+            message: message.into(),
+        }
+    }
+
+    /// Whether an append that failed so may have been kept.
+    pub fn may_have_acted(&self) -> bool {
+        self.kind == StoreErrorKind::Unknown
+    }
+}
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "history store: {}", self.0)
+        write!(f, "history store: {}", self.message)
     }
 }
 
@@ -95,7 +156,9 @@ impl std::error::Error for StoreError {}
 /// Cluster-wide channel history kept in the backbone. See the module documentation.
 pub trait HistoryStore: Send + Sync + 'static {
     /// Appends each of `appends`, in order, at its channel's next offset (atomically per
-    /// append; one call numbers a whole batch). Returns their positions, in the same order.
+    /// append; one call numbers a whole batch). Returns their positions, in the same order. An
+    /// append whose id the store kept within [`DEDUPE_KEEP`] is not kept again: its answer is
+    /// the positions it got then.
     fn append<'a>(
         &'a self,
         appends: &'a [Append<'a>],
@@ -130,8 +193,13 @@ struct MemStream {
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     streams: Arc<Mutex<HashMap<(String, String), MemStream>>>,
+    /// The ids of the last [`MEMORY_IDS`] appends and their positions.
+    ids: Arc<Mutex<(HashMap<u64, Appended>, VecDeque<u64>)>>,
     down: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// How many append ids a [`MemoryStore`] remembers.
+const MEMORY_IDS: usize = 65_536;
 
 impl MemoryStore {
     /// A new, empty store.
@@ -146,7 +214,7 @@ impl MemoryStore {
 
     fn check(&self) -> Result<(), StoreError> {
         if self.down.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(StoreError("the store is down".into()));
+            return Err(StoreError::unsent("the store is down"));
         }
         Ok(())
     }
@@ -161,8 +229,18 @@ impl HistoryStore for MemoryStore {
             self.check()?;
             let now = Instant::now();
             let mut map = self.streams.lock();
+            let mut ids = self.ids.lock();
             let mut out = Vec::with_capacity(appends.len());
-            for Append { stream: s, event } in appends {
+            for Append {
+                stream: s,
+                event,
+                id,
+            } in appends
+            {
+                if let Some(kept) = ids.0.get(id) {
+                    out.push(kept.clone());
+                    continue;
+                }
                 let key = (s.app.to_owned(), s.channel.to_owned());
                 let stream = map.entry(key).or_insert_with(|| MemStream {
                     epoch: new_epoch(),
@@ -179,10 +257,18 @@ impl HistoryStore for MemoryStore {
                 while stream.events.len() > s.size.max(1) {
                     stream.events.pop_front();
                 }
-                out.push(Appended {
+                let at = Appended {
                     epoch: Arc::clone(&stream.epoch),
                     offset: stream.top,
-                });
+                };
+                ids.0.insert(*id, at.clone());
+                ids.1.push_back(*id);
+                if ids.1.len() > MEMORY_IDS {
+                    if let Some(old) = ids.1.pop_front() {
+                        ids.0.remove(&old);
+                    }
+                }
+                out.push(at);
             }
             Ok(out)
         })
@@ -221,5 +307,34 @@ impl HistoryStore for MemoryStore {
                     .collect(),
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_append_asked_again_is_kept_once() {
+        let store = MemoryStore::new();
+        let stream = StreamRef {
+            app: "app",
+            channel: "c",
+            size: 10,
+            ttl: Duration::from_secs(60),
+            restart: false,
+        };
+        let batch = [
+            Append::new(stream, Bytes::from_static(b"one")),
+            Append::new(stream, Bytes::from_static(b"two")),
+        ];
+        let first = store.append(&batch).await.unwrap();
+        assert_eq!(store.append(&batch).await.unwrap(), first);
+        assert_eq!(store.read(stream, 0, 10).await.unwrap().top, 2);
+        let next = store
+            .append(&[Append::new(stream, Bytes::from_static(b"three"))])
+            .await
+            .unwrap();
+        assert_eq!(next[0].offset, 3);
     }
 }

@@ -32,7 +32,7 @@ mod users;
 
 use std::any::Any;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -138,6 +138,9 @@ struct Inner {
     numbering: OnceLock<tokio::sync::mpsc::Sender<sequencer::Job>>,
     /// Events queued for numbering and not yet sent out.
     numbering_pending: AtomicUsize,
+    /// The next history append's id: random at start, then counted up, so that ids are unique
+    /// across the cluster's nodes and incarnations (see `Append::id`).
+    append_ids: AtomicU64,
 }
 
 /// The broker core. Cheap to clone; every clone is the same broker.
@@ -176,6 +179,7 @@ impl Broker {
                 cluster: OnceLock::new(),
                 numbering: OnceLock::new(),
                 numbering_pending: AtomicUsize::new(0),
+                append_ids: AtomicU64::new(rand::random()),
             }),
         }
     }

@@ -14,6 +14,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
@@ -21,7 +22,7 @@ use vestnik_protocol::{ChannelName, SocketId};
 
 use super::numbered::{Keeping, StoredEvent};
 use super::{Broker, Inner};
-use crate::adapter::{Append, Appended, HistoryStore, StreamRef};
+use crate::adapter::{Append, Appended, HistoryStore, StoreError, StreamRef};
 use crate::app::App;
 use crate::connection::ConnectionHandle;
 use crate::PublishEvent;
@@ -135,7 +136,14 @@ impl Broker {
                 }
                 let event = stored.get_or_insert_with(|| job.stored()).clone();
                 slot.push(Some(appends.len()));
-                appends.push((app.id.clone(), channel.clone(), limits, restart, event));
+                appends.push((
+                    app.id.clone(),
+                    channel.clone(),
+                    limits,
+                    restart,
+                    event,
+                    self.inner.append_ids.fetch_add(1, Ordering::Relaxed),
+                ));
             }
             slots.push(slot);
         }
@@ -143,7 +151,8 @@ impl Broker {
             Some(store) if !appends.is_empty() => {
                 let refs: Vec<Append<'_>> = appends
                     .iter()
-                    .map(|(app, channel, limits, restart, event)| Append {
+                    .map(|(app, channel, limits, restart, event, id)| Append {
+                        id: *id,
                         stream: StreamRef {
                             app,
                             channel: channel.as_str(),
@@ -154,27 +163,18 @@ impl Broker {
                         event: event.clone(),
                     })
                     .collect();
-                match store.append(&refs).await {
+                match append_resolved(store.as_ref(), &refs).await {
                     Ok(p) if p.len() == refs.len() => p.into_iter().map(Some).collect(),
                     Ok(_) => {
                         warn!("history store answered for other channels; events sent unnumbered");
                         Vec::new()
                     }
                     Err(e) => {
-                        // A store that refused before sending anything kept nothing.
-                        let found = if e.0.ends_with("is unreachable") {
-                            vec![None; refs.len()]
-                        } else {
-                            read_back(store.as_ref(), &refs).await
-                        };
-                        let lost = found.iter().filter(|p| p.is_none()).count();
                         warn!(
-                            kept = refs.len() - lost,
-                            unnumbered = lost,
-                            "appending to the history failed ({e}); events the store kept anyway \
-                             go out with their positions, the others without"
+                            unnumbered = refs.len(),
+                            "appending to the history failed ({e}); the events go out unnumbered"
                         );
-                        found
+                        Vec::new()
                     }
                 }
             }
@@ -233,63 +233,46 @@ impl Broker {
     }
 }
 
-/// How long [`read_back`] may take in all: a store that timed out once may well time out again.
-const READ_BACK: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long the numbering asks again for a batch whose append may have been kept although its
+/// answer was lost, before it gives up and sends the batch unnumbered. The queue waits meanwhile,
+/// so events keep their order; a backbone back within this time numbers the batch exactly once.
+const RESOLVE: Duration = Duration::from_secs(10);
 
-/// After an append failed, the positions of the events the store kept anyway, read back from
-/// their channels' kept events (matched by their stored bytes, which carry their publish time).
-/// A failure is not always a refusal: an answer that timed out may come from a store that kept
-/// the events (a node stopped with the answer waiting in its socket fires its timer first when it
-/// resumes). Sending such an event unnumbered would deliver it twice to a client that meanwhile
-/// recovered it from the store on another node. A store that is unreachable fails the reads at
-/// once (retried until [`READ_BACK`] has passed), and everything goes out unnumbered, as before.
-async fn read_back(store: &dyn HistoryStore, appends: &[Append<'_>]) -> Vec<Option<Appended>> {
-    let mut found: Vec<Option<Appended>> = vec![None; appends.len()];
-    let mut read: Vec<(&str, &str)> = Vec::new();
-    let lookup = async {
-        for (i, append) in appends.iter().enumerate() {
-            let key = (append.stream.app, append.stream.channel);
-            if read.contains(&key) {
-                continue;
-            }
-            read.push(key);
-            let stream = StreamRef {
-                restart: false,
-                ..append.stream
-            };
-            // The link may be down for a moment (a node that resumes from a stop finds its
-            // backbone calls timed out and reconnects): try again until the deadline.
-            let page = loop {
-                match store.read(stream, 0, stream.size.max(1)).await {
-                    Ok(page) => break page,
-                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
-                }
-            };
-            let Some(epoch) = page.epoch else {
-                continue;
-            };
-            // This stream's appends in batch order, each matched to the first unclaimed copy.
-            let mut claimed: Vec<u64> = Vec::new();
-            for (j, other) in appends.iter().enumerate().skip(i) {
-                if (other.stream.app, other.stream.channel) != key {
-                    continue;
-                }
-                let hit = page
-                    .events
-                    .iter()
-                    .find(|(offset, bytes)| *bytes == other.event && !claimed.contains(offset));
-                if let Some((offset, _)) = hit {
-                    claimed.push(*offset);
-                    found[j] = Some(Appended {
-                        epoch: Arc::clone(&epoch),
-                        offset: *offset,
-                    });
-                }
-            }
-        }
+/// The longest pause between two askings of [`RESOLVE`].
+const RESOLVE_PAUSE: Duration = Duration::from_millis(500);
+
+/// Appends `appends`; when the store failed after it may have kept them (its answer timed out, the
+/// connection dropped: a node stopped with the answer in its socket fires its timer first when it
+/// resumes), asks again with the same ids until the store answers or [`RESOLVE`] has passed. The
+/// store answers appends it kept with the positions it gave them, and keeps the others now, so a
+/// batch is numbered once: sending a kept event unnumbered would deliver it twice to a subscriber
+/// whose node fills its gap from the store. A failure before anything was sent is final at once.
+async fn append_resolved(
+    store: &dyn HistoryStore,
+    appends: &[Append<'_>],
+) -> Result<Vec<Appended>, StoreError> {
+    let first = match store.append(appends).await {
+        Err(e) if e.may_have_acted() => e,
+        done => return done,
     };
-    let _ = tokio::time::timeout(READ_BACK, lookup).await;
-    found
+    warn!(
+        events = appends.len(),
+        "appending to the history failed after sending ({first}); asking again for up to \
+         {RESOLVE:?} (the store may have kept the events)"
+    );
+    let deadline = tokio::time::Instant::now() + RESOLVE;
+    let mut pause = Duration::from_millis(20);
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Err(first);
+        }
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        pause = (pause * 2).min(RESOLVE_PAUSE);
+        if let Ok(positions) = store.append(appends).await {
+            return Ok(positions);
+        }
+    }
 }
 
 /// The queue's task: takes what is queued, up to [`BATCH`] at a time, numbers and delivers it;
@@ -313,13 +296,28 @@ async fn run(inner: Weak<Inner>, mut rx: mpsc::Receiver<Job>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapter::{MemoryStore, StoreError, StoredPage};
+    use crate::adapter::{MemoryStore, StoredPage};
     use crate::hook::HookFuture;
     use bytes::Bytes;
-    use std::time::Duration;
+    use std::sync::atomic::AtomicUsize;
 
-    /// A store that keeps what it is given and then says it failed, as one whose answer timed out.
-    struct KeepsButFails(MemoryStore);
+    /// A store that keeps what it is given and then says its answer was lost, as one whose answer
+    /// timed out, for its first `lost` appends.
+    struct KeepsButFails {
+        store: MemoryStore,
+        lost: AtomicUsize,
+        calls: AtomicUsize,
+    }
+
+    impl KeepsButFails {
+        fn new(lost: usize) -> Self {
+            Self {
+                store: MemoryStore::new(),
+                lost: AtomicUsize::new(lost),
+                calls: AtomicUsize::new(0),
+            }
+        }
+    }
 
     impl HistoryStore for KeepsButFails {
         fn append<'a>(
@@ -327,8 +325,16 @@ mod tests {
             appends: &'a [Append<'a>],
         ) -> HookFuture<'a, Result<Vec<Appended>, StoreError>> {
             Box::pin(async move {
-                self.0.append(appends).await?;
-                Err(StoreError("timed out".into()))
+                self.calls.fetch_add(1, Ordering::SeqCst);
+                let kept = self.store.append(appends).await?;
+                let lose = self
+                    .lost
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+                if lose {
+                    return Err(StoreError::unknown("timed out"));
+                }
+                Ok(kept)
             })
         }
 
@@ -338,7 +344,7 @@ mod tests {
             after: u64,
             limit: usize,
         ) -> HookFuture<'a, Result<StoredPage, StoreError>> {
-            self.0.read(stream, after, limit)
+            self.store.read(stream, after, limit)
         }
     }
 
@@ -352,53 +358,45 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_failed_append_the_store_kept_is_read_back_with_its_positions() {
-        let store = KeepsButFails(MemoryStore::new());
+    fn batch() -> [Append<'static>; 3] {
         let same = Bytes::from_static(b"same");
-        let appends = [
-            Append {
-                stream: stream("a"),
-                event: same.clone(),
-            },
-            Append {
-                stream: stream("b"),
-                event: Bytes::from_static(b"other"),
-            },
-            Append {
-                stream: stream("a"),
-                event: same.clone(),
-            },
-        ];
-        assert!(store.append(&appends).await.is_err());
-        let found = read_back(&store, &appends).await;
-        let offsets: Vec<Option<u64>> =
-            found.iter().map(|p| p.as_ref().map(|p| p.offset)).collect();
-        // Two identical events of one channel get one offset each, in batch order.
-        assert_eq!(offsets, [Some(1), Some(1), Some(2)]);
-        assert_eq!(
-            found[0].as_ref().unwrap().epoch,
-            found[2].as_ref().unwrap().epoch
-        );
+        [
+            Append::new(stream("a"), same.clone()),
+            Append::new(stream("b"), Bytes::from_static(b"other")),
+            Append::new(stream("a"), same),
+        ]
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_append_whose_answer_was_lost_is_asked_again_and_kept_once() {
+        let store = KeepsButFails::new(2);
+        let appends = batch();
+        let got = append_resolved(&store, &appends).await.unwrap();
+        let offsets: Vec<u64> = got.iter().map(|p| p.offset).collect();
+        // Two identical events of one channel get one offset each, in batch order, and the
+        // store kept each once although it was asked three times.
+        assert_eq!(offsets, [1, 1, 2]);
+        assert_eq!(store.calls.load(Ordering::SeqCst), 3);
+        let page = store.store.read(stream("a"), 0, 10).await.unwrap();
+        assert_eq!(page.top, 2);
+        assert_eq!(page.events.len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_lost_for_good_fails_after_the_resolve_window() {
+        let store = KeepsButFails::new(usize::MAX);
+        let started = tokio::time::Instant::now();
+        let e = append_resolved(&store, &batch()).await.unwrap_err();
+        assert!(e.may_have_acted());
+        assert!(started.elapsed() >= RESOLVE);
+        assert!(store.calls.load(Ordering::SeqCst) > 2);
     }
 
     #[tokio::test]
-    async fn events_the_store_does_not_have_stay_unnumbered() {
+    async fn a_failure_before_sending_is_final_at_once() {
         let store = MemoryStore::new();
-        let appends = [Append {
-            stream: stream("a"),
-            event: Bytes::from_static(b"never stored"),
-        }];
-        assert_eq!(read_back(&store, &appends).await, [None]);
-        // A store that is down fails the read: nothing is found.
-        store
-            .append(&[Append {
-                stream: stream("a"),
-                event: Bytes::from_static(b"never stored"),
-            }])
-            .await
-            .unwrap();
         store.set_down(true);
-        assert_eq!(read_back(&store, &appends).await, [None]);
+        let e = append_resolved(&store, &batch()).await.unwrap_err();
+        assert!(!e.may_have_acted());
     }
 }

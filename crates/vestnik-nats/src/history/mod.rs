@@ -109,8 +109,20 @@ impl std::fmt::Debug for NatsHistory {
     }
 }
 
+/// What a publish did.
+enum Published {
+    /// The message is stored now.
+    Now,
+    /// JetStream had stored a message under the same id before, at this sequence.
+    Before(u64),
+    /// Another node appended first (or the stream was made again): read again.
+    Conflict,
+}
+
 /// One channel's part of an append: its events, and where they go in the answer.
 struct Group<'a> {
+    /// The id of the channel's first append in the call, which names its messages.
+    id: u64,
     subject: String,
     restart: bool,
     events: Vec<&'a Bytes>,
@@ -172,7 +184,7 @@ impl NatsHistory {
     fn check(&self) -> Result<(), StoreError> {
         match self.client.connection_state() {
             State::Connected => Ok(()),
-            _ => Err(StoreError("nats is unreachable".into())),
+            _ => Err(StoreError::unsent("nats is unreachable")),
         }
     }
 
@@ -251,13 +263,13 @@ impl NatsHistory {
             Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
             Err(e) => {
                 self.forget();
-                Err(StoreError(format!("nats: reading the history: {e}")))
+                Err(StoreError::unsent(format!("nats: reading the history: {e}")))
             }
         }
     }
 
-    /// Publishes one channel's batch after the last message `expected` (0: the subject has none).
-    /// `Ok(false)`: another node appended first (or the stream was made again): read again.
+    /// Publishes one channel's batch after the last message `expected` (0: the subject has none),
+    /// under `id` (JetStream stores a message id once within its duplicate window).
     async fn publish(
         &self,
         subject: &str,
@@ -265,9 +277,13 @@ impl NatsHistory {
         first: u64,
         expected: u64,
         payload: Bytes,
-    ) -> Result<bool, StoreError> {
+        id: Option<&str>,
+    ) -> Result<Published, StoreError> {
         self.check()?;
         let mut headers = HeaderMap::new();
+        if let Some(id) = id {
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, id);
+        }
         headers.insert(wire::EPOCH, epoch);
         headers.insert(wire::FIRST, first.to_string().as_str());
         headers.insert(
@@ -283,15 +299,18 @@ impl NatsHistory {
         })
         .await?;
         match sent {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(false),
+            Ok(ack) if ack.duplicate => Ok(Published::Before(ack.sequence)),
+            Ok(_) => Ok(Published::Now),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(Published::Conflict),
             Err(e) if e.kind() == PublishErrorKind::StreamNotFound => {
                 self.forget();
-                Ok(false)
+                Ok(Published::Conflict)
             }
             Err(e) => {
                 self.forget();
-                Err(StoreError(format!("nats: appending to the history: {e}")))
+                Err(StoreError::unknown(format!(
+                    "nats: appending to the history: {e}"
+                )))
             }
         }
     }
@@ -312,6 +331,7 @@ impl NatsHistory {
         let mut out = Vec::with_capacity(group.events.len());
         let mut restart = group.restart;
         let mut rest = &group.events[..];
+        let mut chunk_no = 0;
         while !rest.is_empty() {
             let mut n = 0;
             let mut len = 1;
@@ -321,8 +341,11 @@ impl NatsHistory {
             }
             let (chunk, next) = rest.split_at(n);
             let payload = codec::encode(chunk.iter().copied());
+            // The same group splits the same way when asked again, so each chunk keeps its id.
+            let id = format!("{:016x}-{chunk_no}", group.id);
+            chunk_no += 1;
             let (epoch, first) = self
-                .append_chunk(stream, &group.subject, restart, payload)
+                .append_chunk(stream, &group.subject, restart, payload, &id)
                 .await?;
             out.extend((0..chunk.len() as u64).map(|i| Appended {
                 epoch: Arc::clone(&epoch),
@@ -335,13 +358,16 @@ impl NatsHistory {
     }
 
     /// One message of a channel's events at its next offset: read the last, publish after it,
-    /// retry on a concurrent append. Returns the epoch and the first event's offset.
+    /// retry on a concurrent append. Returns the epoch and the first event's offset; for a
+    /// message JetStream already had under `id` (an append asked again after its answer was
+    /// lost), the ones it was stored with.
     async fn append_chunk(
         &self,
         limits: &StreamRef<'_>,
         subject: &str,
         restart: bool,
         payload: Bytes,
+        id: &str,
     ) -> Result<(Arc<str>, u64), StoreError> {
         for attempt in 0..=MAX_RETRIES {
             if attempt > 0 {
@@ -356,14 +382,26 @@ impl NatsHistory {
                 Some(b) => (new_epoch(), 1, b.seq),
                 None => (new_epoch(), 1, 0),
             };
-            if self
-                .publish(subject, &epoch, first, expected, payload.clone())
+            match self
+                .publish(subject, &epoch, first, expected, payload.clone(), Some(id))
                 .await?
             {
-                return Ok((epoch, first));
+                Published::Now => return Ok((epoch, first)),
+                Published::Before(seq) => {
+                    let kept = match timed(stream.direct_get(seq)).await? {
+                        Ok(m) => Batch::of(&m).ok_or_else(not_ours)?,
+                        Err(e) => {
+                            return Err(StoreError::unknown(format!(
+                                "nats: reading back an append stored before: {e}"
+                            )))
+                        }
+                    };
+                    return Ok((kept.epoch, kept.first));
+                }
+                Published::Conflict => {}
             }
         }
-        Err(StoreError(format!(
+        Err(StoreError::unsent(format!(
             "nats: {subject} was appended to by other nodes {MAX_RETRIES} times in a row"
         )))
     }
@@ -380,10 +418,10 @@ impl NatsHistory {
             if let Some(last) = self.last(&stream, subject).await? {
                 return Ok(last);
             }
-            self.publish(subject, &new_epoch(), 1, 0, codec::encode([]))
+            self.publish(subject, &new_epoch(), 1, 0, codec::encode([]), None)
                 .await?;
         }
-        Err(StoreError(format!(
+        Err(StoreError::unsent(format!(
             "nats: {subject} could not be started in {MAX_RETRIES} tries"
         )))
     }
@@ -397,7 +435,7 @@ impl NatsHistory {
     ) -> Result<StoredPage, StoreError> {
         self.check()?;
         let subject = wire::subject(&self.prefix, limits.app, limits.channel)
-            .ok_or_else(|| StoreError("an empty app id or channel name".into()))?;
+            .ok_or_else(|| StoreError::unsent("an empty app id or channel name"))?;
         let last = self.last_or_start(&limits, &subject).await?;
         let stream = self.stream(limits.size, limits.ttl).await?;
         let top = last.top();
@@ -428,7 +466,9 @@ impl NatsHistory {
                     Err(e) if e.kind() == DirectGetErrorKind::NotFound => break,
                     Err(e) => {
                         self.forget();
-                        return Err(StoreError(format!("nats: reading the history: {e}")));
+                        return Err(StoreError::unsent(format!(
+                            "nats: reading the history: {e}"
+                        )));
                     }
                 };
                 if m.sequence >= last.seq {
@@ -530,14 +570,14 @@ fn config_age(d: Duration) -> Duration {
 
 /// The error for a message this crate did not write on a history subject.
 fn not_ours() -> StoreError {
-    StoreError("nats: a history message without Vestnik's headers".into())
+    StoreError::unknown("nats: a history message without Vestnik's headers")
 }
 
 /// Runs one JetStream call within [`CALL_TIMEOUT`], leaving its own error to the caller.
 async fn timed<T>(call: impl std::future::Future<Output = T>) -> Result<T, StoreError> {
     tokio::time::timeout(CALL_TIMEOUT, call)
         .await
-        .map_err(|_| StoreError(format!("nats did not answer within {CALL_TIMEOUT:?}")))
+        .map_err(|_| StoreError::unknown(format!("nats did not answer within {CALL_TIMEOUT:?}")))
 }
 
 /// Runs one JetStream call within [`CALL_TIMEOUT`], its error as a [`StoreError`].
@@ -546,7 +586,7 @@ async fn call<T, E: std::fmt::Display>(
 ) -> Result<T, StoreError> {
     timed(call)
         .await?
-        .map_err(|e| StoreError(format!("nats: the history stream: {e}")))
+        .map_err(|e| StoreError::unsent(format!("nats: the history stream: {e}")))
 }
 
 /// Runs a whole append or read within [`OP_TIMEOUT`].
@@ -556,7 +596,7 @@ async fn op<T>(
     tokio::time::timeout(OP_TIMEOUT, work)
         .await
         .unwrap_or_else(|_| {
-            Err(StoreError(format!(
+            Err(StoreError::unknown(format!(
                 "nats: the history did not answer within {OP_TIMEOUT:?}"
             )))
         })
@@ -585,10 +625,11 @@ impl HistoryStore for NatsHistory {
                     continue;
                 }
                 let subject = wire::subject(&self.prefix, s.app, s.channel)
-                    .ok_or_else(|| StoreError("an empty app id or channel name".into()))?;
+                    .ok_or_else(|| StoreError::unsent("an empty app id or channel name"))?;
                 groups.push((
                     *s,
                     Group {
+                        id: a.id,
                         subject,
                         restart: s.restart,
                         events: vec![&a.event],
@@ -600,7 +641,11 @@ impl HistoryStore for NatsHistory {
             let size = groups.iter().map(|(s, _)| s.size).max().unwrap_or(1);
             let ttl = groups.iter().map(|(s, _)| s.ttl).max().unwrap_or_default();
             self.stream(size, ttl).await?;
-            let done = try_join_all(groups.iter().map(|(s, g)| self.append_group(s, g))).await?;
+            // Once a group may have been published, any failure may come after something was
+            // kept (the others' publishes are cancelled mid-way).
+            let done = try_join_all(groups.iter().map(|(s, g)| self.append_group(s, g)))
+                .await
+                .map_err(|e| StoreError::unknown(e.message))?;
             let mut out: Vec<Option<Appended>> = vec![None; appends.len()];
             for ((_, g), positions) in groups.iter().zip(done) {
                 for (slot, p) in g.slots.iter().zip(positions) {
@@ -608,7 +653,7 @@ impl HistoryStore for NatsHistory {
                 }
             }
             out.into_iter()
-                .map(|p| p.ok_or_else(|| StoreError("nats: an event was not appended".into())))
+                .map(|p| p.ok_or_else(|| StoreError::unknown("nats: an event was not appended")))
                 .collect()
         }))
     }

@@ -50,6 +50,7 @@ pub mod backbone;
 pub mod lifecycle;
 pub mod routing;
 pub mod skew;
+pub mod store;
 
 pub use backbone::{BackboneServer, ServerKind};
 pub use lifecycle::{
