@@ -11,6 +11,11 @@
 //! for the channel's `ttl`; a hash that is gone (expired, evicted, a Redis restarted without
 //! persistence) starts the channel over under a new epoch, so offsets are never reused.
 //!
+//! Appends are idempotent: each script call also gets `{…}:a:<id>` (the hash tag of its first
+//! append's channel, the id of that append), which remembers the call's answer for
+//! [`DEDUPE_KEEP`]; a call asked again (its answer was lost to a timeout or a dropped connection)
+//! answers that and appends nothing, so the numbering can ask again without keeping an event twice.
+//!
 //! Calls go over multiplexed connections of their own (one; on a Redis Cluster one per master,
 //! each call sent to the master of its keys' slot, a batch of appends split into one script call
 //! per slot, and the slot map asked for again after a failure), made on first use and again

@@ -178,9 +178,9 @@ pub struct ClusterConfig {
     /// so channels that empty and fill again cost no backbone (un)subscribe.
     pub route_linger_ms: u64,
     /// Answer a trigger only once the history store numbered its events (see
-    /// `AppState::publish_all`), so a 200 survives the node's SIGKILL. Off by default for now: a
-    /// node stopped with an append on the wire can still send an event both unnumbered and
-    /// numbered (docs/recovery.md, "What a 200 promises").
+    /// `AppState::publish_all`), so a 200 survives the node's SIGKILL (docs/recovery.md, "What a
+    /// 200 promises"). On by default; `false` answers once the events are queued, for a publisher
+    /// that wants the throughput more than the promise.
     pub durable_triggers: bool,
 }
 
@@ -198,7 +198,7 @@ impl Default for ClusterConfig {
             relay_hold_ms: 10_000,
             route_shards: 4096,
             route_linger_ms: 2_000,
-            durable_triggers: false,
+            durable_triggers: true,
         }
     }
 }

@@ -128,8 +128,8 @@ describe('history API on a clustered node', () => {
       const a = await startNode({ adapter, url: SHARED_URLS[adapter], prefix, apps: [HISTORY_APP] });
       const b = await startNode({ adapter, url: SHARED_URLS[adapter], prefix, apps: [HISTORY_APP] });
       try {
-        // A trigger is answered once its event is queued for numbering (durable_triggers is off
-        // by default); the history shows it once the backbone numbered it, a moment later. Two
+        // A trigger is answered once its event is numbered (durable triggers, the default);
+        // the wait below also covers a node whose answer came early (a slow store). Two
         // triggers through two nodes may be numbered in either order, so the second waits for
         // the first to be numbered.
         await serverSdk(a, HISTORY_APP).trigger('orders-1', 'status', { step: 1 });

@@ -263,7 +263,9 @@ impl NatsHistory {
             Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
             Err(e) => {
                 self.forget();
-                Err(StoreError::unsent(format!("nats: reading the history: {e}")))
+                Err(StoreError::unsent(format!(
+                    "nats: reading the history: {e}"
+                )))
             }
         }
     }

@@ -33,7 +33,10 @@ pub async fn appends_are_idempotent(store: &dyn HistoryStore, app: &str) {
     let offsets: Vec<u64> = first.iter().map(|p| p.offset).collect();
     assert_eq!(offsets, [1, 1, 2], "fresh channels number from 1");
     let between = store
-        .append(&[Append::new(stream(app, "a"), Bytes::from_static(b"between"))])
+        .append(&[Append::new(
+            stream(app, "a"),
+            Bytes::from_static(b"between"),
+        )])
         .await
         .expect("an append in between");
     assert_eq!(between[0].offset, 3);
@@ -47,7 +50,11 @@ pub async fn appends_are_idempotent(store: &dyn HistoryStore, app: &str) {
     let kept: Vec<&[u8]> = a.events.iter().map(|(_, e)| e.as_ref()).collect();
     assert_eq!(
         kept,
-        [b"first".as_slice(), b"second".as_slice(), b"between".as_slice()]
+        [
+            b"first".as_slice(),
+            b"second".as_slice(),
+            b"between".as_slice()
+        ]
     );
     let b = store.read(stream(app, "b"), 0, 10).await.expect("read b");
     assert_eq!(b.top, 1, "channel b was kept once");
