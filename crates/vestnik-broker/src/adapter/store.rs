@@ -194,8 +194,15 @@ struct MemStream {
 pub struct MemoryStore {
     streams: Arc<Mutex<HashMap<(String, String), MemStream>>>,
     /// The ids of the last [`MEMORY_IDS`] appends and their positions.
-    ids: Arc<Mutex<(HashMap<u64, Appended>, VecDeque<u64>)>>,
+    ids: Arc<Mutex<SeenIds>>,
     down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Append ids a [`MemoryStore`] has kept, with their positions, oldest first.
+#[derive(Debug, Default)]
+struct SeenIds {
+    at: HashMap<u64, Appended>,
+    order: VecDeque<u64>,
 }
 
 /// How many append ids a [`MemoryStore`] remembers.
@@ -237,7 +244,7 @@ impl HistoryStore for MemoryStore {
                 id,
             } in appends
             {
-                if let Some(kept) = ids.0.get(id) {
+                if let Some(kept) = ids.at.get(id) {
                     out.push(kept.clone());
                     continue;
                 }
@@ -261,11 +268,11 @@ impl HistoryStore for MemoryStore {
                     epoch: Arc::clone(&stream.epoch),
                     offset: stream.top,
                 };
-                ids.0.insert(*id, at.clone());
-                ids.1.push_back(*id);
-                if ids.1.len() > MEMORY_IDS {
-                    if let Some(old) = ids.1.pop_front() {
-                        ids.0.remove(&old);
+                ids.at.insert(*id, at.clone());
+                ids.order.push_back(*id);
+                if ids.order.len() > MEMORY_IDS {
+                    if let Some(old) = ids.order.pop_front() {
+                        ids.at.remove(&old);
                     }
                 }
                 out.push(at);
