@@ -236,7 +236,11 @@ impl Broker {
 /// How long the numbering asks again for a batch whose append may have been kept although its
 /// answer was lost, before it gives up and sends the batch unnumbered. The queue waits meanwhile,
 /// so events keep their order; a backbone back within this time numbers the batch exactly once.
-const RESOLVE: Duration = Duration::from_secs(10);
+/// Long enough for a node resumed from a stop to reconnect (its link notices the lost calls and
+/// reconnects within a few hundred ms), short enough that while the backbone is really down the
+/// node's own subscribers wait at most this long for the events published meanwhile (and, below
+/// the trigger's 3 s wait, that a durable trigger is still answered after its events went out).
+const RESOLVE: Duration = Duration::from_secs(2);
 
 /// The longest pause between two askings of [`RESOLVE`].
 const RESOLVE_PAUSE: Duration = Duration::from_millis(500);
