@@ -554,7 +554,17 @@ fn apps_command(
     }
 }
 
+/// With `--features dhat-heap`, every allocation is counted (see the feature in Cargo.toml).
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
 fn main() -> ExitCode {
+    // Written when it drops, as main returns (a SIGTERM drains and returns too).
+    #[cfg(feature = "dhat-heap")]
+    let _profiler = dhat::Profiler::builder()
+        .file_name(std::env::var_os("VESTNIK_DHAT_FILE").unwrap_or_else(|| "dhat-heap.json".into()))
+        .build();
     let (mut cli, matches) = parse_cli();
     match cli.command.take() {
         Some(Command::Config {
