@@ -63,6 +63,17 @@ impl Broker {
             info: data.user_info,
         });
         drop(st);
+        // The socket is indexed under its user before `signin_success` goes out: a backend that
+        // terminates the user as soon as the client reports the sign-in must find the socket (the
+        // success can reach the client before this thread's next instruction).
+        let rt = self.runtime(&app);
+        {
+            let mut sockets = rt.users.entry(id.clone()).or_default();
+            sockets.push(conn.clone());
+            if sockets.len() == 1 {
+                notify_watchers(&rt, &id, WatchlistEvent::Online);
+            }
+        }
         conn.send(ServerMessage::SigninSuccess { user_data }.encode());
         if over_limit && app.watchlist {
             conn.send(
@@ -72,14 +83,6 @@ impl Broker {
                 }
                 .encode(),
             );
-        }
-        let rt = self.runtime(&app);
-        {
-            let mut sockets = rt.users.entry(id.clone()).or_default();
-            sockets.push(conn.clone());
-            if sockets.len() == 1 {
-                notify_watchers(&rt, &id, WatchlistEvent::Online);
-            }
         }
         watch(&rt, conn, &watchlist);
         Ok(())
