@@ -11,6 +11,7 @@
 //! - [`webhook`]: the webhook body signature.
 //! - [`socket`]: socket ids.
 //! - [`secret`]: [`AppSecret`], an app secret whose `Debug` and `Display` redact it.
+//! - [`frame`]: client WebSocket frames parsed without a per-socket buffer; server control frames.
 //! - [`code`]: the one table of Pusher error and close codes.
 //! - [`json`]: the JSON shapes insisted on: objects, never arrays read by position; nesting depth.
 //! - [`limits`]: default limits, each with its source.
@@ -19,6 +20,7 @@ pub mod api;
 pub mod auth;
 pub mod channel;
 pub mod code;
+pub mod frame;
 pub mod json;
 pub mod limits;
 pub mod message;

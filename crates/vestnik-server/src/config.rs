@@ -274,10 +274,9 @@ pub struct ServerConfig {
     pub metrics_port: u16,
     /// Whether to serve metrics at all.
     pub metrics: bool,
-    /// Read buffer per socket, in bytes. Small, because most sockets are idle and clients send
-    /// little: tungstenite allocates it for every socket, so it is the largest part of an idle
-    /// socket's memory (measured: 4096 B gives 8.2 KiB per socket, 512 B gives 4.7 KiB). Larger
-    /// messages still arrive, in several reads.
+    /// The most bytes one read takes from a socket (capped at 16 KiB). The buffer is on the
+    /// reading thread's stack for the length of one read, not kept per socket: an idle socket owns
+    /// no read buffer whatever this is. Larger messages arrive in several reads.
     pub socket_read_buffer: usize,
     /// Milliseconds between the drain's start (`/ready` 503, upgrades refused) and its first socket
     /// close, so load balancers see the node leave before its clients come back to them.
@@ -319,7 +318,7 @@ impl Default for ServerConfig {
             outbox_capacity: limits::OUTBOX_CAPACITY,
             max_message_bytes: limits::MAX_CLIENT_MESSAGE_BYTES,
             shutdown_timeout: 10,
-            socket_read_buffer: 512,
+            socket_read_buffer: 4096,
             metrics_port: 9601,
             metrics: true,
             drain_grace_ms: limits::DRAIN_GRACE_MS,

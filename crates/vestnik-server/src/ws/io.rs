@@ -1,16 +1,17 @@
-//! The bytes under a WebSocket session: [`SessionIo`], which tungstenite reads client frames from,
-//! and [`Wire`], the socket's write side, which the session's writer and the broker's direct writes
-//! share.
+//! The bytes under a WebSocket session: [`SessionIo`], which reads client frames (parsed by
+//! [`vestnik_protocol::frame`], with no per-socket buffer while the socket is idle), and [`Wire`],
+//! the socket's write side, which the session's writer and the broker's direct writes share.
 //!
-//! tungstenite parses what clients send, but it never writes to the socket: what it produces (a pong,
-//! a close reply, our close) lands in [`SessionIo::take_control`]'s buffer, and the session queues it
-//! in the outbox like every other frame, so that every byte on the wire is ordered by one outbox. On a
+//! The control frames the server sends (a pong, a close reply, our close) are encoded by the session
+//! and queued in the outbox like every other frame, so that every byte on the wire is ordered by one
+//! outbox. On a
 //! plain TCP socket the write half is a [`TcpWire`], which the outbox may also write to directly
 //! ([`DirectWrite`]) when the socket is idle: a delivery then costs one non-blocking write and no task
 //! wake-up. A TLS socket keeps the queued path. This module must never decide when a direct write is
 //! allowed (the outbox does) and never wait while writing directly.
 
 use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -19,10 +20,11 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use vestnik_broker::{DirectWrite, Sent};
+use vestnik_protocol::frame::{FrameError, FrameParser, Inbound, Parsed};
 
 /// The longest WebSocket header of a server frame: opcode byte, 127, eight length bytes.
 const MAX_HEADER: usize = 10;
@@ -135,60 +137,161 @@ impl Wire {
     }
 }
 
+/// The most bytes one read takes from a socket: the size of the stack buffer a read fills
+/// (`socket_read_buffer` is capped to it). The buffer lives on the reading thread's stack for the
+/// length of one read, never in the socket's state.
+pub const MAX_READ_CHUNK: usize = 16 * 1024;
+
 /// The read side, in one of two forms.
 enum Transport {
-    /// Plain TCP: the read half, with the bytes hyper read past the handshake first.
-    Tcp { prefix: Bytes, read: OwnedReadHalf },
-    /// TLS or anything hyper would not hand back as a `TcpStream`.
+    /// Plain TCP: the read half (the write half is the session's [`Wire`]).
+    Tcp(OwnedReadHalf),
+    /// TLS or anything hyper would not hand back as a `TcpStream`, read and written here.
     Upgraded(TokioIo<Upgraded>),
 }
 
-/// The stream tungstenite runs over: reads come from the socket; writes are kept in a buffer for
-/// the session to queue ([`SessionIo::take_control`]).
+/// Why a socket cannot be read any more.
+#[derive(Debug)]
+pub enum ReadEnd {
+    /// The client closed its side of the connection.
+    Eof,
+    /// The transport failed.
+    Io(io::Error),
+    /// The client's bytes broke the WebSocket protocol or the message limit.
+    Frame(FrameError),
+}
+
+/// The socket as its session sees it: client messages in ([`SessionIo::read`]), and the session's
+/// own writes out ([`SessionIo::write_from`]).
+///
+/// Reading owns no buffer while the socket is idle: a read fills a buffer on the stack, frames are
+/// parsed from it at once, and only the bytes of a frame still arriving (or of frames that came
+/// behind the one returned) are kept, in `pending`, until they are parsed.
 pub struct SessionIo {
     transport: Transport,
-    /// What tungstenite wrote (pongs, close frames), not yet handed to the outbox.
-    control: Vec<u8>,
+    /// Bytes read and not parsed yet, from `pending_at` on; empty and unallocated otherwise.
+    pending: Vec<u8>,
+    /// Where the unparsed bytes of `pending` start.
+    pending_at: usize,
+    /// The frame parser, holding a fragmented message's fragments while one arrives.
+    parser: FrameParser,
+    /// The largest client message, in bytes (`max_message_bytes`).
+    max_message: u32,
+    /// Bytes one read takes at most (`socket_read_buffer`, at most [`MAX_READ_CHUNK`]).
+    chunk: u32,
+}
+
+/// How a socket is read: the message limit and the size of one read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadLimits {
+    /// The largest client message, in bytes.
+    pub max_message: usize,
+    /// Bytes one read takes at most; capped at [`MAX_READ_CHUNK`].
+    pub chunk: usize,
 }
 
 impl SessionIo {
     /// Takes over an upgraded connection: a plain TCP socket is split and its write half returned,
-    /// to become the session's [`Wire`]; anything else is kept whole.
-    pub fn new(upgraded: Upgraded) -> (Self, Option<OwnedWriteHalf>) {
-        match upgraded.downcast::<TokioIo<TcpStream>>() {
+    /// to become the session's [`Wire`]; anything else is kept whole. What hyper read past the
+    /// handshake is parsed first.
+    pub fn new(upgraded: Upgraded, limits: ReadLimits) -> (Self, Option<OwnedWriteHalf>) {
+        let (transport, pending, half) = match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => {
                 let (read, half) = parts.io.into_inner().into_split();
                 // hyper hands back a slice of its connection read buffer (8 KiB), empty or not:
                 // keeping it would keep that whole buffer alive for the socket's life.
-                let prefix = if parts.read_buf.is_empty() {
-                    Bytes::new()
-                } else {
-                    Bytes::copy_from_slice(&parts.read_buf)
-                };
-                let io = Self {
-                    transport: Transport::Tcp { prefix, read },
-                    control: Vec::new(),
-                };
-                (io, Some(half))
+                (Transport::Tcp(read), parts.read_buf.to_vec(), Some(half))
             }
-            Err(upgraded) => {
-                let io = Self {
-                    transport: Transport::Upgraded(TokioIo::new(upgraded)),
-                    control: Vec::new(),
-                };
-                (io, None)
-            }
-        }
+            Err(upgraded) => (
+                Transport::Upgraded(TokioIo::new(upgraded)),
+                Vec::new(),
+                None,
+            ),
+        };
+        let io = Self {
+            transport,
+            pending,
+            pending_at: 0,
+            parser: FrameParser::new(),
+            max_message: u32::try_from(limits.max_message).unwrap_or(u32::MAX),
+            chunk: limits.chunk.clamp(64, MAX_READ_CHUNK) as u32,
+        };
+        (io, half)
     }
 
-    /// What tungstenite has written since the last call: complete control frames (tungstenite
-    /// writes whole frames into a buffer that always accepts them).
-    pub fn take_control(&mut self) -> Option<Bytes> {
-        if self.control.is_empty() {
-            return None;
+    /// The next client message or control frame. Cancel-safe: what was read is kept until a
+    /// message is returned.
+    pub async fn read(&mut self) -> Result<Inbound, ReadEnd> {
+        std::future::poll_fn(|cx| self.poll_message(cx)).await
+    }
+
+    /// Parses what is pending; reads when it holds no complete message.
+    fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<Inbound, ReadEnd>> {
+        let max = self.max_message as usize;
+        loop {
+            while self.pending_at < self.pending.len() {
+                match self
+                    .parser
+                    .parse(&self.pending[self.pending_at..], max)
+                    .map_err(ReadEnd::Frame)?
+                {
+                    Parsed::Frame { len, message } => {
+                        self.pending_at += len;
+                        if self.pending_at == self.pending.len() {
+                            // Nothing left: an idle socket keeps no buffer.
+                            self.pending = Vec::new();
+                            self.pending_at = 0;
+                        }
+                        if let Some(m) = message {
+                            return Poll::Ready(Ok(m));
+                        }
+                    }
+                    // Grown as bytes arrive, not reserved from the header: a client announcing a
+                    // large frame and sending it slowly holds only what it sent.
+                    Parsed::Incomplete(_) => {
+                        self.pending.drain(..self.pending_at);
+                        self.pending_at = 0;
+                        break;
+                    }
+                }
+            }
+            let mut chunk = [MaybeUninit::<u8>::uninit(); MAX_READ_CHUNK];
+            let mut buf = ReadBuf::uninit(&mut chunk[..self.chunk as usize]);
+            let polled = match &mut self.transport {
+                Transport::Tcp(read) => Pin::new(read).poll_read(cx, &mut buf),
+                Transport::Upgraded(io) => Pin::new(io).poll_read(cx, &mut buf),
+            };
+            match polled {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(ReadEnd::Io(e))),
+                Poll::Ready(Ok(())) => {}
+            }
+            let got = buf.filled();
+            if got.is_empty() {
+                return Poll::Ready(Err(ReadEnd::Eof));
+            }
+            if !self.pending.is_empty() {
+                self.pending.extend_from_slice(got);
+                continue;
+            }
+            // The usual case: frames parsed straight from the stack buffer, no copy kept.
+            let mut at = 0;
+            while at < got.len() {
+                match self.parser.parse(&got[at..], max).map_err(ReadEnd::Frame)? {
+                    Parsed::Frame { len, message } => {
+                        at += len;
+                        if let Some(m) = message {
+                            self.pending.extend_from_slice(&got[at..]);
+                            return Poll::Ready(Ok(m));
+                        }
+                    }
+                    Parsed::Incomplete(_) => {
+                        self.pending.extend_from_slice(&got[at..]);
+                        break;
+                    }
+                }
+            }
         }
-        let bytes = Bytes::from(std::mem::take(&mut self.control));
-        Some(bytes)
     }
 
     /// Writes `buf[*at..]` to the socket, advancing `*at` as bytes go out, so that a caller that
@@ -234,53 +337,10 @@ impl SessionIo {
                     .await
                     .map_err(timed_out)?
             }
-            (Wire::Stream, Transport::Tcp { .. }) => Err(io::Error::other(
+            (Wire::Stream, Transport::Tcp(_)) => Err(io::Error::other(
                 "a split TCP socket is written through its wire",
             )),
         }
-    }
-}
-
-impl AsyncRead for SessionIo {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().transport {
-            Transport::Tcp { prefix, read } => {
-                if !prefix.is_empty() {
-                    let n = prefix.len().min(buf.remaining());
-                    buf.put_slice(&prefix.split_to(n));
-                    if prefix.is_empty() {
-                        *prefix = Bytes::new();
-                    }
-                    return Poll::Ready(Ok(()));
-                }
-                Pin::new(read).poll_read(cx, buf)
-            }
-            Transport::Upgraded(io) => Pin::new(io).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for SessionIo {
-    /// Keeps what tungstenite writes; the session queues it in the outbox.
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.get_mut().control.extend_from_slice(buf);
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
     }
 }
 

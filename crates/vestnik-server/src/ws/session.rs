@@ -22,27 +22,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
-use tokio_tungstenite::WebSocketStream;
 use vestnik_broker::{App, Broker, ConnectionHandle, SubscribeReady};
+use vestnik_protocol::frame::{self, CloseFrame, FrameError, Inbound};
 use vestnik_protocol::message::MessageError;
 use vestnik_protocol::{ClientMessage, PusherCode, ServerMessage};
 
-use super::io::{SessionIo, Wire, WireCounters};
+use super::io::{text_header, ReadEnd, SessionIo, Wire, WireCounters};
 use super::writer::{lay_out, write_batch, write_last, Batch, WriteFailure};
 use crate::config::ServerConfig;
 use crate::live::LiveSockets;
-
-/// The socket type every session drives.
-/// tungstenite over the connection hyper upgraded after the 101 that `ws::upgrade` answered, plain
-/// or TLS; its writes are collected by [`SessionIo`] and written by the session (see [`super::io`]).
-pub type Socket = WebSocketStream<SessionIo>;
 
 /// How long to wait for the client's close reply before dropping the connection.
 ///
@@ -95,7 +85,7 @@ pub struct SessionContext {
 /// straight to the socket rather than through an outbox; the error frame comes first because
 /// pusher-js reads the code from `pusher:error`, not from the close frame.
 pub async fn refuse(
-    mut ws: Socket,
+    mut io: SessionIo,
     half: Option<OwnedWriteHalf>,
     app_id: &str,
     code: PusherCode,
@@ -108,52 +98,58 @@ pub async fn refuse(
         "code" => code.code().to_string()
     )
     .increment(1);
-    let frame = ServerMessage::Error {
+    let error = framed_error(code, message);
+    let wire = Wire::new(half, None);
+    close(
+        &mut io,
+        &wire,
+        Some(error),
+        code.code(),
+        message,
+        write_timeout,
+    )
+    .await;
+}
+
+/// A `pusher:error` frame with `code` and `message`, with its WebSocket header: bytes to write or
+/// to owe as they are.
+fn framed_error(code: PusherCode, message: &str) -> Bytes {
+    let json = ServerMessage::Error {
         code: Some(code),
         message,
     }
     .encode();
-    // Into SessionIo's buffer, written with the close below.
-    if let Ok(text) = Utf8Bytes::try_from(frame) {
-        if ws.feed(Message::Text(text)).await.is_err() {
-            return;
-        }
-    }
-    let wire = Wire::new(half, None);
-    close(&mut ws, &wire, None, code.code(), message, write_timeout).await;
+    let (header, n) = text_header(json.len());
+    let mut out = Vec::with_capacity(n + json.len());
+    out.extend_from_slice(&header[..n]);
+    out.extend_from_slice(&json);
+    Bytes::from(out)
 }
 
 /// Writes what is `owed`, closes with `code` and `reason` (the write bounded by `write_timeout`), then
 /// waits (bounded) for the client's close reply. The outbox is detached by then: nobody else writes.
-///
-/// The reason is cut to 123 bytes at a UTF-8 boundary: a control frame carries at most 125 bytes of
-/// payload, two of which are the code (RFC 6455 §5.5), and tungstenite refuses a longer one.
+/// The reason is cut to the 123 bytes a close frame has room for, at a UTF-8 boundary.
 async fn close(
-    ws: &mut Socket,
+    io: &mut SessionIo,
     wire: &Wire,
     owed: Option<Bytes>,
     code: u16,
     reason: &str,
     write_timeout: Duration,
 ) {
-    // Close reasons are limited to 123 bytes by RFC 6455.
-    let mut end = reason.len().min(123);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    let frame = CloseFrame {
-        code: CloseCode::from(code),
-        reason: Utf8Bytes::from(&reason[..end]),
-    };
-    // tungstenite writes the close frame into SessionIo's buffer; write_last sends it.
-    if ws.close(Some(frame)).await.is_err() {
-        return;
-    }
-    if write_last(ws, wire, owed, write_timeout).await.is_err() {
+    let frame = frame::close(code, reason);
+    if write_last(io, wire, owed, &frame, write_timeout)
+        .await
+        .is_err()
+    {
         return;
     }
     let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, async {
-        while let Some(Ok(_)) = ws.next().await {}
+        while let Ok(message) = io.read().await {
+            if matches!(message, Inbound::Close(_)) {
+                break;
+            }
+        }
     })
     .await;
 }
@@ -166,22 +162,23 @@ async fn close(
 /// socket's subscriptions (and presence membership, and the vacate webhook) are released even when
 /// the client is too slow to receive the close.
 pub async fn run(
-    mut ws: Socket,
+    mut io: SessionIo,
     half: Option<OwnedWriteHalf>,
     ctx: SessionContext,
     app: Arc<App>,
     peer: IpAddr,
 ) {
     let write_timeout = ctx.settings.write_timeout;
-    let app_id = app.id.clone();
-    let conn = match ctx.broker.connect(app) {
+    let conn = match ctx.broker.connect(Arc::clone(&app)) {
         Ok(c) => c,
         Err(e) => {
             let message = e.to_string();
-            return refuse(ws, half, &app_id, e.code(), &message, write_timeout).await;
+            let refusal = refuse(io, half, &app.id, e.code(), &message, write_timeout);
+            return Box::pin(refusal).await;
         }
     };
-    let counters = Counters::new(&app_id);
+    drop(app);
+    let counters = Counters::new(&conn.app().id);
     let wire = Wire::new(
         half,
         Some(WireCounters {
@@ -195,25 +192,41 @@ pub async fn run(
     }
     // Listed for the drain until this function returns, however it returns.
     let _live = ctx.sockets.register(&conn);
-    let socket_id = conn.socket_id().to_string();
-    tracing::debug!(%peer, socket_id, app_id = %conn.app().id, "socket connected");
+    tracing::debug!(%peer, socket_id = %conn.socket_id(), app_id = %conn.app().id, "socket connected");
     conn.send(
         ServerMessage::ConnectionEstablished {
-            socket_id: &socket_id,
+            socket_id: &conn.socket_id().to_string(),
             activity_timeout: ctx.settings.activity_timeout,
         }
         .encode(),
     );
-    metrics::counter!("vestnik_sockets_opened_total", "app_id" => app_id.clone()).increment(1);
-    let end = drive(&mut ws, &wire, &ctx, &conn, &counters).await;
+    metrics::counter!("vestnik_sockets_opened_total", "app_id" => conn.app().id.clone())
+        .increment(1);
+    let end = drive(&mut io, &wire, &ctx, &conn, &counters).await;
+    // The rest runs once per socket: boxed, so its state does not sit in every idle socket's task.
+    Box::pin(finish(io, wire, &ctx, conn, end, peer)).await;
+}
+
+/// The end of a session: the broker lets the socket go, the way it ended is counted, and the close
+/// (or the reply to the client's close) is written with what the outbox still owed.
+async fn finish(
+    mut io: SessionIo,
+    wire: Wire,
+    ctx: &SessionContext,
+    conn: ConnectionHandle,
+    end: End,
+    peer: IpAddr,
+) {
+    let write_timeout = ctx.settings.write_timeout;
     // From here only this task writes to the socket; frames still queued are dropped, as the
     // socket is closing.
     let owed = conn.outbox().detach(&mut VecDeque::new());
     ctx.broker.disconnect(&conn);
+    let app_id = conn.app().id.clone();
     let code = match &end {
         End::Close(code, _) => code.to_string(),
         End::Stalled => PusherCode::OverCapacity.code().to_string(),
-        End::Gone => "client".to_owned(),
+        End::Gone | End::ClientClosed(_) => "client".to_owned(),
     };
     if matches!(end, End::Stalled)
         || matches!(end, End::Close(c, _) if c == PusherCode::OverCapacity.code())
@@ -223,19 +236,25 @@ pub async fn run(
     }
     metrics::counter!("vestnik_sockets_closed_total", "app_id" => app_id, "code" => code)
         .increment(1);
+    let socket_id = conn.socket_id();
     match end {
         End::Close(code, reason) => {
-            close(&mut ws, &wire, owed, code, &reason, write_timeout).await;
+            close(&mut io, &wire, owed, code, &reason, write_timeout).await;
         }
         End::Stalled => {
-            tracing::debug!(%peer, socket_id, "dropped: a write stalled for {write_timeout:?}");
+            tracing::debug!(%peer, %socket_id, "dropped: a write stalled for {write_timeout:?}");
         }
-        // A client that closed is owed our close reply; one that vanished makes this fail at once.
+        // A client that closed is owed our close reply.
+        End::ClientClosed(frame) => {
+            let reply = frame::close_reply(frame.as_ref());
+            let _ = write_last(&mut io, &wire, owed, &reply, write_timeout).await;
+        }
+        // A client that vanished: this fails at once.
         End::Gone => {
-            let _ = write_last(&mut ws, &wire, owed, write_timeout).await;
+            let _ = write_last(&mut io, &wire, owed, &[], write_timeout).await;
         }
     }
-    tracing::debug!(%peer, socket_id, "socket closed");
+    tracing::debug!(%peer, %socket_id, "socket closed");
 }
 
 /// How a session ended.
@@ -247,6 +266,8 @@ enum End {
     Stalled,
     /// The client left or the transport failed; nothing more to send.
     Gone,
+    /// The client sent a close: it is owed the reply.
+    ClientClosed(Option<CloseFrame>),
 }
 
 impl From<WriteFailure> for End {
@@ -345,7 +366,7 @@ impl Counters {
 /// is read. The timer comes last: it only matters when the socket is otherwise idle, and every
 /// frame read already proves the client alive (`Liveness::seen`).
 async fn drive(
-    ws: &mut Socket,
+    io: &mut SessionIo,
     wire: &Wire,
     ctx: &SessionContext,
     conn: &ConnectionHandle,
@@ -381,7 +402,10 @@ async fn drive(
                     conn.outbox().give_back(last);
                     return End::Close(c.code.code(), c.reason);
                 }
-                match write_batch(ws, wire, conn.outbox(), drained.owed, &mut out, write_timeout).await {
+                // Boxed: a write that has to wait is rare (most deliveries are written directly),
+                // and its state would otherwise sit in every idle socket's task.
+                let write = write_batch(io, wire, conn.outbox(), drained.owed, &mut out, write_timeout);
+                match Box::pin(write).await {
                     Batch::Written => {}
                     Batch::Failed(f) => return f.into(),
                     Batch::Interrupted => {
@@ -400,14 +424,19 @@ async fn drive(
                     counters.publish_to_write.record(queued.elapsed().as_secs_f64());
                 }
             }
-            msg = ws.next() => {
+            msg = io.read() => {
                 live.seen();
-                if let Some(end) = on_read(ws, &ctx.broker, conn, counters, msg).await {
-                    return end;
-                }
-                // A pong or a close reply tungstenite wrote goes out in the outbox's order.
-                if let Some(control) = ws.get_mut().take_control() {
-                    conn.outbox().push_owed(control);
+                match msg {
+                    // Boxed, like the write: only a text message can wait (a subscribe in a
+                    // cluster, a numbered client event), and its state is large.
+                    Ok(Inbound::Text(text)) => {
+                        Box::pin(on_text(&ctx.broker, conn, counters, text)).await;
+                    }
+                    other => {
+                        if let Some(end) = on_other(conn, other) {
+                            return end;
+                        }
+                    }
                 }
             }
             () = &mut timer => {
@@ -437,81 +466,67 @@ async fn drive(
     }
 }
 
-/// Handles what one read from the socket gave: a text frame goes to the broker, a ping's queued pong
-/// is flushed, a binary frame is refused, and the end of the stream, a close, a read error or an
-/// oversized message end the session. Returns how the session ends, or `None` to keep going.
+/// Handles a client's text message: parsed, then handed to the broker, whose replies come back
+/// through the outbox.
+async fn on_text(broker: &Broker, conn: &ConnectionHandle, counters: &Counters, text: String) {
+    counters.messages_in.increment(1);
+    counters.bytes_in.increment(text.len() as u64);
+    let message = ClientMessage::parse(&text);
+    // In a cluster, a subscribe first waits (a few ms, at most 2 s) for this node to listen to the
+    // channel's route shard, so an event published once the client saw `subscription_succeeded`
+    // reaches it, and for the channel's position and missed events from the history store where
+    // the backbone keeps it.
+    let mut ready = SubscribeReady::default();
+    if let Ok(ClientMessage::Subscribe(sub)) = &message {
+        if let Some(wait) = broker.subscribe_ready(conn, sub) {
+            ready = wait.await;
+        }
+    }
+    handle_message(broker, conn, message, ready).await;
+}
+
+/// Handles whatever else one read gave: a binary message is refused, a ping answered, a close
+/// ends the session with its reply owed, and the end of the stream, a read error, a protocol
+/// violation or an oversized message end it. Returns how the session ends, or `None` to go on.
 ///
 /// A binary frame is answered with an error but the socket stays open: the Pusher protocol speaks
 /// only JSON text, and pusher-js never sends binary, so this is a client bug worth reporting, not a
-/// reason to drop it. An oversized message closes with `InvalidMessage` (4300): tungstenite has
-/// stopped reading the stream mid-message and cannot resynchronise.
-async fn on_read(
-    ws: &mut Socket,
-    broker: &Broker,
-    conn: &ConnectionHandle,
-    counters: &Counters,
-    msg: Option<Result<Message, WsError>>,
-) -> Option<End> {
+/// reason to drop it. An oversized message closes with `InvalidMessage` (4300), after a
+/// `pusher:error` saying so: the rest of the message is not read, so the stream cannot resume. A
+/// frame that breaks RFC 6455 closes with 1002, text that is not UTF-8 with 1007.
+fn on_other(conn: &ConnectionHandle, msg: Result<Inbound, ReadEnd>) -> Option<End> {
     match msg {
-        None => return Some(End::Gone),
-        Some(Ok(Message::Text(text))) => {
-            counters.messages_in.increment(1);
-            counters.bytes_in.increment(text.len() as u64);
-            let message = ClientMessage::parse(&text);
-            // In a cluster, a subscribe first waits (a few ms, at most 2 s) for this node to
-            // listen to the channel's route shard, so an event published once the client saw
-            // `subscription_succeeded` reaches it, and for the channel's position and missed
-            // events from the history store where the backbone keeps it.
-            let mut ready = SubscribeReady::default();
-            if let Ok(ClientMessage::Subscribe(sub)) = &message {
-                if let Some(wait) = broker.subscribe_ready(conn, sub) {
-                    ready = wait.await;
-                }
-            }
-            handle_message(broker, conn, message, ready).await;
+        Ok(Inbound::Text(_) | Inbound::Pong) => None,
+        Ok(Inbound::Binary(_)) => {
+            send_error(
+                conn,
+                PusherCode::InvalidMessage,
+                "Binary frames are not supported; send JSON text frames",
+            );
+            None
         }
-        Some(Ok(Message::Binary(_))) => send_error(
-            conn,
-            PusherCode::InvalidMessage,
-            "Binary frames are not supported; send JSON text frames",
-        ),
-        Some(Ok(Message::Ping(_))) => {
-            // tungstenite queued the pong; this moves it into SessionIo's buffer (no IO), and the
-            // caller queues it.
-            if ws.flush().await.is_err() {
-                return Some(End::Gone);
-            }
+        Ok(Inbound::Ping(payload)) => {
+            // Ahead of the queued frames, in the outbox's order with every other byte.
+            conn.outbox().push_owed(Bytes::from(frame::pong(&payload)));
+            None
         }
-        Some(Ok(Message::Pong(_) | Message::Frame(_))) => {}
-        Some(Ok(Message::Close(_))) => {
-            // The close reply, into SessionIo's buffer; `run` writes it.
-            let _ = ws.flush().await;
-            return Some(End::Gone);
+        Ok(Inbound::Close(frame)) => Some(End::ClientClosed(frame)),
+        Err(ReadEnd::Frame(e @ FrameError::TooLong { .. })) => {
+            let message = e.to_string();
+            // Owed: written before the close, after what the outbox already owed.
+            conn.outbox()
+                .push_owed(framed_error(PusherCode::InvalidMessage, &message));
+            Some(End::Close(PusherCode::InvalidMessage.code(), message))
         }
-        Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
-            let message = format!("Message of {size} bytes is over the limit of {max_size} bytes");
-            write_error(ws, PusherCode::InvalidMessage, &message).await;
-            return Some(End::Close(PusherCode::InvalidMessage.code(), message));
+        Err(ReadEnd::Frame(e)) => {
+            tracing::debug!(socket_id = %conn.socket_id(), "closed: {e}");
+            Some(End::Close(e.close_code(), e.to_string()))
         }
-        Some(Err(e)) => {
+        Err(ReadEnd::Eof) => Some(End::Gone),
+        Err(ReadEnd::Io(e)) => {
             tracing::debug!(socket_id = %conn.socket_id(), "read error: {e}");
-            return Some(End::Gone);
+            Some(End::Gone)
         }
-    }
-    None
-}
-
-/// Puts one `pusher:error` ahead of the close, bypassing the outbox: only used when the session is
-/// about to end anyway (an oversized message). It lands in SessionIo's buffer and is written with
-/// the close, after what the outbox still owes, so nothing is split or overtaken.
-async fn write_error(ws: &mut Socket, code: PusherCode, message: &str) {
-    let frame = ServerMessage::Error {
-        code: Some(code),
-        message,
-    }
-    .encode();
-    if let Ok(text) = Utf8Bytes::try_from(frame) {
-        let _ = ws.feed(Message::Text(text)).await;
     }
 }
 

@@ -19,8 +19,6 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::WebSocketStream;
 use vestnik_broker::App;
 use vestnik_protocol::limits::SUPPORTED_PROTOCOLS;
 use vestnik_protocol::PusherCode;
@@ -134,7 +132,7 @@ pub fn admit(
 /// hands the connection over (`hyper::upgrade::on`) after this response has been written. The
 /// session's context is built here, from the state, so the session task holds the broker and its
 /// settings, not the whole [`AppState`].
-pub fn upgrade(req: Request<Incoming>, state: AppState, peer: SocketAddr) -> Response<Body> {
+pub fn upgrade(mut req: Request<Incoming>, state: AppState, peer: SocketAddr) -> Response<Body> {
     let peer = match refusal_about_the_node(&req, &state, peer) {
         Ok(ip) => ip,
         Err(resp) => return *resp,
@@ -146,33 +144,19 @@ pub fn upgrade(req: Request<Incoming>, state: AppState, peer: SocketAddr) -> Res
     let accept = derive_accept_key(key.as_bytes());
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     let admission = admit(&state, req.uri().path(), req.uri().query(), origin);
-    let ws_config = super::websocket_config(&state.config.server);
-    let ctx = SessionContext {
-        broker: state.broker.clone(),
-        sockets: state.sockets.clone(),
-        settings: SessionSettings::from_config(&state.config.server),
-    };
-    let write_timeout = ctx.settings.write_timeout;
-    let tracker = state.shutdown.tracker().clone();
-    tracker.spawn(async move {
-        let upgraded = match hyper::upgrade::on(req).await {
-            Ok(u) => u,
-            Err(e) => {
-                tracing::debug!(%peer, "upgrade failed: {e}");
-                return;
-            }
-        };
-        let (io, half) = SessionIo::new(upgraded);
-        let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
-        match admission {
-            Ok(app) => session::run(ws, half, ctx, app, peer).await,
-            Err(r) => {
-                tracing::debug!(%peer, code = r.code.code(), "refused socket: {}", r.message);
-                let app_id = r.app_id.as_deref().unwrap_or(UNKNOWN_APP);
-                session::refuse(ws, half, app_id, r.code, &r.message, write_timeout).await;
-            }
-        }
+    let limits = super::read_limits(&state.config.server);
+    let start = Box::new(Start {
+        upgrade: hyper::upgrade::on(&mut req),
+        admission,
+        ctx: SessionContext {
+            broker: state.broker.clone(),
+            sockets: state.sockets.clone(),
+            settings: SessionSettings::from_config(&state.config.server),
+        },
+        limits,
+        peer,
     });
+    state.shutdown.tracker().spawn(socket_task(start));
     let mut resp = Response::new(Full::default());
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = resp.headers_mut();
@@ -182,6 +166,50 @@ pub fn upgrade(req: Request<Incoming>, state: AppState, peer: SocketAddr) -> Res
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     resp
+}
+
+/// What a socket's task starts from. Boxed, so that the task's future carries one pointer for it
+/// rather than these fields for the socket's whole life (an async block keeps its captures).
+struct Start {
+    /// Resolves to the connection once hyper has written the 101.
+    upgrade: hyper::upgrade::OnUpgrade,
+    /// The admitted app, or why the socket is refused.
+    admission: Result<Arc<App>, Refusal>,
+    /// What the session uses.
+    ctx: SessionContext,
+    /// How the socket is read.
+    limits: super::io::ReadLimits,
+    /// The client's address.
+    peer: std::net::IpAddr,
+}
+
+/// A socket's task: waits for hyper to hand the connection over, then runs the session (or its
+/// refusal) to the end.
+async fn socket_task(start: Box<Start>) {
+    let Start {
+        upgrade,
+        admission,
+        ctx,
+        limits,
+        peer,
+    } = *start;
+    let upgraded = match upgrade.await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::debug!(%peer, "upgrade failed: {e}");
+            return;
+        }
+    };
+    let (io, half) = SessionIo::new(upgraded, limits);
+    match admission {
+        Ok(app) => session::run(io, half, ctx, app, peer).await,
+        Err(r) => {
+            tracing::debug!(%peer, code = r.code.code(), "refused socket: {}", r.message);
+            let app_id = r.app_id.as_deref().unwrap_or(UNKNOWN_APP);
+            let write_timeout = ctx.settings.write_timeout;
+            session::refuse(io, half, app_id, r.code, &r.message, write_timeout).await;
+        }
+    }
 }
 
 /// The refusals that are about the node or the client's rate, not what the socket asks for, answered
@@ -246,4 +274,23 @@ fn refusal_about_the_node(
         return Err(Box::new(resp));
     }
     Ok(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future an async fn returns, without calling it.
+    fn future_size<A, F: std::future::Future>(_: impl Fn(A) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// A socket's task is allocated once per socket and lives as long as it: its future is most of
+    /// what an idle socket costs (docs/benchmarks.md, "Where an idle socket's bytes go").
+    #[test]
+    fn a_socket_task_stays_small() {
+        let size = future_size(socket_task);
+        println!("socket task future: {size} bytes");
+        assert!(size <= 1400, "socket task future grew to {size} bytes");
+    }
 }

@@ -13,8 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use vestnik_broker::Outbox;
 
-use super::io::{text_header, Wire};
-use super::session::Socket;
+use super::io::{text_header, SessionIo, Wire};
 
 /// Why a write to the socket did not finish.
 #[derive(Debug)]
@@ -73,7 +72,7 @@ pub(super) fn lay_out(owed: Option<Bytes>, frames: &mut VecDeque<Bytes>) -> Byte
 /// client keeps up while one that stopped reading is found within `limit`; a close requested
 /// meanwhile (a queue that overflowed behind this write) interrupts it at once.
 pub(super) async fn write_batch(
-    ws: &mut Socket,
+    io: &mut SessionIo,
     wire: &Wire,
     outbox: &Outbox,
     owed: Option<Bytes>,
@@ -83,7 +82,7 @@ pub(super) async fn write_batch(
     let buf = lay_out(owed, frames);
     let mut at = 0;
     let result = {
-        let write = ws.get_mut().write_from(wire, &buf, &mut at, limit);
+        let write = io.write_from(wire, &buf, &mut at, limit);
         tokio::select! {
             biased;
             r = write => Some(r),
@@ -101,23 +100,23 @@ pub(super) async fn write_batch(
 }
 
 /// Writes the session's last bytes: what the outbox still owes (the rest of a direct write or of an
-/// interrupted batch, queued pongs) and what tungstenite produced since (a close frame, a close
-/// reply), bounded by `limit`. The caller has detached the outbox, so nothing else writes to the
-/// socket any more.
+/// interrupted batch, queued pongs, an error before the close), then `tail` (a close frame, a close
+/// reply, or nothing), bounded by `limit`. The caller has detached the outbox, so nothing else
+/// writes to the socket any more.
 pub(super) async fn write_last(
-    ws: &mut Socket,
+    io: &mut SessionIo,
     wire: &Wire,
     owed: Option<Bytes>,
+    tail: &[u8],
     limit: Duration,
 ) -> Result<(), WriteFailure> {
-    let control = ws.get_mut().take_control();
-    let mut buf = Vec::new();
-    for b in owed.iter().chain(control.iter()) {
-        buf.extend_from_slice(b);
+    let mut buf = Vec::with_capacity(owed.as_ref().map_or(0, Bytes::len) + tail.len());
+    if let Some(owed) = &owed {
+        buf.extend_from_slice(owed);
     }
+    buf.extend_from_slice(tail);
     let mut at = 0;
-    ws.get_mut()
-        .write_from(wire, &buf, &mut at, limit)
+    io.write_from(wire, &buf, &mut at, limit)
         .await
         .map_err(|e| failure(&e))
 }
