@@ -11,11 +11,12 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
-use tokio::sync::Notify;
 use vestnik_protocol::PusherCode;
 
 /// A close the writer should perform after sending the frames queued before it.
@@ -105,7 +106,10 @@ pub enum Pushed {
 #[derive(Debug)]
 pub struct Outbox {
     queue: Mutex<OutboxQueue>,
-    notify: Notify,
+    /// The socket's task, while it waits for work ([`Outbox::poll_next_batch`]) or for a close
+    /// during a write ([`Outbox::close_requested`]): one waker, not a wait list, since only that
+    /// task ever waits here; it is checked after registering, so no wake-up is lost.
+    waker: AtomicWaker,
     capacity: usize,
 }
 
@@ -128,7 +132,7 @@ impl Outbox {
     pub fn new(capacity: usize) -> Self {
         Self {
             queue: Mutex::new(OutboxQueue::default()),
-            notify: Notify::new(),
+            waker: AtomicWaker::new(),
             capacity: capacity.max(1),
         }
     }
@@ -172,7 +176,7 @@ impl Outbox {
                         q.owed = Some(rest);
                         q.oldest = Some(Instant::now());
                         drop(q);
-                        self.notify.notify_one();
+                        self.waker.wake();
                         return Ok(Pushed::Queued);
                     }
                     Sent::Failed => {}
@@ -188,7 +192,7 @@ impl Outbox {
                 reason: "Slow consumer: outbound queue full".into(),
             });
             drop(q);
-            self.notify.notify_one();
+            self.waker.wake();
             return Err(PushError::SlowConsumer);
         }
         let was_idle = q.frames.is_empty() && q.owed.is_none();
@@ -199,7 +203,7 @@ impl Outbox {
         drop(q);
         // A writer that is awake will find this frame when it next drains; only wake an idle one.
         if was_idle {
-            self.notify.notify_one();
+            self.waker.wake();
         }
         Ok(Pushed::Queued)
     }
@@ -220,7 +224,7 @@ impl Outbox {
         q.owed = Some(append(q.owed.take(), bytes));
         drop(q);
         if was_idle {
-            self.notify.notify_one();
+            self.waker.wake();
         }
     }
 
@@ -241,12 +245,15 @@ impl Outbox {
     /// Completes once a close has been requested and not yet taken; the writer races its write
     /// against this, so that a slow consumer's 4100 ends a write stuck on a full socket at once.
     pub async fn close_requested(&self) {
-        loop {
+        std::future::poll_fn(|cx| {
+            self.waker.register(cx.waker());
             if self.queue.lock().close.is_some() {
-                return;
+                Poll::Ready(())
+            } else {
+                Poll::Pending
             }
-            self.notify.notified().await;
-        }
+        })
+        .await;
     }
 
     /// Asks the writer to close the socket after the frames already queued. The first close wins.
@@ -261,7 +268,7 @@ impl Outbox {
             reason: reason.into(),
         });
         drop(q);
-        self.notify.notify_one();
+        self.waker.wake();
     }
 
     /// Whether a close has been requested.
@@ -295,17 +302,24 @@ impl Outbox {
     /// queueing time. Finding nothing to do marks the writer idle, which lets pushes write directly
     /// again. Cancel-safe: nothing is taken before the wait completes.
     pub async fn next_batch(&self, out: &mut VecDeque<Bytes>) -> Drained {
-        loop {
-            {
-                let mut q = self.queue.lock();
-                if !q.frames.is_empty() || q.owed.is_some() || q.close.is_some() {
-                    drop(q);
-                    return self.drain_now(out);
-                }
-                q.busy = false;
-            }
-            self.notify.notified().await;
+        std::future::poll_fn(|cx| self.poll_next_batch(cx, out)).await
+    }
+
+    /// [`Outbox::next_batch`] as a poll, for a writer that waits on several things in one
+    /// hand-written poll (the session does, so that its idle state holds no wait-list entry).
+    pub fn poll_next_batch(
+        &self,
+        cx: &mut Context<'_>,
+        out: &mut VecDeque<Bytes>,
+    ) -> Poll<Drained> {
+        self.waker.register(cx.waker());
+        let mut q = self.queue.lock();
+        if !q.frames.is_empty() || q.owed.is_some() || q.close.is_some() {
+            drop(q);
+            return Poll::Ready(self.drain_now(out));
         }
+        q.busy = false;
+        Poll::Pending
     }
 
     /// Number of frames waiting.

@@ -44,6 +44,8 @@ pub struct AppState {
     pub serving: Arc<AtomicBool>,
     /// The sockets open on this node, for the drain.
     pub sockets: LiveSockets,
+    /// What every WebSocket session uses (the broker, the socket list, settings, counters).
+    pub sessions: Arc<crate::ws::session::SessionContext>,
     /// New sockets per client IP.
     pub ip_limiter: IpRateLimiter,
     /// Console sign-in attempts per client IP per minute.
@@ -107,8 +109,16 @@ impl AppState {
             config.admin.failed_attempts,
             Duration::from_secs(SIGNIN_WINDOW_SECS),
         );
+        let sockets = LiveSockets::default();
+        let sessions = Arc::new(crate::ws::session::SessionContext::new(
+            broker.clone(),
+            sockets.clone(),
+            crate::ws::session::SessionSettings::from_config(&config.server),
+            crate::ws::read_limits(&config.server),
+        ));
         Ok(Self {
             apps,
+            sessions,
             apps_db: Arc::default(),
             usage_ledger: Arc::default(),
             admin_limiter,
@@ -118,7 +128,7 @@ impl AppState {
             shutdown,
             webhooks,
             serving: Arc::new(AtomicBool::new(false)),
-            sockets: LiveSockets::default(),
+            sockets,
             ip_limiter,
             signin_limiter,
             api_limiter: ApiLimiter::default(),

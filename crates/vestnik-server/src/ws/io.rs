@@ -47,16 +47,37 @@ pub fn text_header(len: usize) -> ([u8; MAX_HEADER], usize) {
     }
 }
 
-/// Counters of what a direct write sent, the same series the session's writer counts into.
-#[derive(Debug, Clone)]
-pub struct WireCounters {
-    /// `vestnik_ws_messages_sent_total`.
+/// The per-app counters of a socket's traffic, made once per app and shared by its sockets (the
+/// session and the direct writer count into the same handles, so counting costs an atomic add and
+/// a socket holds one pointer for all of them).
+#[derive(Debug)]
+pub struct SocketCounters {
+    /// `vestnik_ws_messages_received_total`: client text frames.
+    pub messages_in: metrics::Counter,
+    /// `vestnik_ws_bytes_received_total`: their bytes.
+    pub bytes_in: metrics::Counter,
+    /// `vestnik_ws_messages_sent_total`: frames written.
     pub messages_out: metrics::Counter,
-    /// `vestnik_ws_bytes_sent_total` (payload bytes, as the writer counts them).
+    /// `vestnik_ws_bytes_sent_total`: their payload bytes.
     pub bytes_out: metrics::Counter,
-    /// `vestnik_publish_to_write_seconds`: a direct write that went out whole is one write with no
-    /// wait, sampled as zero, so the histogram still counts every write.
+    /// `vestnik_publish_to_write_seconds`: from the oldest frame of a batch entering the socket's
+    /// queue to the batch's write finishing, one sample per coalesced write; a direct write that
+    /// went out whole is sampled as zero, so the histogram still counts every write.
     pub publish_to_write: metrics::Histogram,
+}
+
+impl SocketCounters {
+    /// Registers (or finds) `app_id`'s series.
+    pub fn new(app_id: &str) -> Self {
+        let id = app_id.to_owned();
+        Self {
+            messages_in: metrics::counter!("vestnik_ws_messages_received_total", "app_id" => id.clone()),
+            bytes_in: metrics::counter!("vestnik_ws_bytes_received_total", "app_id" => id.clone()),
+            messages_out: metrics::counter!("vestnik_ws_messages_sent_total", "app_id" => id.clone()),
+            bytes_out: metrics::counter!("vestnik_ws_bytes_sent_total", "app_id" => id.clone()),
+            publish_to_write: metrics::histogram!("vestnik_publish_to_write_seconds", "app_id" => id),
+        }
+    }
 }
 
 /// A plain TCP socket's write half, shared by the session's writer and the outbox's direct writes.
@@ -64,7 +85,7 @@ pub struct WireCounters {
 pub struct TcpWire {
     half: OwnedWriteHalf,
     /// `None` for a refused socket, which never has an outbox to write directly for it.
-    counters: Option<WireCounters>,
+    counters: Option<Arc<SocketCounters>>,
 }
 
 impl std::fmt::Debug for TcpWire {
@@ -121,7 +142,7 @@ pub enum Wire {
 impl Wire {
     /// The wire over `half` (plain TCP), or the upgraded stream when there is no half; `counters`
     /// count what direct writes send.
-    pub fn new(half: Option<OwnedWriteHalf>, counters: Option<WireCounters>) -> Self {
+    pub fn new(half: Option<OwnedWriteHalf>, counters: Option<Arc<SocketCounters>>) -> Self {
         match half {
             Some(half) => Wire::Tcp(Arc::new(TcpWire { half, counters })),
             None => Wire::Stream,
@@ -147,7 +168,7 @@ enum Transport {
     /// Plain TCP: the read half (the write half is the session's [`Wire`]).
     Tcp(OwnedReadHalf),
     /// TLS or anything hyper would not hand back as a `TcpStream`, read and written here.
-    Upgraded(TokioIo<Upgraded>),
+    Upgraded(Box<TokioIo<Upgraded>>),
 }
 
 /// Why a socket cannot be read any more.
@@ -203,7 +224,7 @@ impl SessionIo {
                 (Transport::Tcp(read), parts.read_buf.to_vec(), Some(half))
             }
             Err(upgraded) => (
-                Transport::Upgraded(TokioIo::new(upgraded)),
+                Transport::Upgraded(Box::new(TokioIo::new(upgraded))),
                 Vec::new(),
                 None,
             ),
@@ -225,8 +246,9 @@ impl SessionIo {
         std::future::poll_fn(|cx| self.poll_message(cx)).await
     }
 
-    /// Parses what is pending; reads when it holds no complete message.
-    fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<Inbound, ReadEnd>> {
+    /// [`SessionIo::read`] as a poll: parses what is pending, and reads when it holds no complete
+    /// message.
+    pub fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<Inbound, ReadEnd>> {
         let max = self.max_message as usize;
         loop {
             while self.pending_at < self.pending.len() {
@@ -259,7 +281,7 @@ impl SessionIo {
             let mut buf = ReadBuf::uninit(&mut chunk[..self.chunk as usize]);
             let polled = match &mut self.transport {
                 Transport::Tcp(read) => Pin::new(read).poll_read(cx, &mut buf),
-                Transport::Upgraded(io) => Pin::new(io).poll_read(cx, &mut buf),
+                Transport::Upgraded(io) => Pin::new(&mut **io).poll_read(cx, &mut buf),
             };
             match polled {
                 Poll::Pending => return Poll::Pending,

@@ -16,23 +16,25 @@
 //! must never block the broker (it only drains what the broker queued), never write to the socket
 //! except through [`super::writer`], and never decide a route: it is handed an admitted app.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::time::Instant;
-use vestnik_broker::{App, Broker, ConnectionHandle, SubscribeReady};
+use vestnik_broker::{App, Broker, ConnectionHandle, Drained, SubscribeReady};
 use vestnik_protocol::frame::{self, CloseFrame, FrameError, Inbound};
 use vestnik_protocol::message::MessageError;
 use vestnik_protocol::{ClientMessage, PusherCode, ServerMessage};
 
-use super::io::{text_header, ReadEnd, SessionIo, Wire, WireCounters};
+use super::io::{text_header, ReadEnd, ReadLimits, SessionIo, SocketCounters, Wire};
 use super::writer::{lay_out, write_batch, write_last, Batch, WriteFailure};
 use crate::config::ServerConfig;
-use crate::live::LiveSockets;
+use crate::live::{LiveSockets, Registration};
 
 /// How long to wait for the client's close reply before dropping the connection.
 ///
@@ -65,9 +67,10 @@ impl SessionSettings {
     }
 }
 
-/// What a session uses: the broker it speaks to, the node's list of open sockets (so the drain can
-/// find it), and its settings. Cheap to clone: handles only.
-#[derive(Debug, Clone)]
+/// What every session on the node uses: the broker it speaks to, the node's list of open sockets
+/// (so the drain can find it), its settings, how sockets are read, and the per-app traffic
+/// counters. Built once; a session holds one pointer to it.
+#[derive(Debug)]
 pub struct SessionContext {
     /// The broker core.
     pub broker: Broker,
@@ -75,6 +78,39 @@ pub struct SessionContext {
     pub sockets: LiveSockets,
     /// Timing.
     pub settings: SessionSettings,
+    /// How sockets are read.
+    pub limits: ReadLimits,
+    /// Each app's counters, made at its first socket.
+    counters: Mutex<HashMap<String, Arc<SocketCounters>>>,
+}
+
+impl SessionContext {
+    /// The context of a node's sessions.
+    pub fn new(
+        broker: Broker,
+        sockets: LiveSockets,
+        settings: SessionSettings,
+        limits: ReadLimits,
+    ) -> Self {
+        Self {
+            broker,
+            sockets,
+            settings,
+            limits,
+            counters: Mutex::default(),
+        }
+    }
+
+    /// `app_id`'s counters, shared by all its sockets on this node.
+    fn counters(&self, app_id: &str) -> Arc<SocketCounters> {
+        let mut map = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = map.get(app_id) {
+            return Arc::clone(c);
+        }
+        let c = Arc::new(SocketCounters::new(app_id));
+        map.insert(app_id.to_owned(), Arc::clone(&c));
+        c
+    }
 }
 
 /// Sends `pusher:error` with `code`, closes with the same code, and waits briefly for the reply.
@@ -154,44 +190,70 @@ async fn close(
     .await;
 }
 
-/// Runs an admitted socket: asks the broker to connect it, lists it for the drain, sends
-/// `pusher:connection_established`, then drives it (`drive`) until it ends, and finally disconnects it from
-/// the broker, counts how it ended and closes the socket.
+/// A running session: what a socket's task keeps while the socket is open. Kept small, since there
+/// is one per socket: handles and the socket itself.
+pub struct Session {
+    /// The socket's read side (and the write side, for TLS).
+    io: SessionIo,
+    /// The socket's write side.
+    wire: Wire,
+    /// The socket as the broker knows it.
+    conn: ConnectionHandle,
+    /// The node's session context.
+    ctx: Arc<SessionContext>,
+    /// The app's counters.
+    counters: Arc<SocketCounters>,
+    /// Listed for the drain while the session lives.
+    _live: Registration,
+    /// The client's address, for the logs.
+    peer: IpAddr,
+}
+
+/// A socket the broker would not take (the app's connection limit, for example): what
+/// [`refuse`] needs to tell the client.
+pub struct Refused {
+    /// The socket.
+    pub io: SessionIo,
+    /// Its write half, on plain TCP.
+    pub half: Option<OwnedWriteHalf>,
+    /// The app the key named.
+    pub app_id: String,
+    /// The error and close code.
+    pub code: PusherCode,
+    /// Why.
+    pub message: String,
+}
+
+/// Opens an admitted socket: asks the broker to connect it, attaches the direct writer, lists it
+/// for the drain and queues `pusher:connection_established`. Then [`run`] drives it.
 ///
-/// `ctx.broker.disconnect` runs on every way out of `drive`, before the close is written, so the
-/// socket's subscriptions (and presence membership, and the vacate webhook) are released even when
-/// the client is too slow to receive the close.
-pub async fn run(
-    mut io: SessionIo,
+/// # Errors
+/// [`Refused`] when the broker does not take the socket; [`refuse`] closes it.
+pub fn open(
+    io: SessionIo,
     half: Option<OwnedWriteHalf>,
-    ctx: SessionContext,
+    ctx: Arc<SessionContext>,
     app: Arc<App>,
     peer: IpAddr,
-) {
-    let write_timeout = ctx.settings.write_timeout;
+) -> Result<Box<Session>, Box<Refused>> {
     let conn = match ctx.broker.connect(Arc::clone(&app)) {
         Ok(c) => c,
         Err(e) => {
-            let message = e.to_string();
-            let refusal = refuse(io, half, &app.id, e.code(), &message, write_timeout);
-            return Box::pin(refusal).await;
+            return Err(Box::new(Refused {
+                io,
+                half,
+                app_id: app.id.clone(),
+                code: e.code(),
+                message: e.to_string(),
+            }))
         }
     };
-    drop(app);
-    let counters = Counters::new(&conn.app().id);
-    let wire = Wire::new(
-        half,
-        Some(WireCounters {
-            messages_out: counters.messages_out.clone(),
-            bytes_out: counters.bytes_out.clone(),
-            publish_to_write: counters.publish_to_write.clone(),
-        }),
-    );
+    let counters = ctx.counters(&conn.app().id);
+    let wire = Wire::new(half, Some(Arc::clone(&counters)));
     if let Some(direct) = wire.direct() {
         conn.outbox().attach(direct);
     }
-    // Listed for the drain until this function returns, however it returns.
-    let _live = ctx.sockets.register(&conn);
+    let live = ctx.sockets.register(&conn);
     tracing::debug!(%peer, socket_id = %conn.socket_id(), app_id = %conn.app().id, "socket connected");
     conn.send(
         ServerMessage::ConnectionEstablished {
@@ -202,21 +264,44 @@ pub async fn run(
     );
     metrics::counter!("vestnik_sockets_opened_total", "app_id" => conn.app().id.clone())
         .increment(1);
-    let end = drive(&mut io, &wire, &ctx, &conn, &counters).await;
+    Ok(Box::new(Session {
+        io,
+        wire,
+        conn,
+        ctx,
+        counters,
+        _live: live,
+        peer,
+    }))
+}
+
+/// Drives an open socket ([`drive`]) until it ends, then disconnects it from the broker, counts how
+/// it ended and closes the socket.
+///
+/// `broker.disconnect` runs on every way out of `drive`, before the close is written, so the
+/// socket's subscriptions (and presence membership, and the vacate webhook) are released even when
+/// the client is too slow to receive the close.
+///
+/// The session is boxed: an async fn keeps its by-value arguments beside its own copy of them,
+/// so a `Session` passed by value would sit twice in every socket's task.
+pub async fn run(mut session: Box<Session>) {
+    let end = drive(&mut session).await;
     // The rest runs once per socket: boxed, so its state does not sit in every idle socket's task.
-    Box::pin(finish(io, wire, &ctx, conn, end, peer)).await;
+    Box::pin(finish(session, end)).await;
 }
 
 /// The end of a session: the broker lets the socket go, the way it ended is counted, and the close
 /// (or the reply to the client's close) is written with what the outbox still owed.
-async fn finish(
-    mut io: SessionIo,
-    wire: Wire,
-    ctx: &SessionContext,
-    conn: ConnectionHandle,
-    end: End,
-    peer: IpAddr,
-) {
+async fn finish(session: Box<Session>, end: End) {
+    let Session {
+        mut io,
+        wire,
+        conn,
+        ctx,
+        _live,
+        peer,
+        ..
+    } = *session;
     let write_timeout = ctx.settings.write_timeout;
     // From here only this task writes to the socket; frames still queued are dropped, as the
     // socket is closing.
@@ -285,10 +370,6 @@ impl From<WriteFailure> for End {
 /// One deadline at a time is armed: the earliest of "ping now", "pong overdue" and "sign-in due",
 /// recomputed only when the timer fires, so that a busy socket costs no timer work per frame.
 struct Liveness {
-    /// Silence after which the server pings (`activity_timeout`).
-    activity: Duration,
-    /// How long a ping waits for any frame back before the socket is closed with 4201.
-    pong_timeout: Duration,
     /// When the client last sent anything: every frame proves it alive, not only pongs.
     last_seen: Instant,
     /// When the outstanding ping went out, if one did.
@@ -308,167 +389,179 @@ impl Liveness {
     }
 
     /// The next moment the timer must look: the pong deadline while a ping is out, else the end of
-    /// the silence window, or the sign-in deadline if that comes first.
-    fn next_deadline(&self) -> Instant {
+    /// the silence window (`activity`), or the sign-in deadline if that comes first.
+    fn next_deadline(&self, settings: &SessionSettings) -> Instant {
         let alive = match self.ping_sent {
-            Some(sent) => sent + self.pong_timeout,
-            None => self.last_seen + self.activity,
+            Some(sent) => sent + settings.pong_timeout,
+            None => self.last_seen + Duration::from_secs(settings.activity_timeout),
         };
         self.signin_due.map_or(alive, |due| due.min(alive))
     }
 }
 
-/// Per-socket counter handles, made once so that counting costs an atomic add.
-struct Counters {
-    /// `vestnik_ws_messages_received_total`: client text frames.
-    messages_in: metrics::Counter,
-    /// `vestnik_ws_bytes_received_total`: their bytes.
-    bytes_in: metrics::Counter,
-    /// `vestnik_ws_messages_sent_total`: frames written.
-    messages_out: metrics::Counter,
-    /// `vestnik_ws_bytes_sent_total`: their bytes.
-    bytes_out: metrics::Counter,
-    /// Seconds from the oldest frame of a batch entering the socket's queue to the batch's write
-    /// finishing: one sample per coalesced write, so it costs nothing per recipient.
-    publish_to_write: metrics::Histogram,
-}
-
-impl Counters {
-    /// Registers (or finds) the app's series once, at the start of a session.
-    fn new(app_id: &str) -> Self {
-        let id = app_id.to_owned();
-        Self {
-            messages_in: metrics::counter!("vestnik_ws_messages_received_total", "app_id" => id.clone()),
-            bytes_in: metrics::counter!("vestnik_ws_bytes_received_total", "app_id" => id.clone()),
-            messages_out: metrics::counter!("vestnik_ws_messages_sent_total", "app_id" => id.clone()),
-            bytes_out: metrics::counter!("vestnik_ws_bytes_sent_total", "app_id" => id.clone()),
-            publish_to_write: metrics::histogram!("vestnik_publish_to_write_seconds", "app_id" => id),
-        }
-    }
+/// What woke the session's loop.
+enum Turn {
+    /// The outbox has frames, owed bytes or a close.
+    Batch(Drained),
+    /// The client sent something (or the read ended).
+    Read(Result<Inbound, ReadEnd>),
+    /// The liveness timer fired.
+    Timer,
 }
 
 /// The session's one loop, which owns the socket until it ends. Each turn waits for whichever comes
-/// first, in this order of preference (`biased`):
+/// first, in this order of preference:
 ///
 /// 1. the outbox has frames (or a close): drain them all, write them, flush once
 ///    ([`write_batch`]); a close queued by the broker or the drain ends the loop after the frames
 ///    before it;
-/// 2. the client sent a frame: parse it and hand it to the broker ([`handle_message`]), whose replies
-///    come back through the outbox like every other frame, so the order is the broker's;
+/// 2. the client sent a frame: a text message goes to the broker ([`on_text`]), whose replies come
+///    back through the outbox like every other frame, so the order is the broker's; anything else
+///    is handled at once ([`on_other`]);
 /// 3. the liveness timer fired: close an unsigned socket past its sign-in deadline, ping after
 ///    `activity_timeout` of silence, close with 4201 when the pong does not come.
 ///
 /// Returns how the session ended; [`run`] does the closing, so every way out goes through one path.
+///
+/// The wait is one hand-written poll of the three, not a `select!` of futures: the outbox and the
+/// socket register the task's waker themselves, so an idle socket's task holds no wait-list entry,
+/// only the timer. The rare, large states (a write that has to wait, a text message's handling)
+/// are boxed while they run.
 ///
 /// # Why this order
 /// The outbox comes first so that a client flooding the server with frames cannot starve its own
 /// deliveries, and a close queued by the broker or the drain is acted on before any further input
 /// is read. The timer comes last: it only matters when the socket is otherwise idle, and every
 /// frame read already proves the client alive (`Liveness::seen`).
-async fn drive(
-    io: &mut SessionIo,
-    wire: &Wire,
-    ctx: &SessionContext,
-    conn: &ConnectionHandle,
-    counters: &Counters,
-) -> End {
-    let settings = ctx.settings;
-    let write_timeout = settings.write_timeout;
+async fn drive(s: &mut Session) -> End {
     let now = Instant::now();
     let mut live = Liveness {
-        activity: Duration::from_secs(settings.activity_timeout),
-        pong_timeout: settings.pong_timeout,
         last_seen: now,
         ping_sent: None,
-        signin_due: conn.app().signin_deadline().map(|d| now + d),
+        signin_due: s.conn.app().signin_deadline().map(|d| now + d),
     };
     // The timer is only re-armed when it fires: receiving a message moves `last_seen` but not the
     // timer, which then finds the real deadline later and sleeps again. No timer churn per message.
-    let timer = tokio::time::sleep_until(live.next_deadline());
+    let timer = tokio::time::sleep_until(live.next_deadline(&s.ctx.settings));
     tokio::pin!(timer);
     let mut out: VecDeque<Bytes> = VecDeque::new();
     loop {
-        tokio::select! {
-            biased;
+        let turn = std::future::poll_fn(|cx| {
+            if let Poll::Ready(d) = s.conn.outbox().poll_next_batch(cx, &mut out) {
+                return Poll::Ready(Turn::Batch(d));
+            }
+            if let Poll::Ready(m) = s.io.poll_message(cx) {
+                return Poll::Ready(Turn::Read(m));
+            }
+            if timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Turn::Timer);
+            }
+            Poll::Pending
+        })
+        .await;
+        match turn {
             // The drain closes sockets through their outbox (4200), like every other close.
-            drained = conn.outbox().next_batch(&mut out) => {
-                counters.messages_out.increment(out.len() as u64);
-                counters.bytes_out.increment(out.iter().map(|f| f.len() as u64).sum());
-                if let Some(c) = drained.close {
-                    // The last batch goes out with the close frame, in `run`'s bounded write after
-                    // the broker has let the socket go: a socket too slow to take it (a 4100) then
-                    // costs nobody a wait.
-                    let last = lay_out(drained.owed, &mut out);
-                    conn.outbox().give_back(last);
-                    return End::Close(c.code.code(), c.reason);
-                }
-                // Boxed: a write that has to wait is rare (most deliveries are written directly),
-                // and its state would otherwise sit in every idle socket's task.
-                let write = write_batch(io, wire, conn.outbox(), drained.owed, &mut out, write_timeout);
-                match Box::pin(write).await {
-                    Batch::Written => {}
-                    Batch::Failed(f) => return f.into(),
-                    Batch::Interrupted => {
-                        // The close that interrupted the write; frames queued behind it are dropped.
-                        let drained = conn.outbox().drain_now(&mut out);
-                        out.clear();
-                        if let Some(unwritten) = drained.owed {
-                            conn.outbox().give_back(unwritten);
-                        }
-                        if let Some(c) = drained.close {
-                            return End::Close(c.code.code(), c.reason);
-                        }
-                    }
-                }
-                if let Some(queued) = drained.queued_at {
-                    counters.publish_to_write.record(queued.elapsed().as_secs_f64());
+            Turn::Batch(drained) => {
+                if let Some(end) = Box::pin(on_batch(s, drained, &mut out)).await {
+                    return end;
                 }
             }
-            msg = io.read() => {
+            Turn::Read(msg) => {
                 live.seen();
                 match msg {
                     // Boxed, like the write: only a text message can wait (a subscribe in a
                     // cluster, a numbered client event), and its state is large.
                     Ok(Inbound::Text(text)) => {
-                        Box::pin(on_text(&ctx.broker, conn, counters, text)).await;
+                        Box::pin(on_text(&s.ctx.broker, &s.conn, &s.counters, text)).await;
                     }
                     other => {
-                        if let Some(end) = on_other(conn, other) {
+                        if let Some(end) = on_other(&s.conn, other) {
                             return end;
                         }
                     }
                 }
             }
-            () = &mut timer => {
+            Turn::Timer => {
                 let now = Instant::now();
                 if live.signin_due.is_some_and(|due| now >= due) {
                     live.signin_due = None;
-                    if conn.user_id().is_none() {
-                        conn.send_error_and_close(
+                    if s.conn.user_id().is_none() {
+                        s.conn.send_error_and_close(
                             PusherCode::Unauthorized,
                             "Connection not signed in within the time allowed",
                         );
                     }
                 }
                 match live.ping_sent {
-                    Some(sent) if now >= sent + live.pong_timeout => {
-                        return End::Close(PusherCode::PongTimeout.code(), "Pong reply not received".into());
+                    Some(sent) if now >= sent + s.ctx.settings.pong_timeout => {
+                        return End::Close(
+                            PusherCode::PongTimeout.code(),
+                            "Pong reply not received".into(),
+                        );
                     }
-                    None if now >= live.last_seen + live.activity => {
-                        conn.send(ServerMessage::Ping.encode());
+                    None if now
+                        >= live.last_seen
+                            + Duration::from_secs(s.ctx.settings.activity_timeout) =>
+                    {
+                        s.conn.send(ServerMessage::Ping.encode());
                         live.ping_sent = Some(now);
                     }
                     _ => {}
                 }
-                timer.as_mut().reset(live.next_deadline());
+                timer.as_mut().reset(live.next_deadline(&s.ctx.settings));
             }
         }
     }
 }
 
+/// Writes what the outbox handed over (`drained`, and the frames moved into `out`), or ends the
+/// session for a close it asked for. Returns how the session ends, or `None` to go on.
+async fn on_batch(s: &mut Session, drained: Drained, out: &mut VecDeque<Bytes>) -> Option<End> {
+    let outbox = s.conn.outbox();
+    s.counters.messages_out.increment(out.len() as u64);
+    s.counters
+        .bytes_out
+        .increment(out.iter().map(|f| f.len() as u64).sum());
+    if let Some(c) = drained.close {
+        // The last batch goes out with the close frame, in `finish`'s bounded write after the
+        // broker has let the socket go: a socket too slow to take it (a 4100) then costs nobody a
+        // wait.
+        let last = lay_out(drained.owed, out);
+        outbox.give_back(last);
+        return Some(End::Close(c.code.code(), c.reason));
+    }
+    let limit = s.ctx.settings.write_timeout;
+    match write_batch(&mut s.io, &s.wire, outbox, drained.owed, out, limit).await {
+        Batch::Written => {}
+        Batch::Failed(f) => return Some(f.into()),
+        Batch::Interrupted => {
+            // The close that interrupted the write; frames queued behind it are dropped.
+            let drained = outbox.drain_now(out);
+            out.clear();
+            if let Some(unwritten) = drained.owed {
+                outbox.give_back(unwritten);
+            }
+            if let Some(c) = drained.close {
+                return Some(End::Close(c.code.code(), c.reason));
+            }
+        }
+    }
+    if let Some(queued) = drained.queued_at {
+        s.counters
+            .publish_to_write
+            .record(queued.elapsed().as_secs_f64());
+    }
+    None
+}
+
 /// Handles a client's text message: parsed, then handed to the broker, whose replies come back
 /// through the outbox.
-async fn on_text(broker: &Broker, conn: &ConnectionHandle, counters: &Counters, text: String) {
+async fn on_text(
+    broker: &Broker,
+    conn: &ConnectionHandle,
+    counters: &SocketCounters,
+    text: String,
+) {
     counters.messages_in.increment(1);
     counters.bytes_in.increment(text.len() as u64);
     let message = ClientMessage::parse(&text);

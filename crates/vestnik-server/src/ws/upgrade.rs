@@ -24,7 +24,7 @@ use vestnik_protocol::limits::SUPPORTED_PROTOCOLS;
 use vestnik_protocol::PusherCode;
 
 use super::io::SessionIo;
-use super::session::{self, SessionContext, SessionSettings};
+use super::session::{self, Refused, SessionContext};
 use crate::reply::{ApiError, Body, UNKNOWN_APP};
 use crate::state::AppState;
 
@@ -144,16 +144,10 @@ pub fn upgrade(mut req: Request<Incoming>, state: AppState, peer: SocketAddr) ->
     let accept = derive_accept_key(key.as_bytes());
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     let admission = admit(&state, req.uri().path(), req.uri().query(), origin);
-    let limits = super::read_limits(&state.config.server);
     let start = Box::new(Start {
         upgrade: hyper::upgrade::on(&mut req),
         admission,
-        ctx: SessionContext {
-            broker: state.broker.clone(),
-            sockets: state.sockets.clone(),
-            settings: SessionSettings::from_config(&state.config.server),
-        },
-        limits,
+        ctx: Arc::clone(&state.sessions),
         peer,
     });
     state.shutdown.tracker().spawn(socket_task(start));
@@ -176,40 +170,62 @@ struct Start {
     /// The admitted app, or why the socket is refused.
     admission: Result<Arc<App>, Refusal>,
     /// What the session uses.
-    ctx: SessionContext,
-    /// How the socket is read.
-    limits: super::io::ReadLimits,
+    ctx: Arc<SessionContext>,
     /// The client's address.
     peer: std::net::IpAddr,
 }
 
 /// A socket's task: waits for hyper to hand the connection over, then runs the session (or its
 /// refusal) to the end.
-async fn socket_task(start: Box<Start>) {
-    let Start {
-        upgrade,
-        admission,
-        ctx,
-        limits,
-        peer,
-    } = *start;
-    let upgraded = match upgrade.await {
+async fn socket_task(mut start: Box<Start>) {
+    // Only the box is kept across this wait; its fields are taken after it.
+    let upgraded = match (&mut start.upgrade).await {
         Ok(u) => u,
         Err(e) => {
-            tracing::debug!(%peer, "upgrade failed: {e}");
+            tracing::debug!(peer = %start.peer, "upgrade failed: {e}");
             return;
         }
     };
-    let (io, half) = SessionIo::new(upgraded, limits);
-    match admission {
-        Ok(app) => session::run(io, half, ctx, app, peer).await,
+    let Start {
+        admission,
+        ctx,
+        peer,
+        ..
+    } = *start;
+    let (io, half) = SessionIo::new(upgraded, ctx.limits);
+    let write_timeout = ctx.settings.write_timeout;
+    let refused = match admission {
+        Ok(app) => match session::open(io, half, ctx, app, peer) {
+            Ok(s) => return session::run(s).await,
+            Err(r) => *r,
+        },
         Err(r) => {
             tracing::debug!(%peer, code = r.code.code(), "refused socket: {}", r.message);
-            let app_id = r.app_id.as_deref().unwrap_or(UNKNOWN_APP);
-            let write_timeout = ctx.settings.write_timeout;
-            session::refuse(io, half, app_id, r.code, &r.message, write_timeout).await;
+            Refused {
+                io,
+                half,
+                app_id: r.app_id.unwrap_or_else(|| UNKNOWN_APP.to_owned()),
+                code: r.code,
+                message: r.message,
+            }
         }
-    }
+    };
+    let Refused {
+        io,
+        half,
+        app_id,
+        code,
+        message,
+    } = refused;
+    Box::pin(session::refuse(
+        io,
+        half,
+        &app_id,
+        code,
+        &message,
+        write_timeout,
+    ))
+    .await;
 }
 
 /// The refusals that are about the node or the client's rate, not what the socket asks for, answered
@@ -291,6 +307,6 @@ mod tests {
     fn a_socket_task_stays_small() {
         let size = future_size(socket_task);
         println!("socket task future: {size} bytes");
-        assert!(size <= 1400, "socket task future grew to {size} bytes");
+        assert!(size <= 1024, "socket task future grew to {size} bytes");
     }
 }
