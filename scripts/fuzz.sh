@@ -5,7 +5,8 @@
 #   FUZZ_SECONDS=300 scripts/fuzz.sh client_message
 #
 # Targets (fuzz/fuzz_targets/): client_message (WebSocket frames), http_signature (signed API
-# requests), http_api (trigger, batch and channel-info bodies of the HTTP API).
+# requests), http_api (trigger, batch and channel-info bodies of the HTTP API), ws_frame (the
+# client frame parser, on byte streams split across reads).
 #
 # Environment:
 #   FUZZ_SECONDS    seconds of fuzzing per target (libFuzzer -max_total_time), default 30
