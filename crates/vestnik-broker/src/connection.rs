@@ -59,9 +59,9 @@ impl RateLimiter {
 #[derive(Debug)]
 pub(crate) struct ConnectionState {
     /// Channels joined, with the presence user id for presence channels.
-    pub(crate) channels: HashMap<ChannelName, Option<Arc<str>>>,
+    pub(crate) channels: SocketChannels,
     /// The signed-in user, if any.
-    pub(crate) user: Option<SignedInUser>,
+    pub(crate) user: Option<Box<SignedInUser>>,
     /// Client event limiter, created on the first client event.
     pub(crate) rate: Option<RateLimiter>,
     /// Set once the broker has removed the socket everywhere.
@@ -87,7 +87,7 @@ impl Connection {
             app,
             outbox: Outbox::new(outbox_capacity),
             state: Mutex::new(ConnectionState {
-                channels: HashMap::new(),
+                channels: SocketChannels::default(),
                 user: None,
                 rate: None,
                 disconnected: false,
@@ -154,5 +154,131 @@ mod tests {
         assert!(r.try_take(2, start));
         assert!(!r.try_take(2, start));
         assert!(r.try_take(2, start + std::time::Duration::from_millis(600)));
+    }
+}
+
+/// The channels a socket has joined, each with the presence user id it joined as. A socket joins
+/// few channels (100 at most by default), so they are kept in a small vector, searched in order:
+/// one allocation of 40 bytes a channel rather than a hash table's 180 for the first. Past
+/// [`SocketChannels::FEW`] (an app whose cap is raised or off) it becomes a hash map, so joining
+/// stays O(1).
+#[derive(Debug)]
+pub(crate) enum SocketChannels {
+    /// Up to `FEW` channels, in the order joined.
+    Few(Vec<(ChannelName, Option<Arc<str>>)>),
+    /// More.
+    Many(HashMap<ChannelName, Option<Arc<str>>>),
+}
+
+impl Default for SocketChannels {
+    fn default() -> Self {
+        SocketChannels::Few(Vec::new())
+    }
+}
+
+impl SocketChannels {
+    /// Above this many channels the vector becomes a hash map.
+    const FEW: usize = 32;
+
+    /// Whether the socket has joined `channel`.
+    pub(crate) fn contains_key(&self, channel: &ChannelName) -> bool {
+        match self {
+            SocketChannels::Few(v) => v.iter().any(|(c, _)| c == channel),
+            SocketChannels::Many(m) => m.contains_key(channel),
+        }
+    }
+
+    /// The user `channel` was joined as (`Some(None)` for a channel without members), or `None`
+    /// when the socket has not joined it.
+    pub(crate) fn get(&self, channel: &ChannelName) -> Option<&Option<Arc<str>>> {
+        match self {
+            SocketChannels::Few(v) => v.iter().find(|(c, _)| c == channel).map(|(_, u)| u),
+            SocketChannels::Many(m) => m.get(channel),
+        }
+    }
+
+    /// How many channels the socket has joined.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            SocketChannels::Few(v) => v.len(),
+            SocketChannels::Many(m) => m.len(),
+        }
+    }
+
+    /// Records `channel` as joined (as `user`), replacing an earlier record of it.
+    pub(crate) fn insert(&mut self, channel: ChannelName, user: Option<Arc<str>>) {
+        match self {
+            SocketChannels::Few(v) => {
+                if let Some(slot) = v.iter_mut().find(|(c, _)| *c == channel) {
+                    slot.1 = user;
+                } else if v.len() < Self::FEW {
+                    v.push((channel, user));
+                } else {
+                    let mut m: HashMap<_, _> = v.drain(..).collect();
+                    m.insert(channel, user);
+                    *self = SocketChannels::Many(m);
+                }
+            }
+            SocketChannels::Many(m) => {
+                m.insert(channel, user);
+            }
+        }
+    }
+
+    /// Forgets `channel`; returns the user it was joined as, if it was joined.
+    pub(crate) fn remove(&mut self, channel: &ChannelName) -> Option<Option<Arc<str>>> {
+        match self {
+            SocketChannels::Few(v) => {
+                let i = v.iter().position(|(c, _)| c == channel)?;
+                let (_, user) = v.swap_remove(i);
+                if v.is_empty() {
+                    // An idle socket that left its channels keeps no allocation.
+                    *v = Vec::new();
+                }
+                Some(user)
+            }
+            SocketChannels::Many(m) => m.remove(channel),
+        }
+    }
+
+    /// The channels joined.
+    pub(crate) fn names(&self) -> Vec<ChannelName> {
+        match self {
+            SocketChannels::Few(v) => v.iter().map(|(c, _)| c.clone()).collect(),
+            SocketChannels::Many(m) => m.keys().cloned().collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod socket_channels_tests {
+    use super::*;
+
+    fn name(i: usize) -> ChannelName {
+        ChannelName::parse(&format!("ch-{i}")).unwrap()
+    }
+
+    #[test]
+    fn joins_and_leaves_across_the_switch_to_a_map() {
+        let mut c = SocketChannels::default();
+        for i in 0..50 {
+            c.insert(name(i), (i % 2 == 0).then(|| Arc::from("u")));
+            c.insert(name(i), (i % 2 == 0).then(|| Arc::from("u")));
+            assert_eq!(c.len(), i + 1);
+        }
+        assert!(matches!(c, SocketChannels::Many(_)));
+        assert!(c.contains_key(&name(49)) && !c.contains_key(&name(50)));
+        assert_eq!(c.remove(&name(2)), Some(Some(Arc::from("u"))));
+        assert_eq!(c.remove(&name(3)), Some(None));
+        assert_eq!(c.remove(&name(3)), None);
+        assert_eq!(c.names().len(), 48);
+
+        let mut few = SocketChannels::default();
+        few.insert(name(1), None);
+        few.insert(name(2), None);
+        assert_eq!(few.remove(&name(1)), Some(None));
+        assert_eq!(few.names(), vec![name(2)]);
+        assert_eq!(few.remove(&name(2)), Some(None));
+        assert!(matches!(&few, SocketChannels::Few(v) if v.capacity() == 0));
     }
 }

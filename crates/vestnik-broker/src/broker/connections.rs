@@ -61,7 +61,7 @@ impl Broker {
             return;
         }
         st.disconnected = true;
-        let channels: Vec<ChannelName> = st.channels.keys().cloned().collect();
+        let channels: Vec<ChannelName> = st.channels.names();
         for channel in &channels {
             leave(self, conn, &rt, &mut st, channel);
         }

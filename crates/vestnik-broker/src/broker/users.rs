@@ -57,11 +57,11 @@ impl Broker {
         } else {
             Vec::new()
         };
-        st.user = Some(SignedInUser {
+        st.user = Some(Box::new(SignedInUser {
             id: id.clone(),
             watchlist: watchlist.clone(),
             info: data.user_info,
-        });
+        }));
         drop(st);
         // The socket is indexed under its user before `signin_success` goes out: a backend that
         // terminates the user as soon as the client reports the sign-in must find the socket (the

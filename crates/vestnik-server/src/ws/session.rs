@@ -19,13 +19,14 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use vestnik_broker::{App, Broker, ConnectionHandle, Drained, SubscribeReady};
 use vestnik_protocol::frame::{self, CloseFrame, FrameError, Inbound};
 use vestnik_protocol::message::MessageError;
@@ -120,28 +121,28 @@ impl SessionContext {
 /// Used before a session exists (unknown key, disabled app, over a limit), so the frame is written
 /// straight to the socket rather than through an outbox; the error frame comes first because
 /// pusher-js reads the code from `pusher:error`, not from the close frame.
-pub async fn refuse(
-    mut io: SessionIo,
-    half: Option<OwnedWriteHalf>,
-    app_id: &str,
-    code: PusherCode,
-    message: &str,
-    write_timeout: Duration,
-) {
+pub async fn refuse(refused: Box<Refused>, write_timeout: Duration) {
+    let Refused {
+        mut io,
+        half,
+        app_id,
+        code,
+        message,
+    } = *refused;
     metrics::counter!(
         "vestnik_sockets_refused_total",
-        "app_id" => app_id.to_owned(),
+        "app_id" => app_id,
         "code" => code.code().to_string()
     )
     .increment(1);
-    let error = framed_error(code, message);
+    let error = framed_error(code, &message);
     let wire = Wire::new(half, None);
     close(
         &mut io,
         &wire,
         Some(error),
         code.code(),
-        message,
+        &message,
         write_timeout,
     )
     .await;
@@ -207,6 +208,10 @@ pub struct Session {
     _live: Registration,
     /// The client's address, for the logs.
     peer: IpAddr,
+    /// Liveness bookkeeping.
+    live: Liveness,
+    /// Frames drained from the outbox, being written.
+    out: VecDeque<Bytes>,
 }
 
 /// A socket the broker would not take (the app's connection limit, for example): what
@@ -264,6 +269,12 @@ pub fn open(
     );
     metrics::counter!("vestnik_sockets_opened_total", "app_id" => conn.app().id.clone())
         .increment(1);
+    let now = Instant::now();
+    let liveness = Liveness {
+        last_seen: now,
+        ping_sent: None,
+        signin_due: conn.app().signin_deadline().map(|d| now + d),
+    };
     Ok(Box::new(Session {
         io,
         wire,
@@ -272,6 +283,8 @@ pub fn open(
         counters,
         _live: live,
         peer,
+        live: liveness,
+        out: VecDeque::new(),
     }))
 }
 
@@ -434,20 +447,13 @@ enum Turn {
 /// is read. The timer comes last: it only matters when the socket is otherwise idle, and every
 /// frame read already proves the client alive (`Liveness::seen`).
 async fn drive(s: &mut Session) -> End {
-    let now = Instant::now();
-    let mut live = Liveness {
-        last_seen: now,
-        ping_sent: None,
-        signin_due: s.conn.app().signin_deadline().map(|d| now + d),
-    };
     // The timer is only re-armed when it fires: receiving a message moves `last_seen` but not the
     // timer, which then finds the real deadline later and sleeps again. No timer churn per message.
-    let timer = tokio::time::sleep_until(live.next_deadline(&s.ctx.settings));
+    let timer = tokio::time::sleep_until(s.live.next_deadline(&s.ctx.settings));
     tokio::pin!(timer);
-    let mut out: VecDeque<Bytes> = VecDeque::new();
     loop {
         let turn = std::future::poll_fn(|cx| {
-            if let Poll::Ready(d) = s.conn.outbox().poll_next_batch(cx, &mut out) {
+            if let Poll::Ready(d) = s.conn.outbox().poll_next_batch(cx, &mut s.out) {
                 return Poll::Ready(Turn::Batch(d));
             }
             if let Poll::Ready(m) = s.io.poll_message(cx) {
@@ -459,65 +465,88 @@ async fn drive(s: &mut Session) -> End {
             Poll::Pending
         })
         .await;
-        match turn {
-            // The drain closes sockets through their outbox (4200), like every other close.
-            Turn::Batch(drained) => {
-                if let Some(end) = Box::pin(on_batch(s, drained, &mut out)).await {
+        // One await for whatever has to wait, boxed: its state is large and rare.
+        match sort(s, turn, timer.as_mut()) {
+            Next::Go => {}
+            Next::End(end) => return end,
+            Next::Wait(slow) => {
+                if let Some(end) = slow.await {
                     return end;
                 }
-            }
-            Turn::Read(msg) => {
-                live.seen();
-                match msg {
-                    // Boxed, like the write: only a text message can wait (a subscribe in a
-                    // cluster, a numbered client event), and its state is large.
-                    Ok(Inbound::Text(text)) => {
-                        Box::pin(on_text(&s.ctx.broker, &s.conn, &s.counters, text)).await;
-                    }
-                    other => {
-                        if let Some(end) = on_other(&s.conn, other) {
-                            return end;
-                        }
-                    }
-                }
-            }
-            Turn::Timer => {
-                let now = Instant::now();
-                if live.signin_due.is_some_and(|due| now >= due) {
-                    live.signin_due = None;
-                    if s.conn.user_id().is_none() {
-                        s.conn.send_error_and_close(
-                            PusherCode::Unauthorized,
-                            "Connection not signed in within the time allowed",
-                        );
-                    }
-                }
-                match live.ping_sent {
-                    Some(sent) if now >= sent + s.ctx.settings.pong_timeout => {
-                        return End::Close(
-                            PusherCode::PongTimeout.code(),
-                            "Pong reply not received".into(),
-                        );
-                    }
-                    None if now
-                        >= live.last_seen
-                            + Duration::from_secs(s.ctx.settings.activity_timeout) =>
-                    {
-                        s.conn.send(ServerMessage::Ping.encode());
-                        live.ping_sent = Some(now);
-                    }
-                    _ => {}
-                }
-                timer.as_mut().reset(live.next_deadline(&s.ctx.settings));
             }
         }
     }
 }
 
+/// What a turn of the loop leads to.
+enum Next<'a> {
+    /// Wait for the next turn.
+    Go,
+    /// The session ends.
+    End(End),
+    /// Something that has to wait (a write, a text message's handling), then maybe the end.
+    Wait(Pin<Box<dyn Future<Output = Option<End>> + Send + 'a>>),
+}
+
+/// Handles a turn at once (a timer, a control frame, a binary frame, the end of the read), or
+/// hands back what has to wait. A plain function that takes the turn by value, so that the turn
+/// takes no room in the session's future while the slow part waits.
+fn sort<'a>(s: &'a mut Session, turn: Turn, timer: Pin<&mut Sleep>) -> Next<'a> {
+    match turn {
+        // The drain closes sockets through their outbox (4200), like every other close.
+        Turn::Batch(drained) => Next::Wait(Box::pin(on_batch(s, drained))),
+        Turn::Read(msg) => {
+            s.live.seen();
+            match msg {
+                // Only a text message can wait (a subscribe in a cluster, a numbered client event).
+                Ok(Inbound::Text(text)) => Next::Wait(Box::pin(async move {
+                    on_text(&s.ctx.broker, &s.conn, &s.counters, text).await;
+                    None
+                })),
+                other => on_other(&s.conn, other).map_or(Next::Go, Next::End),
+            }
+        }
+        Turn::Timer => on_timer(s, timer).map_or(Next::Go, Next::End),
+    }
+}
+
+/// The liveness timer fired: close an unsigned socket past its sign-in deadline, ping after
+/// `activity_timeout` of silence, close with 4201 when the pong does not come; then re-arm.
+fn on_timer(s: &mut Session, timer: Pin<&mut Sleep>) -> Option<End> {
+    let settings = &s.ctx.settings;
+    let live = &mut s.live;
+    let now = Instant::now();
+    if live.signin_due.is_some_and(|due| now >= due) {
+        live.signin_due = None;
+        if s.conn.user_id().is_none() {
+            s.conn.send_error_and_close(
+                PusherCode::Unauthorized,
+                "Connection not signed in within the time allowed",
+            );
+        }
+    }
+    match live.ping_sent {
+        Some(sent) if now >= sent + settings.pong_timeout => {
+            return Some(End::Close(
+                PusherCode::PongTimeout.code(),
+                "Pong reply not received".into(),
+            ));
+        }
+        None if now >= live.last_seen + Duration::from_secs(settings.activity_timeout) => {
+            s.conn.send(ServerMessage::Ping.encode());
+            live.ping_sent = Some(now);
+        }
+        _ => {}
+    }
+    timer.reset(live.next_deadline(settings));
+    None
+}
+
 /// Writes what the outbox handed over (`drained`, and the frames moved into `out`), or ends the
 /// session for a close it asked for. Returns how the session ends, or `None` to go on.
-async fn on_batch(s: &mut Session, drained: Drained, out: &mut VecDeque<Bytes>) -> Option<End> {
+async fn on_batch(s: &mut Session, drained: Drained) -> Option<End> {
     let outbox = s.conn.outbox();
+    let out = &mut s.out;
     s.counters.messages_out.increment(out.len() as u64);
     s.counters
         .bytes_out
