@@ -63,7 +63,7 @@ pub(crate) struct ConnectionState {
     /// The signed-in user, if any.
     pub(crate) user: Option<Box<SignedInUser>>,
     /// Client event limiter, created on the first client event.
-    pub(crate) rate: Option<RateLimiter>,
+    pub(crate) rate: Option<Box<RateLimiter>>,
     /// Set once the broker has removed the socket everywhere.
     pub(crate) disconnected: bool,
 }
@@ -159,7 +159,7 @@ mod tests {
 
 /// The channels a socket has joined, each with the presence user id it joined as. A socket joins
 /// few channels (100 at most by default), so they are kept in a small vector, searched in order:
-/// one allocation of 40 bytes a channel rather than a hash table's 180 for the first. Past
+/// one allocation of 40 bytes for a socket's one channel rather than a hash table's 180. Past
 /// [`SocketChannels::FEW`] (an app whose cap is raised or off) it becomes a hash map, so joining
 /// stays O(1).
 #[derive(Debug)]
@@ -212,6 +212,11 @@ impl SocketChannels {
                 if let Some(slot) = v.iter_mut().find(|(c, _)| *c == channel) {
                     slot.1 = user;
                 } else if v.len() < Self::FEW {
+                    // Most sockets join one channel: the first allocation is for one (a plain
+                    // push would make room for four), and growth doubles from there.
+                    if v.capacity() == 0 {
+                        v.reserve_exact(1);
+                    }
                     v.push((channel, user));
                 } else {
                     let mut m: HashMap<_, _> = v.drain(..).collect();

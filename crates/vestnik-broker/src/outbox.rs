@@ -61,7 +61,7 @@ struct OutboxQueue {
     /// writer's drain. One timestamp per batch rather than per frame keeps the queue a plain
     /// `VecDeque<Bytes>`, and the oldest frame is the one whose latency matters.
     oldest: Option<Instant>,
-    close: Option<CloseRequest>,
+    close: Option<Box<CloseRequest>>,
     closed: bool,
     /// The writer took something and has not yet come back to find the queue empty: a direct
     /// write now could overtake what it is writing.
@@ -187,10 +187,10 @@ impl Outbox {
             q.frames = VecDeque::new();
             q.oldest = None;
             q.closed = true;
-            q.close = Some(CloseRequest {
+            q.close = Some(Box::new(CloseRequest {
                 code: PusherCode::OverCapacity,
                 reason: "Slow consumer: outbound queue full".into(),
-            });
+            }));
             drop(q);
             self.waker.wake();
             return Err(PushError::SlowConsumer);
@@ -263,10 +263,10 @@ impl Outbox {
             return;
         }
         q.closed = true;
-        q.close = Some(CloseRequest {
+        q.close = Some(Box::new(CloseRequest {
             code,
             reason: reason.into(),
-        });
+        }));
         drop(q);
         self.waker.wake();
     }
@@ -292,7 +292,7 @@ impl Outbox {
         }
         Drained {
             owed,
-            close: q.close.take(),
+            close: q.close.take().map(|c| *c),
             queued_at: q.oldest.take(),
         }
     }
