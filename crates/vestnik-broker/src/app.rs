@@ -131,9 +131,18 @@ impl App {
     /// passes; when none does, the current secret's error is returned (the one a client whose
     /// server uses the current secret needs to see).
     pub fn verify_with<E>(&self, mut check: impl FnMut(&str) -> Result<(), E>) -> Result<(), E> {
+        self.verify_with_secret(|secret| check(secret.expose()))
+    }
+
+    /// [`verify_with`](Self::verify_with), handing `check` each valid secret itself rather than its
+    /// text, so it can reuse the secret's keyed HMAC state (the signed API's check).
+    pub fn verify_with_secret<E>(
+        &self,
+        mut check: impl FnMut(&AppSecret) -> Result<(), E>,
+    ) -> Result<(), E> {
         let mut first = None;
         for secret in self.valid_secrets(SystemTime::now()) {
-            match check(secret.expose()) {
+            match check(secret) {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     first.get_or_insert(e);

@@ -4,15 +4,21 @@
 //! time. The clock is a parameter, so the checks are pure and testable with the reference vectors.
 //! This module must never look anything up: the caller passes the app's key and secret.
 
+use std::borrow::Cow;
+
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::limits::AUTH_TIMESTAMP_WINDOW_SECS;
+use crate::AppSecret;
 
 /// Every Pusher signature is HMAC-SHA256 with the app secret as the key, hex-encoded in lowercase.
-type HmacSha256 = Hmac<Sha256>;
+pub(crate) type HmacSha256 = Hmac<Sha256>;
+
+/// Bytes of an HMAC-SHA256 signature.
+const SIGNATURE_BYTES: usize = 32;
 
 /// Lowercase hex HMAC-SHA256 of `message` with `secret`.
 pub fn sign(secret: &str, message: &str) -> String {
@@ -24,19 +30,31 @@ pub fn sign_bytes(secret: &str, message: &[u8]) -> String {
     hex::encode(mac(secret, message).finalize().into_bytes())
 }
 
-fn mac(secret: &str, message: &[u8]) -> HmacSha256 {
+/// HMAC-SHA256 keyed with `secret`, before any message.
+pub(crate) fn keyed(secret: &str) -> HmacSha256 {
     // HMAC accepts keys of any length, so this cannot fail.
-    let mut m = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any size");
+    HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any size")
+}
+
+fn mac(secret: &str, message: &[u8]) -> HmacSha256 {
+    let mut m = keyed(secret);
     m.update(message);
     m
 }
 
 /// Checks a lowercase-hex signature against HMAC-SHA256(secret, message) in constant time.
 pub fn verify_hex(secret: &str, message: &[u8], signature_hex: &str) -> bool {
-    let Ok(sig) = hex::decode(signature_hex) else {
+    verify_mac(mac(secret, message), signature_hex)
+}
+
+/// Checks a hex signature (either case, as `hex` decodes) against a MAC that has been given the
+/// whole message, in constant time. Anything but 64 hex digits fails.
+fn verify_mac(mac: HmacSha256, signature_hex: &str) -> bool {
+    let mut sig = [0u8; SIGNATURE_BYTES];
+    if hex::decode_to_slice(signature_hex, &mut sig).is_err() {
         return false;
-    };
-    mac(secret, message).verify_slice(&sig).is_ok()
+    }
+    mac.verify_slice(&sig).is_ok()
 }
 
 /// The string a channel authorisation signs: `socket_id:channel[:channel_data]`.
@@ -144,6 +162,13 @@ pub fn body_md5(body: &[u8]) -> String {
     hex::encode(Md5::digest(body))
 }
 
+/// Whether `given` is [`body_md5`] of `body`, in any case; without allocating.
+fn body_md5_matches(given: &str, body: &[u8]) -> bool {
+    let mut hex_md5 = [0u8; 32];
+    hex::encode_to_slice(Md5::digest(body), &mut hex_md5).expect("16 bytes are 32 hex digits");
+    given.as_bytes().eq_ignore_ascii_case(&hex_md5)
+}
+
 /// Why a signed HTTP API request was refused. Every variant answers 401.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
@@ -202,11 +227,61 @@ pub fn parse_query(query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Percent-decodes a query key or value, `+` meaning a space (a `%2B` stays a `+`), in one pass.
+///
+/// A `%` not followed by two hex digits is kept as it is, and bytes that are not UTF-8 once decoded
+/// become U+FFFD: the same text as replacing `+` and then `percent_encoding`'s lossy decoding.
 fn decode(s: &str) -> String {
-    let s = s.replace('+', " ");
-    percent_encoding::percent_decode_str(&s)
-        .decode_utf8_lossy()
-        .into_owned()
+    let bytes = s.as_bytes();
+    if !bytes.iter().any(|&b| b == b'+' || b == b'%') {
+        return s.to_owned();
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        i += 1;
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => match (hex_digit(bytes.get(i)), hex_digit(bytes.get(i + 1))) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            _ => out.push(b),
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// The value of one hex digit, either case.
+fn hex_digit(b: Option<&u8>) -> Option<u8> {
+    match *b? {
+        d @ b'0'..=b'9' => Some(d - b'0'),
+        d @ b'a'..=b'f' => Some(d - b'a' + 10),
+        d @ b'A'..=b'F' => Some(d - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// `s` lower-cased as [`str::to_lowercase`] does; borrowed when it has nothing to lower-case.
+fn lowercase(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
+        Cow::Owned(s.to_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// `s` upper-cased as [`str::to_uppercase`] does; borrowed when it has nothing to upper-case.
+fn uppercase(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_lowercase() || !b.is_ascii()) {
+        Cow::Owned(s.to_uppercase())
+    } else {
+        Cow::Borrowed(s)
+    }
 }
 
 impl<'a> SignedRequest<'a> {
@@ -220,19 +295,38 @@ impl<'a> SignedRequest<'a> {
 
     /// The string Pusher signs: method, path and the sorted, lower-cased, unescaped query without
     /// `auth_signature`, joined by newlines.
+    ///
+    /// Built in one allocation: keys that are already lower-case are not copied.
     pub fn string_to_sign(&self, params: &[(String, String)]) -> String {
-        let mut pairs: Vec<(String, &str)> = params
+        let mut pairs: Vec<(Cow<'_, str>, &str)> = params
             .iter()
             .filter(|(k, _)| k != "auth_signature")
-            .map(|(k, v)| (k.to_lowercase(), v.as_str()))
+            .map(|(k, v)| (lowercase(k), v.as_str()))
             .collect();
-        pairs.sort();
-        let query = pairs
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("&");
-        format!("{}\n{}\n{}", self.method.to_uppercase(), self.path, query)
+        // Pairs that compare equal are the same text, so an unstable sort gives the same string.
+        pairs.sort_unstable();
+        let method = uppercase(self.method);
+        let len = method.len()
+            + self.path.len()
+            + 2
+            + pairs
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 2)
+                .sum::<usize>();
+        let mut out = String::with_capacity(len);
+        out.push_str(&method);
+        out.push('\n');
+        out.push_str(self.path);
+        out.push('\n');
+        for (i, (k, v)) in pairs.iter().enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            out.push_str(k);
+            out.push('=');
+            out.push_str(v);
+        }
+        out
     }
 
     /// Verifies the request with the app's secret at time `now` (Unix seconds).
@@ -241,7 +335,28 @@ impl<'a> SignedRequest<'a> {
     /// `body_md5` (required with a body; checked on an empty body too when sent, as the Python SDK
     /// does on GET), then the signature in constant time.
     pub fn verify(&self, secret: &str, now: u64) -> Result<(), SignatureError> {
-        let params = parse_query(self.query);
+        self.check(&parse_query(self.query), now, || keyed(secret))
+    }
+
+    /// [`verify`](Self::verify) with the query already parsed by [`parse_query`] (`params` must be
+    /// `parse_query(self.query)`), and the app's secret, whose keyed HMAC state is reused.
+    pub fn verify_parsed(
+        &self,
+        params: &[(String, String)],
+        secret: &AppSecret,
+        now: u64,
+    ) -> Result<(), SignatureError> {
+        self.check(params, now, || secret.keyed_mac())
+    }
+
+    /// The checks of [`verify`](Self::verify), over `params`, with `keyed` giving the HMAC keyed
+    /// with the secret.
+    fn check(
+        &self,
+        params: &[(String, String)],
+        now: u64,
+        keyed: impl FnOnce() -> HmacSha256,
+    ) -> Result<(), SignatureError> {
         let get = |name: &str| {
             params
                 .iter()
@@ -261,18 +376,17 @@ impl<'a> SignedRequest<'a> {
             return Err(SignatureError::Expired { given, now });
         }
         match get("body_md5") {
-            Some(md5) if !md5.eq_ignore_ascii_case(&body_md5(self.body)) => {
+            Some(md5) if !body_md5_matches(md5, self.body) => {
                 return Err(SignatureError::BodyMd5Mismatch);
             }
             None if !self.body.is_empty() => return Err(SignatureError::Missing("body_md5")),
             Some(_) | None => {}
         }
-        let string_to_sign = self.string_to_sign(&params);
-        if verify_hex(
-            secret,
-            string_to_sign.as_bytes(),
-            &signature.to_ascii_lowercase(),
-        ) {
+        let string_to_sign = self.string_to_sign(params);
+        let mut mac = keyed();
+        mac.update(string_to_sign.as_bytes());
+        // `hex` decodes either case, as the signature was lower-cased before.
+        if verify_mac(mac, signature) {
             Ok(())
         } else {
             Err(SignatureError::BadSignature { string_to_sign })
@@ -535,6 +649,96 @@ mod tests {
         };
         assert_eq!(req.verify("s", 5000), Ok(()));
         assert!(req.verify("t", 5000).is_err());
+    }
+
+    /// The one-pass decoder gives the text of the reference decoding (`+` replaced, then
+    /// `percent_encoding`'s lossy decoding) for plain text, escapes, `+`, stray `%` and bad UTF-8.
+    #[test]
+    fn decode_matches_the_reference() {
+        let reference = |s: &str| {
+            percent_encoding::percent_decode_str(&s.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        for s in [
+            "",
+            "auth_key",
+            "auth%5Fkey",
+            "a+b",
+            "%2B+%2b",
+            "100%",
+            "%4",
+            "%zz%41",
+            "%%41",
+            "%2+",
+            "%C3%A9t%C3%A9",
+            "%FF%FEok",
+            "%E2%82",
+            "%e2%82%ac+%E2%82%AC",
+            "presence-%40x,y;z#w",
+        ] {
+            assert_eq!(decode(s), reference(s), "{s:?}");
+        }
+    }
+
+    /// The canonical string keeps the reference form: lower-cased keys, upper-cased method,
+    /// sorted pairs, `auth_signature` left out.
+    #[test]
+    fn string_to_sign_is_the_reference_form() {
+        let params = parse_query("b=2&Auth_Key=k&a=1&auth_signature=x&a=0&%C3%89=e");
+        let req = SignedRequest {
+            method: "post",
+            path: "/apps/1/events",
+            query: "",
+            body: b"",
+        };
+        let mut pairs: Vec<(String, &str)> = params
+            .iter()
+            .filter(|(k, _)| k != "auth_signature")
+            .map(|(k, v)| (k.to_lowercase(), v.as_str()))
+            .collect();
+        pairs.sort();
+        let query = pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        assert_eq!(
+            req.string_to_sign(&params),
+            format!("POST\n/apps/1/events\n{query}")
+        );
+        assert_eq!(
+            req.string_to_sign(&params),
+            "POST\n/apps/1/events\na=0&a=1&auth_key=k&b=2&\u{e9}=e"
+        );
+    }
+
+    /// `verify_parsed` with an `AppSecret` (its keyed state reused) agrees with `verify`, and an
+    /// upper-case signature still verifies, as it did when it was lower-cased first.
+    #[test]
+    fn verify_parsed_agrees_with_verify() {
+        let q = sign_request("k", "s", "POST", "/apps/1/events", &[], b"{}", 5000);
+        let secret = AppSecret::from("s");
+        let (head, sig) = q.split_once("auth_signature=").expect("signed");
+        let upper = format!("{head}auth_signature={}", sig.to_ascii_uppercase());
+        for query in [q.clone(), upper] {
+            let req = SignedRequest {
+                method: "POST",
+                path: "/apps/1/events",
+                query: &query,
+                body: b"{}",
+            };
+            let params = parse_query(&query);
+            assert_eq!(req.verify("s", 5000), Ok(()), "{query}");
+            assert_eq!(req.verify_parsed(&params, &secret, 5000), Ok(()), "{query}");
+            // Twice: the second reuses the keyed state.
+            assert_eq!(req.verify_parsed(&params, &secret, 5000), Ok(()));
+            let other = AppSecret::from("t");
+            assert_eq!(
+                req.verify_parsed(&params, &other, 5000),
+                req.verify("t", 5000)
+            );
+        }
     }
 
     #[test]

@@ -8,8 +8,11 @@
 
 use std::fmt;
 use std::ops::Deref;
+use std::sync::OnceLock;
 
 use serde::Deserialize;
+
+use crate::auth::HmacSha256;
 
 /// What `Debug` and `Display` print instead of a secret.
 const REDACTED: &str = "<redacted>";
@@ -19,41 +22,69 @@ const REDACTED: &str = "<redacted>";
 /// `PartialEq` is a plain comparison, for config reloads and tests; a secret a client sends is
 /// never compared with it, since every check goes through an HMAC and a constant-time comparison.
 /// `transparent` lets a config file write the secret as a plain string.
-#[derive(Clone, PartialEq, Eq, Default, Deserialize)]
+///
+/// The HMAC-SHA256 state keyed with the secret (its inner and outer pads already hashed) is made on
+/// first use and kept, so that verifying a signed API request does not hash the key again each time.
+#[derive(Clone, Default, Deserialize)]
 #[serde(transparent)]
-pub struct AppSecret(String);
+pub struct AppSecret {
+    /// The secret.
+    secret: String,
+    /// HMAC-SHA256 keyed with `secret`, before any message; derived from `secret` alone.
+    #[serde(skip)]
+    keyed: OnceLock<HmacSha256>,
+}
 
 impl AppSecret {
     /// Wraps a secret.
     pub fn new(secret: impl Into<String>) -> Self {
-        Self(secret.into())
+        Self {
+            secret: secret.into(),
+            keyed: OnceLock::new(),
+        }
     }
 
     /// The secret itself, for signing and verifying. Never log what this returns.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.secret
+    }
+
+    /// A fresh HMAC-SHA256 keyed with the secret: a copy of the state keyed on first use.
+    pub(crate) fn keyed_mac(&self) -> HmacSha256 {
+        self.keyed
+            .get_or_init(|| crate::auth::keyed(&self.secret))
+            .clone()
     }
 }
+
+impl PartialEq for AppSecret {
+    /// The secrets compared as strings (the keyed state follows from the secret).
+    fn eq(&self, other: &Self) -> bool {
+        self.secret == other.secret
+    }
+}
+
+impl Eq for AppSecret {}
 
 impl Deref for AppSecret {
     type Target = str;
 
     /// The secret as `&str`, so `&app.secret` goes straight into the signing functions.
     fn deref(&self) -> &str {
-        &self.0
+        &self.secret
     }
 }
 
 /// For config and tests; the same as [`AppSecret::new`].
 impl From<String> for AppSecret {
     fn from(secret: String) -> Self {
-        Self(secret)
+        Self::new(secret)
     }
 }
 
 impl From<&str> for AppSecret {
     fn from(secret: &str) -> Self {
-        Self(secret.to_owned())
+        Self::new(secret)
     }
 }
 

@@ -6,7 +6,9 @@
 //! counts, process figures) are read at scrape time instead of being tracked twice. This module must
 //! never block a socket or the API.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::sync::{LazyLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,7 +16,7 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use metrics::{counter, gauge};
+use metrics::{counter, gauge, Counter};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
@@ -23,6 +25,57 @@ use serde_json::json;
 
 use crate::reply::json_response;
 use crate::state::AppState;
+
+/// The `vestnik_http_requests_total` handles made so far, by app id, then route and status, and the
+/// recorder they were made with (its address).
+type RequestCounters = (usize, HashMap<String, Vec<(&'static str, u16, Counter)>>);
+
+/// `vestnik_http_requests_total` handles, made once per app, route and status: a labelled
+/// `counter!` builds its key (the labels' strings) and looks it up in the registry on each call.
+/// The ids are apps' ids or `unknown`, never a client's text, so this stays as small as the series.
+static HTTP_REQUESTS: LazyLock<RwLock<RequestCounters>> =
+    LazyLock::new(|| RwLock::new((0, HashMap::new())));
+
+/// The address of the recorder in use, so that handles made before one was installed (a test
+/// process starts several servers) are made again from the one that counts.
+fn recorder_id() -> usize {
+    metrics::with_recorder(|r| std::ptr::from_ref(r).cast::<()>() as usize)
+}
+
+/// Counts one signed API call in `vestnik_http_requests_total{app_id, route, status}`.
+pub fn count_http_request(app_id: &str, route: &'static str, status: u16) {
+    let recorder = recorder_id();
+    {
+        let cache = HTTP_REQUESTS.read().unwrap_or_else(PoisonError::into_inner);
+        if cache.0 == recorder {
+            let found = cache
+                .1
+                .get(app_id)
+                .and_then(|handles| handles.iter().find(|(r, s, _)| *r == route && *s == status));
+            if let Some((_, _, counter)) = found {
+                counter.increment(1);
+                return;
+            }
+        }
+    }
+    let counter = counter!(
+        "vestnik_http_requests_total",
+        "app_id" => app_id.to_owned(),
+        "route" => route,
+        "status" => status.to_string()
+    );
+    counter.increment(1);
+    let mut cache = HTTP_REQUESTS
+        .write()
+        .unwrap_or_else(PoisonError::into_inner);
+    if cache.0 != recorder {
+        *cache = (recorder, HashMap::new());
+    }
+    let handles = cache.1.entry(app_id.to_owned()).or_default();
+    if !handles.iter().any(|(r, s, _)| *r == route && *s == status) {
+        handles.push((route, status, counter));
+    }
+}
 
 /// Installs the process-wide Prometheus recorder. Only the first call in a process installs it.
 ///

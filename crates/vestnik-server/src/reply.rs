@@ -112,6 +112,17 @@ pub fn ok(body: &serde_json::Value) -> Response<Body> {
     json_response(StatusCode::OK, body)
 }
 
+/// 200 with the empty JSON object `{}`: the same bytes as `ok(&json!({}))`, without building and
+/// serialising a value.
+pub fn ok_empty() -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(b"{}")));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
 /// A page or file embedded in the binary, with a content type and the headers that keep a browser
 /// from doing anything with it but show it: no sniffing, no referrer, only this node's own script,
 /// style and API, and no framing (clickjacking).

@@ -63,10 +63,11 @@ pub enum AdminRoute {
 impl AdminRoute {
     /// The route of `method path`, if the path is under `/admin`.
     pub fn parse(method: &Method, path: &str) -> Option<Self> {
-        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-        if segments.first() != Some(&"admin") {
+        // Every request passes here: the first segment is checked before anything is collected.
+        if path.trim_matches('/').split('/').next() != Some("admin") {
             return None;
         }
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         let id = |s: &str| s.to_owned();
         Some(match (method, &segments[1..]) {
             (&Method::GET, ["apps"]) => Self::List,

@@ -107,9 +107,8 @@ pub async fn call(
 ) -> Response<Body> {
     let query = parse_query(req.uri().query().unwrap_or(""));
     let app = signed::find_app(state.broker.apps().as_ref(), app_segment, &query);
-    let app_id = app
-        .as_ref()
-        .map_or_else(|_| UNKNOWN_APP.to_owned(), |a| a.id.clone());
+    // The metric's label, without copying the id.
+    let labelled = app.as_ref().ok().cloned();
     let result = if state.is_starting() {
         Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -127,13 +126,11 @@ pub async fn call(
         }
     };
     let resp = result.unwrap_or_else(ApiError::into_response);
-    metrics::counter!(
-        "vestnik_http_requests_total",
-        "app_id" => app_id,
-        "route" => endpoint.name(),
-        "status" => resp.status().as_u16().to_string()
-    )
-    .increment(1);
+    crate::metrics::count_http_request(
+        labelled.as_ref().map_or(UNKNOWN_APP, |a| a.id.as_str()),
+        endpoint.name(),
+        resp.status().as_u16(),
+    );
     resp
 }
 

@@ -13,7 +13,7 @@ use vestnik_protocol::api::{self, TriggerEvent};
 use vestnik_protocol::ChannelKind;
 
 use super::signed::SignedCall;
-use crate::reply::{ok, ApiError, Body};
+use crate::reply::{ok, ok_empty, ApiError, Body};
 use crate::state::{trigger_limits, AppState};
 
 /// The `info` attributes of each channel of an event, over the whole cluster.
@@ -82,7 +82,7 @@ pub async fn trigger(state: &AppState, call: &SignedCall) -> Result<Response<Bod
         let channels = channel_info(state, &call.app, &ev).await;
         Ok(ok(&json!({ "channels": channels })))
     } else {
-        Ok(ok(&json!({})))
+        Ok(ok_empty())
     }
 }
 
@@ -98,7 +98,7 @@ pub async fn batch(state: &AppState, call: &SignedCall) -> Result<Response<Body>
     check_relay(state, events.iter().map(relay_bytes).sum())?;
     state.publish_all(app, &events).await;
     if !events.iter().any(|e| e.info.any()) {
-        return Ok(ok(&json!({})));
+        return Ok(ok_empty());
     }
     let mut infos: Vec<Value> = Vec::with_capacity(events.len());
     for e in &events {

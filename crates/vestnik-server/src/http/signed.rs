@@ -146,7 +146,7 @@ pub async fn verify(
     };
     // Every secret valid now: the previous one too during a rotation's grace.
     let now = now_secs();
-    app.verify_with(|secret| signed.verify(secret, now))
+    app.verify_with_secret(|secret| signed.verify_parsed(&query, secret, now))
         .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
     if !app.enabled {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "Application disabled"));
