@@ -217,7 +217,9 @@ impl Broker {
             .clone();
         let rate = app.client_event_rate;
         if rate > 0 {
-            let limiter = st.rate.get_or_insert_with(|| Box::new(RateLimiter::new(rate)));
+            let limiter = st
+                .rate
+                .get_or_insert_with(|| Box::new(RateLimiter::new(rate)));
             if !limiter.try_take(rate, Instant::now()) {
                 return Err(ClientEventError::RateLimited(rate));
             }
