@@ -126,6 +126,11 @@ impl Connection {
         let _ = self.outbox.push(frame);
     }
 
+    /// Queues a frame shared with other sockets (a fan-out's), cloning it only if it has to wait.
+    pub fn send_shared(&self, frame: &Bytes) {
+        let _ = self.outbox.push_shared(frame);
+    }
+
     /// Sends `pusher:error` with `code` and `message`, then closes the socket with the same code.
     pub fn send_error_and_close(&self, code: PusherCode, message: &str) {
         self.send(

@@ -113,6 +113,28 @@ pub struct Outbox {
     capacity: usize,
 }
 
+/// A frame to push: owned by the caller, or shared with the other recipients of a fan-out.
+enum Frame<'a> {
+    Owned(Bytes),
+    Shared(&'a Bytes),
+}
+
+impl Frame<'_> {
+    fn bytes(&self) -> &Bytes {
+        match self {
+            Frame::Owned(b) => b,
+            Frame::Shared(b) => b,
+        }
+    }
+
+    fn into_owned(self) -> Bytes {
+        match self {
+            Frame::Owned(b) => b,
+            Frame::Shared(b) => b.clone(),
+        }
+    }
+}
+
 /// `owed` followed by `more`: owed bytes are rare (a socket that did not take a whole frame, or a
 /// pong), so joining them by copy is simpler than a second queue.
 fn append(owed: Option<Bytes>, more: Bytes) -> Bytes {
@@ -164,13 +186,24 @@ impl Outbox {
     /// queue closes the socket with 4100 and drops what was queued, so a slow socket never holds
     /// memory or slows anyone else.
     pub fn push(&self, frame: Bytes) -> Result<Pushed, PushError> {
+        self.push_frame(Frame::Owned(frame))
+    }
+
+    /// [`Outbox::push`] of a frame shared with other recipients (a fan-out's): it is cloned only
+    /// if it has to be queued, so a direct write costs no reference-count traffic on the shared
+    /// buffer.
+    pub fn push_shared(&self, frame: &Bytes) -> Result<Pushed, PushError> {
+        self.push_frame(Frame::Shared(frame))
+    }
+
+    fn push_frame(&self, frame: Frame<'_>) -> Result<Pushed, PushError> {
         let mut q = self.queue.lock();
         if q.closed {
             return Err(PushError::Closed);
         }
         if !q.busy && q.owed.is_none() && q.frames.is_empty() {
             if let Some(direct) = &q.direct {
-                match direct.try_write(&frame) {
+                match direct.try_write(frame.bytes()) {
                     Sent::All => return Ok(Pushed::Written),
                     Sent::Part(rest) => {
                         q.owed = Some(rest);
@@ -199,7 +232,7 @@ impl Outbox {
         if was_idle {
             q.oldest = Some(Instant::now());
         }
-        q.frames.push_back(frame);
+        q.frames.push_back(frame.into_owned());
         drop(q);
         // A writer that is awake will find this frame when it next drains; only wake an idle one.
         if was_idle {
@@ -491,5 +524,24 @@ mod tests {
         assert_eq!(owed.as_deref(), Some(&b"f1pong"[..]));
         assert_eq!(out, [Bytes::from_static(b"f2")]);
         assert_eq!(o.push(Bytes::from_static(b"late")), Err(PushError::Closed));
+    }
+
+    #[tokio::test]
+    async fn a_shared_frame_is_written_without_a_copy_and_queued_whole_when_it_must_wait() {
+        let (o, s) = direct_outbox(4);
+        let frame = Bytes::from(b"shared".to_vec());
+        // The socket takes 4 bytes: the rest is owed, and the frame itself was not kept.
+        assert_eq!(o.push_shared(&frame), Ok(Pushed::Queued));
+        assert_eq!(&s.taken.lock()[..], b"shar");
+        // Something is owed now, so the next push of it queues a reference to the same buffer.
+        assert_eq!(o.push_shared(&frame), Ok(Pushed::Queued));
+        let mut out = VecDeque::new();
+        let drained = o.next_batch(&mut out).await;
+        assert_eq!(drained.owed.as_deref(), Some(&b"ed"[..]));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].as_ptr(), frame.as_ptr(), "queued without copying");
+        // A shared frame still counts against the bound and is refused once the socket is closed.
+        o.close(PusherCode::Reconnect, "bye");
+        assert_eq!(o.push_shared(&frame), Err(PushError::Closed));
     }
 }

@@ -29,7 +29,7 @@ impl Channel {
         let mut n = 0;
         for (id, conn) in &self.subscribers {
             if Some(*id) != except {
-                conn.send(frame.clone());
+                conn.send_shared(frame);
                 n += 1;
             }
         }

@@ -68,10 +68,11 @@ async fn what_did_not_fit_is_written_later_in_order() {
         "pusher_internal:subscription_succeeded"
     );
 
-    // The client reads nothing while 120 events of 9 kB (about 1 MB) are triggered: far more than
-    // its 4 KiB window and the server's socket buffer take, so the server's writes turn partial and
-    // the rest waits for the writer. The write limit (5 s) is not reached: reading resumes first.
-    let total = 120;
+    // The client reads nothing while 500 events of 9 kB (4.5 MB) are triggered: more than its
+    // 4 KiB window and the server's socket buffer (at most 4 MiB, Linux's tcp_wmem) take, so the
+    // server's writes turn partial and the rest waits for the writer. The write limit (5 s) is not
+    // reached: reading resumes first.
+    let total = 500;
     let pad = "z".repeat(9_000);
     for i in 0..total {
         let r = api(&b)
@@ -90,6 +91,53 @@ async fn what_did_not_fit_is_written_later_in_order() {
     let ping = json!({"event": "pusher:ping", "data": {}});
     slow.send(Message::text(ping.to_string())).await.unwrap();
     assert_eq!(next_json(&mut slow).await["event"], "pusher:pong");
+}
+
+/// A fan-out frames a payload once, for its second subscriber, and writes that one buffer to the
+/// rest: a partial write of it must leave each socket's stream whole, and the rest must follow in
+/// order, on every socket.
+#[tokio::test]
+async fn a_burst_to_several_slow_sockets_arrives_whole_and_in_order_on_each() {
+    let b = spawn();
+    let mut slow = Vec::new();
+    for _ in 0..3 {
+        let mut c = small_buffer_client(&b).await;
+        assert_eq!(
+            next_json(&mut c).await["event"],
+            "pusher:connection_established"
+        );
+        let sub = json!({"event": "pusher:subscribe", "data": {"channel": "shared-burst"}});
+        c.send(Message::text(sub.to_string())).await.unwrap();
+        assert_eq!(
+            next_json(&mut c).await["event"],
+            "pusher_internal:subscription_succeeded"
+        );
+        slow.push(c);
+    }
+    // None of the three reads while 500 events of 9 kB (4.5 MB) go out: more than the server's
+    // socket buffer grows to (Linux's tcp_wmem caps it at 4 MiB), so every socket's writes turn
+    // partial, the framed buffer's included.
+    let total = 500;
+    let pad = "y".repeat(9_000);
+    for i in 0..total {
+        let r = api(&b)
+            .trigger(
+                &["shared-burst"],
+                "e",
+                &format!(r#"{{"i":{i},"pad":"{pad}"}}"#),
+            )
+            .await;
+        assert_eq!(r.status, 200, "trigger {i}");
+    }
+    for (n, c) in slow.iter_mut().enumerate() {
+        for i in 0..total {
+            let v = next_json(c).await;
+            assert_eq!(v["event"], "e");
+            let d = data(&v);
+            assert_eq!(d["i"], i, "socket {n}: event {i} arrives in its place");
+            assert_eq!(d["pad"].as_str().map(str::len), Some(9_000), "intact");
+        }
+    }
 }
 
 #[tokio::test]

@@ -153,7 +153,7 @@ fn notify_watchers(rt: &AppRuntime, user_id: &str, event: WatchlistEvent) {
     }
     .encode();
     for w in watchers.iter() {
-        w.send(frame.clone());
+        w.send_shared(&frame);
     }
 }
 

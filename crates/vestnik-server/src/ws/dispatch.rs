@@ -7,7 +7,7 @@ use vestnik_broker::{Broker, ConnectionHandle, SubscribeReady};
 use vestnik_protocol::message::MessageError;
 use vestnik_protocol::{ClientMessage, PusherCode, ServerMessage};
 
-use super::io::SocketCounters;
+use super::counters::SocketCounters;
 
 /// Handles a client's text message: parsed, then handed to the broker, whose replies come back
 /// through the outbox.

@@ -26,6 +26,8 @@ use tokio::net::TcpStream;
 use vestnik_broker::{DirectWrite, Sent};
 use vestnik_protocol::frame::{FrameError, FrameParser, Inbound, Parsed};
 
+use super::counters::SocketCounters;
+
 /// The longest WebSocket header of a server frame: opcode byte, 127, eight length bytes.
 const MAX_HEADER: usize = 10;
 
@@ -47,39 +49,6 @@ pub fn text_header(len: usize) -> ([u8; MAX_HEADER], usize) {
     }
 }
 
-/// The per-app counters of a socket's traffic, made once per app and shared by its sockets (the
-/// session and the direct writer count into the same handles, so counting costs an atomic add and
-/// a socket holds one pointer for all of them).
-#[derive(Debug)]
-pub struct SocketCounters {
-    /// `vestnik_ws_messages_received_total`: client text frames.
-    pub messages_in: metrics::Counter,
-    /// `vestnik_ws_bytes_received_total`: their bytes.
-    pub bytes_in: metrics::Counter,
-    /// `vestnik_ws_messages_sent_total`: frames written.
-    pub messages_out: metrics::Counter,
-    /// `vestnik_ws_bytes_sent_total`: their payload bytes.
-    pub bytes_out: metrics::Counter,
-    /// `vestnik_publish_to_write_seconds`: from the oldest frame of a batch entering the socket's
-    /// queue to the batch's write finishing, one sample per coalesced write; a direct write that
-    /// went out whole is sampled as zero, so the histogram still counts every write.
-    pub publish_to_write: metrics::Histogram,
-}
-
-impl SocketCounters {
-    /// Registers (or finds) `app_id`'s series.
-    pub fn new(app_id: &str) -> Self {
-        let id = app_id.to_owned();
-        Self {
-            messages_in: metrics::counter!("vestnik_ws_messages_received_total", "app_id" => id.clone()),
-            bytes_in: metrics::counter!("vestnik_ws_bytes_received_total", "app_id" => id.clone()),
-            messages_out: metrics::counter!("vestnik_ws_messages_sent_total", "app_id" => id.clone()),
-            bytes_out: metrics::counter!("vestnik_ws_bytes_sent_total", "app_id" => id.clone()),
-            publish_to_write: metrics::histogram!("vestnik_publish_to_write_seconds", "app_id" => id),
-        }
-    }
-}
-
 /// A plain TCP socket's write half, shared by the session's writer and the outbox's direct writes.
 /// The outbox decides who may write when, so the two never interleave within a frame.
 pub struct TcpWire {
@@ -94,10 +63,96 @@ impl std::fmt::Debug for TcpWire {
     }
 }
 
+/// The last payload this thread wrote directly, and its wire form (header and payload in one
+/// buffer) once a second socket wanted it. A fan-out writes one shared payload to every subscriber
+/// from one thread, so from the second subscriber on a delivery is one `write` of bytes framed once
+/// rather than a `writev` of a header and the payload, and a payload sent to one socket is never
+/// copied. Holding a clone of the payload keeps its memory alive, so a payload at the same address
+/// with the same length is the same bytes (a `Bytes` never changes).
+struct LastFramed {
+    payload: Bytes,
+    wire: Option<Bytes>,
+}
+
+/// Payloads above this are written with `writev` every time: copying them to frame them once
+/// costs more than the second iovec saves, and the thread would hold a large buffer.
+const MAX_FRAMED: usize = 16 * 1024;
+
+thread_local! {
+    static LAST_FRAMED: std::cell::RefCell<Option<LastFramed>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `frame`'s wire form if this thread has already framed it or is writing it a second time (then
+/// it is framed now and kept), or `None` for a payload seen for the first time (it is remembered,
+/// and written as header plus payload).
+fn framed(frame: &Bytes) -> Option<Bytes> {
+    if frame.len() > MAX_FRAMED {
+        return None;
+    }
+    LAST_FRAMED.with(|last| {
+        let mut last = last.borrow_mut();
+        match &mut *last {
+            Some(l) if l.payload.as_ptr() == frame.as_ptr() && l.payload.len() == frame.len() => {
+                Some(
+                    l.wire
+                        .get_or_insert_with(|| {
+                            let (header, hlen) = text_header(frame.len());
+                            let mut wire = BytesMut::with_capacity(hlen + frame.len());
+                            wire.extend_from_slice(&header[..hlen]);
+                            wire.extend_from_slice(frame);
+                            wire.freeze()
+                        })
+                        .clone(),
+                )
+            }
+            _ => {
+                *last = Some(LastFramed {
+                    payload: frame.clone(),
+                    wire: None,
+                });
+                None
+            }
+        }
+    })
+}
+
+impl TcpWire {
+    /// One `write` of `wire` (a whole frame), without waiting.
+    fn try_write_wire(&self, wire: Bytes, payload: usize) -> Sent {
+        let written = match self.half.try_write(&wire) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(_) => return Sent::Failed,
+        };
+        self.count(written == wire.len(), payload);
+        if written == wire.len() {
+            Sent::All
+        } else {
+            Sent::Part(wire.slice(written..))
+        }
+    }
+
+    /// A frame of `payload` bytes was handed to the socket; `whole` when it all went out at once.
+    fn count(&self, whole: bool, payload: usize) {
+        if let Some(c) = &self.counters {
+            if whole {
+                c.written_at_once(payload as u64);
+            } else {
+                c.sent(1, payload as u64);
+            }
+        }
+    }
+}
+
 impl DirectWrite for TcpWire {
-    /// One `writev` of header and payload, without waiting. What the socket did not take is
-    /// returned as owed wire bytes (copied: rare, only for a socket whose buffer is full).
+    /// One `write` of the frame's wire form when this thread has framed the same payload for an
+    /// earlier subscriber, else one `writev` of header and payload, without waiting. What the
+    /// socket did not take is returned as owed wire bytes.
     fn try_write(&self, frame: &Bytes) -> Sent {
+        if let Some(wire) = framed(frame) {
+            return self.try_write_wire(wire, frame.len());
+        }
         let (header, hlen) = text_header(frame.len());
         let total = hlen + frame.len();
         let written = match self
@@ -108,23 +163,16 @@ impl DirectWrite for TcpWire {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
             Err(_) => return Sent::Failed,
         };
-        if let Some(c) = &self.counters {
-            c.messages_out.increment(1);
-            c.bytes_out.increment(frame.len() as u64);
-        }
+        self.count(written == total, frame.len());
         if written == total {
-            if let Some(c) = &self.counters {
-                c.publish_to_write.record(0.0);
-            }
             return Sent::All;
         }
-        let mut rest = BytesMut::with_capacity(total - written);
-        if written < hlen {
-            rest.extend_from_slice(&header[written..hlen]);
-            rest.extend_from_slice(frame);
-        } else {
-            rest.extend_from_slice(&frame[written - hlen..]);
+        if written >= hlen {
+            return Sent::Part(frame.slice(written - hlen..));
         }
+        let mut rest = BytesMut::with_capacity(total - written);
+        rest.extend_from_slice(&header[written..hlen]);
+        rest.extend_from_slice(frame);
         Sent::Part(rest.freeze())
     }
 }
@@ -369,6 +417,25 @@ impl SessionIo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_payload_is_framed_once_from_its_second_write() {
+        let payload = Bytes::from(vec![b'x'; 300]);
+        assert_eq!(framed(&payload), None, "the first write sends it as it is");
+        let wire = framed(&payload.clone()).expect("the second write is framed");
+        assert_eq!(&wire[..4], &[0x81, 126, 1, 44]);
+        assert_eq!(&wire[4..], &payload[..]);
+        let again = framed(&payload).expect("and kept");
+        assert_eq!(again.as_ptr(), wire.as_ptr(), "framed once, not per write");
+        // The same bytes at another address are another payload.
+        let copy = Bytes::copy_from_slice(&payload);
+        assert_eq!(framed(&copy), None);
+        assert!(framed(&payload).is_none(), "the cache holds one payload");
+        // Large payloads are never copied to be framed.
+        let big = Bytes::from(vec![b'y'; MAX_FRAMED + 1]);
+        assert_eq!(framed(&big), None);
+        assert_eq!(framed(&big), None);
+    }
 
     #[test]
     fn headers_use_the_shortest_length_form() {

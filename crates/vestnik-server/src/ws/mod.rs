@@ -6,6 +6,7 @@
 //! stack ([`io::SessionIo`]); the server's frames are written by the session and the outbox. No
 //! WebSocket library holds per-socket buffers: an idle socket owns no read or write buffer.
 
+pub mod counters;
 mod dispatch;
 pub mod io;
 pub mod session;

@@ -31,8 +31,9 @@ use vestnik_broker::{App, Broker, ConnectionHandle, Drained};
 use vestnik_protocol::frame::{self, CloseFrame, FrameError, Inbound};
 use vestnik_protocol::{PusherCode, ServerMessage};
 
+use super::counters::SocketCounters;
 use super::dispatch::{on_text, send_error};
-use super::io::{text_header, ReadEnd, ReadLimits, SessionIo, SocketCounters, Wire};
+use super::io::{text_header, ReadEnd, ReadLimits, SessionIo, Wire};
 use super::writer::{lay_out, write_batch, write_last, Batch, WriteFailure};
 use crate::config::ServerConfig;
 use crate::live::{LiveSockets, Registration};
@@ -111,6 +112,17 @@ impl SessionContext {
         let c = Arc::new(SocketCounters::new(app_id));
         map.insert(app_id.to_owned(), Arc::clone(&c));
         c
+    }
+
+    /// Appends every app's sent-traffic series (`vestnik_ws_messages_sent_total`,
+    /// `vestnik_ws_bytes_sent_total`, `vestnik_publish_to_write_seconds`) to a `/metrics` body, apps
+    /// in id order. An app appears from its first socket on this node.
+    pub fn render_counters(&self, out: &mut String) {
+        let map = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut apps: Vec<(&str, &SocketCounters)> =
+            map.iter().map(|(id, c)| (id.as_str(), &**c)).collect();
+        apps.sort_unstable_by_key(|(id, _)| *id);
+        super::counters::render(apps.into_iter(), out);
     }
 }
 
@@ -547,10 +559,8 @@ fn on_timer(s: &mut Session, timer: Pin<&mut Sleep>) -> Option<End> {
 async fn on_batch(s: &mut Session, drained: Drained) -> Option<End> {
     let outbox = s.conn.outbox();
     let out = &mut s.out;
-    s.counters.messages_out.increment(out.len() as u64);
     s.counters
-        .bytes_out
-        .increment(out.iter().map(|f| f.len() as u64).sum());
+        .sent(out.len() as u64, out.iter().map(|f| f.len() as u64).sum());
     if let Some(c) = drained.close {
         // The last batch goes out with the close frame, in `finish`'s bounded write after the
         // broker has let the socket go: a socket too slow to take it (a 4100) then costs nobody a
@@ -576,9 +586,7 @@ async fn on_batch(s: &mut Session, drained: Drained) -> Option<End> {
         }
     }
     if let Some(queued) = drained.queued_at {
-        s.counters
-            .publish_to_write
-            .record(queued.elapsed().as_secs_f64());
+        s.counters.batch_written(queued.elapsed());
     }
     None
 }
