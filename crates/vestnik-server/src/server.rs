@@ -505,9 +505,12 @@ where
         let state = state.clone();
         async move { Ok::<_, std::convert::Infallible>(crate::router::route(req, state, peer).await) }
     });
+    // Responses are small (`{}` for a trigger): one flattened write costs less than a `writev`
+    // of the head and the body.
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
+        .writev(false)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     tokio::pin!(conn);
