@@ -554,6 +554,12 @@ fn apps_command(
     }
 }
 
+/// jemalloc serves the many small, short-lived blocks of a request from a per-thread cache (see
+/// Cargo.toml); replaced by dhat's counting allocator under `--features dhat-heap`.
+#[cfg(all(not(feature = "dhat-heap"), not(target_env = "msvc")))]
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// With `--features dhat-heap`, every allocation is counted (see the feature in Cargo.toml).
 #[cfg(feature = "dhat-heap")]
 #[global_allocator]

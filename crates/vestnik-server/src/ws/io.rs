@@ -512,7 +512,10 @@ mod tests {
                 .await
                 .expect("the written bytes arrive")
                 .unwrap();
-            assert!(got == expected, "size {size}: the stream is the frames in order");
+            assert!(
+                got == expected,
+                "size {size}: the stream is the frames in order"
+            );
         }
     }
 
