@@ -4,9 +4,11 @@
 //! This module must never touch a server it did not start: the shared servers of the machine are
 //! left alone, and a started server is killed on drop.
 
+use std::collections::BTreeSet;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::{Backbone, EVENT_WAIT};
@@ -226,13 +228,24 @@ impl Drop for BackboneServer {
     }
 }
 
-/// A loopback port that was free a moment ago.
+/// A loopback port that was free a moment ago, and never handed out before in this process.
 ///
-/// Another process could take it before the server binds; on a test machine this is rare, and
-/// the server then fails to start loudly rather than sharing a port.
+/// The kernel may give a port just released to the next `bind` to port 0, so two servers started
+/// at once by parallel tests could both be handed it: the second then fails to bind, while its
+/// start-up check connects to the first one's server, and its test loses its server when the other
+/// test ends. Remembering the ports handed out rules that out within a process. Another process
+/// could still take a port before the server binds; on a test machine this is rare.
 fn free_port() -> u16 {
-    TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("the loopback interface has a free port")
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(PoisonError::into_inner);
+    for _ in 0..1000 {
+        let port = TcpListener::bind(("127.0.0.1", 0))
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("the loopback interface has a free port");
+        if given.insert(port) {
+            return port;
+        }
+    }
+    panic!("no loopback port that this process has not used already");
 }
