@@ -238,7 +238,7 @@ pub async fn serve(listener: TcpListener, handle: PrometheusHandle, state: AppSt
                     } else if req.uri().path() == "/metrics" {
                         refresh(&state);
                         let mut body = handle.render();
-                        state.sessions.render_counters(&mut body);
+                        state.sessions.counters.render(&mut body);
                         let mut r = Response::new(Full::new(Bytes::from(body)));
                         r.headers_mut().insert(
                             http::header::CONTENT_TYPE,

@@ -37,6 +37,23 @@ async fn small_buffer_client(b: &BrokerProcess) -> WebSocketStream<TcpStream> {
     ws
 }
 
+/// A [`small_buffer_client`] subscribed to `channel`, past its connection and subscription
+/// messages.
+async fn slow_subscriber(b: &BrokerProcess, channel: &str) -> WebSocketStream<TcpStream> {
+    let mut ws = small_buffer_client(b).await;
+    assert_eq!(
+        next_json(&mut ws).await["event"],
+        "pusher:connection_established"
+    );
+    let sub = json!({"event": "pusher:subscribe", "data": {"channel": channel}});
+    ws.send(Message::text(sub.to_string())).await.unwrap();
+    assert_eq!(
+        next_json(&mut ws).await["event"],
+        "pusher_internal:subscription_succeeded"
+    );
+    ws
+}
+
 /// The next text frame as JSON, skipping control frames; panics after [`WAIT`].
 async fn next_json(ws: &mut WebSocketStream<TcpStream>) -> Value {
     loop {
@@ -56,17 +73,7 @@ async fn next_json(ws: &mut WebSocketStream<TcpStream>) -> Value {
 #[tokio::test]
 async fn what_did_not_fit_is_written_later_in_order() {
     let b = spawn();
-    let mut slow = small_buffer_client(&b).await;
-    assert_eq!(
-        next_json(&mut slow).await["event"],
-        "pusher:connection_established"
-    );
-    let sub = json!({"event": "pusher:subscribe", "data": {"channel": "burst"}});
-    slow.send(Message::text(sub.to_string())).await.unwrap();
-    assert_eq!(
-        next_json(&mut slow).await["event"],
-        "pusher_internal:subscription_succeeded"
-    );
+    let mut slow = slow_subscriber(&b, "burst").await;
 
     // The client reads nothing while 500 events of 9 kB (4.5 MB) are triggered: more than its
     // 4 KiB window and the server's socket buffer (at most 4 MiB, Linux's tcp_wmem) take, so the
@@ -101,18 +108,7 @@ async fn a_burst_to_several_slow_sockets_arrives_whole_and_in_order_on_each() {
     let b = spawn();
     let mut slow = Vec::new();
     for _ in 0..3 {
-        let mut c = small_buffer_client(&b).await;
-        assert_eq!(
-            next_json(&mut c).await["event"],
-            "pusher:connection_established"
-        );
-        let sub = json!({"event": "pusher:subscribe", "data": {"channel": "shared-burst"}});
-        c.send(Message::text(sub.to_string())).await.unwrap();
-        assert_eq!(
-            next_json(&mut c).await["event"],
-            "pusher_internal:subscription_succeeded"
-        );
-        slow.push(c);
+        slow.push(slow_subscriber(&b, "shared-burst").await);
     }
     // None of the three reads while 500 events of 9 kB (4.5 MB) go out: more than the server's
     // socket buffer grows to (Linux's tcp_wmem caps it at 4 MiB), so every socket's writes turn
@@ -210,11 +206,7 @@ async fn concurrent_publishers_keep_each_socket_in_order_and_are_counted() {
 #[tokio::test]
 async fn a_websocket_ping_between_deliveries_gets_its_pong_and_frames_stay_whole() {
     let b = spawn();
-    let mut c = small_buffer_client(&b).await;
-    next_json(&mut c).await;
-    let sub = json!({"event": "pusher:subscribe", "data": {"channel": "pings"}});
-    c.send(Message::text(sub.to_string())).await.unwrap();
-    next_json(&mut c).await;
+    let mut c = slow_subscriber(&b, "pings").await;
     for i in 0..20 {
         c.send(Message::Ping(vec![i as u8].into())).await.unwrap();
         let r = api(&b).trigger(&["pings"], "e", &format!("{i}")).await;
@@ -248,11 +240,7 @@ async fn a_socket_that_turns_slow_mid_burst_is_closed_with_4100_without_waiting_
 ) {
     // A queue of 8 and a write limit of 30 s: only the full queue can end this socket in time.
     let b = spawn_with_server("outbox_capacity = 8\nwrite_timeout_ms = 30000");
-    let mut slow = small_buffer_client(&b).await;
-    next_json(&mut slow).await;
-    let sub = json!({"event": "pusher:subscribe", "data": {"channel": "turns-slow"}});
-    slow.send(Message::text(sub.to_string())).await.unwrap();
-    next_json(&mut slow).await;
+    let mut slow = slow_subscriber(&b, "turns-slow").await;
     // It reads the first events of the burst, then stops reading.
     let pad = "s".repeat(9_000);
     for i in 0..3 {

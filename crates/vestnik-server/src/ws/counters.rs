@@ -8,32 +8,28 @@
 //! therefore keeps its own fixed buckets, the same the exporter would use. This module must never
 //! take a lock or read the clock when counting.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// `vestnik_publish_to_write_seconds`'s bucket bounds, in seconds: from 0.1 ms (a healthy write is
 /// sub-millisecond) to 1 s (a socket about to be dropped as slow).
-pub const WRITE_BUCKETS: [f64; 13] = [
+const WRITE_BUCKETS: [f64; 13] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 ];
 
 /// The bucket bounds in nanoseconds, for counting without floating point.
-const BOUNDS_NS: [u64; 13] = [
-    100_000,
-    250_000,
-    500_000,
-    1_000_000,
-    2_500_000,
-    5_000_000,
-    10_000_000,
-    25_000_000,
-    50_000_000,
-    100_000_000,
-    250_000_000,
-    500_000_000,
-    1_000_000_000,
-];
+const BOUNDS_NS: [u64; 13] = {
+    let mut ns = [0; 13];
+    let mut i = 0;
+    while i < ns.len() {
+        ns[i] = (WRITE_BUCKETS[i] * 1e9 + 0.5) as u64;
+        i += 1;
+    }
+    ns
+};
 
 /// A histogram of write latencies with fixed buckets: one slot per bucket plus one above the last
 /// (not cumulative; [`render`] sums them), and the sum in nanoseconds.
@@ -108,6 +104,37 @@ impl SocketCounters {
     }
 }
 
+/// Each app's [`SocketCounters`] on this node, made at the app's first socket and kept for the
+/// life of the process (counters never go back).
+#[derive(Debug, Default)]
+pub struct AppCounters {
+    apps: Mutex<HashMap<String, Arc<SocketCounters>>>,
+}
+
+impl AppCounters {
+    /// `app_id`'s counters, shared by all its sockets on this node.
+    pub fn get(&self, app_id: &str) -> Arc<SocketCounters> {
+        let mut apps = self.apps.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = apps.get(app_id) {
+            return Arc::clone(c);
+        }
+        let c = Arc::new(SocketCounters::new(app_id));
+        apps.insert(app_id.to_owned(), Arc::clone(&c));
+        c
+    }
+
+    /// Appends every app's sent-traffic series (`vestnik_ws_messages_sent_total`,
+    /// `vestnik_ws_bytes_sent_total`, `vestnik_publish_to_write_seconds`) to a `/metrics` body,
+    /// apps in id order. An app appears from its first socket on this node.
+    pub fn render(&self, out: &mut String) {
+        let apps = self.apps.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut sorted: Vec<(&str, &SocketCounters)> =
+            apps.iter().map(|(id, c)| (id.as_str(), &**c)).collect();
+        sorted.sort_unstable_by_key(|(id, _)| *id);
+        render(sorted.into_iter(), out);
+    }
+}
+
 /// Appends `value` as a Prometheus label value: backslash, double quote and newline escaped.
 fn push_label(out: &mut String, value: &str) {
     for c in value.chars() {
@@ -122,10 +149,7 @@ fn push_label(out: &mut String, value: &str) {
 
 /// Appends the sent counters and the publish-to-write histogram of every app in `apps` to a
 /// `/metrics` body, in the Prometheus text format (one family at a time, apps in the given order).
-pub fn render<'a>(
-    apps: impl Iterator<Item = (&'a str, &'a SocketCounters)> + Clone,
-    out: &mut String,
-) {
+fn render<'a>(apps: impl Iterator<Item = (&'a str, &'a SocketCounters)> + Clone, out: &mut String) {
     let counter = |out: &mut String, name: &str, get: fn(&SocketCounters) -> u64| {
         let _ = writeln!(out, "# TYPE {name} counter");
         for (id, c) in apps.clone() {

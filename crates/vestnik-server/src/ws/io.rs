@@ -122,14 +122,11 @@ fn framed(frame: &Bytes) -> Option<Bytes> {
 }
 
 impl TcpWire {
-    /// One `write` of `wire` (a whole frame), without waiting.
+    /// One `write` of `wire` (a whole frame of `payload` payload bytes), without waiting.
     fn try_write_wire(&self, wire: Bytes, payload: usize) -> Sent {
-        let written = match self.half.try_write(&wire) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-            Err(_) => return Sent::Failed,
+        let Some(written) = self.took(self.half.try_write(&wire), wire.len(), payload) else {
+            return Sent::Failed;
         };
-        self.count(written == wire.len(), payload);
         if written == wire.len() {
             Sent::All
         } else {
@@ -137,23 +134,29 @@ impl TcpWire {
         }
     }
 
-    /// A frame of `payload` bytes was handed to the socket; `whole` when it all went out at once.
-    fn count(&self, whole: bool, payload: usize) {
+    /// How many bytes of a `total`-byte frame carrying `payload` payload bytes one non-blocking
+    /// write took (a full socket took none), counted as sent; `None` when the socket failed.
+    fn took(&self, result: io::Result<usize>, total: usize, payload: usize) -> Option<usize> {
+        let written = match result {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(_) => return None,
+        };
         if let Some(c) = &self.counters {
-            if whole {
+            if written == total {
                 c.written_at_once(payload as u64);
             } else {
                 c.sent(1, payload as u64);
             }
         }
+        Some(written)
     }
 }
 
 impl DirectWrite for TcpWire {
     /// One `write` of the frame's wire form when this thread has framed the same payload for an
     /// earlier subscriber or the frame is small (framed on the stack), else one `writev` of header
-    /// and payload, without waiting. What the
-    /// socket did not take is returned as owed wire bytes.
+    /// and payload, without waiting. What the socket did not take is returned as owed wire bytes.
     fn try_write(&self, frame: &Bytes) -> Sent {
         if let Some(wire) = framed(frame) {
             return self.try_write_wire(wire, frame.len());
@@ -166,37 +169,27 @@ impl DirectWrite for TcpWire {
             let mut buf = [0u8; STACK_FRAMED];
             buf[..hlen].copy_from_slice(&header[..hlen]);
             buf[hlen..total].copy_from_slice(frame);
-            let written = match self.half.try_write(&buf[..total]) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-                Err(_) => return Sent::Failed,
-            };
-            self.count(written == total, frame.len());
-            return if written == total {
-                Sent::All
-            } else {
-                Sent::Part(Bytes::copy_from_slice(&buf[written..total]))
+            let result = self.half.try_write(&buf[..total]);
+            return match self.took(result, total, frame.len()) {
+                None => Sent::Failed,
+                Some(n) if n == total => Sent::All,
+                Some(n) => Sent::Part(Bytes::copy_from_slice(&buf[n..total])),
             };
         }
-        let written = match self
+        let result = self
             .half
-            .try_write_vectored(&[IoSlice::new(&header[..hlen]), IoSlice::new(frame)])
-        {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-            Err(_) => return Sent::Failed,
-        };
-        self.count(written == total, frame.len());
-        if written == total {
-            return Sent::All;
+            .try_write_vectored(&[IoSlice::new(&header[..hlen]), IoSlice::new(frame)]);
+        match self.took(result, total, frame.len()) {
+            None => Sent::Failed,
+            Some(n) if n == total => Sent::All,
+            Some(n) if n >= hlen => Sent::Part(frame.slice(n - hlen..)),
+            Some(n) => {
+                let mut rest = BytesMut::with_capacity(total - n);
+                rest.extend_from_slice(&header[n..hlen]);
+                rest.extend_from_slice(frame);
+                Sent::Part(rest.freeze())
+            }
         }
-        if written >= hlen {
-            return Sent::Part(frame.slice(written - hlen..));
-        }
-        let mut rest = BytesMut::with_capacity(total - written);
-        rest.extend_from_slice(&header[written..hlen]);
-        rest.extend_from_slice(frame);
-        Sent::Part(rest.freeze())
     }
 }
 

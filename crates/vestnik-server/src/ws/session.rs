@@ -16,11 +16,11 @@
 //! must never block the broker (it only drains what the broker queued), never write to the socket
 //! except through [`super::writer`], and never decide a route: it is handed an admitted app.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -31,7 +31,7 @@ use vestnik_broker::{App, Broker, ConnectionHandle, Drained};
 use vestnik_protocol::frame::{self, CloseFrame, FrameError, Inbound};
 use vestnik_protocol::{PusherCode, ServerMessage};
 
-use super::counters::SocketCounters;
+use super::counters::{AppCounters, SocketCounters};
 use super::dispatch::{on_text, send_error};
 use super::io::{text_header, ReadEnd, ReadLimits, SessionIo, Wire};
 use super::writer::{lay_out, write_batch, write_last, Batch, WriteFailure};
@@ -83,7 +83,7 @@ pub struct SessionContext {
     /// How sockets are read.
     pub limits: ReadLimits,
     /// Each app's counters, made at its first socket.
-    counters: Mutex<HashMap<String, Arc<SocketCounters>>>,
+    pub counters: AppCounters,
 }
 
 impl SessionContext {
@@ -99,30 +99,8 @@ impl SessionContext {
             sockets,
             settings,
             limits,
-            counters: Mutex::default(),
+            counters: AppCounters::default(),
         }
-    }
-
-    /// `app_id`'s counters, shared by all its sockets on this node.
-    fn counters(&self, app_id: &str) -> Arc<SocketCounters> {
-        let mut map = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(c) = map.get(app_id) {
-            return Arc::clone(c);
-        }
-        let c = Arc::new(SocketCounters::new(app_id));
-        map.insert(app_id.to_owned(), Arc::clone(&c));
-        c
-    }
-
-    /// Appends every app's sent-traffic series (`vestnik_ws_messages_sent_total`,
-    /// `vestnik_ws_bytes_sent_total`, `vestnik_publish_to_write_seconds`) to a `/metrics` body, apps
-    /// in id order. An app appears from its first socket on this node.
-    pub fn render_counters(&self, out: &mut String) {
-        let map = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut apps: Vec<(&str, &SocketCounters)> =
-            map.iter().map(|(id, c)| (id.as_str(), &**c)).collect();
-        apps.sort_unstable_by_key(|(id, _)| *id);
-        super::counters::render(apps.into_iter(), out);
     }
 }
 
@@ -265,7 +243,7 @@ pub fn open(
             }))
         }
     };
-    let counters = ctx.counters(&conn.app().id);
+    let counters = ctx.counters.get(&conn.app().id);
     let wire = Wire::new(half, Some(Arc::clone(&counters)));
     if let Some(direct) = wire.direct() {
         conn.outbox().attach(direct);
