@@ -49,6 +49,7 @@
 pub mod adapter;
 pub mod app;
 pub mod broker;
+pub mod cache;
 pub mod cluster;
 pub mod connection;
 pub mod error;

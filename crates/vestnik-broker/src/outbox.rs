@@ -48,28 +48,37 @@ pub trait DirectWrite: Send + Sync + std::fmt::Debug {
     /// Writes the wire form of the text message `frame` as far as the socket takes it now, without
     /// waiting. Called under the outbox's lock, so never concurrently for one socket.
     fn try_write(&self, frame: &Bytes) -> Sent;
+
+    /// Starts loading what [`DirectWrite::try_write`] reads first into the cache, without waiting
+    /// (see [`crate::cache`]). Does nothing by default.
+    fn prefetch(&self) {}
 }
 
+/// The queue's state. `repr(C)`, in this order, so that everything a push to an idle socket reads
+/// (the direct writer, the flags and `owed`) shares the outbox's first cache line with the lock,
+/// and `frames` starts the second: [`Outbox::prefetch`] and [`Outbox::prefetch_direct`] ask for
+/// exactly those lines.
 #[derive(Debug, Default)]
+#[repr(C)]
 struct OutboxQueue {
-    frames: VecDeque<Bytes>,
+    /// The edge's direct writer; `None` until attached, for TLS sockets, and once detached.
+    direct: Option<Arc<dyn DirectWrite>>,
+    closed: bool,
+    /// The writer took something and has not yet come back to find the queue empty: a direct
+    /// write now could overtake what it is writing.
+    busy: bool,
+    /// The edge has taken the socket back for its last writes: nothing more is accepted.
+    detached: bool,
     /// Wire bytes that must go out before the queued frames: the rest of a direct write that did
     /// not fit, and control frames (pongs, closes) the edge produced. Owed bytes always sit on a
     /// frame boundary of their own, so writing them first never splits a frame.
     owed: Option<Bytes>,
+    frames: VecDeque<Bytes>,
     /// When the oldest waiting frame was queued: set when the queue turns non-empty, taken by the
     /// writer's drain. One timestamp per batch rather than per frame keeps the queue a plain
     /// `VecDeque<Bytes>`, and the oldest frame is the one whose latency matters.
     oldest: Option<Instant>,
     close: Option<Box<CloseRequest>>,
-    closed: bool,
-    /// The writer took something and has not yet come back to find the queue empty: a direct
-    /// write now could overtake what it is writing.
-    busy: bool,
-    /// The edge's direct writer; `None` until attached, for TLS sockets, and once detached.
-    direct: Option<Arc<dyn DirectWrite>>,
-    /// The edge has taken the socket back for its last writes: nothing more is accepted.
-    detached: bool,
 }
 
 /// What one drain of the outbox hands the writer besides the frames.
@@ -102,8 +111,10 @@ pub enum Pushed {
     Queued,
 }
 
-/// A socket's bounded outbound queue.
+/// A socket's bounded outbound queue. Aligned to a cache line, with the queue first, so that the
+/// lock and the state a direct write checks sit in one line (see [`OutboxQueue`]).
 #[derive(Debug)]
+#[repr(C, align(64))]
 pub struct Outbox {
     queue: Mutex<OutboxQueue>,
     /// The socket's task, while it waits for work ([`Outbox::poll_next_batch`]) or for a close
@@ -156,6 +167,22 @@ impl Outbox {
             queue: Mutex::new(OutboxQueue::default()),
             waker: AtomicWaker::new(),
             capacity: capacity.max(1),
+        }
+    }
+
+    /// Starts loading the outbox's state into the cache, without waiting or locking: a fan-out
+    /// asks for a batch of subscribers' outboxes before it pushes to the first of them.
+    pub fn prefetch(&self) {
+        crate::cache::prefetch(&self.queue);
+    }
+
+    /// Starts loading the direct writer's state into the cache, for a fan-out about to push to
+    /// this outbox. Takes the lock briefly to find the writer.
+    pub fn prefetch_direct(&self) {
+        let q = self.queue.lock();
+        if let Some(direct) = &q.direct {
+            crate::cache::prefetch(&q.frames);
+            direct.prefetch();
         }
     }
 
@@ -369,6 +396,22 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The lock (lock_api keeps a mutex's data last, after its one-byte raw lock, at the data's
+    /// alignment) and every field a push to an idle socket reads fit in the outbox's first cache
+    /// line, and `frames` starts the next one: the two lines the fan-out prefetches.
+    #[test]
+    fn a_push_to_an_idle_socket_reads_the_first_cache_line_and_frames() {
+        use std::mem::{align_of, offset_of, size_of};
+        assert_eq!(align_of::<Outbox>(), 64);
+        assert_eq!(offset_of!(Outbox, queue), 0);
+        let data = align_of::<OutboxQueue>();
+        let hot_end = data + offset_of!(OutboxQueue, owed) + size_of::<Option<Bytes>>();
+        assert!(hot_end <= 64, "the hot fields end at byte {hot_end}");
+        assert!(data + offset_of!(OutboxQueue, direct) < hot_end);
+        assert!(data + offset_of!(OutboxQueue, closed) < hot_end);
+        assert_eq!(data + offset_of!(OutboxQueue, frames), 64);
+    }
 
     #[tokio::test]
     async fn drains_everything_in_one_batch() {

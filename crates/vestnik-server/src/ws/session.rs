@@ -25,7 +25,6 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::time::{Instant, Sleep};
 use vestnik_broker::{App, Broker, ConnectionHandle, Drained};
 use vestnik_protocol::frame::{self, CloseFrame, FrameError, Inbound};
@@ -114,7 +113,7 @@ impl SessionContext {
 pub async fn refuse(refused: Box<Refused>, write_timeout: Duration) {
     let Refused {
         mut io,
-        half,
+        wire,
         app_id,
         code,
         message,
@@ -126,7 +125,6 @@ pub async fn refuse(refused: Box<Refused>, write_timeout: Duration) {
     )
     .increment(1);
     let error = framed_error(code, &message);
-    let wire = Wire::new(half, None);
     close(
         &mut io,
         &wire,
@@ -209,8 +207,8 @@ pub struct Session {
 pub struct Refused {
     /// The socket.
     pub io: SessionIo,
-    /// Its write half, on plain TCP.
-    pub half: Option<OwnedWriteHalf>,
+    /// Its write side.
+    pub wire: Wire,
     /// The app the key named.
     pub app_id: String,
     /// The error and close code.
@@ -226,7 +224,7 @@ pub struct Refused {
 /// [`Refused`] when the broker does not take the socket; [`refuse`] closes it.
 pub fn open(
     io: SessionIo,
-    half: Option<OwnedWriteHalf>,
+    wire: Wire,
     ctx: Arc<SessionContext>,
     app: Arc<App>,
     peer: IpAddr,
@@ -236,7 +234,7 @@ pub fn open(
         Err(e) => {
             return Err(Box::new(Refused {
                 io,
-                half,
+                wire,
                 app_id: app.id.clone(),
                 code: e.code(),
                 message: e.to_string(),
@@ -244,7 +242,7 @@ pub fn open(
         }
     };
     let counters = ctx.counters.get(&conn.app().id);
-    let wire = Wire::new(half, Some(Arc::clone(&counters)));
+    wire.count_with(Arc::clone(&counters));
     if let Some(direct) = wire.direct() {
         conn.outbox().attach(direct);
     }

@@ -208,14 +208,14 @@ fn open(start: Box<Start>, upgraded: Upgraded) -> Result<Box<Session>, Box<Refus
         peer,
         ..
     } = *start;
-    let (io, half) = SessionIo::new(upgraded, ctx.limits);
+    let (io, wire) = SessionIo::new(upgraded, ctx.limits);
     match admission {
-        Ok(app) => session::open(io, half, ctx, app, peer),
+        Ok(app) => session::open(io, wire, ctx, app, peer),
         Err(r) => {
             tracing::debug!(%peer, code = r.code.code(), "refused socket: {}", r.message);
             Err(Box::new(Refused {
                 io,
-                half,
+                wire,
                 app_id: r.app_id.unwrap_or_else(|| UNKNOWN_APP.to_owned()),
                 code: r.code,
                 message: r.message,
