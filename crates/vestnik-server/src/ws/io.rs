@@ -4,10 +4,10 @@
 //!
 //! The control frames the server sends (a pong, a close reply, our close) are encoded by the session
 //! and queued in the outbox like every other frame, so that every byte on the wire is ordered by one
-//! outbox. On a
-//! plain TCP socket the write half is a [`TcpWire`], which the outbox may also write to directly
-//! ([`DirectWrite`]) when the socket is idle: a delivery then costs one non-blocking write and no task
-//! wake-up. A TLS socket keeps the queued path. This module must never decide when a direct write is
+//! outbox. A
+//! plain TCP socket is one [`TcpWire`], which the session reads and writes and the outbox may also
+//! write to directly ([`DirectWrite`]) when the socket is idle: a delivery then costs one
+//! non-blocking `send` and no task wake-up. A TLS socket keeps the queued path. This module must never decide when a direct write is
 //! allowed (the outbox does) and never wait while writing directly.
 
 use std::io::{self, IoSlice};
@@ -257,7 +257,7 @@ impl DirectWrite for TcpWire {
     }
 }
 
-/// Where the session writes: the shared TCP write half, or the upgraded stream for anything else
+/// Where the session writes: the shared TCP socket, or the upgraded stream for anything else
 /// (TLS), which only the session writes to.
 #[derive(Debug, Clone)]
 pub enum Wire {
@@ -447,7 +447,7 @@ impl SessionIo {
     /// Writes `buf[*at..]` to the socket, advancing `*at` as bytes go out, so that a caller that
     /// stops waiting knows exactly what was written. Fails with `TimedOut` when the socket takes
     /// nothing for `stall`: a reading client keeps a long write going, one that stopped is found.
-    /// A plain TCP socket is written through the shared write half (the outbox has handed the
+    /// A plain TCP socket is written through the shared [`TcpWire`] (the outbox has handed the
     /// writer the turn); anything else through the upgraded stream, then flushed.
     pub async fn write_from(
         &mut self,
