@@ -4,11 +4,11 @@
 //!
 //! The control frames the server sends (a pong, a close reply, our close) are encoded by the session
 //! and queued in the outbox like every other frame, so that every byte on the wire is ordered by one
-//! outbox. A
-//! plain TCP socket is one [`TcpWire`], which the session reads and writes and the outbox may also
-//! write to directly ([`DirectWrite`]) when the socket is idle: a delivery then costs one
-//! non-blocking `send` and no task wake-up. A TLS socket keeps the queued path. This module must never decide when a direct write is
-//! allowed (the outbox does) and never wait while writing directly.
+//! outbox. A plain TCP socket is one [`TcpWire`], which the session reads and writes and the outbox
+//! may also write to directly ([`DirectWrite`]) when the socket is idle: a delivery then costs one
+//! non-blocking `send` and no task wake-up. A TLS socket keeps the queued path. This module must
+//! never decide when a direct write is allowed (the outbox does) and never wait while writing
+//! directly.
 
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
