@@ -135,13 +135,13 @@ fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
 /// Routes one request on the main listener to the module its [`Route`] names.
 pub async fn route(
     req: Request<Incoming>,
-    state: AppState,
+    state: &AppState,
     peer: SocketAddr,
 ) -> Response<ConsoleBody> {
     let route = Route::of(&req);
     let resp = match route {
-        Route::Console(console) => return console::serve(console, req, &state, peer).await,
-        Route::Upgrade => crate::ws::upgrade::upgrade(req, state, peer),
+        Route::Console(console) => return console::serve(console, req, state, peer).await,
+        Route::Upgrade => crate::ws::upgrade::upgrade(req, state.clone(), peer),
         Route::InvalidUpgrade => ApiError::bad_request(format!(
             "A WebSocket upgrade must be a GET over HTTP/1.1 or later, not {} over {:?}",
             req.method(),
@@ -150,7 +150,7 @@ pub async fn route(
         .into_response(),
         Route::Root => root::page(state.config.console.enabled),
         Route::Up => health::up(),
-        Route::Ready => health::ready(&state),
+        Route::Ready => health::ready(state),
         Route::ClientScript => client_script::serve(req.method(), req.headers()),
         Route::RecoveryScript => client_script::serve_recovery(req.method(), req.headers()),
         Route::SocketWithoutUpgrade => ApiError::new(
@@ -158,8 +158,8 @@ pub async fn route(
             "WebSocket endpoint: connect with a WebSocket client",
         )
         .into_response(),
-        Route::Api { app, endpoint } => api::call(req, &state, app.as_deref(), &endpoint).await,
-        Route::Admin(route) => admin::serve(route, req, &state, peer).await,
+        Route::Api { app, endpoint } => api::call(req, state, app.as_deref(), &endpoint).await,
+        Route::Admin(route) => admin::serve(route, req, state, peer).await,
         Route::NotFound => ApiError::new(
             StatusCode::NOT_FOUND,
             format!("No route for {} {}", req.method(), req.uri().path()),
