@@ -63,34 +63,6 @@ pub struct TcpWire {
     counters: OnceLock<Arc<SocketCounters>>,
 }
 
-impl TcpWire {
-    /// The wire over `stream`, counting nothing until [`Wire::count_with`].
-    pub fn new(stream: TcpStream) -> Self {
-        Self {
-            stream,
-            counters: OnceLock::new(),
-        }
-    }
-
-    /// Reads what the socket has into `buf`, waiting for it to become readable. The buffer is
-    /// zeroed (`try_read` takes initialised bytes) only once the socket is readable, so a poll
-    /// that finds nothing to read costs nothing.
-    fn poll_read(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        loop {
-            ready!(self.stream.poll_read_ready(cx))?;
-            match self.stream.try_read(buf.initialize_unfilled()) {
-                Ok(n) => {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                // `try_read` has cleared the readiness: the next poll waits for the next event.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
-    }
-}
-
 impl Drop for TcpWire {
     /// Ends our side with a FIN first, as dropping tokio's write half did: a close with unread
     /// client bytes would otherwise be a bare reset, which can cost the client what it had not yet
@@ -165,6 +137,32 @@ fn framed(frame: &Bytes) -> Option<Bytes> {
 }
 
 impl TcpWire {
+    /// The wire over `stream`, counting nothing until [`Wire::count_with`].
+    pub fn new(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            counters: OnceLock::new(),
+        }
+    }
+
+    /// Reads what the socket has into `buf`, waiting for it to become readable. The buffer is
+    /// zeroed (`try_read` takes initialised bytes) only once the socket is readable, so a poll
+    /// that finds nothing to read costs nothing.
+    fn poll_read(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.stream.poll_read_ready(cx))?;
+            match self.stream.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                // `try_read` has cleared the readiness: the next poll waits for the next event.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
     /// One `write` of `wire` (a whole frame of `payload` payload bytes), without waiting.
     fn try_write_wire(&self, wire: Bytes, payload: usize) -> Sent {
         let Some(written) = self.took(self.send(&wire), wire.len(), payload) else {
