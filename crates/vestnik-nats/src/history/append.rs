@@ -14,7 +14,7 @@ use futures_util::future::try_join_all;
 use vestnik_broker::adapter::{new_epoch, Append, Appended, StoreError, StreamRef};
 
 use super::wire::{self, Batch};
-use super::{codec, not_ours, timed, NatsHistory, MAX_RETRIES};
+use super::{codec, not_ours, read_timed, timed, NatsHistory, MAX_RETRIES};
 
 /// Room left for the headers and the protocol line when a channel's batch is split under the
 /// server's max payload.
@@ -216,7 +216,7 @@ impl NatsHistory {
             {
                 Published::Now => return Ok((epoch, first)),
                 Published::Before(seq) => {
-                    let kept = match timed(stream.direct_get(seq)).await? {
+                    let kept = match read_timed(|| stream.direct_get(seq)).await? {
                         Ok(m) => Batch::of(&m).ok_or_else(not_ours)?,
                         Err(e) => {
                             return Err(StoreError::unknown(format!(

@@ -198,7 +198,16 @@ impl NatsHistory {
             num_replicas: 1,
             ..Default::default()
         };
-        let mut stream = call(self.js.get_or_create_stream(config)).await?;
+        let mut stream = match call(self.js.get_or_create_stream(config)).await {
+            Ok(stream) => stream,
+            // Another node made the stream between our look-up and our create; JetStream answers
+            // that race with an error ("subjects overlap with an existing stream", or "name
+            // already in use" when its limits differ). Take the stream it made; if there is none,
+            // the create's error stands.
+            Err(create) => call(self.js.get_stream(&self.stream_name))
+                .await
+                .map_err(|_| create)?,
+        };
         let mut have = stream.cached_info().config.clone();
         // Another node may have made it with other limits: raise what is lower, keep what is higher.
         let have_size = unlimited_if_not_positive(have.max_messages_per_subject);
@@ -233,7 +242,7 @@ impl NatsHistory {
     /// The last message of `subject`, or `None` when it has none.
     async fn last(&self, stream: &Stream, subject: &str) -> Result<Option<Batch>, StoreError> {
         self.check()?;
-        match timed(stream.direct_get_last_for_subject(subject)).await? {
+        match read_timed(|| stream.direct_get_last_for_subject(subject)).await? {
             Ok(m) => Batch::of(&m).map(Some).ok_or_else(not_ours),
             Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
             Err(e) => {
@@ -297,8 +306,10 @@ impl NatsHistory {
             let mut seq = 1;
             while seq < last.seq && !page.full() {
                 self.check()?;
-                let m = match timed(stream.direct_get_next_for_subject(subject.as_str(), Some(seq)))
-                    .await?
+                let m = match read_timed(|| {
+                    stream.direct_get_next_for_subject(subject.as_str(), Some(seq))
+                })
+                .await?
                 {
                     Ok(m) => m,
                     // Expired or trimmed meanwhile: nothing older is left.
@@ -409,7 +420,37 @@ fn not_ours() -> StoreError {
 async fn timed<T>(call: impl std::future::Future<Output = T>) -> Result<T, StoreError> {
     tokio::time::timeout(CALL_TIMEOUT, call)
         .await
-        .map_err(|_| StoreError::unknown(format!("nats did not answer within {CALL_TIMEOUT:?}")))
+        .map_err(|_| no_answer())
+}
+
+/// The error of a call that got no answer within [`CALL_TIMEOUT`]: it may or may not have been
+/// done.
+fn no_answer() -> StoreError {
+    StoreError::unknown(format!("nats did not answer within {CALL_TIMEOUT:?}"))
+}
+
+/// How long one try of a direct get waits for its answer before the get is sent again.
+///
+/// nats-server drops a direct get that arrives while the stream is being made by another node
+/// (`nodes_making_the_stream_at_once_all_append` in `tests/history.rs` saw it: the first try never
+/// answered, the second answered at once). A get is a read, so sending it again is safe.
+const READ_TRY: Duration = Duration::from_millis(250);
+
+/// Runs a direct get, sending it again after each [`READ_TRY`] without an answer, within
+/// [`CALL_TIMEOUT`] in all.
+async fn read_timed<T, F: std::future::Future<Output = T>>(
+    mut get: impl FnMut() -> F,
+) -> Result<T, StoreError> {
+    let deadline = tokio::time::Instant::now() + CALL_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Err(no_answer());
+        }
+        if let Ok(answer) = tokio::time::timeout(READ_TRY.min(left), get()).await {
+            return Ok(answer);
+        }
+    }
 }
 
 /// Runs one JetStream call within [`CALL_TIMEOUT`], its error as a [`StoreError`].
