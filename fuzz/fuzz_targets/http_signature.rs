@@ -46,11 +46,8 @@ fn check_arbitrary(req: &SignedRequest<'_>) {
     );
     let key = req.auth_key();
     assert_eq!(
-        key,
-        params
-            .iter()
-            .find(|(k, _)| k == "auth_key")
-            .map(|(_, v)| v.clone()),
+        key.as_deref(),
+        params.get("auth_key"),
         "auth_key disagrees with parse_query"
     );
 
@@ -60,9 +57,8 @@ fn check_arbitrary(req: &SignedRequest<'_>) {
                 assert!(key.is_some(), "verified without auth_key");
                 // A verified request names a timestamp within the window of `now`.
                 let ts: u64 = params
-                    .iter()
-                    .find(|(k, _)| k == "auth_timestamp")
-                    .and_then(|(_, v)| v.parse().ok())
+                    .get("auth_timestamp")
+                    .and_then(|v| v.parse().ok())
                     .expect("verified request has a numeric auth_timestamp");
                 assert!(ts.abs_diff(now) <= AUTH_TIMESTAMP_WINDOW_SECS);
                 // Another secret must not verify it.
@@ -81,8 +77,8 @@ fn check_arbitrary(req: &SignedRequest<'_>) {
                 // other parameters (a lone `auth_signature` key without '=' etc. is still stripped).
                 if auth::parse_query(&query)
                     .iter()
-                    .filter(|(k, _)| k != "auth_signature")
-                    .eq(params.iter().filter(|(k, _)| k != "auth_signature"))
+                    .filter(|(k, _)| *k != "auth_signature")
+                    .eq(params.iter().filter(|(k, _)| *k != "auth_signature"))
                 {
                     assert_eq!(fixed.verify(SECRET, now), Ok(()), "re-signed request fails");
                 }
@@ -100,7 +96,8 @@ fn strip_signatures(query: &str) -> String {
         .filter(|p| {
             let k = p.split_once('=').map_or(*p, |(k, _)| k);
             auth::parse_query(k)
-                .first()
+                .iter()
+                .next()
                 .is_none_or(|(k, _)| k != "auth_signature")
         })
         .collect::<Vec<_>>()
@@ -113,8 +110,7 @@ fn check_sign_round_trip(method: &str, path: &str, query: &str, body: &[u8]) {
     // the body; every other extra (even `auth_key` or `auth_timestamp` twice) must round-trip.
     let extra: Vec<(&str, &str)> = params
         .iter()
-        .filter(|(k, _)| k != "auth_signature" && k != "body_md5")
-        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .filter(|(k, _)| *k != "auth_signature" && *k != "body_md5")
         .collect();
     let signed = auth::sign_request(KEY, SECRET, method, path, &extra, body, NOW);
     let req = SignedRequest {

@@ -350,8 +350,12 @@ fn validate(
     }
     let data = match raw.data {
         None => return Err(ApiBodyError::MissingData),
-        Some(d) if d.get().starts_with('"') => serde_json::from_str::<String>(d.get())
-            .map_err(|e| ApiBodyError::InvalidData(e.to_string()))?,
+        // Decoded in one pass; serde_json only for what that declines, for its error message.
+        Some(d) if d.get().starts_with('"') => match crate::json::unescape_str(d.get()) {
+            Some(data) => data,
+            None => serde_json::from_str::<String>(d.get())
+                .map_err(|e| ApiBodyError::InvalidData(e.to_string()))?,
+        },
         // Pusher documents data as a string; an object is accepted as its JSON text, as soketi does.
         Some(d) => d.get().to_owned(),
     };

@@ -8,6 +8,7 @@
 //! - [`message`]: client messages in (parsed into closed enums), server messages out (encoded once).
 //! - [`api`]: the HTTP API's trigger, batch and channel-info bodies and queries, parsed and checked.
 //! - [`auth`]: channel authorisation, user sign-in and signed HTTP request verification.
+//! - [`query`]: query strings, decoded into one buffer.
 //! - [`webhook`]: the webhook body signature.
 //! - [`socket`]: socket ids.
 //! - [`secret`]: [`AppSecret`], an app secret whose `Debug` and `Display` redact it.
@@ -24,6 +25,7 @@ pub mod frame;
 pub mod json;
 pub mod limits;
 pub mod message;
+pub mod query;
 pub mod secret;
 pub mod socket;
 pub mod webhook;

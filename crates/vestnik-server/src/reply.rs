@@ -176,14 +176,19 @@ pub async fn read_body(body: Incoming, limit: usize, timeout: Duration) -> Resul
     if hyper::body::Body::size_hint(&body).lower() > limit as u64 {
         return Err(too_large(limit));
     }
-    tokio::time::timeout(timeout, Limited::new(body, limit).collect())
-        .await
-        .map_err(|_| {
+    let mut collect = std::pin::pin!(Limited::new(body, limit).collect());
+    // A small body usually came in with the head: take it without reading the clock or arming a
+    // timer; only a body still on its way gets the time limit.
+    let collected = match futures_util::poll!(collect.as_mut()) {
+        std::task::Poll::Ready(collected) => collected,
+        std::task::Poll::Pending => tokio::time::timeout(timeout, collect).await.map_err(|_| {
             ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 format!("Request body not received within {timeout:?}"),
             )
-        })?
+        })?,
+    };
+    collected
         .map(|collected| collected.to_bytes())
         .map_err(|e| {
             if e.downcast_ref::<LengthLimitError>().is_some() {

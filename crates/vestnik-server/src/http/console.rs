@@ -373,10 +373,7 @@ async fn history(
     app: &App,
 ) -> Result<Response<Body>, ApiError> {
     let query = parse_query(req.uri().query().unwrap_or(""));
-    let name = query
-        .iter()
-        .find(|(k, _)| k == "channel")
-        .map_or("", |(_, v)| v.as_str());
+    let name = query.get("channel").unwrap_or("");
     let channel = ChannelName::parse(name)
         .map_err(|e| ApiError::bad_request(format!("Invalid channel name {name:?}: {e}")))?;
     let rows = usize::try_from(HISTORY_ROWS).expect("a small constant");

@@ -15,7 +15,7 @@ use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 use vestnik_broker::app::AppStore;
 use vestnik_broker::App;
-use vestnik_protocol::auth::SignedRequest;
+use vestnik_protocol::auth::{Query, SignedRequest};
 
 use crate::reply::{read_body, ApiError};
 use crate::state::AppState;
@@ -36,7 +36,7 @@ pub struct SignedCall {
     /// The path exactly as requested and signed (still percent-encoded), for messages and 404s.
     pub path: String,
     /// Decoded query parameters, parsed once in [`crate::http::api::call`] and reused here.
-    pub query: Vec<(String, String)>,
+    pub query: Query,
     /// The raw body, already checked against `body_md5`; the handlers parse it.
     pub body: Bytes,
 }
@@ -45,10 +45,7 @@ impl SignedCall {
     /// A query parameter: the GET endpoints' `filter_by_prefix` and `info`. The first occurrence of
     /// a repeated name wins.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.query.get(name)
     }
 }
 
@@ -76,11 +73,8 @@ fn now_secs() -> u64 {
 }
 
 /// The value of `auth_key` in a parsed query.
-fn auth_key(query: &[(String, String)]) -> Option<&str> {
-    query
-        .iter()
-        .find(|(k, _)| k == "auth_key")
-        .map(|(_, v)| v.as_str())
+fn auth_key(query: &Query) -> Option<&str> {
+    query.get("auth_key")
 }
 
 /// Finds the app a call is for: by the path's id or key, or by `auth_key` when the path has none (the
@@ -88,7 +82,7 @@ fn auth_key(query: &[(String, String)]) -> Option<&str> {
 pub fn find_app(
     apps: &dyn AppStore,
     app_segment: Option<&str>,
-    query: &[(String, String)],
+    query: &Query,
 ) -> Result<Arc<App>, ApiError> {
     match app_segment {
         // Pushler's PHP constructor has no app id, so the key is accepted where the id goes.
@@ -117,7 +111,7 @@ pub async fn verify(
     req: Request<Incoming>,
     state: &AppState,
     app: Arc<App>,
-    query: Vec<(String, String)>,
+    query: Query,
 ) -> Result<SignedCall, ApiError> {
     match auth_key(&query) {
         None => {
@@ -186,7 +180,7 @@ mod tests {
             app: Arc::new(app),
             method: Method::POST,
             path: "/apps/shop/events".into(),
-            query: vec![("auth_key".into(), "shop-key".into())],
+            query: Query::parse("auth_key=shop-key"),
             body: Bytes::from_static(b"{}"),
         };
         let shown = format!("{call:?} {call:#?}");

@@ -88,16 +88,12 @@ pub fn admit(
     })?;
     let refuse = |code, message| Refusal::new(Some(&app), code, message);
     let params = vestnik_protocol::auth::parse_query(query.unwrap_or(""));
-    let protocol = params
-        .iter()
-        .find(|(k, _)| k == "protocol")
-        .map(|(_, v)| v.as_str())
-        .ok_or_else(|| {
-            refuse(
-                PusherCode::NoProtocol,
-                "No protocol version supplied".to_owned(),
-            )
-        })?;
+    let protocol = params.get("protocol").ok_or_else(|| {
+        refuse(
+            PusherCode::NoProtocol,
+            "No protocol version supplied".to_owned(),
+        )
+    })?;
     let version: u32 = protocol.parse().map_err(|_| {
         refuse(
             PusherCode::InvalidVersion,
