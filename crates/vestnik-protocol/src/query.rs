@@ -25,15 +25,61 @@ impl Query {
     /// Decodes `query` (without its `?`). Empty pairs (`a=1&&b=2`) are skipped; a pair without `=`
     /// has an empty value.
     pub fn parse(query: &str) -> Self {
-        let mut text = String::with_capacity(query.len());
-        let mut pairs = Vec::with_capacity(query.bytes().filter(|&b| b == b'&').count() + 1);
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let key = decode_into(&mut text, k);
-            let value = decode_into(&mut text, v);
-            pairs.push((key, value));
+        let bytes = query.as_bytes();
+        let mut query_pairs = Self {
+            text: String::with_capacity(query.len()),
+            pairs: Vec::with_capacity(8),
+        };
+        // One pass over the bytes finds each pair's end, its first `=` and whether it has anything
+        // to decode; a pair with nothing to decode is copied as it is.
+        let mut start = 0;
+        let mut equals = None;
+        let mut escaped = false;
+        for (at, &b) in bytes.iter().enumerate() {
+            match b {
+                b'&' => {
+                    query_pairs.push_pair(query, start..at, equals, escaped);
+                    start = at + 1;
+                    equals = None;
+                    escaped = false;
+                }
+                b'=' if equals.is_none() => equals = Some(at),
+                b'+' | b'%' => escaped = true,
+                _ => {}
+            }
         }
-        Self { text, pairs }
+        query_pairs.push_pair(query, start..bytes.len(), equals, escaped);
+        query_pairs
+    }
+
+    /// Adds the pair at `at` of `query`, split at its first `=` (at `equals`), unless it is empty.
+    fn push_pair(&mut self, query: &str, at: Range<usize>, equals: Option<usize>, escaped: bool) {
+        if at.is_empty() {
+            return;
+        }
+        // `&` and `=` are ASCII, so these are character boundaries.
+        let (key, value) = match equals {
+            Some(e) => (&query[at.start..e], &query[e + 1..at.end]),
+            None => (&query[at], ""),
+        };
+        self.push(key, value, escaped);
+    }
+
+    /// Adds a pair as sent: decoded if `escaped`, else copied.
+    fn push(&mut self, key: &str, value: &str, escaped: bool) {
+        let pair = if escaped {
+            (
+                decode_into(&mut self.text, key),
+                decode_into(&mut self.text, value),
+            )
+        } else {
+            let start = self.text.len();
+            self.text.push_str(key);
+            let middle = self.text.len();
+            self.text.push_str(value);
+            (start..middle, middle..self.text.len())
+        };
+        self.pairs.push(pair);
     }
 
     /// The pairs in order, as they were sent (decoded).
@@ -123,32 +169,55 @@ pub fn parse_query(query: &str) -> Query {
 ///
 /// A `%` not followed by two hex digits is kept as it is, and bytes that are not UTF-8 once decoded
 /// become U+FFFD: the same text as replacing `+` and then `percent_encoding`'s lossy decoding.
+/// Text between escapes is copied as it is, and an escape of an ASCII byte (the `%2E` of
+/// `auth_version=1%2E0`) is pushed as its character; only a run of escapes of bytes above ASCII
+/// goes through a buffer, to be read as UTF-8. Such a run ends at a character that is not one of
+/// them, which is also where the whole decoded text's UTF-8 reading would end a bad sequence, so
+/// the result is the same.
 fn decode_into(out: &mut String, s: &str) -> Range<usize> {
     let start = out.len();
     let bytes = s.as_bytes();
-    if !bytes.iter().any(|&b| b == b'+' || b == b'%') {
-        out.push_str(s);
-        return start..out.len();
-    }
-    let mut raw = Vec::with_capacity(bytes.len());
+    let mut run: Vec<u8> = Vec::new();
+    let mut plain = 0;
     let mut i = 0;
     while i < bytes.len() {
-        let b = bytes[i];
-        i += 1;
-        match b {
-            b'+' => raw.push(b' '),
-            b'%' => match (hex_digit(bytes.get(i)), hex_digit(bytes.get(i + 1))) {
-                (Some(h), Some(l)) => {
-                    raw.push(h << 4 | l);
-                    i += 2;
-                }
-                _ => raw.push(b'%'),
+        let escape = match bytes[i] {
+            b'+' => Some((b' ', 1)),
+            b'%' => match (hex_digit(bytes.get(i + 1)), hex_digit(bytes.get(i + 2))) {
+                (Some(h), Some(l)) => Some((h << 4 | l, 3)),
+                _ => None,
             },
-            _ => raw.push(b),
+            _ => None,
+        };
+        let Some((byte, len)) = escape else {
+            i += 1;
+            continue;
+        };
+        // `+` and `%` are ASCII, so `plain..i` ends on a character boundary.
+        if plain < i {
+            flush(out, &mut run);
+            out.push_str(&s[plain..i]);
         }
+        if byte.is_ascii() {
+            flush(out, &mut run);
+            out.push(char::from(byte));
+        } else {
+            run.push(byte);
+        }
+        i += len;
+        plain = i;
     }
-    out.push_str(&String::from_utf8_lossy(&raw));
+    flush(out, &mut run);
+    out.push_str(&s[plain..]);
     start..out.len()
+}
+
+/// Appends a run of decoded bytes above ASCII to `out` as UTF-8, lossily, and empties it.
+fn flush(out: &mut String, run: &mut Vec<u8>) {
+    if !run.is_empty() {
+        out.push_str(&String::from_utf8_lossy(run));
+        run.clear();
+    }
 }
 
 /// The value of one hex digit, either case.
@@ -165,6 +234,13 @@ fn hex_digit(b: Option<&u8>) -> Option<u8> {
 mod tests {
     use super::*;
 
+    /// The reference decoding: `+` replaced, then `percent_encoding`'s lossy decoding.
+    fn reference(s: &str) -> String {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    }
+
     fn decode(s: &str) -> String {
         let mut out = String::new();
         let at = decode_into(&mut out, s);
@@ -175,11 +251,6 @@ mod tests {
     /// `percent_encoding`'s lossy decoding) for plain text, escapes, `+`, stray `%` and bad UTF-8.
     #[test]
     fn decode_matches_the_reference() {
-        let reference = |s: &str| {
-            percent_encoding::percent_decode_str(&s.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        };
         for s in [
             "",
             "auth_key",
@@ -196,6 +267,9 @@ mod tests {
             "%E2%82",
             "%C3",
             "caf%C3%A9",
+            "%E2%82\u{e9}",
+            "%C3%A9%2E%C3+%A9",
+            "1%2E0&app%2Dkey",
             "%e2%82%ac+%E2%82%AC",
             "presence-%40x,y;z#w",
         ] {
@@ -229,5 +303,40 @@ mod tests {
         assert_eq!(format!("{q:?}").matches('(').count(), 6, "{q:?}");
         let built: Query = pairs.iter().copied().collect();
         assert_eq!(built, q, "built from its own pairs");
+    }
+
+    /// The one-pass parse gives the pairs of the plain definition (split on `&`, skip empty
+    /// pairs, split each at its first `=`, decode both sides by the reference) for random mixes of the characters
+    /// that matter.
+    #[test]
+    fn parse_agrees_with_the_plain_definition() {
+        let plain = |q: &str| -> Vec<(String, String)> {
+            q.split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                    (reference(k), reference(v))
+                })
+                .collect()
+        };
+        let alphabet = [
+            '&', '=', '+', '%', '2', 'B', 'c', 'C', '3', 'A', '9', 'E', '8', 'F', '\u{e9}', 'x',
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        for len in 0..4000 {
+            let query: String = (0..len % 40)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    alphabet[(seed % alphabet.len() as u64) as usize]
+                })
+                .collect();
+            let parsed: Vec<(String, String)> = Query::parse(&query)
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            assert_eq!(parsed, plain(&query), "{query:?}");
+        }
     }
 }
