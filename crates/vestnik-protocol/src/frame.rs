@@ -237,7 +237,7 @@ impl FrameParser {
     }
 }
 
-/// Appends `payload` unmasked with `mask` to `out`.
+/// Appends `payload` unmasked with `mask` to `out` (or masked: the XOR is its own inverse).
 fn unmask_into(out: &mut Vec<u8>, payload: &[u8], mask: [u8; 4]) {
     out.reserve(payload.len());
     out.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
@@ -293,6 +293,32 @@ fn control(opcode: u8, parts: &[&[u8]]) -> Vec<u8> {
     out
 }
 
+/// A client frame as RFC 6455 section 5.2 has a client send it: `first` is the first header byte
+/// (FIN, the RSV bits and the opcode), then the length with the mask bit, `mask`, and `payload`
+/// masked with it.
+///
+/// The server never sends one. The frame parser's tests, the server's raw-frame tests and a Rust
+/// client that writes its own frames build them here, so there is one encoding of the client side.
+pub fn client_frame(first: u8, mask: [u8; 4], payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(14 + payload.len());
+    out.push(first);
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    // Masking and unmasking are the same XOR.
+    unmask_into(&mut out, payload, mask);
+    out
+}
+
 /// The pong that answers a ping with `payload` (at most 125 bytes, as the ping's was).
 pub fn pong(payload: &[u8]) -> Vec<u8> {
     control(0xA, &[&payload[..payload.len().min(MAX_CONTROL_PAYLOAD)]])
@@ -325,21 +351,7 @@ mod tests {
 
     /// A masked client frame.
     fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-        let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
-        match payload.len() {
-            n if n < 126 => out.push(0x80 | n as u8),
-            n if n <= 0xffff => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&MASK);
-        out.extend(payload.iter().zip(MASK.iter().cycle()).map(|(b, m)| b ^ m));
-        out
+        client_frame(if fin { 0x80 } else { 0 } | opcode, MASK, payload)
     }
 
     fn one(bytes: &[u8]) -> Result<Parsed, FrameError> {

@@ -74,21 +74,7 @@ impl ServerFrame {
 
 /// A masked client frame: `b0` is the first header byte as sent (FIN, RSV bits and opcode).
 fn raw_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![b0];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= 0xffff => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&MASK);
-    out.extend(payload.iter().zip(MASK.iter().cycle()).map(|(b, m)| b ^ m));
-    out
+    vestnik_protocol::frame::client_frame(b0, MASK, payload)
 }
 
 /// A masked client frame with no reserved bit set.
