@@ -96,7 +96,8 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Polls `predicate` (sync or async) until it returns a truthy value, and resolves with that value.
- * A predicate that throws counts as "not yet"; the last error is reported on timeout.
+ * A predicate that throws counts as "not yet"; the last error is reported on timeout, with what
+ * `describe()` (sync or async) says.
  */
 export async function waitFor(predicate, timeoutMs = 5000, what = 'condition', describe) {
   const deadline = Date.now() + timeoutMs;
@@ -111,7 +112,7 @@ export async function waitFor(predicate, timeoutMs = 5000, what = 'condition', d
     if (Date.now() > deadline) {
       let msg = `timed out after ${timeoutMs} ms waiting for ${what}`;
       if (lastErr) msg += `\n  last error: ${lastErr.message ?? lastErr}`;
-      if (describe) msg += `\n  ${describe()}`;
+      if (describe) msg += `\n  ${await describe()}`;
       throw new Error(msg);
     }
     await sleep(10);

@@ -210,6 +210,10 @@ describe('the plugin as the broker serves it', () => {
             enabledTransports: ['ws'],
           });
           window.VestnikRecovery.install(pusher);
+          // The connection's states with their times, shown if the events stop coming.
+          window.states = [];
+          const t0 = Date.now();
+          pusher.connection.bind('state_change', (s) => window.states.push(`${Date.now() - t0}ms ${s.current}`));
           const channel = pusher.subscribe(name);
           channel.bind('seq', (d) => window.got.push(d.n));
           channel.bind('vestnik:recovery_failed', (e) => window.failed.push(e.reason));
@@ -231,7 +235,9 @@ describe('the plugin as the broker serves it', () => {
         },
         30_000,
         `${TOTAL} events in Chromium`,
-        () => `${got.length} so far`,
+        async () =>
+          `${got.length} so far; connection states: ${(await page.evaluate(() => window.states)).join(', ')}; ` +
+          `page errors: ${JSON.stringify(errors)}`,
       );
       await assertAllOnceInOrder(got, cuts, () => '');
       assert.deepEqual(await page.evaluate(() => window.failed), []);
