@@ -62,7 +62,8 @@ done
 for port in "${PORTS[@]}"; do
   wait_for "redis-server on $port" 20 redis-cli -p "$port" ping
 done
-redis-cli --cluster create $(printf '127.0.0.1:%s ' "${PORTS[@]}") --cluster-replicas 1 --cluster-yes >/dev/null
+# Bounded: a node that died before the cluster formed would leave it waiting forever.
+timeout 60 redis-cli --cluster create $(printf '127.0.0.1:%s ' "${PORTS[@]}") --cluster-replicas 1 --cluster-yes >/dev/null
 
 healthy() {
   local port

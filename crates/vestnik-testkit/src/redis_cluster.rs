@@ -15,6 +15,9 @@ use crate::tempfile_path::TempDir;
 /// How long starting the cluster, or a failover, may take before the test fails.
 pub const CLUSTER_WAIT: Duration = Duration::from_secs(60);
 
+/// How many times [`RedisCluster::start`] makes a cluster on fresh ports before it gives up.
+const START_TRIES: usize = 3;
+
 /// A running Redis Cluster, killed (and its files removed) on drop.
 #[derive(Debug)]
 pub struct RedisCluster {
@@ -65,6 +68,22 @@ impl RedisCluster {
     /// Starts 6 nodes on free ports, creates the cluster (3 masters with a replica each), and
     /// waits until every node says `cluster_state:ok` and every replica is in sync.
     pub fn start() -> Self {
+        // A node can die before the cluster forms (another process took its bus port, +10000,
+        // between the check and the bind), and `redis-cli --cluster create` then waits for it
+        // forever: so each try is bounded, and a failed one starts again on fresh ports.
+        let mut failures = Vec::new();
+        for _ in 0..START_TRIES {
+            match Self::try_start() {
+                Ok(cluster) => return cluster,
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!("no Redis Cluster after {START_TRIES} tries: {failures:?}");
+    }
+
+    /// One try of [`start`](Self::start): the nodes (killed on drop if the try fails), the create
+    /// within [`CLUSTER_WAIT`], and a healthy cluster.
+    fn try_start() -> Result<Self, String> {
         let dir = std::env::temp_dir().join(format!(
             "vestnik-redis-cluster-{}-{}",
             std::process::id(),
@@ -94,7 +113,7 @@ impl RedisCluster {
             );
         }
         let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        let created = Command::new("redis-cli")
+        let mut create = Command::new("redis-cli")
             .arg("--cluster")
             .arg("create")
             .args(&addrs)
@@ -102,11 +121,32 @@ impl RedisCluster {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status()
+            .spawn()
             .expect("redis-cli runs");
-        assert!(created.success(), "redis-cli --cluster create failed");
+        let deadline = Instant::now() + CLUSTER_WAIT;
+        let created = loop {
+            if let Some(status) = create.try_wait().expect("wait for redis-cli") {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = create.kill();
+                let _ = create.wait();
+                let live = ports
+                    .iter()
+                    .filter(|&&p| cli(p, &["PING"]).is_some_and(|o| o.trim() == "PONG"))
+                    .count();
+                return Err(format!(
+                    "redis-cli --cluster create did not finish within {CLUSTER_WAIT:?} \
+                     ({live} of 6 nodes answer)"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        if !created.success() {
+            return Err(format!("redis-cli --cluster create failed: {created}"));
+        }
         cluster.wait_healthy(6);
-        cluster
+        Ok(cluster)
     }
 
     /// Starts one node on `port`, its files in the temp dir.
