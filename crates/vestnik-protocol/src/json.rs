@@ -332,14 +332,7 @@ mod tests {
         ];
         let mut seed = 0x2545_f491_4f6c_dd1d_u64;
         for len in 0..200 {
-            let text: String = (0..len)
-                .map(|_| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    alphabet[(seed % alphabet.len() as u64) as usize]
-                })
-                .collect();
+            let text = crate::random_text(&mut seed, &alphabet, len);
             literals.push(serde_json::to_string(&text).unwrap());
         }
         for literal in &literals {

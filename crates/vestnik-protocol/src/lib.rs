@@ -35,3 +35,17 @@ pub use code::PusherCode;
 pub use message::{ClientMessage, MessageError, ServerMessage};
 pub use secret::AppSecret;
 pub use socket::SocketId;
+
+/// `len` characters drawn from `alphabet` by a xorshift generator on `seed`: the random inputs of
+/// the decoders' agreement tests, the same on every run.
+#[cfg(test)]
+fn random_text(seed: &mut u64, alphabet: &[char], len: usize) -> String {
+    (0..len)
+        .map(|_| {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            alphabet[(*seed % alphabet.len() as u64) as usize]
+        })
+        .collect()
+}

@@ -111,11 +111,7 @@ impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for Query {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(pairs: I) -> Self {
         let mut query = Self::default();
         for (k, v) in pairs {
-            let start = query.text.len();
-            query.text.push_str(k.as_ref());
-            let key = start..query.text.len();
-            query.text.push_str(v.as_ref());
-            query.pairs.push((key.clone(), key.end..query.text.len()));
+            query.push(k.as_ref(), v.as_ref(), false);
         }
         query
     }
@@ -324,14 +320,7 @@ mod tests {
         ];
         let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
         for len in 0..4000 {
-            let query: String = (0..len % 40)
-                .map(|_| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    alphabet[(seed % alphabet.len() as u64) as usize]
-                })
-                .collect();
+            let query = crate::random_text(&mut seed, &alphabet, len % 40);
             let parsed: Vec<(String, String)> = Query::parse(&query)
                 .iter()
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
